@@ -1,0 +1,26 @@
+"""FlaskHub: a multi-user server hub, after JupyterHub, on Flask and gevent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the hub: settings, storage, auth, domain services, blueprints."""
+    from app import api, auth, config, db, errors, headers, pages, servers, users
+
+    app = Flask(__name__, static_folder=None)
+    config.init_app(app, overrides)
+    db.init_app(app)
+    users.init_app(app)
+    auth.init_app(app)
+    servers.init_app(app)
+    headers.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    return app

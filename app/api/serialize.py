@@ -1,0 +1,66 @@
+"""JSON shapes of the REST API (JupyterHub's)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.models import Server, User
+from app.servers import url_prefix
+
+
+def isoformat(dt: datetime | None) -> str | None:
+    """ISO 8601 UTC with Z, or None."""
+    if dt is None:
+        return None
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def server_model(server: Server) -> dict[str, Any]:
+    prefix = url_prefix(server.user.name, server.name)
+    progress = f"/hub/api/users/{server.user.name}/server/progress"
+    if server.name:
+        progress = f"/hub/api/users/{server.user.name}/servers/{server.name}/progress"
+    return {
+        "name": server.name,
+        "ready": server.ready,
+        "pending": server.pending,
+        "stopped": not server.active,
+        "url": prefix,
+        "progress_url": progress,
+        "started": isoformat(server.started),
+        "last_activity": isoformat(server.last_activity),
+        "user_options": server.user_options or {},
+    }
+
+
+def user_model(user: User) -> dict[str, Any]:
+    default = user.server("")
+    active = {s.name: server_model(s) for s in user.servers if s.active}
+    return {
+        "kind": "user",
+        "name": user.name,
+        "admin": user.admin,
+        "groups": [],
+        "roles": ["admin"] if user.admin else ["user"],
+        "server": url_prefix(user.name) if default is not None and default.ready else None,
+        "pending": default.pending if default is not None else None,
+        "created": isoformat(user.created),
+        "last_activity": isoformat(user.last_activity),
+        "servers": active,
+    }
+
+
+def user_scopes(user: User) -> list[str]:
+    """The scopes a full-access credential of this user carries."""
+    own = [
+        f"access:servers!user={user.name}",
+        f"read:users!user={user.name}",
+        f"servers!user={user.name}",
+        f"tokens!user={user.name}",
+        f"users:activity!user={user.name}",
+        f"read:users:name!user={user.name}",
+    ]
+    if user.admin:
+        own += ["admin:users", "admin:servers", "access:servers", "read:metrics", "proxy"]
+    return sorted(own)

@@ -1,0 +1,273 @@
+"""Users and their servers: /hub/api/users[/<name>[/server[/progress]|/activity]]."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import gevent
+from flask import Response, current_app, jsonify, request
+
+from app.api import bp, json_body, require_admin, require_identity, require_manage
+from app.api.serialize import isoformat, user_model
+from app.errors import HubError
+from app.models import ServerState
+from app.servers import get_servers, url_prefix
+from app.users import UserError, get_users, normalize_username
+
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 200
+
+
+def _int_arg(name: str, default: int) -> int:
+    value = request.args.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise HubError(400, f"{name} must be an integer, got {value!r}") from None
+    if number < 0:
+        raise HubError(400, f"{name} must not be negative")
+    return number
+
+
+def _get_user_or_404(name: str):  # type: ignore[no-untyped-def]
+    user = get_users().get(name)
+    if user is None:
+        raise HubError(404, f"No such user: {name}")
+    return user
+
+
+@bp.get("/users")
+def list_users() -> Response:
+    identity = require_identity()
+    offset = _int_arg("offset", 0)
+    limit = min(_int_arg("limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+    state = request.args.get("state") or None
+    if identity.admin:
+        users, total = get_users().list(offset=offset, limit=limit, state=state)
+    else:
+        # Without admin rights a caller sees only themself.
+        users = [identity.user] if identity.user is not None and offset == 0 else []
+        total = 1 if identity.user is not None else 0
+    items = [user_model(u) for u in users]
+    if PAGINATION_MEDIA_TYPE not in request.headers.get("Accept", ""):
+        return jsonify(items)
+    next_offset = offset + len(items)
+    has_next = next_offset < total
+    return jsonify(
+        {
+            "items": items,
+            "_pagination": {
+                "offset": offset,
+                "limit": limit,
+                "total": total,
+                "next": {
+                    "offset": next_offset,
+                    "limit": limit,
+                    "url": _page_url(next_offset, limit),
+                }
+                if has_next
+                else None,
+            },
+        }
+    )
+
+
+def _page_url(offset: int, limit: int) -> str:
+    args = request.args.to_dict()
+    args.update(offset=str(offset), limit=str(limit))
+    query = "&".join(f"{k}={v}" for k, v in args.items())
+    return f"{request.base_url}?{query}"
+
+
+@bp.post("/users")
+def create_users() -> Response:
+    require_admin()
+    body = json_body({})
+    if not isinstance(body, dict) or not isinstance(body.get("usernames"), list):
+        raise HubError(400, 'Send {"usernames": ["name", ...], "admin": false}.')
+    names = [normalize_username(n) for n in body["usernames"]]
+    if not names:
+        raise HubError(400, "No usernames given.")
+    created = get_users().create_many(names, admin=bool(body.get("admin", False)))
+    if not created:
+        raise HubError(409, f"All {len(names)} users already exist")
+    return _json(201, [user_model(u) for u in created])
+
+
+@bp.get("/users/<name>")
+def get_user(name: str) -> Response:
+    require_manage(name)
+    return jsonify(user_model(_get_user_or_404(name)))
+
+
+@bp.post("/users/<name>")
+def create_user(name: str) -> Response:
+    require_admin()
+    name = normalize_username(name)
+    body = json_body({})
+    if not isinstance(body, dict):
+        raise HubError(400, "Body must be a JSON object")
+    if get_users().get(name) is not None:
+        raise HubError(409, f"User {name} already exists")
+    created = get_users().create_many([name], admin=bool(body.get("admin", False)))
+    return _json(201, user_model(created[0]))
+
+
+@bp.patch("/users/<name>")
+def update_user(name: str) -> Response:
+    require_admin()
+    body = json_body({})
+    if not isinstance(body, dict) or set(body) - {"name", "admin"}:
+        raise HubError(400, 'Send {"name": ..., "admin": ...} (either or both).')
+    new_name = normalize_username(body["name"]) if "name" in body else None
+    admin = body.get("admin")
+    if admin is not None and not isinstance(admin, bool):
+        raise HubError(400, "admin must be true or false")
+    user = get_users().update(name, new_name=new_name, admin=admin)
+    return jsonify(user_model(_get_user_or_404(user.name)))
+
+
+@bp.delete("/users/<name>")
+def delete_user(name: str) -> Response:
+    identity = require_admin()
+    user = _get_user_or_404(name)
+    if identity.user is not None and identity.user.name == user.name:
+        raise HubError(400, "Cannot delete yourself!")
+    servers = get_servers()
+    for server in user.servers:
+        if server.active and servers.stop_server(user.name, server.name) == 202:
+            raise HubError(400, f"{name}'s server is stopping: try deleting again shortly.")
+    get_users().delete(user.name)
+    return Response(status=204)
+
+
+@bp.post("/users/<name>/server")
+def start_server(name: str) -> Response:
+    require_manage(name)
+    _get_user_or_404(name)
+    options = json_body({})
+    if not isinstance(options, dict):
+        raise HubError(400, "Server options must be a JSON object")
+    get_servers().clear_failure(name)
+    result = get_servers().start_server(name, "", options)
+    if result.code >= 400:
+        raise HubError(result.code, result.message, headers=result.headers)
+    return Response(status=result.code)
+
+
+@bp.delete("/users/<name>/server")
+def stop_server(name: str) -> Response:
+    require_manage(name)
+    _get_user_or_404(name)
+    return Response(status=get_servers().stop_server(name, ""))
+
+
+@bp.get("/users/<name>/server/progress")
+def progress(name: str) -> Response:
+    """Server-sent events: "Server requested", the spawner's own, then ready or failed."""
+    require_manage(name)
+    server = get_servers().get_server(_get_user_or_404(name).name)
+    if server is None:
+        raise HubError(404, f"{name} has no server")
+    stream = _progress_events(server.user.name, current_app.config["FLASKHUB"])
+    response = Response(stream, mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _progress_events(name: str, settings: object) -> Iterator[str]:
+    servers = get_servers()
+    yield _event({"progress": 0, "message": "Server requested"})
+    sent = 0
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        server = servers.get_server(name)
+        if server is None:
+            return
+        if server.ready:
+            url = url_prefix(name)
+            yield _event(
+                {"progress": 100, "ready": True, "message": f"Server ready at {url}", "url": url}
+            )
+            return
+        if server.state == ServerState.FAILED:
+            yield _event(
+                {
+                    "progress": 100,
+                    "failed": True,
+                    "message": f"Spawn failed: {server.failure_message}",
+                }
+            )
+            return
+        if server.state != ServerState.SPAWNING:
+            yield _event(
+                {
+                    "progress": 100,
+                    "failed": True,
+                    "message": f"Spawn failed: {name}'s server is not starting",
+                }
+            )
+            return
+        events = servers.progress_events(server.id)
+        for event in events[sent:]:
+            yield _event(event)
+        sent = len(events)
+        gevent.sleep(0.25)
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+@bp.post("/users/<name>/activity")
+def activity(name: str) -> Response:
+    """A server reports when it was last used: {"last_activity", "servers": {...}}."""
+    identity = require_identity()
+    if not (
+        identity.can_manage(name)
+        or (identity.name == name and identity.has_scope("users:activity"))
+    ):
+        raise HubError(403, f"{identity.name} may not report activity for {name}.")
+    user = _get_user_or_404(name)
+    body = json_body({})
+    if not isinstance(body, dict):
+        raise HubError(400, "Body must be a JSON object")
+    when = _parse_time(body.get("last_activity")) if body.get("last_activity") else None
+    stamps = {}
+    for server_name, info in (body.get("servers") or {}).items():
+        if not isinstance(info, dict) or "last_activity" not in info:
+            raise HubError(400, f"servers.{server_name} needs last_activity")
+        stamps[server_name] = _parse_time(info["last_activity"])
+    get_servers().record_activity(user.id, when, stamps)
+    return Response(status=200)
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise HubError(400, f"Timestamp must be an ISO 8601 string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HubError(
+            400,
+            f"Invalid timestamp {value!r}: use ISO 8601, e.g. {isoformat(datetime(2024, 1, 1))}",
+        ) from None
+    if parsed.tzinfo is None:
+        raise HubError(400, f"Timestamp {value!r} needs a time zone (e.g. a trailing Z)")
+    return parsed
+
+
+def _json(status: int, data: object) -> Response:
+    response = jsonify(data)
+    response.status_code = status
+    return response
+
+
+__all__ = ["UserError"]

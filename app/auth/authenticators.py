@@ -1,0 +1,82 @@
+"""Authenticators: who may log in. Chosen by the `authenticator` setting.
+
+An Authenticator checks a name and password from the login form and returns
+the normalised username on success, None on failure. It never raises for
+bad credentials; a name that is not a valid username raises UserError
+(shown on the form).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import gevent
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.users import UserService, normalize_username
+
+log = logging.getLogger(__name__)
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """argon2 hash of a password."""
+    return _hasher.hash(password)
+
+
+def _in_threadpool(fn: Any, *args: Any) -> Any:
+    # argon2 holds the CPU for ~0.1-1 s: off the event loop, into gevent's threadpool.
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+class Authenticator:
+    """Base class: authenticate(name, password) -> username or None."""
+
+    def __init__(self, settings: Any, users: UserService) -> None:
+        self.settings = settings
+        self.users = users
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        raise NotImplementedError
+
+
+class DummyAuthenticator(Authenticator):
+    """Any name; with dummy_password set, only that password."""
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        username = normalize_username(name)
+        expected = self.settings.dummy_password
+        if expected and not hmac.compare_digest(expected.encode(), password.encode()):
+            return None
+        return username
+
+
+class PasswordAuthenticator(Authenticator):
+    """Accounts with argon2-hashed passwords (`flaskhub user add NAME`)."""
+
+    def authenticate(self, name: str, password: str) -> str | None:
+        username = normalize_username(name)
+        user = self.users.get(username)
+        if user is None or not user.password_hash:
+            # Same cost as a real check, so response times do not reveal accounts.
+            _in_threadpool(_verify, _DUMMY_HASH, password)
+            return None
+        return username if _in_threadpool(_verify, user.password_hash, password) else None
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+AUTHENTICATORS: dict[str, type[Authenticator]] = {
+    "dummy": DummyAuthenticator,
+    "password": PasswordAuthenticator,
+}

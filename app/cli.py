@@ -1,0 +1,244 @@
+"""The `flaskhub` command: run | token | user add | db upgrade | singleuser."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+
+import app as app_package
+from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
+
+log = logging.getLogger("flaskhub")
+
+
+def _settings() -> Settings:
+    """Validated settings with secrets, or a clean exit naming the problem."""
+    try:
+        return resolve_secrets(load())
+    except ConfigError as e:
+        raise click.ClickException(f"Configuration error: {e}") from None
+
+
+def _migrate(settings: Settings) -> None:
+    from app.migrations import upgrade
+
+    try:
+        upgrade(settings.db_url)
+    except Exception as e:  # the driver's own errors vary; the message says enough
+        raise click.ClickException(f"Cannot prepare the database {settings.db_url}: {e}") from e
+
+
+def _user_service(settings: Settings) -> Any:
+    from app.db import Database
+    from app.users import UserService
+
+    return UserService(Database(settings.db_url), services=settings.services)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default ./flaskhub.toml if present).",
+)
+@click.version_option(app_package.__version__, prog_name="flaskhub")
+def main(config_file: str | None) -> None:
+    """FlaskHub: a multi-user server hub, after JupyterHub."""
+    if config_file:
+        os.environ[CONFIG_FILE_ENV] = str(Path(config_file).resolve())
+
+
+@main.command()
+def run() -> None:
+    """Migrate the database, start CHP and the hub; Ctrl-C stops all of it."""
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
+    )
+    _migrate(settings)
+    _ensure_admins(settings)
+    _recover(settings)
+    proxy = _start_proxy(settings) if settings.proxy_auto_start else None
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
+    )
+    stopping = False
+
+    def _stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        if _wait_for_hub(settings, hub):
+            click.echo(f"FlaskHub is running: open {settings.public_url}/ (Ctrl-C to stop)")
+        while not stopping and hub.poll() is None:
+            time.sleep(0.2)
+    finally:
+        _shutdown(settings, hub, proxy)
+    if not stopping:
+        raise click.ClickException(f"The hub (gunicorn) exited with status {hub.returncode}")
+
+
+def _start_proxy(settings: Settings) -> Any:
+    from proxy.launcher import ProxyProcess, ProxyStartError
+
+    log_file = Path(settings.data_dir) / "logs" / "proxy.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    proxy = ProxyProcess(
+        ip=settings.ip,
+        port=settings.port,
+        api_ip="127.0.0.1",
+        api_port=settings.proxy_api_port,
+        default_target=settings.hub_url,
+        error_target=f"{settings.hub_url}/hub/error",
+        auth_token=settings.proxy_auth_token,
+        log_file=str(log_file),
+    )
+    try:
+        proxy.start()
+    except ProxyStartError as e:
+        raise click.ClickException(str(e)) from None
+    proxy.supervise()
+    log.info("configurable-http-proxy (pid %s) on %s", proxy.pid, settings.public_url)
+    return proxy
+
+
+def _wait_for_hub(settings: Settings, hub: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and hub.poll() is None:
+        try:
+            requests.get(f"{settings.hub_url}/hub/health", timeout=1)
+            return True
+        except requests.RequestException:
+            time.sleep(0.2)
+    return False
+
+
+def _shutdown(settings: Settings, hub: subprocess.Popen[bytes], proxy: Any) -> None:
+    """Stop the hub, then (unless cleanup_servers=false) user servers, then CHP."""
+    if hub.poll() is None:
+        hub.terminate()
+        try:
+            hub.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+    if settings.cleanup_servers:
+        from app import create_app
+        from app.servers import get_servers
+
+        get_servers(create_app()).stop_all()
+    if proxy is not None:
+        proxy.stop()
+    click.echo("FlaskHub stopped.")
+
+
+def _recover(settings: Settings) -> None:
+    """Settle servers left spawning or stopping by a previous hub (before any worker)."""
+    from app import create_app
+    from app.servers import get_servers
+
+    get_servers(create_app()).recover()
+
+
+def _ensure_admins(settings: Settings) -> None:
+    users = _user_service(settings)
+    for name in settings.admin_users:
+        from app.users import normalize_username
+
+        users.get_or_create(normalize_username(name), admin=True)
+        users.set_admin(normalize_username(name), True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--note", default="Requested with `flaskhub token`", help="Shown in token lists.")
+def token(name: str, note: str) -> None:
+    """Print a new API token for user NAME (created if new)."""
+    from app.users import UserError, normalize_username
+
+    settings = _settings()
+    _migrate(settings)
+    users = _user_service(settings)
+    try:
+        username = normalize_username(name)
+    except UserError as e:
+        raise click.ClickException(str(e)) from None
+    admin = username in [n.lower() for n in settings.admin_users]
+    if users.get(username) is None:
+        click.echo(f"Creating user {username}{' (admin)' if admin else ''}", err=True)
+    user = users.get_or_create(username, admin=admin)
+    value, _row = users.create_token(user.id, note=note, scopes=["inherit"])
+    click.echo(value)
+
+
+@main.group()
+def user() -> None:
+    """Manage user accounts."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_add(name: str, admin: bool, password_stdin: bool) -> None:
+    """Create user NAME with a password (for the `password` authenticator)."""
+    from app.auth.authenticators import hash_password
+    from app.users import UserError, normalize_username
+
+    settings = _settings()
+    _migrate(settings)
+    try:
+        username = normalize_username(name)
+    except UserError as e:
+        raise click.ClickException(str(e)) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.ClickException("The password must have at least 8 characters.")
+    users = _user_service(settings)
+    users.get_or_create(username, admin=admin)
+    if admin:
+        users.set_admin(username, True)
+    users.set_password_hash(username, hash_password(password))
+    click.echo(f"User {username} {'(admin) ' if admin else ''}can now log in.")
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    _migrate(settings)
+    click.echo(f"Database {settings.db_url} is up to date.")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def singleuser(args: tuple[str, ...]) -> None:
+    """Run the built-in single-user server (what the hub spawns by default)."""
+    from app.singleuser import main as singleuser_main
+
+    singleuser_main(list(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Engine and sessions; the per-process write lock that SQLite needs under gevent.
+
+Transactions are short and never wrap network I/O: ``read()`` for lookups,
+``write()`` for changes. Objects come back detached but loaded
+(``expire_on_commit=False``), so they can be used after the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import gevent.lock
+from flask import Flask, current_app
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+
+class Database:
+    """An engine, a session factory and the write lock of this process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite's busy wait is a real sleep that freezes every greenlet of the
+        # worker; serialising writers inside the process avoids it entirely.
+        self.write_lock = gevent.lock.RLock()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for lookups; rolled back at the end."""
+        with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose changes are committed at the end, under the write lock."""
+        with self.write_lock, self.sessions() as session:
+            if self.is_sqlite:
+                # Take the write lock at the start, so check-then-write is atomic
+                # across worker processes too.
+                session.connection(execution_options={"flaskhub_immediate": True})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        """Close pooled connections (after fork, at exit)."""
+        self.engine.dispose()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the SQLite settings from PITFALLS (WAL, busy timeout, FKs)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url, connect_args={"timeout": 5, "check_same_thread": False}, poolclass=NullPool
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling would defer BEGIN; we issue it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("flaskhub_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def init_app(app: Flask) -> None:
+    """Attach the Database to the app as app.extensions['flaskhub.db']."""
+    app.extensions["flaskhub.db"] = Database(app.config["FLASKHUB"].db_url)
+
+
+def get_db(app: Flask | None = None) -> Database:
+    """The Database of the given or current app."""
+    return (app or current_app).extensions["flaskhub.db"]

@@ -1,0 +1,39 @@
+"""gunicorn settings for the hub, derived from FlaskHub's settings.
+
+Used as ``gunicorn -c python:app.gunicorn_conf 'app:create_app()'``; `flaskhub run`
+does exactly that. The gevent worker patches after fork, before the app loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import load
+
+_settings = load()
+
+bind = [
+    f"[{_settings.hub_ip}]:{_settings.hub_port}"
+    if ":" in _settings.hub_ip
+    else f"{_settings.hub_ip}:{_settings.hub_port}"
+]
+workers = _settings.workers
+worker_class = "gevent"
+# CHP keeps idle keep-alive connections to the hub; they count here.
+worker_connections = 1000
+# Event streams of the progress page would hold a graceful stop for long.
+graceful_timeout = 5
+timeout = 60
+# gunicorn >= 25 opens a control socket per user; several hubs on one host fight over it.
+control_socket_disable = True
+loglevel = _settings.log_level.lower()
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+proc_name = "flaskhub-hub"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the reconcile loop in each worker (the lease elects one to run it)."""
+    from app import background
+
+    background.start(worker.wsgi)

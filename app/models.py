@@ -1,0 +1,203 @@
+"""The tables: users, their servers and state, API tokens (hashed), OAuth clients and codes.
+
+Tables hold data and derive from it; they call no services.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored naive in UTC and returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ServerState(enum.StrEnum):
+    """Where a server is in its life; the database is the truth about it."""
+
+    STOPPED = "stopped"
+    SPAWNING = "spawning"  # includes "proxy route being added"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"  # the last spawn failed; failure_message keeps why
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Changing it logs the user out of every browser (it is part of the session).
+    cookie_id: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    servers: Mapped[list[Server]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def server(self, name: str = "") -> Server | None:
+        """The server of that name, if it has ever been started."""
+        return next((s for s in self.servers if s.name == name), None)
+
+    @property
+    def running(self) -> bool:
+        """The default server is ready (a property: a method would always be truthy)."""
+        server = self.server("")
+        return server is not None and server.ready
+
+
+class Server(Base):
+    __tablename__ = "servers"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_servers_user_id_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    state: Mapped[str] = mapped_column(
+        String(16), default=ServerState.STOPPED, server_default="stopped", index=True
+    )
+    url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    spawner_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The X-JupyterHub-Version the server answered with ("unknown" if none).
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failure_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Why a server that was running stopped on its own (shown, never auto-restarted).
+    stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    user: Mapped[User] = relationship(back_populates="servers", lazy="joined")
+
+    @property
+    def pending(self) -> str | None:
+        """'spawn' while spawning, 'stop' while stopping, else None."""
+        return {ServerState.SPAWNING: "spawn", ServerState.STOPPING: "stop"}.get(
+            ServerState(self.state)
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Not pending and has a URL."""
+        return self.pending is None and self.state == ServerState.RUNNING and bool(self.url)
+
+    @property
+    def active(self) -> bool:
+        """Pending or ready."""
+        return self.pending is not None or self.ready
+
+
+class APIToken(Base):
+    """A token; only its SHA-256 is stored. Owned by a user or by a service."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hashed: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    # The server this token was issued to (its JUPYTERHUB_API_TOKEN); revoked at stop.
+    server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), nullable=True
+    )
+    client_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    note: Mapped[str] = mapped_column(String(1023), default="", server_default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= utcnow()
+
+
+class OAuthClient(Base):
+    """A user server's OAuth identity; its secret is the server's API token (hashed)."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(1023))
+    description: Mapped[str] = mapped_column(String(1023), default="")
+    server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), nullable=True
+    )
+
+
+class OAuthCode(Base):
+    """A one-time authorization code (hashed), valid for a few minutes."""
+
+    __tablename__ = "oauth_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hashed: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(1023))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """Who runs a singleton loop (the reconcile loop) until when; shared by all workers."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

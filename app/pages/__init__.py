@@ -1,0 +1,204 @@
+"""HTML pages: login, home, spawn, spawn-pending, the /hub/user/ redirects, errors."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+)
+
+from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.errors import HubError
+from app.models import ServerState, User
+from app.servers import get_servers, url_prefix
+from app.users import UserError, get_users
+from proxy.client import ProxyError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/hub/static",
+)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return current_app.config["FLASKHUB"]
+
+
+def _require_login() -> User:
+    """The logged-in user (cookie), or a redirect to the login page."""
+    identity = current_identity()
+    if identity.user is None or not identity.via_cookie:
+        abort(redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")})))
+    return identity.user
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never another host (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/hub/home"
+
+
+@bp.before_request
+def _csrf() -> None:
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok():
+        raise HubError(
+            403, "The form is out of date (XSRF check failed): reload the page and try again."
+        )
+
+
+@bp.get("/")
+@bp.get("/hub/")
+def index() -> Response:
+    return redirect("/hub/home")
+
+
+@bp.get("/hub/health")
+def health() -> Response:
+    return Response("ok\n", mimetype="text/plain")
+
+
+@bp.route("/hub/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    next_url = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_identity().user is not None and current_identity().via_cookie:
+            return redirect(next_url)
+        return render_template("login.html", next=next_url, error=None, username="")
+    name = request.form.get("username", "")
+    try:
+        username = get_authenticator().authenticate(name, request.form.get("password", ""))
+        error = None if username else "Invalid username or password."
+    except UserError as e:
+        username, error = None, str(e)
+    if username is None:
+        html = render_template("login.html", next=next_url, error=error, username=name)
+        return Response(html, status=403)
+    user = get_users().get_or_create(username)
+    if username in _settings().admin_users and not user.admin:
+        get_users().set_admin(username, True)
+    login_user(user)
+    log.info("User %s logged in", username)
+    return redirect(next_url)
+
+
+@bp.get("/hub/logout")
+def logout() -> Response:
+    logout_user()
+    return redirect("/hub/login")
+
+
+@bp.get("/hub/home")
+def home() -> str:
+    user = _require_login()
+    server = get_servers().get_server(user.name)
+    proxy_up = current_app.extensions["flaskhub.proxy"].ping()
+    return render_template(
+        "home.html", user=user, server=server, prefix=url_prefix(user.name), proxy_up=proxy_up
+    )
+
+
+@bp.route("/hub/spawn", methods=["GET", "POST"])
+def spawn() -> Response:
+    """An explicit request to start: clears a recorded failure, then spawns."""
+    user = _require_login()
+    servers = get_servers()
+    servers.clear_failure(user.name)
+    result = servers.start_server(user.name)
+    if result.ready or result.code == 400 and "already running" in result.message:
+        return redirect(url_prefix(user.name))
+    if result.pending:
+        return redirect(f"/hub/spawn-pending/{user.name}")
+    server = servers.get_server(user.name)
+    if server is not None and server.state == ServerState.FAILED:
+        return redirect(f"/hub/spawn-pending/{user.name}")
+    raise HubError(result.code, result.message, headers=result.headers)
+
+
+@bp.get("/hub/spawn-pending/<name>")
+def spawn_pending(name: str) -> Response | str:
+    user = _require_login()
+    if user.name != name and not user.admin:
+        return redirect(f"/hub/spawn-pending/{user.name}")
+    server = get_servers().get_server(name)
+    if server is None or server.state == ServerState.STOPPED:
+        return redirect("/hub/home")
+    if server.ready:
+        return redirect(url_prefix(name))
+    if server.state == ServerState.FAILED:
+        raise HubError(
+            server.failure_status or 500,
+            server.failure_message or "Spawn failed",
+            title="Spawn failed",
+            relaunch=True,
+        )
+    return render_template(
+        "spawn_pending.html",
+        name=name,
+        server=server,
+        progress_url=f"/hub/api/users/{name}/server/progress",
+    )
+
+
+@bp.route("/user/<name>", strict_slashes=True)
+def user_no_slash(name: str) -> Response:
+    """/user/<name> → /user/<name>/ (else it bounces between proxy and hub forever)."""
+    query = request.query_string.decode()
+    return redirect(f"{url_prefix(name)}{'?' + query if query else ''}")
+
+
+@bp.route("/<path:path>")
+def outside_hub(path: str) -> Response:
+    """Any other path outside /hub/ reaching the hub → the same path under /hub/."""
+    if path.startswith("hub/"):
+        abort(404)
+    query = request.query_string.decode()
+    return redirect(f"/hub/{path}{'?' + query if query else ''}")
+
+
+@bp.get("/hub/user/<name>/", defaults={"path": ""})
+@bp.get("/hub/user/<name>/<path:path>")
+@bp.get("/hub/user/<name>", defaults={"path": ""})
+def user_redirect(name: str, path: str) -> Response:
+    """Send a user to their running server, spawning, explaining or detecting loops."""
+    from app.pages.user_redirect import handle
+
+    return handle(_require_login(), name, path)
+
+
+@bp.get("/hub/error/<int:code>")
+def proxy_error(code: int) -> Response:
+    """CHP's error target: a user server it could not reach."""
+    url = request.args.get("url", "")
+    parts = url.split("/")
+    if code in (502, 503) and len(parts) > 2 and parts[1] == "user":
+        server = get_servers().get_server(parts[2])
+        if server is not None:
+            get_servers().poll_server(server)
+        raise HubError(
+            503,
+            "Your server appears to be down or not responding. "
+            "You can try restarting it from the home page.",
+            home_link=True,
+        )
+    raise HubError(code if 400 <= code < 600 else 500, f"The proxy answered {code} for {url}")
+
+
+@bp.app_errorhandler(ProxyError)
+def _proxy_down(e: ProxyError) -> Response:
+    from app.errors import error_response
+
+    return error_response(503, f"The proxy is unavailable: {e}")

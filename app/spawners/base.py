@@ -1,0 +1,85 @@
+"""The Spawner contract.
+
+A Spawner object is a handle on one server of one user. The hub creates it
+only when it needs it (to start, poll or stop the server) and drops it after
+the server stops. Everything needed to find the server again after a hub
+restart goes in ``get_state()``, which the hub stores in the database and
+gives back through ``load_state()``.
+
+States and errors:
+
+- ``start()`` launches the server and returns the URL it will answer on
+  (``http://127.0.0.1:<port>``). It may return before the server answers
+  HTTP: the hub waits for that itself (``http_timeout``). It raises
+  ``SpawnerError`` (or any exception) when the server cannot be launched;
+  the message is shown to the user. The hub cancels it after
+  ``start_timeout`` (a ``gevent.Timeout`` is raised inside it).
+- ``poll()`` returns None while the server is alive, else its exit status
+  (0 when unknown). It must be cheap and never block.
+- ``stop(now=False)`` ends the server; it returns when the server is gone.
+- ``report_progress(percent, message)`` may be called from ``start()`` to
+  feed the progress page between "Server requested" and "Server ready".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SpawnerError(Exception):
+    """A server could not be started; ``status`` is the HTTP status to show."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Spawner:
+    """Base class; subclasses implement start, poll and stop."""
+
+    def __init__(
+        self,
+        *,
+        user_name: str,
+        server_name: str,
+        service_prefix: str,
+        settings: Any,
+        user_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.user_name = user_name
+        self.server_name = server_name
+        self.service_prefix = service_prefix
+        self.settings = settings
+        self.user_options = user_options or {}
+        #: JUPYTERHUB_* variables, set by the hub before start().
+        self.env: dict[str, str] = {}
+        #: Events for the progress page: {"progress": int, "message": str}.
+        self.progress_events: list[dict[str, Any]] = []
+        #: The message of the failed spawn this object belongs to, if any.
+        self.error: str | None = None
+
+    def start(self) -> str:
+        """Launch the server; return its URL (``http://ip:port``)."""
+        raise NotImplementedError
+
+    def poll(self) -> int | None:
+        """None while the server is alive, else its exit status."""
+        raise NotImplementedError
+
+    def stop(self, now: bool = False) -> None:
+        """Stop the server (``now``: without a grace period)."""
+        raise NotImplementedError
+
+    def get_state(self) -> dict[str, Any]:
+        """What the hub must store to find this server again (JSON-serialisable)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore from what get_state() returned earlier."""
+
+    def clear_state(self) -> None:
+        """Forget the server after it stopped."""
+
+    def report_progress(self, progress: int, message: str) -> None:
+        """Add a progress event (0 < progress < 100) for the spawn-pending page."""
+        self.progress_events.append({"progress": progress, "message": message})

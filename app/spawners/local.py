@@ -1,0 +1,150 @@
+"""LocalProcessSpawner: one process per user on 127.0.0.1, in its own session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from app.spawners.base import Spawner, SpawnerError
+
+log = logging.getLogger(__name__)
+
+# Only these of the hub's own variables reach a user's server: never the hub's
+# secrets (cookie secret, proxy token) or its settings.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+STOP_GRACE_SECONDS = 5.0
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return int(sock.getsockname()[1])
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of a live, non-zombie process (clock ticks since boot), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; fields after it are fixed.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+class LocalProcessSpawner(Spawner):
+    """Runs `spawner_cmd` as a child process in the user's directory under data_dir."""
+
+    ip = "127.0.0.1"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pid: int | None = None
+        self.port: int | None = None
+        self.started_at: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def home(self) -> Path:
+        return Path(self.settings.data_dir) / "home" / self.user_name
+
+    def command(self) -> list[str]:
+        """spawner_cmd with its program resolved (also next to this Python)."""
+        cmd = list(self.settings.spawner_cmd)
+        search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        program = shutil.which(cmd[0], path=search)
+        if program is None:
+            raise SpawnerError(f"Cannot start a server: command {cmd[0]!r} not found")
+        return [program, *cmd[1:]]
+
+    def start(self) -> str:
+        self.port = free_port(self.ip)
+        url = f"http://{self.ip}:{self.port}"
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(self.env)
+        env["JUPYTERHUB_SERVICE_URL"] = url + self.service_prefix
+        env["JUPYTERHUB_SERVICE_PORT"] = str(self.port)
+        self.home.mkdir(parents=True, exist_ok=True)
+        log_dir = Path(self.settings.data_dir) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = (
+            log_dir / f"{self.user_name}{'-' + self.server_name if self.server_name else ''}.log"
+        )
+        cmd = self.command()
+        with log_path.open("ab") as logf:
+            try:
+                self.proc = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    cwd=self.home,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise SpawnerError(f"Cannot start a server with {cmd[0]}: {e.strerror}") from e
+        self.pid = self.proc.pid
+        self.started_at = process_start_time(self.pid)
+        log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
+        return url
+
+    def poll(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.poll()
+        if self.pid is None:
+            return 0
+        # Not our child (the hub restarted): check the pid still is the same process.
+        started = process_start_time(self.pid)
+        if started is None or (self.started_at is not None and started != self.started_at):
+            return 0
+        return None
+
+    def stop(self, now: bool = False) -> None:
+        if self.pid is None or self.poll() is not None:
+            return
+        self._signal(signal.SIGTERM)
+        deadline = 0.0 if now else STOP_GRACE_SECONDS
+        waited = 0.0
+        while waited < deadline and self.poll() is None:
+            gevent.sleep(0.05)
+            waited += 0.05
+        if self.poll() is None:
+            log.warning("Server of %s ignored SIGTERM; sending SIGKILL", self.user_name)
+            self._signal(signal.SIGKILL)
+            while waited < deadline + 5 and self.poll() is None:
+                gevent.sleep(0.05)
+                waited += 0.05
+
+    def _signal(self, sig: int) -> None:
+        assert self.pid is not None
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(self.pid, sig)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"pid": self.pid, "port": self.port, "started_at": self.started_at}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.pid = state.get("pid")
+        self.port = state.get("port")
+        self.started_at = state.get("started_at")
+
+    def clear_state(self) -> None:
+        self.pid = self.port = self.started_at = None
+        self.proc = None
