@@ -1,0 +1,187 @@
+"""Fixtures that run the whole system: `flaskhub run` as a subprocess with real CHP.
+
+`hub_factory(**settings)` starts a hub on free ports with a temporary data dir
+and returns a `Hub` to drive over HTTP; every hub started is stopped (Ctrl-C,
+as a person would) at the end of the test module. `hub` is one shared default
+hub per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
+ADMIN = "admin"
+
+
+@dataclass
+class Hub:
+    """A running hub: its URLs, data dir, an admin token, and helpers to call it."""
+
+    public_url: str
+    hub_url: str
+    proxy_api_url: str
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    admin_token: str = ""
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `flaskhub ARGS` against this hub's settings."""
+        return subprocess.run(
+            [FLASKHUB, *args],
+            env=self.env,
+            cwd=self.data_dir.parent,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def token(self, name: str) -> str:
+        result = self.cli("token", name)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    def api(
+        self, method: str, path: str, token: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """Call /hub/api<path> through the proxy, as the admin unless a token is given."""
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"token {token or self.admin_token}")
+        kwargs.setdefault("timeout", 60)
+        return self.http.request(
+            method, f"{self.public_url}/hub/api{path}", headers=headers, **kwargs
+        )
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("allow_redirects", False)
+        return self.http.get(self.public_url + path, **kwargs)
+
+    def routes(self) -> dict[str, Any]:
+        token = (self.data_dir / "proxy_auth_token").read_text().strip()
+        response = requests.get(
+            f"{self.proxy_api_url}/api/routes",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
+    """The environment of a hub process: FLASKHUB_* from settings, free ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    values: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "port": free_port(),
+        "hub_port": free_port(),
+        "proxy_api_port": free_port(),
+        "admin_users": [ADMIN],
+        "poll_interval": 2,
+    }
+    values.update(settings)
+    for key, value in values.items():
+        env[f"FLASKHUB_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
+    """Start `flaskhub run` and wait until it says it is running."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}-run.log"
+    with log_path.open("ab") as logf:
+        process = subprocess.Popen(
+            [FLASKHUB, "run"], env=env, cwd=data_dir.parent, stdout=logf, stderr=subprocess.STDOUT
+        )
+    hub = Hub(
+        public_url=f"http://127.0.0.1:{env['FLASKHUB_PORT']}",
+        hub_url=f"http://127.0.0.1:{env['FLASKHUB_HUB_PORT']}",
+        proxy_api_url=f"http://127.0.0.1:{env['FLASKHUB_PROXY_API_PORT']}",
+        data_dir=data_dir,
+        env=env,
+        process=process,
+        log_path=log_path,
+    )
+    deadline = time.monotonic() + timeout
+    while "FlaskHub is running" not in hub.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            hub.stop()
+            raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}")
+        time.sleep(0.1)
+    hub.admin_token = hub.token(ADMIN)
+    return hub
+
+
+@pytest.fixture(scope="module")
+def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Hub]]:
+    """Start hubs with given settings; all are stopped after the module."""
+    hubs: list[Hub] = []
+
+    def factory(**settings: Any) -> Hub:
+        data_dir = tmp_path_factory.mktemp("hub") / "data"
+        hub = start_hub(data_dir, hub_env(data_dir, **settings))
+        hubs.append(hub)
+        return hub
+
+    yield factory
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: Callable[..., Hub]) -> Hub:
+    """One hub with default settings, shared by a test module."""
+    return hub_factory()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    """Poll until predicate() is truthy (bounded); return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def pid_alive(pid: int) -> bool:
+    """True if the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
