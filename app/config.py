@@ -127,13 +127,14 @@ def _host(ip: str) -> str:
 def coerce(setting: Setting, value: Any) -> Any:
     """Check and convert one value to its setting's type, or raise ConfigError."""
     kind = setting.type
+    # Before JSON, which would turn "1" and "0" into ints that are not bools.
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        value = value.lower() in ("true", "1")
     if isinstance(value, str) and kind is not str:
         try:
             value = json.loads(value)
         except ValueError:
             pass
-    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        value = value.lower() in ("true", "1")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
@@ -207,11 +208,20 @@ def _validate(values: dict[str, Any]) -> None:
     if not values["spawner_cmd"] or not all(isinstance(a, str) for a in values["spawner_cmd"]):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
     for service in values["services"]:
-        if not isinstance(service, dict) or not service.get("name") or not service.get("api_token"):
+        required = ("name", "api_token")
+        if not isinstance(service, dict) or not all(
+            isinstance(service.get(key), str) and service[key] for key in required
+        ):
             raise ConfigError('each of \'services\' needs {"name": ..., "api_token": ...}')
+        # A string such as "false" would be truthy: an admin by mistake.
+        if not isinstance(service.get("admin", False), bool):
+            raise ConfigError(f"setting 'services': 'admin' of {service['name']!r} must be a bool")
     for name, value in values["headers"].items():
         if not isinstance(value, str):
             raise ConfigError(f"setting 'headers': value of {name!r} must be a string")
+        if "\n" in name + value or "\r" in name + value:
+            # Werkzeug refuses them at response time: every response would be a 500.
+            raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
     for name in values["admin_users"]:
         if not isinstance(name, str):
             raise ConfigError("setting 'admin_users' must be a list of names")

@@ -12,6 +12,8 @@ from app.users import UserError
 
 log = logging.getLogger(__name__)
 
+AUTHORIZE_PATH = "/hub/api/oauth2/authorize"
+
 
 class HubError(Exception):
     """An error to show: status, message, optional HTML extras (a link, a button)."""
@@ -35,7 +37,8 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, **extra: object
 ) -> Response:
     """JSON for API paths, the error page otherwise."""
-    if request.path.startswith("/hub/api"):
+    # The OAuth authorize step is a page a browser visits, not an API call.
+    if request.path.startswith("/hub/api") and not request.path.startswith(AUTHORIZE_PATH):
         response = jsonify({"status": status, "message": message})
     else:
         html = render_template("error.html", status=status, message=message, **extra)

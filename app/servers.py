@@ -280,17 +280,18 @@ class ServerManager:
         status = SpawnStatus.FAILURE
         try:
             spawner = self._prepare_spawner(server_id)
+            url = None
             with gevent.Timeout(self.settings.start_timeout, False):
                 url = spawner.start()
-                self._save_spawner_state(server_id, spawner)
-                version = self._wait_for_http(spawner, url)
-                self.finish_spawn(server_id, spawner, url, version)
-                status = SpawnStatus.SUCCESS
-                return
-            raise SpawnerError(
-                f"Server did not start within {self.settings.start_timeout:g} seconds "
-                "(start_timeout)."
-            )
+            if url is None:
+                raise SpawnerError(
+                    f"Server did not start within {self.settings.start_timeout:g} seconds "
+                    "(start_timeout)."
+                )
+            self._save_spawner_state(server_id, spawner)
+            version = self._wait_for_http(spawner, url)
+            self.finish_spawn(server_id, spawner, url, version)
+            status = SpawnStatus.SUCCESS
         except gevent.GreenletExit:
             # Cancelled by stop_server, which takes it from here.
             if spawner is not None:
@@ -439,7 +440,13 @@ class ServerManager:
     def _record_failure(self, server_id: int, spawner: Spawner | None, error: Exception) -> None:
         message = str(error) or type(error).__name__
         status = getattr(error, "status", 500)
-        log.error("Spawn of server %s failed: %s", server_id, message, exc_info=error)
+        # A SpawnerError is an expected failure with a message; anything else is a bug.
+        log.error(
+            "Spawn of server %s failed: %s",
+            server_id,
+            message,
+            exc_info=None if isinstance(error, SpawnerError) else error,
+        )
         if spawner is not None:
             _stop_quietly(spawner)
         with self.db.write() as session:
@@ -505,18 +512,21 @@ class ServerManager:
                 return 204
             server.state = ServerState.STOPPING
         spawn = self.spawns.pop(server_id, None)
-        if spawn is not None:
-            log.warning("Cancelling the pending spawn of %s to stop it", user_name)
-            spawn.kill(block=True, timeout=5)
-        greenlet = gevent.spawn(self._stop, server_id)
+        greenlet = gevent.spawn(self._stop, server_id, spawn)
         self.stops[server_id] = greenlet
+        if spawn is not None:
+            # Interrupting a spawn: the stop goes on in the background.
+            return 202
         greenlet.join(timeout=SLOW_STOP_TIMEOUT)
         return 204 if greenlet.dead else 202
 
-    def _stop(self, server_id: int) -> None:
+    def _stop(self, server_id: int, spawn: gevent.Greenlet | None = None) -> None:
         t0 = time.monotonic()
         ok = False
         try:
+            if spawn is not None:
+                log.warning("Cancelling the pending spawn of server %s to stop it", server_id)
+                spawn.kill(block=True, timeout=5)
             with self.db.read() as session:
                 server = session.get(Server, server_id)
                 assert server is not None

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import gevent
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 
 from app.api import bp, json_body, require_admin, require_identity, require_manage
 from app.api.serialize import isoformat, user_model
 from app.errors import HubError
 from app.models import ServerState
-from app.servers import get_servers, url_prefix
+from app.servers import ServerManager, get_servers, url_prefix
 from app.users import UserError, get_users, normalize_username
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
@@ -175,15 +175,15 @@ def progress(name: str) -> Response:
     server = get_servers().get_server(_get_user_or_404(name).name)
     if server is None:
         raise HubError(404, f"{name} has no server")
-    stream = _progress_events(server.user.name, current_app.config["FLASKHUB"])
+    stream = _progress_events(get_servers(), server.user.name)
     response = Response(stream, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
 
 
-def _progress_events(name: str, settings: object) -> Iterator[str]:
-    servers = get_servers()
+def _progress_events(servers: ServerManager, name: str) -> Iterator[str]:
+    # A streamed body runs outside the app context: everything it needs is passed in.
     yield _event({"progress": 0, "message": "Server requested"})
     sent = 0
     deadline = time.monotonic() + 3600

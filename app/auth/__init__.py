@@ -49,6 +49,8 @@ class Identity:
 
     def has_scope(self, scope: str) -> bool:
         """Full access, or a token scope named `scope` (filters after '!' ignored)."""
+        if self.user is None and self.service is None:
+            return False  # anonymous: no token, but no rights either
         if self.full_access:
             return True
         assert self.token is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from flask import (
     Blueprint,
@@ -38,9 +38,9 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _require_login() -> User:
-    """The logged-in user (cookie), or a redirect to the login page."""
+    """The logged-in user (cookie or full-access token), or a redirect to the login page."""
     identity = current_identity()
-    if identity.user is None or not identity.via_cookie:
+    if identity.user is None or not identity.full_access:
         abort(redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")})))
     return identity.user
 
@@ -88,7 +88,7 @@ def login() -> Response | str:
         html = render_template("login.html", next=next_url, error=error, username=name)
         return Response(html, status=403)
     user = get_users().get_or_create(username)
-    if username in _settings().admin_users and not user.admin:
+    if username in {n.strip().lower() for n in _settings().admin_users} and not user.admin:
         get_users().set_admin(username, True)
     login_user(user)
     log.info("User %s logged in", username)
@@ -181,17 +181,24 @@ def user_redirect(name: str, path: str) -> Response:
 
 @bp.get("/hub/error/<int:code>")
 def proxy_error(code: int) -> Response:
-    """CHP's error target: a user server it could not reach."""
+    """CHP's error target: it could not reach a user's server. Say why, never loop."""
     url = request.args.get("url", "")
-    parts = url.split("/")
+    parts = [unquote(p) for p in url.split("?", 1)[0].split("/")]
     if code in (502, 503) and len(parts) > 2 and parts[1] == "user":
-        server = get_servers().get_server(parts[2])
-        if server is not None:
-            get_servers().poll_server(server)
+        servers = get_servers()
+        server = servers.get_server(parts[2])
+        if server is not None and not servers.poll_server(server):
+            server = servers.get_server(parts[2])
+            reason = server.stop_reason if server is not None else None
+            raise HubError(
+                424,
+                reason or f"{parts[2]}'s server is not running.",
+                title="Server not running",
+                launch=True,
+            )
         raise HubError(
             503,
-            "Your server appears to be down or not responding. "
-            "You can try restarting it from the home page.",
+            "Your server is not responding. You can try restarting your server from the home page.",
             home_link=True,
         )
     raise HubError(code if 400 <= code < 600 else 500, f"The proxy answered {code} for {url}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,16 @@ class Hub:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def restart(self, **changes: Any) -> None:
+        """Stop this hub (Ctrl-C) and start it again on the same data dir and ports."""
+        self.stop()
+        for key, value in changes.items():
+            self.env[f"FLASKHUB_{key.upper()}"] = (
+                value if isinstance(value, str) else json.dumps(value)
+            )
+        fresh = start_hub(self.data_dir, self.env)
+        self.process, self.admin_token = fresh.process, fresh.admin_token
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -122,6 +133,7 @@ def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
     """Start `flaskhub run` and wait until it says it is running."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-run.log"
+    offset = len(log_path.read_text(errors="replace")) if log_path.exists() else 0
     with log_path.open("ab") as logf:
         process = subprocess.Popen(
             [FLASKHUB, "run"], env=env, cwd=data_dir.parent, stdout=logf, stderr=subprocess.STDOUT
@@ -136,7 +148,8 @@ def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
         log_path=log_path,
     )
     deadline = time.monotonic() + timeout
-    while "FlaskHub is running" not in hub.log():
+    # The log is appended across restarts: look only at what this start wrote.
+    while "FlaskHub is running" not in hub.log()[offset:]:
         if process.poll() is not None or time.monotonic() > deadline:
             hub.stop()
             raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}")
@@ -176,6 +189,38 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float 
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def server_pids(user: str) -> list[int]:
+    """Pids of live processes started for a user (by their JUPYTERHUB_USER)."""
+    found = []
+    needle = f"JUPYTERHUB_USER={user}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needle in environ and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def login(hub: Hub, name: str) -> requests.Session:
+    """A browser-like session logged in to the hub as name (through the login form)."""
+    session = requests.Session()
+    page = session.get(f"{hub.public_url}/hub/login", timeout=10)
+    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    assert match, page.text
+    response = session.post(
+        f"{hub.public_url}/hub/login",
+        data={"username": name, "_xsrf": match.group(1)},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 302, response.text
+    return session
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,0 +1,132 @@
+"""A person in a real browser: log in, start a server, reach it through the proxy, stop it.
+
+Drives Debian's Chromium (Playwright, sync API) against the whole system: `flaskhub run`
+with real CHP and real user servers. The user's server authenticates the browser through
+the hub's OAuth redirects, which must need no prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.browser.conftest import TIMEOUT_MS
+from tests.integration.conftest import Hub, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def _path(url: str) -> str:
+    return urlparse(url).path
+
+
+@contextmanager
+def documents(page: Page) -> Iterator[list[Response]]:
+    """Collect the responses of the main frame's navigations (redirects included)."""
+    seen: list[Response] = []
+
+    def on_response(response: Response) -> None:
+        request = response.request
+        if request.is_navigation_request() and request.frame == page.main_frame:
+            seen.append(response)
+
+    page.on("response", on_response)
+    try:
+        yield seen
+    finally:
+        page.remove_listener("response", on_response)
+
+
+def log_in(page: Page, hub: Hub, typed_name: str, expected_name: str) -> None:
+    """From the public root to the login form, sign in, land on the home page."""
+    page.goto(f"{hub.public_url}/")
+    assert _path(page.url) == "/hub/login", page.url
+    page.fill("input[name=username]", typed_name)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{hub.public_url}/hub/home")
+    expect(page.locator("h1")).to_have_text(f"Hello, {expected_name}")
+
+
+def _server_ready(hub: Hub, name: str) -> bool:
+    model = hub.api("GET", f"/users/{name}").json()
+    return bool(model["servers"].get("", {}).get("ready"))
+
+
+def test_log_in_start_reach_and_stop_my_server(page: Page, hub: Hub, tmp_path: Path) -> None:
+    log_in(page, hub, "Wendy ", "wendy")
+    start = page.locator("#start")
+    expect(start).to_have_text("Start My Server")
+
+    with documents(page) as chain:
+        start.click()
+        # Maybe via /hub/spawn-pending/wendy; then the OAuth redirects; then the server.
+        try:
+            page.wait_for_url(f"{hub.public_url}/user/wendy/", timeout=TIMEOUT_MS)
+        except PlaywrightTimeout as e:
+            raise AssertionError(
+                f"never reached /user/wendy/: at {page.url}\n{page.content()[:2000]}\n"
+                f"{hub.log()[-4000:]}"
+            ) from e
+        page.wait_for_load_state("load")
+    assert _path(page.url) == "/user/wendy/"
+    expect(page.locator("h1")).to_have_text("Hello, wendy")
+    page.screenshot(path=str(tmp_path / "user-page.png"), full_page=True)
+    # No prompt on the way: the authorize step only ever redirected.
+    steps = [(r.status, _path(r.url)) for r in chain]
+    assert any(path == "/hub/api/oauth2/authorize" for _, path in steps), steps
+    assert all(300 <= status < 400 for status, _ in steps[:-1]), steps
+
+    page.goto(f"{hub.public_url}/hub/home")
+    expect(page.locator("#my-server")).to_have_text("My Server")
+    stop = page.locator("#stop")
+    expect(stop).to_have_text("Stop My Server")
+
+    stop.click()
+    # home.js DELETEs through the API, then reloads the page.
+    expect(page.locator("#start")).to_have_text("Start My Server", timeout=TIMEOUT_MS)
+    expect(page.locator("#stop")).to_have_count(0)
+    model = hub.api("GET", "/users/wendy")
+    assert model.status_code == 200, model.text
+    assert model.json()["server"] is None, model.json()
+
+
+def test_another_user_cannot_see_my_server(new_page: Callable[[], Page], hub: Hub) -> None:
+    created = hub.api("POST", "/users/wendy")
+    assert created.status_code in (201, 409), created.text
+    started = hub.api("POST", "/users/wendy/server")
+    assert started.status_code in (201, 202), started.text
+    wait_for(lambda: _server_ready(hub, "wendy"), timeout=30)
+
+    page = new_page()
+    log_in(page, hub, "xavier", "xavier")
+    with documents(page) as chain:
+        page.goto(f"{hub.public_url}/user/wendy/")
+        page.wait_for_load_state("load")
+
+    assert chain, "no document was loaded"
+    for response in chain:
+        if not 300 <= response.status < 400:
+            assert "Hello, wendy" not in response.text(), response.url
+    assert "Hello, wendy" not in page.content()
+    final = chain[-1]
+    steps = [(r.status, r.url) for r in chain]
+    assert final.status == 403 or _path(page.url).startswith("/user/xavier/"), (
+        f"xavier reached {page.url} with {final.status}; chain {steps}"
+    )
+
+    stopped = hub.api("DELETE", "/users/wendy/server")
+    assert stopped.status_code in (202, 204), stopped.text
+
+
+def test_screenshot_of_the_home_page(page: Page, hub: Hub, tmp_path: Path) -> None:
+    log_in(page, hub, "yolanda", "yolanda")
+    shot = tmp_path / "home.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.is_file()
+    assert shot.stat().st_size > 0

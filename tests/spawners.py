@@ -1,0 +1,72 @@
+"""Fault-injecting spawners for tests: real processes, behaviour chosen by the user's name.
+
+Configure a hub with ``spawner = "tests.spawners:FaultSpawner"``. The name's
+prefix picks the fault, so one hub serves every lifecycle test:
+
+- ``slow-*``: waits SLOW_SECONDS (reporting progress) before starting normally
+- ``hang-*``: start() never returns (start_timeout cancels it)
+- ``fail-*``: start() raises at once
+- ``failafter-*``: start() raises after SLOW_SECONDS
+- ``never-*``: the process runs but never answers HTTP (http_timeout)
+- ``exit-*``: the process exits with status 3 at once
+- ``oldversion-*``: the server answers with X-JupyterHub-Version 1.0.0
+- anything else: the real built-in server
+
+Every call of start() is appended to ``<data_dir>/start-calls.log``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import gevent
+
+from app.spawners import LocalProcessSpawner, SpawnerError
+
+SLOW_SECONDS = 5.0
+FAIL_STATUS = 418
+
+
+class FaultSpawner(LocalProcessSpawner):
+    """LocalProcessSpawner with faults injected by username prefix."""
+
+    @property
+    def fault(self) -> str:
+        return self.user_name.split("-", 1)[0] if "-" in self.user_name else ""
+
+    def start(self) -> str:
+        with (Path(self.settings.data_dir) / "start-calls.log").open("a") as f:
+            f.write(f"{self.user_name}\n")
+        fault = self.fault
+        if fault == "fail":
+            raise SpawnerError(f"Injected failure for {self.user_name}", FAIL_STATUS)
+        if fault in ("slow", "failafter"):
+            for step in range(1, 4):
+                gevent.sleep(SLOW_SECONDS / 3)
+                self.report_progress(25 * step, f"Injected slow step {step} of 3")
+            if fault == "failafter":
+                raise SpawnerError(f"Injected late failure for {self.user_name}", FAIL_STATUS)
+        if fault == "hang":
+            gevent.sleep(3600)
+        if fault == "oldversion":
+            self.env["FLASKHUB_SINGLEUSER_VERSION"] = "1.0.0"
+        return super().start()
+
+    def command(self) -> list[str]:
+        fault = self.fault
+        if fault == "never":
+            return [sys.executable, "-c", "import time; time.sleep(600)"]
+        if fault == "exit":
+            return [sys.executable, "-c", "import sys; sys.exit(3)"]
+        return super().command()
+
+
+def start_calls(data_dir: Path, name: str | None = None) -> int:
+    """How many times start() was called (for one user, or all)."""
+    path = data_dir / "start-calls.log"
+    lines = path.read_text().split() if path.exists() else []
+    return len(lines) if name is None else lines.count(name)
+
+
+__all__ = ["FaultSpawner", "start_calls"]

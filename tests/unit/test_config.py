@@ -1,0 +1,274 @@
+"""app/config.py: the settings table, its sources and precedence, validation, secrets."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import ConfigError, check_data_dir, load, resolve_secrets
+
+
+@pytest.fixture(autouse=True)
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test in an empty directory, so no stray ./flaskhub.toml is read."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_toml(path: Path, values: dict[str, Any]) -> Path:
+    """Write flat settings as TOML (JSON spells strings, numbers, bools and arrays alike)."""
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()))
+    return path
+
+
+@pytest.fixture
+def settings_dir(tmp_path: Path) -> Path:
+    """A data_dir that does not exist yet."""
+    return tmp_path / "data"
+
+
+# -- defaults and derived values ----------------------------------------------
+
+
+def test_defaults(cwd: Path) -> None:
+    settings = load(environ={})
+    assert settings.ip == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.hub_port == 8081
+    assert settings.authenticator == "dummy"
+    assert settings.spawner_cmd == ["flaskhub", "singleuser"]
+    assert settings.workers == 1
+    assert settings.slow_spawn_timeout == 10.0
+    assert settings.concurrent_spawn_limit == 100
+    assert settings.headers == {}
+    assert settings.proxy_auth_token == ""
+    assert settings.proxy_api_url == "http://127.0.0.1:8001"
+    assert settings.data_dir == str(cwd.resolve() / "data")
+    assert settings.hub_url == "http://127.0.0.1:8081"
+    assert settings.public_url == "http://127.0.0.1:8000"
+
+
+def test_db_url_derives_from_data_dir(settings_dir: Path) -> None:
+    settings = load(environ={}, overrides={"data_dir": str(settings_dir)})
+    assert settings.db_url == f"sqlite:///{settings_dir.resolve()}/flaskhub.sqlite"
+
+
+def test_relative_data_dir_is_made_absolute(cwd: Path) -> None:
+    settings = load(environ={}, overrides={"data_dir": "somewhere"})
+    assert settings.data_dir == str(cwd.resolve() / "somewhere")
+
+
+def test_configured_db_url_is_kept(settings_dir: Path) -> None:
+    url = "postgresql+psycopg://hub@127.0.0.1/hub"
+    settings = load(environ={}, overrides={"data_dir": str(settings_dir), "db_url": url})
+    assert settings.db_url == url
+
+
+@pytest.mark.parametrize(
+    ("environ", "overrides", "expected"),
+    [
+        ({"CONFIGPROXY_AUTH_TOKEN": "from-chp-env"}, {}, "from-chp-env"),
+        ({"CONFIGPROXY_AUTH_TOKEN": "from-chp-env"}, {"proxy_auth_token": "set"}, "set"),
+        ({}, {}, ""),
+    ],
+    ids=["CONFIGPROXY_AUTH_TOKEN", "setting wins", "unset"],
+)
+def test_proxy_auth_token(environ: dict[str, str], overrides: dict, expected: str) -> None:
+    assert load(environ=environ, overrides=overrides).proxy_auth_token == expected
+
+
+# -- sources ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "name", "expected"),
+    [
+        ("FLASKHUB_ADMIN_USERS", '["ada", "bob"]', "admin_users", ["ada", "bob"]),
+        ("FLASKHUB_HEADERS", '{"X-Frame-Options": "deny"}', "headers", {"X-Frame-Options": "deny"}),
+        ("FLASKHUB_PROXY_AUTO_START", "false", "proxy_auto_start", False),
+        ("FLASKHUB_IMPLICIT_SPAWN", "true", "implicit_spawn", True),
+        ("FLASKHUB_IMPLICIT_SPAWN", "False", "implicit_spawn", False),
+        ("FLASKHUB_PROXY_AUTO_START", "0", "proxy_auto_start", False),
+        ("FLASKHUB_CLEANUP_SERVERS", "1", "cleanup_servers", True),
+        ("FLASKHUB_PORT", "9000", "port", 9000),
+        ("FLASKHUB_START_TIMEOUT", "5", "start_timeout", 5.0),
+        ("FLASKHUB_SLOW_SPAWN_TIMEOUT", "2.5", "slow_spawn_timeout", 2.5),
+        # String settings keep the text, even when it would parse as JSON.
+        ("FLASKHUB_DUMMY_PASSWORD", "123", "dummy_password", "123"),
+        ("FLASKHUB_DUMMY_PASSWORD", "true", "dummy_password", "true"),
+        ("FLASKHUB_LOG_LEVEL", "debug", "log_level", "debug"),
+    ],
+)
+def test_env_values_parse_as_json_where_they_parse(
+    variable: str, text: str, name: str, expected: Any
+) -> None:
+    value = getattr(load(environ={variable: text}), name)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_toml_file_from_argument(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "hub.toml", {"port": 8100, "admin_users": ["ada"]})
+    settings = load(config_file=str(path), environ={})
+    assert (settings.port, settings.admin_users) == (8100, ["ada"])
+
+
+def test_toml_file_from_environment(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "hub.toml", {"port": 8100})
+    assert load(environ={"FLASKHUB_CONFIG_FILE": str(path)}).port == 8100
+
+
+def test_toml_file_in_working_directory_is_read(cwd: Path) -> None:
+    write_toml(cwd / "flaskhub.toml", {"port": 8100})
+    assert load(environ={}).port == 8100
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_named_toml_file_must_exist(tmp_path: Path, how: str) -> None:
+    missing = str(tmp_path / "nowhere.toml")
+    kwargs: dict[str, Any] = (
+        {"config_file": missing, "environ": {}}
+        if how == "argument"
+        else {"environ": {"FLASKHUB_CONFIG_FILE": missing}}
+    )
+    with pytest.raises(ConfigError, match="nowhere.toml does not exist"):
+        load(**kwargs)
+
+
+def test_invalid_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text("port = = 8000\n")
+    with pytest.raises(ConfigError, match="hub.toml is not valid TOML"):
+        load(config_file=str(path), environ={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "overrides", "expected"),
+    [
+        ({}, {}, {}, 8000),
+        ({"port": 8100}, {}, {}, 8100),
+        ({"port": 8100}, {"FLASKHUB_PORT": "8200"}, {}, 8200),
+        ({}, {"FLASKHUB_PORT": "8200"}, {"port": 8300}, 8300),
+        ({"port": 8100}, {"FLASKHUB_PORT": "8200"}, {"port": 8300}, 8300),
+        ({"port": 8100}, {}, {"port": 8300}, 8300),
+    ],
+    ids=["default", "toml", "env over toml", "overrides over env", "all", "overrides over toml"],
+)
+def test_later_source_wins(
+    tmp_path: Path, toml: dict, env: dict[str, str], overrides: dict, expected: int
+) -> None:
+    path = write_toml(tmp_path / "hub.toml", toml)
+    assert load(config_file=str(path), environ=env, overrides=overrides).port == expected
+
+
+@pytest.mark.parametrize("source", ["env", "toml", "overrides"])
+def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
+    kwargs: dict[str, Any] = {"environ": {}}
+    if source == "env":
+        kwargs["environ"] = {"FLASKHUB_NO_SUCH_THING": "1"}
+    elif source == "toml":
+        kwargs["config_file"] = str(write_toml(tmp_path / "hub.toml", {"no_such_thing": 1}))
+    else:
+        kwargs["overrides"] = {"no_such_thing": 1}
+    with pytest.raises(ConfigError, match="(?i)no_such_thing"):
+        load(**kwargs)
+
+
+# -- validation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("port", "abc"),
+        ("port", 70000),
+        ("port", 0),
+        ("hub_port", 65536),
+        ("workers", 0),
+        ("spawner_cmd", []),
+        ("spawner_cmd", ["python", 3]),
+        ("spawner_cmd", "flaskhub singleuser"),
+        ("services", [{"name": "culler"}]),
+        ("services", ["culler"]),
+        ("services", [{"name": "culler", "api_token": 1234}]),
+        ("services", [{"name": "culler", "api_token": "t", "admin": "false"}]),
+        ("headers", {"X-Frame-Options": 1}),
+        ("headers", "X-Frame-Options: deny"),
+        ("headers", {"X-Frame-Options": "deny\r\nSet-Cookie: x=y"}),
+        ("authenticator", "ldap"),
+        ("admin_users", [1]),
+        ("proxy_auto_start", "maybe"),
+        ("proxy_auto_start", 1),
+        ("start_timeout", -1),
+        ("http_timeout", -0.5),
+        ("slow_spawn_timeout", "-1"),
+        ("poll_interval", -30),
+        ("concurrent_spawn_limit", -1),
+    ],
+)
+def test_bad_value_is_named(name: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=f"'{name}'"):
+        load(environ={}, overrides={name: value})
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="FLASKHUB_PORT"):
+        load(environ={"FLASKHUB_PORT": "abc"})
+
+
+def test_bad_toml_value_is_named(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "hub.toml", {"workers": "many"})
+    with pytest.raises(ConfigError, match="'workers'"):
+        load(config_file=str(path), environ={})
+
+
+# -- secrets and the data dir -------------------------------------------------
+
+
+def test_resolve_secrets_creates_private_files_once(settings_dir: Path) -> None:
+    settings = load(environ={}, overrides={"data_dir": str(settings_dir)})
+    first = resolve_secrets(settings)
+    for name in ("cookie_secret", "proxy_auth_token"):
+        path = settings_dir / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().strip() == getattr(first, name)
+        assert len(getattr(first, name)) == 64
+    assert first.cookie_secret != first.proxy_auth_token
+
+    again = resolve_secrets(load(environ={}, overrides={"data_dir": str(settings_dir)}))
+    assert (again.cookie_secret, again.proxy_auth_token) == (
+        first.cookie_secret,
+        first.proxy_auth_token,
+    )
+
+
+def test_configured_secrets_are_used_and_not_stored(settings_dir: Path) -> None:
+    settings = load(
+        environ={"CONFIGPROXY_AUTH_TOKEN": "chp-token"},
+        overrides={"data_dir": str(settings_dir), "cookie_secret": "configured"},
+    )
+    resolved = resolve_secrets(settings)
+    assert (resolved.cookie_secret, resolved.proxy_auth_token) == ("configured", "chp-token")
+    assert not (settings_dir / "cookie_secret").exists()
+    assert not (settings_dir / "proxy_auth_token").exists()
+
+
+def test_check_data_dir_creates_it(settings_dir: Path) -> None:
+    check_data_dir(load(environ={}, overrides={"data_dir": str(settings_dir / "deeper")}))
+    assert (settings_dir / "deeper").is_dir()
+    assert list((settings_dir / "deeper").iterdir()) == []
+
+
+def test_unusable_data_dir_says_what_to_do(tmp_path: Path) -> None:
+    # Root ignores permission bits, so use a path whose parent is a regular file.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = load(environ={}, overrides={"data_dir": str(blocker / "data")})
+    with pytest.raises(ConfigError, match="a-file/data is not writable.*FLASKHUB_DATA_DIR"):
+        check_data_dir(settings)
+    with pytest.raises(ConfigError, match="not writable"):
+        resolve_secrets(settings)

@@ -1,0 +1,257 @@
+"""app/spawners/local.py with real child processes (small `python -c` programs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import load
+from app.spawners import local
+from app.spawners.base import SpawnerError
+from app.spawners.local import LocalProcessSpawner, process_start_time
+
+SLEEPER = "import time; time.sleep(60)"
+# Writes its environment to ./env.json (atomically), then sleeps.
+RECORDER = (
+    "import json, os, time;"
+    "json.dump(dict(os.environ), open('env.tmp', 'w'));"
+    "os.rename('env.tmp', 'env.json');"
+    "time.sleep(60)"
+)
+# Ignores SIGTERM; ./ready says the handler is in place.
+STUBBORN = (
+    "import signal, time;"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    "open('ready', 'w').close();"
+    "time.sleep(60)"
+)
+EXITS_3 = "print('about to exit', flush=True); raise SystemExit(3)"
+
+MakeSpawner = Callable[..., LocalProcessSpawner]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait until condition() is true, or fail the test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {condition}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
+    """make_spawner(code, user="alice", cmd=None): a spawner running `python -c code`.
+
+    Every process a spawner started is killed and reaped at the end of the test.
+    """
+    made: list[LocalProcessSpawner] = []
+
+    def _make(
+        code: str = SLEEPER, user: str = "alice", cmd: list[str] | None = None
+    ) -> LocalProcessSpawner:
+        settings = load(
+            environ={},
+            overrides={
+                "data_dir": str(data_dir),
+                "spawner_cmd": cmd or [sys.executable, "-c", code],
+            },
+        )
+        spawner = LocalProcessSpawner(
+            user_name=user, server_name="", service_prefix=f"/user/{user}/", settings=settings
+        )
+        made.append(spawner)
+        return spawner
+
+    yield _make
+    for spawner in made:
+        if spawner.proc is not None and spawner.proc.poll() is None:
+            os.killpg(spawner.proc.pid, signal.SIGKILL)
+            spawner.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def fast_stop(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A short SIGTERM grace period, so SIGKILL tests take a second, not five."""
+    monkeypatch.setattr(local, "STOP_GRACE_SECONDS", 0.5)
+    return 0.5
+
+
+def test_start_returns_a_loopback_url(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner()
+    url = spawner.start()
+    match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)", url)
+    assert match is not None, url
+    assert int(match.group(1)) == spawner.port
+    assert spawner.poll() is None
+
+
+def test_environment_has_the_hub_variables_and_not_its_secrets(
+    make_spawner: MakeSpawner, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-secret")
+    monkeypatch.setenv("FLASKHUB_COOKIE_SECRET", "cookie-secret")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    spawner = make_spawner(RECORDER)
+    spawner.env = {"JUPYTERHUB_API_TOKEN": "server-token", "JUPYTERHUB_USER": "alice"}
+    url = spawner.start()
+
+    env_file = data_dir / "home" / "alice" / "env.json"
+    wait_for(env_file.exists)
+    env = json.loads(env_file.read_text())
+    assert env["JUPYTERHUB_API_TOKEN"] == "server-token"
+    assert env["JUPYTERHUB_USER"] == "alice"
+    assert env["JUPYTERHUB_SERVICE_URL"] == url + "/user/alice/"
+    assert env["JUPYTERHUB_SERVICE_PORT"] == str(spawner.port)
+    assert env["LANG"] == "C.UTF-8"
+    assert "CONFIGPROXY_AUTH_TOKEN" not in env
+    assert not any(name.startswith("FLASKHUB_") for name in env)
+    assert not {"proxy-secret", "cookie-secret"} & set(env.values())
+
+
+def test_runs_in_the_users_directory_in_its_own_session(
+    make_spawner: MakeSpawner, data_dir: Path
+) -> None:
+    spawner = make_spawner()
+    spawner.start()
+    assert spawner.pid is not None
+    home = data_dir / "home" / "alice"
+    assert Path(f"/proc/{spawner.pid}/cwd").resolve() == home.resolve()
+    assert os.getsid(spawner.pid) == spawner.pid
+    assert os.getsid(spawner.pid) != os.getsid(0)
+
+
+def test_poll_reports_the_exit_status_and_output_goes_to_the_log(
+    make_spawner: MakeSpawner, data_dir: Path
+) -> None:
+    spawner = make_spawner(EXITS_3)
+    spawner.start()
+    wait_for(lambda: spawner.poll() is not None)
+    assert spawner.poll() == 3
+    assert "about to exit" in (data_dir / "logs" / "alice.log").read_text()
+
+
+def test_poll_without_a_server(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner()
+    assert spawner.poll() == 0
+    spawner.stop()  # nothing to stop: returns at once
+
+
+def test_stop_ends_the_process_with_sigterm(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner()
+    spawner.start()
+    started = time.monotonic()
+    spawner.stop()
+    assert spawner.poll() == -signal.SIGTERM
+    assert time.monotonic() - started < 2
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(
+    make_spawner: MakeSpawner, data_dir: Path, fast_stop: float
+) -> None:
+    spawner = make_spawner(STUBBORN)
+    spawner.start()
+    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    started = time.monotonic()
+    spawner.stop()
+    elapsed = time.monotonic() - started
+    assert spawner.poll() == -signal.SIGKILL
+    assert fast_stop <= elapsed < fast_stop + 2
+
+
+def test_stop_now_does_not_wait_for_the_grace_period(
+    make_spawner: MakeSpawner, data_dir: Path
+) -> None:
+    spawner = make_spawner(STUBBORN)
+    spawner.start()
+    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    started = time.monotonic()
+    spawner.stop(now=True)
+    assert spawner.poll() == -signal.SIGKILL
+    assert time.monotonic() - started < 2
+
+
+def restarted(make_spawner: MakeSpawner, state: dict) -> LocalProcessSpawner:
+    """A new spawner object given stored state, as after a hub restart."""
+    spawner = make_spawner()
+    spawner.load_state(json.loads(json.dumps(state)))
+    return spawner
+
+
+def test_state_lets_a_new_spawner_poll_and_stop_the_server(make_spawner: MakeSpawner) -> None:
+    first = make_spawner()
+    first.start()
+    assert first.proc is not None
+    state = first.get_state()
+    assert state == {"pid": first.pid, "port": first.port, "started_at": first.started_at}
+
+    second = restarted(make_spawner, state)
+    assert (second.pid, second.port) == (first.pid, first.port)
+    assert second.poll() is None
+    second.stop()
+    assert second.poll() == 0  # not its child: the status is unknown
+    assert first.proc.wait(timeout=5) == -signal.SIGTERM
+
+
+def test_a_new_spawner_kills_a_server_that_ignores_sigterm(
+    make_spawner: MakeSpawner, data_dir: Path, fast_stop: float
+) -> None:
+    first = make_spawner(STUBBORN)
+    first.start()
+    assert first.proc is not None
+    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    second = restarted(make_spawner, first.get_state())
+    second.stop()
+    assert second.poll() == 0
+    assert first.proc.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_state_detects_a_reused_pid(make_spawner: MakeSpawner) -> None:
+    first = make_spawner()
+    first.start()
+    assert first.pid is not None
+    assert first.started_at == process_start_time(first.pid)
+    state = {**first.get_state(), "started_at": first.started_at + 1}
+
+    other = restarted(make_spawner, state)
+    assert other.poll() == 0
+    other.stop()
+    # The process under that pid is someone else's now: it must not be signalled.
+    assert first.poll() is None
+
+
+def test_state_of_a_process_that_is_gone(make_spawner: MakeSpawner) -> None:
+    first = make_spawner()
+    first.start()
+    state = first.get_state()
+    first.stop()
+    assert restarted(make_spawner, state).poll() == 0
+
+
+def test_clear_state_forgets_the_server(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner()
+    spawner.start()
+    spawner.stop()
+    spawner.clear_state()
+    assert spawner.get_state() == {"pid": None, "port": None, "started_at": None}
+    assert spawner.poll() == 0
+
+
+def test_missing_command_is_a_clear_error(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner(cmd=["no-such-flaskhub-command", "--port"])
+    with pytest.raises(SpawnerError, match="command 'no-such-flaskhub-command' not found"):
+        spawner.start()
+    assert spawner.pid is None

@@ -1,0 +1,276 @@
+"""app/users.py against a real SQLite file migrated to the current schema."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.db import Database
+from app.migrations import upgrade
+from app.models import APIToken, Server, ServerState, User, utcnow
+from app.users import Service, UserError, UserService, hash_token, normalize_username
+
+SERVICES = [
+    {"name": "culler", "api_token": "culler-secret", "admin": True},
+    {"name": "viewer", "api_token": "viewer-secret"},
+]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "hub.sqlite"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Database:
+    """A Database on a fresh SQLite file with the schema of the migrations."""
+    url = f"sqlite:///{db_path}"
+    upgrade(url)
+    return Database(url)
+
+
+@pytest.fixture
+def users(db: Database) -> UserService:
+    """A UserService that also knows the tokens of SERVICES."""
+    return UserService(db, services=SERVICES)
+
+
+@pytest.fixture
+def add_server(db: Database, users: UserService) -> Callable[..., Server]:
+    """add_server(user, state, url=None, name=""): a Server row for a user (created if new)."""
+
+    def _add(user_name: str, state: ServerState, url: str | None = None, name: str = "") -> Server:
+        user = users.get_or_create(user_name)
+        with db.write() as session:
+            server = Server(user_id=user.id, name=name, state=state, url=url)
+            session.add(server)
+        return server
+
+    return _add
+
+
+def count_rows(db: Database, model: type, **where: object) -> int:
+    with db.read() as session:
+        query = select(func.count()).select_from(model).filter_by(**where)
+        return session.scalar(query) or 0
+
+
+# -- names --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("alice", "alice"),
+        ("  Alice\t", "alice"),
+        ("ALICE@Example.org", "alice@example.org"),
+        ("a.b-c_d+e", "a.b-c_d+e"),
+        ("0day", "0day"),
+        ("zoë", "zoë"),
+        ("a" * 255, "a" * 255),
+    ],
+)
+def test_normalize_username_valid(name: str, expected: str) -> None:
+    assert normalize_username(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "_alice", ".alice", "-alice", "al ice", "a/b", "a:b", "a#b", "a" * 256, "a\nb"],
+)
+def test_normalize_username_invalid(name: str) -> None:
+    with pytest.raises(UserError, match="Invalid username .*1 to 255 letters") as info:
+        normalize_username(name)
+    assert info.value.status == 400
+
+
+def test_normalize_username_needs_a_string() -> None:
+    with pytest.raises(UserError, match="must be a string"):
+        normalize_username(42)  # type: ignore[arg-type]
+
+
+# -- users --------------------------------------------------------------------
+
+
+def test_create_many_skips_existing_and_returns_created(users: UserService) -> None:
+    users.get_or_create("alice")
+    created = users.create_many(["Alice", "bob", " bob ", "carol"], admin=True)
+    assert [u.name for u in created] == ["bob", "carol"]
+    assert all(u.admin and u.servers == [] for u in created)
+    assert users.count() == 3
+    alice = users.get("alice")
+    assert alice is not None and not alice.admin
+
+
+def test_create_many_with_an_invalid_name_creates_none(users: UserService) -> None:
+    with pytest.raises(UserError):
+        users.create_many(["dave", "no/slash"])
+    assert users.count() == 0
+
+
+def test_list_pages_by_id_with_total(users: UserService) -> None:
+    users.create_many(["u1", "u2", "u3", "u4", "u5"])
+    page, total = users.list(offset=1, limit=2)
+    assert [u.name for u in page] == ["u2", "u3"]
+    assert total == 5
+    rest, _ = users.list(offset=4)
+    assert [u.name for u in rest] == ["u5"]
+
+
+@pytest.fixture
+def users_in_states(users: UserService, add_server: Callable[..., Server]) -> None:
+    """One user per server state, plus one without servers and one with two servers."""
+    users.create_many(["never"])
+    add_server("stopped", ServerState.STOPPED)
+    add_server("failed", ServerState.FAILED)
+    add_server("spawning", ServerState.SPAWNING)
+    add_server("stopping", ServerState.STOPPING, url="http://127.0.0.1:1")
+    add_server("running", ServerState.RUNNING, url="http://127.0.0.1:2")
+    # Running without a URL is not ready (ready = not pending and has a URL).
+    add_server("no-url", ServerState.RUNNING)
+    add_server("named", ServerState.STOPPED)
+    add_server("named", ServerState.RUNNING, url="http://127.0.0.1:3", name="lab")
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (
+            None,
+            {"never", "stopped", "failed", "spawning", "stopping", "running", "no-url", "named"},
+        ),
+        ("active", {"spawning", "stopping", "running", "named"}),
+        ("ready", {"running", "named"}),
+        ("inactive", {"never", "stopped", "failed", "no-url"}),
+    ],
+)
+def test_list_filters_by_state(
+    users: UserService, users_in_states: None, state: str | None, expected: set[str]
+) -> None:
+    page, total = users.list(state=state)
+    assert {u.name for u in page} == expected
+    assert total == len(expected)
+
+
+def test_list_state_filter_counts_before_paging(users: UserService, users_in_states: None) -> None:
+    page, total = users.list(state="active", limit=1)
+    assert len(page) == 1
+    assert total == 4
+
+
+def test_list_unknown_state(users: UserService) -> None:
+    with pytest.raises(UserError, match="active, ready, inactive"):
+        users.list(state="sleepy")
+
+
+def test_update_renames_and_sets_admin(users: UserService) -> None:
+    users.create_many(["alice"])
+    user = users.update("alice", new_name="alicia", admin=True)
+    assert (user.name, user.admin) == ("alicia", True)
+    assert users.get("alice") is None
+    renamed = users.get("alicia")
+    assert renamed is not None and renamed.admin
+
+
+@pytest.mark.parametrize(
+    ("name", "new_name", "status"),
+    [("alice", "bob", 409), ("nobody", "somebody", 404), ("nobody", None, 404)],
+)
+def test_update_errors(users: UserService, name: str, new_name: str | None, status: int) -> None:
+    users.create_many(["alice", "bob"])
+    with pytest.raises(UserError) as info:
+        users.update(name, new_name=new_name, admin=True)
+    assert info.value.status == status
+    assert {u.name: u.admin for u in users.list()[0]} == {"alice": False, "bob": False}
+
+
+def test_update_refuses_rename_while_a_server_is_active(
+    users: UserService, add_server: Callable[..., Server]
+) -> None:
+    add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2")
+    with pytest.raises(UserError, match="while a server is active") as info:
+        users.update("alice", new_name="alicia", admin=None)
+    assert info.value.status == 400
+    assert users.get("alice") is not None
+
+
+def test_delete_cascades_to_servers_and_tokens(
+    db: Database, users: UserService, add_server: Callable[..., Server]
+) -> None:
+    server = add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2")
+    add_server("bob", ServerState.STOPPED)
+    alice, bob = users.get("alice"), users.get("bob")
+    assert alice is not None and bob is not None
+    users.create_token(alice.id, note="cli")
+    users.create_token(alice.id, server_id=server.id)
+    users.create_token(bob.id)
+
+    users.delete("alice")
+
+    assert users.get("alice") is None
+    assert count_rows(db, Server, user_id=alice.id) == 0
+    assert count_rows(db, APIToken, user_id=alice.id) == 0
+    assert count_rows(db, Server, user_id=bob.id) == 1
+    assert count_rows(db, APIToken, user_id=bob.id) == 1
+
+
+# -- tokens -------------------------------------------------------------------
+
+
+def test_tokens_are_stored_hashed(db_path: Path, users: UserService) -> None:
+    alice = users.get_or_create("alice")
+    token, row = users.create_token(alice.id, note="for the culler", scopes=["identify"])
+    assert row.hashed == hash_token(token)
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT * FROM api_tokens").fetchall()
+    assert len(rows) == 1
+    assert not any(token in str(column) for column in rows[0])
+
+
+def test_lookup_token(users: UserService) -> None:
+    alice = users.get_or_create("alice")
+    token, _ = users.create_token(alice.id, expires_in=3600, scopes=["identify"])
+    found = users.lookup_token(token)
+    assert isinstance(found, APIToken)
+    assert found.user is not None and found.user.name == "alice"
+    assert found.scopes == ["identify"]
+    assert users.lookup_token("0" * 32) is None
+    assert users.lookup_token("") is None
+
+
+def test_expired_tokens_are_not_found(db: Database, users: UserService) -> None:
+    alice = users.get_or_create("alice")
+    token, row = users.create_token(alice.id, expires_in=3600)
+    kept, kept_row = users.create_token(alice.id)
+    with db.write() as session:
+        stored = session.get(APIToken, row.id)
+        assert stored is not None
+        stored.expires_at = utcnow() - timedelta(seconds=1)
+    assert users.lookup_token(token) is None
+    assert users.lookup_token(kept) is not None
+    assert [t.id for t in users.list_tokens(alice.id)] == [kept_row.id]
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [("culler-secret", Service("culler", admin=True)), ("viewer-secret", Service("viewer", False))],
+)
+def test_service_tokens_from_config(users: UserService, token: str, expected: Service) -> None:
+    assert users.lookup_token(token) == expected
+
+
+def test_user_model_running_is_a_property(
+    users: UserService, add_server: Callable[..., Server]
+) -> None:
+    add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2")
+    add_server("bob", ServerState.SPAWNING)
+    alice, bob = users.get("alice"), users.get("bob")
+    assert isinstance(alice, User) and isinstance(bob, User)
+    assert alice.running is True
+    assert bob.running is False
