@@ -169,13 +169,13 @@ def outside_hub(path: str) -> Response:
     return redirect(f"/hub/{path}{'?' + query if query else ''}")
 
 
-@bp.get("/hub/user/<name>/", defaults={"path": ""})
-@bp.get("/hub/user/<name>/<path:path>")
-@bp.get("/hub/user/<name>", defaults={"path": ""})
-def user_redirect(name: str, path: str) -> Response:
+@bp.get("/hub/user/<path:rest>")
+def user_redirect(rest: str) -> Response:
     """Send a user to their running server, spawning, explaining or detecting loops."""
     from app.pages.user_redirect import handle
 
+    # One rule for /hub/user/<name>, /hub/user/<name>/ and /hub/user/<name>/<path>.
+    name, _, path = rest.partition("/")
     return handle(_require_login(), name, path)
 
 

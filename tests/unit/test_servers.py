@@ -1,0 +1,195 @@
+"""The spawn-lifecycle domain in-process: computed counts, lazy spawner objects,
+finish_spawn with a route that fails or is slow. Real CHP, real server processes,
+a real SQLite file; the pytest process is not monkey-patched, the domain runs
+its greenlets all the same.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+from flask import Flask
+
+from app import create_app
+from app.db import get_db
+from app.migrations import upgrade
+from app.models import Server, ServerState, User
+from app.servers import ServerManager, SpawnStatus, get_servers, state_counts
+from app.users import get_users
+from proxy.client import ProxyClient
+from proxy.launcher import ProxyProcess
+from tests.helpers import free_port
+
+
+@pytest.fixture(scope="module")
+def chp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    token = "test-proxy-token"
+    api_port = free_port()
+    proxy = ProxyProcess(
+        ip="127.0.0.1",
+        port=free_port(),
+        api_ip="127.0.0.1",
+        api_port=api_port,
+        default_target="http://127.0.0.1:9",
+        error_target=None,
+        auth_token=token,
+        log_file=str(tmp_path_factory.mktemp("chp") / "chp.log"),
+    )
+    proxy.start()
+    yield f"http://127.0.0.1:{api_port}", token
+    proxy.stop()
+
+
+@pytest.fixture
+def app(tmp_path: Path, chp: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    for key in list(__import__("os").environ):
+        if key.startswith("FLASKHUB_") or key == "CONFIGPROXY_AUTH_TOKEN":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    api_url, token = chp
+    settings: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "proxy_api_url": api_url,
+        "proxy_auth_token": token,
+        "hub_port": free_port(),
+        "slow_spawn_timeout": 10,
+        "http_timeout": 15,
+    }
+    (tmp_path / "data").mkdir()
+    upgrade(f"sqlite:///{tmp_path}/data/flaskhub.sqlite")
+    flask_app = create_app(settings)
+    yield flask_app
+    get_servers(flask_app).stop_all()
+
+
+def _chp_args(app: Flask) -> tuple[str, str]:
+    settings = app.config["FLASKHUB"]
+    return settings.proxy_api_url, settings.proxy_auth_token
+
+
+def _servers(app: Flask) -> ServerManager:
+    return get_servers(app)
+
+
+def test_counts_are_computed_from_the_rows(app: Flask) -> None:
+    db = get_db(app)
+    layout = {
+        ServerState.SPAWNING: 3,
+        ServerState.STOPPING: 2,
+        ServerState.RUNNING: 4,
+        ServerState.STOPPED: 5,
+        ServerState.FAILED: 1,
+    }
+    with db.write() as session:
+        for state, n in layout.items():
+            for i in range(n):
+                user = User(name=f"{state}-{i}", cookie_id="x")
+                session.add(user)
+                session.add(
+                    Server(
+                        user=user,
+                        name="",
+                        state=state,
+                        url="http://127.0.0.1:1" if state == "running" else None,
+                    )
+                )
+        # A running row without a URL is not ready (and not counted as such).
+        broken = User(name="no-url", cookie_id="x")
+        session.add(Server(user=broken, name="", state=ServerState.RUNNING, url=None))
+    counts = _servers(app).counts()
+    assert counts == {"active": 9, "pending": 5, "spawn_pending": 3, "stop_pending": 2, "ready": 4}
+    with db.write() as session:
+        session.query(Server).filter(Server.state == ServerState.SPAWNING).update(
+            {"state": ServerState.RUNNING, "url": "http://127.0.0.1:2"}
+        )
+        assert state_counts(session)["ready"] == 7
+
+
+def test_no_spawner_objects_for_users_who_never_started(app: Flask) -> None:
+    users = get_users(app)
+    users.create_many([f"idle{i}" for i in range(50)])
+    listed, total = users.list()
+    assert total == 50
+    assert not any(u.running for u in listed)
+    servers = _servers(app)
+    assert servers.counts()["active"] == 0
+    gc.collect()
+    assert servers.live_spawner_count() == 0
+    assert servers.spawners == {}
+
+
+def test_spawner_object_lives_only_while_the_server_runs(app: Flask) -> None:
+    get_users(app).create_many(["lena"])
+    servers = _servers(app)
+    result = servers.start_server("lena")
+    assert result.code == 201 and result.status == SpawnStatus.SUCCESS
+    assert get_users(app).get("lena").running is True  # type: ignore[union-attr]
+    assert servers.live_spawner_count() == 1
+    assert servers.stop_server("lena") == 204
+    assert servers.spawners == {}
+    gc.collect()
+    assert servers.live_spawner_count() == 0
+    assert get_users(app).get("lena").running is False  # type: ignore[union-attr]
+
+
+def test_a_failed_spawner_keeps_its_error_until_cleared(app: Flask) -> None:
+    get_users(app).create_many(["otto"])
+    servers = _servers(app)
+    app.config["FLASKHUB"].values["spawner_cmd"] = ["false"]
+    result = servers.start_server("otto")
+    assert result.status == SpawnStatus.FAILURE and result.code == 500
+    (spawner,) = servers.spawners.values()
+    assert spawner.error is not None and "exited with status 1" in spawner.error
+    del spawner
+    servers.clear_failure("otto")
+    assert servers.spawners == {}
+    gc.collect()
+    assert servers.live_spawner_count() == 0
+
+
+class _FailingProxy(ProxyClient):
+    def add_route(self, routespec: str, target: str, data: dict[str, Any]) -> None:
+        from proxy.client import ProxyError
+
+        raise ProxyError("injected: the proxy refused the route")
+
+
+class _SlowProxy(ProxyClient):
+    def add_route(self, routespec: str, target: str, data: dict[str, Any]) -> None:
+        gevent.sleep(2)
+        super().add_route(routespec, target, data)
+
+
+def test_route_failure_stops_the_server_and_records_the_failure(app: Flask) -> None:
+    servers = _servers(app)
+    servers.proxy = _FailingProxy(*_chp_args(app))
+    get_users(app).create_many(["rita"])
+    result = servers.start_server("rita")
+    assert result.status == SpawnStatus.FAILURE and result.code == 500
+    assert "injected: the proxy refused the route" in result.message
+    (spawner,) = servers.spawners.values()
+    assert spawner.poll() is not None  # the process it started is gone
+    server = servers.get_server("rita")
+    assert server is not None and server.state == ServerState.FAILED
+
+
+def test_slow_spawn_timeout_includes_the_route_and_never_cancels(app: Flask) -> None:
+    servers = _servers(app)
+    servers.proxy = _SlowProxy(*_chp_args(app))
+    app.config["FLASKHUB"].values["slow_spawn_timeout"] = 1
+    get_users(app).create_many(["sam"])
+    t0 = time.monotonic()
+    result = servers.start_server("sam")
+    assert result.code == 202 and time.monotonic() - t0 < 2
+    server = servers.get_server("sam")
+    assert server is not None and server.pending == "spawn"
+    servers.spawns[server.id].join(timeout=30)
+    server = servers.get_server("sam")
+    assert server is not None and server.ready
+    assert servers.proxy.get_route("/user/sam/") is not None
