@@ -40,7 +40,9 @@ def check_routes(servers: ServerManager) -> dict[str, int]:
         rows = session.scalars(
             select(Server).where(Server.state.in_([ServerState.RUNNING, ServerState.SPAWNING]))
         ).all()
-    wanted = {"/": (settings.hub_url, {"hub": True, "jupyterhub": True})}
+    wanted: dict[str, tuple[str, dict[str, Any]]] = {
+        "/": (settings.hub_url, {"hub": True, "jupyterhub": True})
+    }
     starting = set()
     for server in rows:
         prefix = url_prefix(server.user.name, server.name)

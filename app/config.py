@@ -143,7 +143,7 @@ def coerce(setting: Setting, value: Any) -> Any:
         raise ConfigError(
             f"setting {setting.name!r} ({setting.env}) must be {kind.__name__}, got {value!r}"
         )
-    if kind in (int, float) and value < 0:
+    if isinstance(value, int | float) and value < 0:
         raise ConfigError(f"setting {setting.name!r} must not be negative, got {value!r}")
     return value
 

@@ -103,7 +103,7 @@ class UserService:
                 user.servers = []
             return created
 
-    def list(
+    def page(
         self, *, offset: int = 0, limit: int | None = None, state: str | None = None
     ) -> tuple[list[User], int]:
         """A page of users ordered by id, and the total matching."""

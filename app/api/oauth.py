@@ -13,7 +13,8 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from flask import Response, jsonify, redirect, request
+from flask import jsonify, redirect, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, select
 
 from app.api import bp
@@ -27,7 +28,7 @@ CODE_LIFETIME = timedelta(minutes=5)
 
 
 @bp.get("/oauth2/authorize")
-def authorize() -> Response:
+def authorize() -> ResponseReturnValue:
     """Give the logged-in owner of a server a one-time code for it."""
     client_id = request.args.get("client_id", "")
     redirect_uri = request.args.get("redirect_uri", "")
@@ -65,7 +66,7 @@ def authorize() -> Response:
 
 
 @bp.post("/oauth2/token")
-def token() -> Response:
+def token() -> ResponseReturnValue:
     """Exchange a code (with the client's secret) for an access token."""
     form = request.form
     client_id, secret = _client_credentials()
@@ -87,6 +88,8 @@ def token() -> Response:
         if form.get("redirect_uri", code.redirect_uri) != code.redirect_uri:
             return _oauth_error("invalid_grant", "redirect_uri does not match the code's")
         server = session.get(Server, client.server_id)
+        if server is None:
+            return _oauth_error("invalid_client", "The client's server no longer exists", 401)
         scopes = [f"access:servers!server={server.user.name}/{server.name}", "identify"]
         token_value, _row = get_users().create_token(
             code.user_id,
@@ -111,7 +114,7 @@ def _client_credentials() -> tuple[str, str]:
     return request.form.get("client_id", ""), request.form.get("client_secret", "")
 
 
-def _oauth_error(error: str, description: str, status: int = 400) -> Response:
+def _oauth_error(error: str, description: str, status: int = 400) -> ResponseReturnValue:
     response = jsonify({"error": error, "error_description": description})
     response.status_code = status
     return response

@@ -49,7 +49,7 @@ def list_users() -> Response:
     limit = min(_int_arg("limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
     state = request.args.get("state") or None
     if identity.admin:
-        users, total = get_users().list(offset=offset, limit=limit, state=state)
+        users, total = get_users().page(offset=offset, limit=limit, state=state)
     else:
         # Without admin rights a caller sees only themself.
         users = [identity.user] if identity.user is not None and offset == 0 else []

@@ -14,6 +14,7 @@ from flask import (
     render_template,
     request,
 )
+from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
 from app.errors import HubError
@@ -62,17 +63,17 @@ def _csrf() -> None:
 
 @bp.get("/")
 @bp.get("/hub/")
-def index() -> Response:
+def index() -> ResponseReturnValue:
     return redirect("/hub/home")
 
 
 @bp.get("/hub/health")
-def health() -> Response:
+def health() -> ResponseReturnValue:
     return Response("ok\n", mimetype="text/plain")
 
 
 @bp.route("/hub/login", methods=["GET", "POST"])
-def login() -> Response | str:
+def login() -> ResponseReturnValue:
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET":
         if current_identity().user is not None and current_identity().via_cookie:
@@ -96,7 +97,7 @@ def login() -> Response | str:
 
 
 @bp.get("/hub/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     logout_user()
     return redirect("/hub/login")
 
@@ -112,7 +113,7 @@ def home() -> str:
 
 
 @bp.route("/hub/spawn", methods=["GET", "POST"])
-def spawn() -> Response:
+def spawn() -> ResponseReturnValue:
     """An explicit request to start: clears a recorded failure, then spawns."""
     user = _require_login()
     servers = get_servers()
@@ -129,7 +130,7 @@ def spawn() -> Response:
 
 
 @bp.get("/hub/spawn-pending/<name>")
-def spawn_pending(name: str) -> Response | str:
+def spawn_pending(name: str) -> ResponseReturnValue:
     user = _require_login()
     if user.name != name and not user.admin:
         return redirect(f"/hub/spawn-pending/{user.name}")
@@ -154,14 +155,14 @@ def spawn_pending(name: str) -> Response | str:
 
 
 @bp.route("/user/<name>", strict_slashes=True)
-def user_no_slash(name: str) -> Response:
+def user_no_slash(name: str) -> ResponseReturnValue:
     """/user/<name> → /user/<name>/ (else it bounces between proxy and hub forever)."""
     query = request.query_string.decode()
     return redirect(f"{url_prefix(name)}{'?' + query if query else ''}")
 
 
 @bp.route("/<path:path>")
-def outside_hub(path: str) -> Response:
+def outside_hub(path: str) -> ResponseReturnValue:
     """Any other path outside /hub/ reaching the hub → the same path under /hub/."""
     if path.startswith("hub/"):
         abort(404)
@@ -170,7 +171,7 @@ def outside_hub(path: str) -> Response:
 
 
 @bp.get("/hub/user/<path:rest>")
-def user_redirect(rest: str) -> Response:
+def user_redirect(rest: str) -> ResponseReturnValue:
     """Send a user to their running server, spawning, explaining or detecting loops."""
     from app.pages.user_redirect import handle
 
@@ -180,7 +181,7 @@ def user_redirect(rest: str) -> Response:
 
 
 @bp.get("/hub/error/<int:code>")
-def proxy_error(code: int) -> Response:
+def proxy_error(code: int) -> ResponseReturnValue:
     """CHP's error target: it could not reach a user's server. Say why, never loop."""
     url = request.args.get("url", "")
     parts = [unquote(p) for p in url.split("?", 1)[0].split("/")]
@@ -205,7 +206,7 @@ def proxy_error(code: int) -> Response:
 
 
 @bp.app_errorhandler(ProxyError)
-def _proxy_down(e: ProxyError) -> Response:
+def _proxy_down(e: ProxyError) -> ResponseReturnValue:
     from app.errors import error_response
 
     return error_response(503, f"The proxy is unavailable: {e}")

@@ -12,7 +12,8 @@ import logging
 from urllib.parse import urlencode
 
 import gevent
-from flask import Response, current_app, redirect, request
+from flask import current_app, redirect, request
+from flask.typing import ResponseReturnValue
 
 from app.errors import HubError
 from app.models import Server, ServerState, User
@@ -25,7 +26,7 @@ VERSION_CHECK_AT = 2
 RESTART_HINT = "You can try restarting your server from the home page."
 
 
-def handle(user: User, name: str, path: str) -> Response:
+def handle(user: User, name: str, path: str) -> ResponseReturnValue:
     """The response for a logged-in user visiting /hub/user/<name>/<path>."""
     if user.name != name:
         # Never another user's server: to one's own.
@@ -62,7 +63,7 @@ def handle(user: User, name: str, path: str) -> Response:
     return _implicit_spawn(name, path)
 
 
-def _implicit_spawn(name: str, path: str) -> Response:
+def _implicit_spawn(name: str, path: str) -> ResponseReturnValue:
     result = get_servers().start_server(name)
     if result.ready:
         return redirect(url_prefix(name) + path + _query())
@@ -73,7 +74,7 @@ def _implicit_spawn(name: str, path: str) -> Response:
     )
 
 
-def _to_server(server: Server, name: str, path: str) -> Response:
+def _to_server(server: Server, name: str, path: str) -> ResponseReturnValue:
     redirects = _redirects()
     if redirects:
         log.warning("Redirect loop detected on %s (redirects=%s)", request.path, redirects)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from proxy import ProxyClient, ProxyError, ProxyProcess
-from tests.helpers import free_port
+from tests.helpers import free_port, free_ports
 
 TOKEN = "test-proxy-token"
 
@@ -64,11 +64,12 @@ def server_url() -> Iterator[str]:
 @pytest.fixture
 def chp(tmp_path, hub_url: str) -> Iterator[ProxyProcess]:
     """A running CHP whose default target is hub_url."""
+    port, api_port = free_ports(2)
     process = ProxyProcess(
         ip="127.0.0.1",
-        port=free_port(),
+        port=port,
         api_ip="127.0.0.1",
-        api_port=free_port(),
+        api_port=api_port,
         default_target=hub_url,
         error_target=None,
         auth_token=TOKEN,

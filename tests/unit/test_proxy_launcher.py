@@ -16,7 +16,7 @@ import pytest
 
 from proxy import ProxyClient, ProxyProcess, ProxyStartError
 from proxy.launcher import _terminate, find_chp
-from tests.helpers import free_port
+from tests.helpers import free_ports
 
 TOKEN = "launcher-test-token"
 
@@ -27,11 +27,12 @@ def make_proxy(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     made: list[ProxyProcess] = []
 
     def make(**overrides: object) -> ProxyProcess:
+        port, api_port = free_ports(2)
         options: dict = {
             "ip": "127.0.0.1",
-            "port": free_port(),
+            "port": port,
             "api_ip": "127.0.0.1",
-            "api_port": free_port(),
+            "api_port": api_port,
             "default_target": "http://127.0.0.1:1",
             "error_target": None,
             "auth_token": TOKEN,

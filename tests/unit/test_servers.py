@@ -114,7 +114,7 @@ def test_counts_are_computed_from_the_rows(app: Flask) -> None:
 def test_no_spawner_objects_for_users_who_never_started(app: Flask) -> None:
     users = get_users(app)
     users.create_many([f"idle{i}" for i in range(50)])
-    listed, total = users.list()
+    listed, total = users.page()
     assert total == 50
     assert not any(u.running for u in listed)
     servers = _servers(app)

@@ -116,10 +116,10 @@ def test_create_many_with_an_invalid_name_creates_none(users: UserService) -> No
 
 def test_list_pages_by_id_with_total(users: UserService) -> None:
     users.create_many(["u1", "u2", "u3", "u4", "u5"])
-    page, total = users.list(offset=1, limit=2)
+    page, total = users.page(offset=1, limit=2)
     assert [u.name for u in page] == ["u2", "u3"]
     assert total == 5
-    rest, _ = users.list(offset=4)
+    rest, _ = users.page(offset=4)
     assert [u.name for u in rest] == ["u5"]
 
 
@@ -153,20 +153,20 @@ def users_in_states(users: UserService, add_server: Callable[..., Server]) -> No
 def test_list_filters_by_state(
     users: UserService, users_in_states: None, state: str | None, expected: set[str]
 ) -> None:
-    page, total = users.list(state=state)
+    page, total = users.page(state=state)
     assert {u.name for u in page} == expected
     assert total == len(expected)
 
 
 def test_list_state_filter_counts_before_paging(users: UserService, users_in_states: None) -> None:
-    page, total = users.list(state="active", limit=1)
+    page, total = users.page(state="active", limit=1)
     assert len(page) == 1
     assert total == 4
 
 
 def test_list_unknown_state(users: UserService) -> None:
     with pytest.raises(UserError, match="active, ready, inactive"):
-        users.list(state="sleepy")
+        users.page(state="sleepy")
 
 
 def test_update_renames_and_sets_admin(users: UserService) -> None:
@@ -187,7 +187,7 @@ def test_update_errors(users: UserService, name: str, new_name: str | None, stat
     with pytest.raises(UserError) as info:
         users.update(name, new_name=new_name, admin=True)
     assert info.value.status == status
-    assert {u.name: u.admin for u in users.list()[0]} == {"alice": False, "bob": False}
+    assert {u.name: u.admin for u in users.page()[0]} == {"alice": False, "bob": False}
 
 
 def test_update_refuses_rename_while_a_server_is_active(
