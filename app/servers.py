@@ -115,6 +115,11 @@ def client_id(user_name: str, server_name: str = "") -> str:
     return f"{cid}-{quote(server_name, safe='@~')}" if server_name else cid
 
 
+def access_scopes(user_name: str, server_name: str = "") -> list[str]:
+    """The scopes that grant access to a server (any one of them suffices)."""
+    return [f"access:servers!server={user_name}/{server_name}", f"access:servers!user={user_name}"]
+
+
 def state_counts(session: Session) -> dict[str, int]:
     """{active, pending, spawn_pending, stop_pending, ready}, computed from the rows now."""
     rows = session.execute(
@@ -311,11 +316,11 @@ class ServerManager:
             user = server.user
             prefix = url_prefix(user.name, server.name)
             cid = client_id(user.name, server.name)
-            scopes = [f"access:servers!server={user.name}/{server.name}", "identify"]
+            scopes = access_scopes(user.name, server.name)
             token, _row = self.users.create_token(
                 user.id,
                 note=f"Server at {prefix}",
-                scopes=[*scopes, f"users:activity!user={user.name}"],
+                scopes=[*scopes, "identify", f"users:activity!user={user.name}"],
                 server_id=server.id,
                 session=session,
             )

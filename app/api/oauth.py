@@ -22,6 +22,7 @@ from app.auth import current_identity
 from app.db import get_db
 from app.errors import HubError
 from app.models import OAuthClient, OAuthCode, Server, utcnow
+from app.servers import access_scopes
 from app.users import get_users, hash_token
 
 CODE_LIFETIME = timedelta(minutes=5)
@@ -90,7 +91,7 @@ def token() -> ResponseReturnValue:
         server = session.get(Server, client.server_id)
         if server is None:
             return _oauth_error("invalid_client", "The client's server no longer exists", 401)
-        scopes = [f"access:servers!server={server.user.name}/{server.name}", "identify"]
+        scopes = [*access_scopes(server.user.name, server.name), "identify"]
         token_value, _row = get_users().create_token(
             code.user_id,
             note=f"OAuth token for {client.id}",

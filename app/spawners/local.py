@@ -73,6 +73,8 @@ class LocalProcessSpawner(Spawner):
         self.port = free_port(self.ip)
         url = f"http://{self.ip}:{self.port}"
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        # Each user's HOME is their own directory: tools keep their state apart.
+        env["HOME"] = str(self.home)
         env.update(self.env)
         env["JUPYTERHUB_SERVICE_URL"] = url + self.service_prefix
         env["JUPYTERHUB_SERVICE_PORT"] = str(self.port)
