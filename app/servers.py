@@ -100,6 +100,9 @@ class Recorder:
     def check_routes(self, seconds: float) -> None:
         """The proxy's routes were reconciled with the database."""
 
+    def proxy_poll(self, seconds: float) -> None:
+        """The proxy's whole routing table was fetched."""
+
 
 def url_prefix(user_name: str, server_name: str = "") -> str:
     """The URL prefix of a server: /user/<escaped name>/[<server>/]."""
@@ -389,7 +392,7 @@ class ServerManager:
                 response = self.http_get(
                     url + spawner.service_prefix, timeout=2, allow_redirects=False
                 )
-                return response.headers.get("X-JupyterHub-Version", "unknown")
+                return self._server_version(response, url + spawner.service_prefix)
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
@@ -399,6 +402,18 @@ class ServerManager:
                 )
             gevent.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _server_version(self, response: requests.Response, prefix_url: str) -> str:
+        """The server's X-JupyterHub-Version; Jupyter Server omits it on the redirect
+        its root answers with, but sends it from its unauthenticated `api` endpoint."""
+        version = response.headers.get("X-JupyterHub-Version")
+        if version is None and response.is_redirect:
+            try:
+                api = self.http_get(prefix_url + "api", timeout=2, allow_redirects=False)
+                version = api.headers.get("X-JupyterHub-Version")
+            except requests.RequestException:
+                pass
+        return version or "unknown"
 
     def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
         """The one finalisation path: add the route, then mark the server running.
