@@ -249,3 +249,68 @@ def test_ctrl_c_stops_servers_and_the_proxy(hub_factory) -> None:  # type: ignor
     assert not pid_alive(pid)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{hub.proxy_api_url}/api/routes", timeout=2)
+
+
+def test_password_accounts_from_the_cli(hub_factory) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(authenticator="password")
+    added = hub.cli("user", "add", "Zoe", "--password-stdin", input="correct horse battery\n")
+    assert added.returncode == 0, added.stderr
+    short = hub.cli("user", "add", "yan", "--password-stdin", input="short\n")
+    assert short.returncode != 0 and "at least 8 characters" in short.stderr
+    session = requests.Session()
+
+    def attempt(name: str, password: str) -> requests.Response:
+        page = session.get(f"{hub.public_url}/hub/login", timeout=10)
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        return session.post(
+            f"{hub.public_url}/hub/login",
+            allow_redirects=False,
+            timeout=30,
+            data={"username": name, "password": password, "_xsrf": xsrf},
+        )
+
+    wrong = attempt("zoe", "wrong password")
+    assert wrong.status_code == 403 and "Invalid username or password." in wrong.text
+    assert attempt("nobody", "correct horse battery").status_code == 403
+    right = attempt(" ZOE", "correct horse battery")
+    assert right.status_code == 302 and right.headers["Location"] == "/hub/home"
+
+
+def _proxy_pid(hub: Hub) -> int:
+    port = hub.proxy_api_url.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--api-port" in cmdline and port.encode() in cmdline:
+            return int(entry.name)
+    raise AssertionError("CHP is not running")
+
+
+def test_routes_come_back_after_chp_restarts(hub: Hub) -> None:
+    hub.api("POST", "/users/olga")
+    assert hub.api("POST", "/users/olga/server").status_code == 201
+    token = hub.token("olga")
+    old = _proxy_pid(hub)
+    subprocess.run(["kill", "-9", str(old)], check=True)
+    # The supervisor restarts CHP (empty table); the reconcile loop restores routes.
+    wait_for(lambda: pid_alive(_proxy_pid(hub)) and _proxy_pid(hub) != old, timeout=20)
+    wait_for(lambda: "/user/olga" in hub.routes(), timeout=20)
+    status = hub.get("/user/olga/api/status", headers={"Authorization": f"token {token}"})
+    assert status.status_code == 200 and status.json()["user"] == "olga"
+    assert hub.api("DELETE", "/users/olga/server").status_code == 204
+
+
+def test_servers_survive_a_hub_restart(hub_factory) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(cleanup_servers=False)
+    hub.api("POST", "/users/pia")
+    assert hub.api("POST", "/users/pia/server").status_code == 201
+    pid = _server_pid(hub, "pia")
+    hub.restart()  # a new hub and a new CHP; the server process lives on
+    assert pid_alive(pid)
+    wait_for(lambda: "/user/pia" in hub.routes(), timeout=20)
+    assert hub.api("GET", "/users/pia").json()["server"] == "/user/pia/"
+    assert _server_pid(hub, "pia") == pid
+    assert hub.api("DELETE", "/users/pia/server").status_code == 204
+    wait_for(lambda: not pid_alive(pid), timeout=10)
