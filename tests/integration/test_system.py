@@ -276,7 +276,7 @@ def test_password_accounts_from_the_cli(hub_factory) -> None:  # type: ignore[no
     assert right.status_code == 302 and right.headers["Location"] == "/hub/home"
 
 
-def _proxy_pid(hub: Hub) -> int:
+def _proxy_pid(hub: Hub) -> int | None:
     port = hub.proxy_api_url.rsplit(":", 1)[1]
     for entry in Path("/proc").iterdir():
         try:
@@ -285,7 +285,14 @@ def _proxy_pid(hub: Hub) -> int:
             continue
         if b"--api-port" in cmdline and port.encode() in cmdline:
             return int(entry.name)
-    raise AssertionError("CHP is not running")
+    return None
+
+
+def _routes_when_up(hub: Hub) -> dict:
+    try:
+        return hub.routes()
+    except requests.ConnectionError:
+        return {}
 
 
 def test_routes_come_back_after_chp_restarts(hub: Hub) -> None:
@@ -293,10 +300,11 @@ def test_routes_come_back_after_chp_restarts(hub: Hub) -> None:
     assert hub.api("POST", "/users/olga/server").status_code == 201
     token = hub.token("olga")
     old = _proxy_pid(hub)
+    assert old is not None
     subprocess.run(["kill", "-9", str(old)], check=True)
     # The supervisor restarts CHP (empty table); the reconcile loop restores routes.
-    wait_for(lambda: pid_alive(_proxy_pid(hub)) and _proxy_pid(hub) != old, timeout=20)
-    wait_for(lambda: "/user/olga" in hub.routes(), timeout=20)
+    wait_for(lambda: _proxy_pid(hub) not in (None, old), timeout=20)
+    wait_for(lambda: "/user/olga" in _routes_when_up(hub), timeout=20)
     status = hub.get("/user/olga/api/status", headers={"Authorization": f"token {token}"})
     assert status.status_code == 200 and status.json()["user"] == "olga"
     assert hub.api("DELETE", "/users/olga/server").status_code == 204
