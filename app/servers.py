@@ -438,13 +438,21 @@ class ServerManager:
         self.recorder.proxy_add(True, time.monotonic() - t0)
         with self.db.write() as session:
             server = session.get(Server, server_id)
-            if server is None or server.state != ServerState.SPAWNING:
-                return
-            server.state = ServerState.RUNNING
-            server.url = url
-            server.version = version
-            server.spawner_state = spawner.get_state()
-            server.last_activity = utcnow()
+            claimed = server is not None and server.state == ServerState.SPAWNING
+            if claimed:
+                assert server is not None
+                server.state = ServerState.RUNNING
+                server.url = url
+                server.version = version
+                server.spawner_state = spawner.get_state()
+                server.last_activity = utcnow()
+        if not claimed:
+            # A stop (perhaps in another worker) took the server while it started:
+            # undo what this spawn did, so no route or process outlives it.
+            log.warning("Server of %s was stopped while starting; cleaning up", user_name)
+            self._delete_route(prefix)
+            _stop_quietly(spawner)
+            raise SpawnerError(f"{user_name}'s server was stopped while it was starting.")
         log.info("Server of %s ready at %s (version %s)", user_name, url, version)
 
     def ensure_route(self, server: Server) -> bool:
