@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import select
 
 from app.db import get_db
 from app.models import Lease, Server, ServerState, utcnow
-from app.servers import ServerManager, get_servers, url_prefix
+from app.servers import ServerManager, get_servers, route_data, url_prefix
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def check_routes(servers: ServerManager) -> dict[str, int]:
     t0 = time.monotonic()
     settings = servers.settings
     routes = servers.proxy.get_all_routes()
+    servers.recorder.proxy_poll(time.monotonic() - t0)
     with servers.db.read() as session:
         rows = session.scalars(
             select(Server).where(Server.state.in_([ServerState.RUNNING, ServerState.SPAWNING]))
@@ -49,23 +51,33 @@ def check_routes(servers: ServerManager) -> dict[str, int]:
         if server.state == ServerState.SPAWNING or server.url is None:
             starting.add(prefix)  # finish_spawn owns its route until it is running
             continue
-        data = {"user": server.user.name, "server_name": server.name, "jupyterhub": True}
-        wanted[prefix] = (server.url, data)
+        wanted[prefix] = (server.url, route_data(server.user.name, server.name))
         _record_route_activity(servers, server, routes.get(prefix))
     added = deleted = 0
     for prefix, (target, data) in wanted.items():
         route = routes.get(prefix)
         if route is None or route["target"] != target:
             log.warning("Route %s missing from the proxy (or wrong): adding -> %s", prefix, target)
-            servers.proxy.add_route(prefix, target, data)
+            _timed(servers.recorder.proxy_add, servers.proxy.add_route, prefix, target, data)
             added += 1
     for prefix, route in routes.items():
         if route["data"].get("jupyterhub") and prefix not in wanted and prefix not in starting:
             log.warning("Deleting stale route %s -> %s", prefix, route["target"])
-            servers.proxy.delete_route(prefix)
+            _timed(servers.recorder.proxy_delete, servers.proxy.delete_route, prefix)
             deleted += 1
     servers.recorder.check_routes(time.monotonic() - t0)
     return {"added": added, "deleted": deleted}
+
+
+def _timed(report: Callable[[bool, float], None], call: Callable[..., Any], *args: Any) -> None:
+    """Make a route change and report its outcome and duration (as finish_spawn does)."""
+    t0 = time.monotonic()
+    try:
+        call(*args)
+    except ProxyError:
+        report(False, time.monotonic() - t0)
+        raise
+    report(True, time.monotonic() - t0)
 
 
 def _record_route_activity(servers: ServerManager, server: Server, route: Any) -> None:

@@ -72,6 +72,7 @@ def run() -> None:
     proxy = _start_proxy(settings) if settings.proxy_auto_start else None
     hub = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
+        env=_hub_env(settings),
     )
     stopping = False
 
@@ -90,6 +91,18 @@ def run() -> None:
         _shutdown(settings, hub, proxy)
     if not stopping:
         raise click.ClickException(f"The hub (gunicorn) exited with status {hub.returncode}")
+
+
+def _hub_env(settings: Settings) -> dict[str, str]:
+    """gunicorn's environment: metrics in multiprocess mode, in a directory of data_dir.
+
+    Always, even with one worker: a worker gunicorn restarts keeps its counts.
+    gunicorn's on_starting empties the directory; an operator's own
+    PROMETHEUS_MULTIPROC_DIR is used instead if set.
+    """
+    env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(settings.data_dir) / "metrics"))
+    return env
 
 
 def _start_proxy(settings: Settings) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from flask import Flask
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "flaskhub.toml"
+METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class ConfigError(ValueError):
@@ -71,7 +73,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("dummy_password", str, "", "With the dummy authenticator: the one password accepted."),
     Setting("admin_users", list, [], "Names that are admins (created at start-up)."),
-    Setting("services", list, [], 'Tokens for tools: [{"name", "api_token", "admin"}].'),
+    Setting(
+        "services",
+        list,
+        [],
+        'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
+    ),
     Setting("spawner", str, "local", "`local` or a dotted path `module:Class`."),
     Setting(
         "spawner_cmd", list, ["flaskhub", "singleuser"], "Command that starts a user's server."
@@ -84,12 +91,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("concurrent_spawn_limit", int, 100, "Spawns pending at once (0 = no limit)."),
     Setting("active_server_limit", int, 0, "Servers active at once (0 = no limit)."),
     Setting("implicit_spawn", bool, True, "Visiting /hub/user/<name>/ starts a stopped server."),
+    Setting("allow_named_servers", bool, False, "Users may have named servers besides their own."),
+    Setting("named_server_limit_per_user", int, 0, "Named servers a user may have (0 = no limit)."),
     Setting("headers", dict, {}, "Extra response headers; override defaults case-insensitively."),
     Setting("cleanup_servers", bool, True, "`flaskhub run` stops user servers when it exits."),
     Setting(
         "api_version", str, "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
     ),
     Setting("log_level", str, "INFO", "Logging level of the hub."),
+    Setting("authenticate_prometheus", bool, True, "/hub/metrics needs admin or read:metrics."),
+    Setting("metrics_prefix", str, "jupyterhub", "Prefix of every metric name."),
+    Setting(
+        "spawn_duration_buckets",
+        list,
+        [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
+        "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
+    ),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -216,6 +233,7 @@ def _validate(values: dict[str, Any]) -> None:
         # A string such as "false" would be truthy: an admin by mistake.
         if not isinstance(service.get("admin", False), bool):
             raise ConfigError(f"setting 'services': 'admin' of {service['name']!r} must be a bool")
+        _validate_service_extras(service)
     for name, value in values["headers"].items():
         if not isinstance(value, str):
             raise ConfigError(f"setting 'headers': value of {name!r} must be a string")
@@ -225,6 +243,31 @@ def _validate(values: dict[str, Any]) -> None:
     for name in values["admin_users"]:
         if not isinstance(name, str):
             raise ConfigError("setting 'admin_users' must be a list of names")
+    if not METRIC_NAME_RE.fullmatch(values["metrics_prefix"]):
+        raise ConfigError(
+            "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
+        )
+    buckets = values["spawn_duration_buckets"]
+    numbers = all(isinstance(b, int | float) and not isinstance(b, bool) for b in buckets)
+    if not buckets or not numbers or buckets[0] <= 0 or buckets != sorted(set(buckets)):
+        raise ConfigError(
+            f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
+        )
+
+
+def _validate_service_extras(service: dict[str, Any]) -> None:
+    """A service's optional `scopes` (JupyterHub's names) and `url`."""
+    from app.auth.scopes import ScopeError, check_scopes
+
+    name, scopes = service["name"], service.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ConfigError(f"setting 'services': 'scopes' of {name!r} must be a list of strings")
+    try:
+        check_scopes(scopes)
+    except ScopeError as e:
+        raise ConfigError(f"setting 'services': {e} (service {name!r})") from None
+    if not isinstance(service.get("url", ""), str):
+        raise ConfigError(f"setting 'services': 'url' of {name!r} must be a string")
 
 
 def persistent_secret(settings: Settings, name: str, filename: str) -> str:

@@ -6,6 +6,8 @@ does exactly that. The gevent worker patches after fork, before the app loads.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from app.config import load
@@ -37,3 +39,28 @@ def post_worker_init(worker: Any) -> None:
     from app import background
 
     background.start(worker.wsgi)
+
+
+def on_starting(server: Any) -> None:
+    """Empty the metrics directory (multiprocess mode): a new hub counts from zero."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        if workers > 1:
+            server.log.warning(
+                "PROMETHEUS_MULTIPROC_DIR is not set: each worker reports its own metrics "
+                "(`flaskhub run` sets it)"
+            )
+        return
+    Path(path).mkdir(parents=True, exist_ok=True)
+    # Only prometheus_client's own files: the directory may be the operator's.
+    for kind in ("counter", "gauge", "histogram", "summary"):
+        for stale in Path(path).glob(f"{kind}_*.db"):
+            stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Forget a dead worker's live gauges; its counters and histograms stay in the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,4 +1,4 @@
-"""The tables: users, their servers and state, API tokens (hashed), OAuth clients and codes.
+"""The tables: users, groups, servers and state, API tokens (hashed), OAuth clients and codes.
 
 Tables hold data and derive from it; they call no services.
 """
@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -81,6 +83,15 @@ class User(Base):
     servers: Mapped[list[Server]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
+    # Loaded with the user (one query per batch of users) for the user model's "groups".
+    groups: Mapped[list[Group]] = relationship(
+        secondary="user_group_map", back_populates="users", lazy="selectin", order_by="Group.name"
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        # A new user is in no group: say so, so its model can be built once detached.
+        kwargs.setdefault("groups", [])
+        super().__init__(**kwargs)
 
     def server(self, name: str = "") -> Server | None:
         """The server of that name, if it has ever been started."""
@@ -91,6 +102,29 @@ class User(Base):
         """The default server is ready (a property: a method would always be truthy)."""
         server = self.server("")
         return server is not None and server.ready
+
+
+user_group_map = Table(
+    "user_group_map",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Group(Base):
+    """A named set of users; `properties` is free-form data for deployments (JupyterHub's)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    # Not loaded with the group: member lists can be long; ask for them (selectinload).
+    users: Mapped[list[User]] = relationship(
+        secondary=user_group_map, back_populates="groups", order_by=User.name
+    )
 
 
 class Server(Base):

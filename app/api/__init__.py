@@ -8,15 +8,27 @@ from flask import Blueprint, Response, request
 
 from app.auth import Identity, csrf_ok, current_identity
 from app.errors import HubError
+from app.headers import API_PATHS
+from app.models import User
+from app.users import get_users
 
 bp = Blueprint("api", __name__, url_prefix="/hub/api")
 
 
+@bp.before_app_request
+def _options() -> Response | None:
+    """OPTIONS on any API path, routed or not (CORS preflight): 200, empty.
+
+    App-wide, because a blueprint's hooks skip URLs that match none of its routes;
+    the after_request hooks (flask-cors, default headers) still apply.
+    """
+    if request.method == "OPTIONS" and API_PATHS.match(request.path):
+        return Response("", 200)
+    return None
+
+
 @bp.before_request
 def _checks() -> Response | None:
-    if request.method == "OPTIONS":
-        # CORS preflight and plain OPTIONS: 200, empty, with the default headers.
-        return Response("", 200)
     identity = current_identity()
     if identity.via_cookie and not csrf_ok():
         raise HubError(403, "XSRF cookie does not match POST argument")
@@ -31,19 +43,37 @@ def require_identity() -> Identity:
     return identity
 
 
-def require_admin() -> Identity:
+def require_scope(
+    scope: str,
+    *,
+    user: str | None = None,
+    server: str | None = None,
+    group: str | None = None,
+    service: str | None = None,
+) -> Identity:
+    """The caller, if it holds scope for the target (for everything without one), else 403."""
     identity = require_identity()
-    if not identity.admin:
-        raise HubError(403, f"{identity.name} is not an admin: this needs admin rights.")
+    target = {"user": user, "server": server, "group": group, "service": service}
+    named = {kind: value for kind, value in target.items() if value is not None}
+    allowed = (
+        identity.has_scope(scope, user, server, group=group, service=service)
+        if named
+        else identity.has_unfiltered_scope(scope)
+    )
+    if not allowed:
+        on = " on " + ", ".join(f"{kind} {value}" for kind, value in named.items()) if named else ""
+        raise HubError(
+            403, f"Action is not authorized with current scopes; requires [{scope}]{on}."
+        )
     return identity
 
 
-def require_manage(user_name: str) -> Identity:
-    """The caller may act for user_name (admin, or that user with full rights)."""
-    identity = require_identity()
-    if not identity.can_manage(user_name):
-        raise HubError(403, f"{identity.name} may not act for user {user_name}.")
-    return identity
+def user_or_404(name: str) -> User:
+    """The user called name, or 404."""
+    user = get_users().get(name)
+    if user is None:
+        raise HubError(404, f"No such user: {name}")
+    return user
 
 
 def json_body(default: Any = None) -> Any:
@@ -59,4 +89,14 @@ def json_body(default: Any = None) -> Any:
         raise HubError(400, f"Request body must be valid JSON: {e}") from None
 
 
-from app.api import hub, oauth, users  # noqa: E402,F401  (routes register on bp)
+# Routes register on bp when their modules load.
+from app.api import (  # noqa: E402,F401
+    groups,
+    hub,
+    named_servers,
+    oauth,
+    proxy,
+    services,
+    tokens,
+    users,
+)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+import yaml
 from flask import Response, current_app, jsonify
 
 import app
-from app.api import bp, require_admin, require_identity
-from app.api.serialize import user_model, user_scopes
+from app.api import bp, require_identity, require_scope
+from app.api.serialize import user_model
 
 
 @bp.get("/")
@@ -18,9 +22,22 @@ def root() -> Response:
     return jsonify({"version": current_app.config["FLASKHUB"].api_version})
 
 
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This API's OpenAPI description, as JSON (no auth)."""
+    spec = _openapi_spec()
+    version = current_app.config["FLASKHUB"].api_version
+    return jsonify({**spec, "info": {**spec["info"], "version": version}})
+
+
+@cache
+def _openapi_spec() -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text())
+
+
 @bp.get("/info")
 def info() -> Response:
-    require_admin()
+    require_scope("read:hub")
     settings = current_app.config["FLASKHUB"]
     return jsonify(
         {
@@ -38,9 +55,9 @@ def info() -> Response:
 def whoami() -> Response:
     """The model of the credential's owner, with the scopes the credential carries."""
     identity = require_identity()
+    scopes = sorted(identity.scopes)
     if identity.user is None:
         assert identity.service is not None
-        scopes = ["admin:users", "admin:servers", "read:metrics"] if identity.service.admin else []
         return jsonify(
             {
                 "kind": "service",
@@ -50,10 +67,4 @@ def whoami() -> Response:
                 "scopes": scopes,
             }
         )
-    model = user_model(identity.user)
-    if identity.full_access:
-        model["scopes"] = user_scopes(identity.user)
-    else:
-        assert identity.token is not None
-        model["scopes"] = sorted(identity.token.scopes)
-    return jsonify(model)
+    return jsonify({**user_model(identity.user), "scopes": scopes})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.models import Server, User
@@ -13,7 +13,8 @@ def isoformat(dt: datetime | None) -> str | None:
     """ISO 8601 UTC with Z, or None."""
     if dt is None:
         return None
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat() pads the year to four digits; strftime("%Y") does not for years < 1000.
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def server_model(server: Server) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def user_model(user: User) -> dict[str, Any]:
         "kind": "user",
         "name": user.name,
         "admin": user.admin,
-        "groups": [],
+        "groups": [group.name for group in user.groups],
         "roles": ["admin"] if user.admin else ["user"],
         "server": url_prefix(user.name) if default is not None and default.ready else None,
         "pending": default.pending if default is not None else None,
@@ -49,18 +50,3 @@ def user_model(user: User) -> dict[str, Any]:
         "last_activity": isoformat(user.last_activity),
         "servers": active,
     }
-
-
-def user_scopes(user: User) -> list[str]:
-    """The scopes a full-access credential of this user carries."""
-    own = [
-        f"access:servers!user={user.name}",
-        f"read:users!user={user.name}",
-        f"servers!user={user.name}",
-        f"tokens!user={user.name}",
-        f"users:activity!user={user.name}",
-        f"read:users:name!user={user.name}",
-    ]
-    if user.admin:
-        own += ["admin:users", "admin:servers", "access:servers", "read:metrics", "proxy"]
-    return sorted(own)

@@ -10,8 +10,10 @@ from datetime import datetime
 import gevent
 from flask import Response, jsonify, request
 
-from app.api import bp, json_body, require_admin, require_identity, require_manage
+from app.api import bp, json_body, require_identity, require_scope
+from app.api.pagination import int_arg
 from app.api.serialize import isoformat, user_model
+from app.auth import Identity
 from app.errors import HubError
 from app.models import ServerState
 from app.servers import ServerManager, get_servers, url_prefix
@@ -20,19 +22,6 @@ from app.users import UserError, get_users, normalize_username
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 200
-
-
-def _int_arg(name: str, default: int) -> int:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise HubError(400, f"{name} must be an integer, got {value!r}") from None
-    if number < 0:
-        raise HubError(400, f"{name} must not be negative")
-    return number
 
 
 def _get_user_or_404(name: str):  # type: ignore[no-untyped-def]
@@ -45,10 +34,10 @@ def _get_user_or_404(name: str):  # type: ignore[no-untyped-def]
 @bp.get("/users")
 def list_users() -> Response:
     identity = require_identity()
-    offset = _int_arg("offset", 0)
-    limit = min(_int_arg("limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+    offset = int_arg("offset", 0)
+    limit = min(int_arg("limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
     state = request.args.get("state") or None
-    if identity.admin:
+    if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
         users, total = get_users().page(offset=offset, limit=limit, state=state)
     else:
         # Without admin rights a caller sees only themself.
@@ -87,10 +76,11 @@ def _page_url(offset: int, limit: int) -> str:
 
 @bp.post("/users")
 def create_users() -> Response:
-    require_admin()
+    identity = require_scope("admin:users")
     body = json_body({})
     if not isinstance(body, dict) or not isinstance(body.get("usernames"), list):
         raise HubError(400, 'Send {"usernames": ["name", ...], "admin": false}.')
+    _check_may_grant_admin(identity, body)
     names = [normalize_username(n) for n in body["usernames"]]
     if not names:
         raise HubError(400, "No usernames given.")
@@ -102,17 +92,18 @@ def create_users() -> Response:
 
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
-    require_manage(name)
+    require_scope("read:users", user=name)
     return jsonify(user_model(_get_user_or_404(name)))
 
 
 @bp.post("/users/<name>")
 def create_user(name: str) -> Response:
-    require_admin()
+    identity = require_scope("admin:users")
     name = normalize_username(name)
     body = json_body({})
     if not isinstance(body, dict):
         raise HubError(400, "Body must be a JSON object")
+    _check_may_grant_admin(identity, body)
     if get_users().get(name) is not None:
         raise HubError(409, f"User {name} already exists")
     created = get_users().create_many([name], admin=bool(body.get("admin", False)))
@@ -121,10 +112,11 @@ def create_user(name: str) -> Response:
 
 @bp.patch("/users/<name>")
 def update_user(name: str) -> Response:
-    require_admin()
+    identity = require_scope("admin:users")
     body = json_body({})
     if not isinstance(body, dict) or set(body) - {"name", "admin"}:
         raise HubError(400, 'Send {"name": ..., "admin": ...} (either or both).')
+    _check_may_grant_admin(identity, body)
     new_name = normalize_username(body["name"]) if "name" in body else None
     admin = body.get("admin")
     if admin is not None and not isinstance(admin, bool):
@@ -135,7 +127,7 @@ def update_user(name: str) -> Response:
 
 @bp.delete("/users/<name>")
 def delete_user(name: str) -> Response:
-    identity = require_admin()
+    identity = require_scope("delete:users")
     user = _get_user_or_404(name)
     if identity.user is not None and identity.user.name == user.name:
         raise HubError(400, "Cannot delete yourself!")
@@ -149,7 +141,7 @@ def delete_user(name: str) -> Response:
 
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
-    require_manage(name)
+    require_scope("servers", user=name)
     _get_user_or_404(name)
     options = json_body({})
     if not isinstance(options, dict):
@@ -163,7 +155,7 @@ def start_server(name: str) -> Response:
 
 @bp.delete("/users/<name>/server")
 def stop_server(name: str) -> Response:
-    require_manage(name)
+    require_scope("delete:servers", user=name)
     _get_user_or_404(name)
     return Response(status=get_servers().stop_server(name, ""))
 
@@ -171,7 +163,7 @@ def stop_server(name: str) -> Response:
 @bp.get("/users/<name>/server/progress")
 def progress(name: str) -> Response:
     """Server-sent events: "Server requested", the spawner's own, then ready or failed."""
-    require_manage(name)
+    require_scope("read:servers", user=name)
     server = get_servers().get_server(_get_user_or_404(name).name)
     if server is None:
         raise HubError(404, f"{name} has no server")
@@ -182,17 +174,17 @@ def progress(name: str) -> Response:
     return response
 
 
-def _progress_events(servers: ServerManager, name: str) -> Iterator[str]:
+def _progress_events(servers: ServerManager, name: str, server_name: str = "") -> Iterator[str]:
     # A streamed body runs outside the app context: everything it needs is passed in.
     yield _event({"progress": 0, "message": "Server requested"})
     sent = 0
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        server = servers.get_server(name)
+        server = servers.get_server(name, server_name)
         if server is None:
             return
         if server.ready:
-            url = url_prefix(name)
+            url = url_prefix(name, server_name)
             yield _event(
                 {"progress": 100, "ready": True, "message": f"Server ready at {url}", "url": url}
             )
@@ -229,24 +221,27 @@ def _event(data: dict) -> str:
 @bp.post("/users/<name>/activity")
 def activity(name: str) -> Response:
     """A server reports when it was last used: {"last_activity", "servers": {...}}."""
-    identity = require_identity()
-    if not (
-        identity.can_manage(name)
-        or (identity.name == name and identity.has_scope("users:activity"))
-    ):
-        raise HubError(403, f"{identity.name} may not report activity for {name}.")
+    require_scope("users:activity", user=name)
     user = _get_user_or_404(name)
     body = json_body({})
     if not isinstance(body, dict):
         raise HubError(400, "Body must be a JSON object")
     when = _parse_time(body.get("last_activity")) if body.get("last_activity") else None
+    servers = body.get("servers") or {}
+    if not isinstance(servers, dict):
+        raise HubError(400, 'servers must be a JSON object: {"<name>": {"last_activity": ...}}')
     stamps = {}
-    for server_name, info in (body.get("servers") or {}).items():
+    for server_name, info in servers.items():
         if not isinstance(info, dict) or "last_activity" not in info:
             raise HubError(400, f"servers.{server_name} needs last_activity")
         stamps[server_name] = _parse_time(info["last_activity"])
     get_servers().record_activity(user.id, when, stamps)
     return Response(status=200)
+
+
+def _check_may_grant_admin(identity: Identity, body: dict) -> None:
+    if body.get("admin") and not identity.admin:
+        raise HubError(403, "Only admins can grant admin permissions")
 
 
 def _parse_time(value: object) -> datetime:

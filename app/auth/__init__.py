@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, g, has_app_context, request, session
+from sqlalchemy import select
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
-from app.models import APIToken, User
+from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
+from app.models import APIToken, Group, User
 from app.users import Service, get_users
 
 CSRF_HEADERS = ("X-XSRFToken", "X-CSRFToken", "X-CSRF-Token")
@@ -47,18 +51,104 @@ class Identity:
             return True
         return not self.token.scopes or "inherit" in self.token.scopes
 
-    def has_scope(self, scope: str) -> bool:
-        """Full access, or a token scope named `scope` (filters after '!' ignored)."""
-        if self.user is None and self.service is None:
-            return False  # anonymous: no token, but no rights either
+    @property
+    def authenticated(self) -> bool:
+        return self.user is not None or self.service is not None
+
+    @cached_property
+    def owner_scopes(self) -> frozenset[str]:
+        """Everything the owner may do: the user role (+ admin role), or a service's own."""
+        if self.user is not None:
+            found = role_scopes("user", user=self.user.name) | IDENTIFY
+            return (found | role_scopes("admin")) if self.user.admin else found
+        if self.service is not None:
+            configured = expand_scopes(_service_scopes(self.service.name)) | IDENTIFY
+            return (configured | role_scopes("admin")) if self.service.admin else configured
+        return frozenset()
+
+    @cached_property
+    def token_scopes(self) -> frozenset[str] | None:
+        """The token's own limit, or None when it carries all of its owner's rights."""
         if self.full_access:
-            return True
+            return None
         assert self.token is not None
-        return any(s.split("!", 1)[0] == scope for s in self.token.scopes)
+        return expand_scopes(self.token.scopes, user=self.name if self.user else None)
+
+    @cached_property
+    def scopes(self) -> frozenset[str]:
+        """The expanded scopes this credential carries (the owner's, narrowed by the token)."""
+        if self.token_scopes is None:
+            return self.owner_scopes
+        return intersect(self.token_scopes, self.owner_scopes)
+
+    @cached_property
+    def _grants(self) -> tuple[ScopeSet, ...]:
+        # Owner and token are checked separately, so a group filter on either
+        # side is resolved against the database (intersect() cannot do that).
+        groups_of = cache(_group_names)
+        grants = [ScopeSet(self.owner_scopes, groups_of)]
+        if self.token_scopes is not None:
+            grants.append(ScopeSet(self.token_scopes, groups_of))
+        return tuple(grants)
+
+    def has_scope(
+        self,
+        scope: str,
+        user: str | None = None,
+        server: str | None = None,
+        *,
+        group: str | None = None,
+        service: str | None = None,
+    ) -> bool:
+        """May this credential use `scope` on that user, server ("user/name"), group or service?
+
+        Without a target: whether it holds the scope for anything at all (the
+        caller then filters what it shows).
+        """
+        if not self.authenticated:
+            return False
+        if scope in IDENTIFY:
+            return True
+        if user is None and server is None and group is None and service is None:
+            return any(s.partition("!")[0] == scope for s in self.scopes)
+        target = {"user": user, "server": server, "group": group, "service": service}
+        return all(grant.allows(scope, **target) for grant in self._grants)
+
+    def has_unfiltered_scope(self, scope: str) -> bool:
+        """The scope is held for every resource (no filter narrows it)."""
+        return self.authenticated and all(grant.unfiltered(scope) for grant in self._grants)
+
+    def missing_scopes(self, wanted: frozenset[str]) -> frozenset[str]:
+        """The expanded scopes of `wanted` this credential does not hold."""
+        if not self.authenticated:
+            return wanted
+        return frozenset().union(*(covers(grant, wanted - IDENTIFY) for grant in self._grants))
 
     def can_manage(self, user_name: str) -> bool:
-        """Admin, or the user themself with a full-access credential."""
-        return self.admin or (self.name == user_name and self.user is not None and self.full_access)
+        """May do for user_name everything users may do for themselves."""
+        return all(
+            self.has_scope(scope, user=user_name) for scope in ("read:users", "servers", "tokens")
+        )
+
+
+def _service_scopes(name: str) -> Iterable[str]:
+    """The `scopes` a service has in the `services` setting."""
+    if not has_app_context():
+        return ()
+    for service in current_app.config["FLASKHUB"].services:
+        if service["name"] == name:
+            return tuple(service.get("scopes", ()))
+    return ()
+
+
+def _group_names(user_name: str) -> frozenset[str]:
+    """The groups a user is in (asked only when a !group= filter could grant access)."""
+    from app.db import get_db
+
+    with get_db().read() as session:
+        return frozenset(
+            session.scalars(select(Group.name).join(Group.users).where(User.name == user_name))
+        )
 
 
 ANONYMOUS = Identity()

@@ -155,7 +155,8 @@ def token(*scopes: str) -> APIToken:
         (Identity(user=ROOT, via_cookie=True), True, set(NAMES), set(SCOPES)),
         (Identity(user=ROOT, token=token("identify")), False, set(), {"identify"}),
         (Identity(service=Service("culler", admin=True)), True, set(NAMES), set(SCOPES)),
-        (Identity(service=Service("viewer", admin=False)), False, set(), set(SCOPES)),
+        # A service without admin or configured scopes can only identify itself (JupyterHub's).
+        (Identity(service=Service("viewer", admin=False)), False, set(), {"identify"}),
         (ANONYMOUS, False, set(), set()),
     ],
     ids=[

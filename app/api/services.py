@@ -1,0 +1,58 @@
+"""Services from the `services` setting: GET /hub/api/services[/<name>] (read-only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, jsonify
+
+from app.api import bp, require_identity, require_scope
+from app.errors import HubError
+
+LIST_SCOPES = ("list:services", "read:services")
+
+
+@bp.get("/services")
+def list_services() -> Response:
+    """{name: model} of the services the caller may see (JupyterHub answers a dict too)."""
+    identity = require_identity()
+    if not any(identity.has_scope(scope) for scope in LIST_SCOPES):
+        raise HubError(
+            403, "Action is not authorized with current scopes; requires any of [list:services]."
+        )
+    return jsonify(
+        {
+            service["name"]: service_model(service)
+            for service in _configured()
+            if any(identity.has_scope(s, service=service["name"]) for s in LIST_SCOPES)
+        }
+    )
+
+
+@bp.get("/services/<name>")
+def get_service(name: str) -> Response:
+    require_scope("read:services", service=name)
+    service = next((s for s in _configured() if s["name"] == name), None)
+    if service is None:
+        raise HubError(404, f"No such service: {name}")
+    return jsonify(service_model(service))
+
+
+def service_model(service: dict[str, Any]) -> dict[str, Any]:
+    """JupyterHub's service model. FlaskHub runs no services: no command, pid or prefix."""
+    return {
+        "kind": "service",
+        "name": service["name"],
+        "admin": bool(service.get("admin", False)),
+        "roles": ["admin"] if service.get("admin") else [],
+        "url": service.get("url", ""),
+        "prefix": "",
+        "command": [],
+        "pid": 0,
+        "info": {},
+        "display": True,
+    }
+
+
+def _configured() -> list[dict[str, Any]]:
+    return list(current_app.config["FLASKHUB"].services)

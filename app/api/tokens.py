@@ -1,0 +1,216 @@
+"""A user's API tokens: /hub/api/users/<name>/tokens[/<token_id>] (JupyterHub's shapes).
+
+A token's id is ``a<row id>``; the token itself is shown once, in the answer
+to the POST that created it. A token carries at most its owner's rights; a
+request for scopes the owner does not hold is refused (400), and so is one
+for scopes the requesting credential does not hold itself (403), so a narrow
+token cannot mint a broader one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, jsonify
+from sqlalchemy import delete, select
+
+from app.api import bp, json_body, require_scope, user_or_404
+from app.api.serialize import isoformat
+from app.auth import Identity
+from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
+from app.db import get_db
+from app.errors import HubError
+from app.models import APIToken, OAuthClient, User
+from app.users import get_users
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NOTE = "Requested via api"
+# A hundred years: longer would run past what a datetime can hold.
+MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
+REMOVED_TOKEN_API = (
+    "Deprecated endpoint /hub/api/authorizations/token is removed in JupyterHub 2.0."
+    " Use /hub/api/users/:user/tokens instead."
+)
+REMOVED_TOKEN_LOOKUP = (
+    "Deprecated endpoint /hub/api/authorizations/token/:token is removed"
+    " (deprecated in JupyterHub 2.0). Use /hub/api/user with the token instead."
+)
+
+
+@bp.get("/users/<name>/tokens")
+def list_tokens(name: str) -> Response:
+    require_scope("read:tokens", user=name)
+    user = user_or_404(name)
+    tokens = sorted(get_users().list_tokens(user.id), key=lambda t: t.last_activity or t.created)
+    return jsonify({"api_tokens": token_models(user, tokens)})
+
+
+@bp.post("/users/<name>/tokens")
+def create_token(name: str) -> Response:
+    """Create a token: {"note", "expires_in", "scopes", "roles"}, all optional."""
+    identity = require_scope("tokens", user=name)
+    user = user_or_404(name)
+    body = json_body({}) or {}
+    if not isinstance(body, dict):
+        raise HubError(400, "Body must be a JSON dict or empty")
+    requested = _requested_scopes(body)
+    expires_in = _expires_in(body.get("expires_in"))
+    note = body.get("note") or _default_note(identity, user)
+    if not isinstance(note, str):
+        raise HubError(400, f"token note must be a string, not {note!r}")
+    _check_scopes_held(identity, user, requested)
+    token, row = get_users().create_token(
+        user.id, note=note, expires_in=expires_in, scopes=requested
+    )
+    log.info("%s created API token a%s for %s (%s)", identity.name, row.id, user.name, note)
+    response = jsonify({**token_models(user, [row])[0], "token": token})
+    response.status_code = 201
+    return response
+
+
+@bp.get("/users/<name>/tokens/<token_id>")
+def get_token(name: str, token_id: str) -> Response:
+    require_scope("read:tokens", user=name)
+    user = user_or_404(name)
+    return jsonify(token_models(user, [_token_or_404(user, token_id)])[0])
+
+
+@bp.delete("/users/<name>/tokens/<token_id>")
+def delete_token(name: str, token_id: str) -> Response:
+    """Revoke a token; an OAuth token takes every token of its client with it (JupyterHub's)."""
+    require_scope("tokens", user=name)
+    user = user_or_404(name)
+    token = _token_or_404(user, token_id)
+    query = delete(APIToken).where(APIToken.user_id == user.id)
+    if token.client_id:
+        query = query.where(APIToken.client_id == token.client_id)
+    else:
+        query = query.where(APIToken.id == token.id)
+    with get_db().write() as session:
+        session.execute(query)
+    log.info("Deleted token %s of %s", token_id, user.name)
+    return Response(status=204)
+
+
+@bp.post("/authorizations/token")
+def removed_token_api() -> Response:
+    raise HubError(404, REMOVED_TOKEN_API)
+
+
+@bp.get("/authorizations/token/<path:token>")
+def removed_token_lookup(token: str) -> Response:
+    # Answered without looking the token up: a token in a URL ends up in logs.
+    raise HubError(404, REMOVED_TOKEN_LOOKUP)
+
+
+def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
+    """JupyterHub's token model for each of a user's tokens."""
+    clients = _client_descriptions({t.client_id for t in tokens if t.client_id})
+    return [
+        {
+            "id": f"a{token.id}",
+            "kind": "api_token",
+            "user": owner.name,
+            "roles": [],
+            # What the token can do now: its scopes within its owner's.
+            "scopes": sorted(Identity(user=owner, token=token).scopes),
+            "note": token.note,
+            "created": isoformat(token.created),
+            "expires_at": isoformat(token.expires_at),
+            "last_activity": isoformat(token.last_activity),
+            "session_id": None,
+            "oauth_client": clients.get(token.client_id or "", "JupyterHub"),
+        }
+        for token in tokens
+    ]
+
+
+def _client_descriptions(client_ids: set[str]) -> dict[str, str]:
+    if not client_ids:
+        return {}
+    with get_db().read() as session:
+        rows = session.execute(
+            select(OAuthClient.id, OAuthClient.description).where(OAuthClient.id.in_(client_ids))
+        ).all()
+    found = {cid: description or cid for cid, description in rows}
+    return {cid: found.get(cid, cid) for cid in client_ids}
+
+
+def _token_or_404(user: User, token_id: str) -> APIToken:
+    """The live token a<N> of user, or 404 (wrong owner, bad id, expired: all alike)."""
+    not_found = HubError(404, f"No such token {token_id} for user {user.name}")
+    if token_id[:1] != "a" or not token_id[1:].isdigit():
+        raise not_found
+    with get_db().read() as session:
+        token = session.scalar(
+            select(APIToken).where(APIToken.id == int(token_id[1:]), APIToken.user_id == user.id)
+        )
+    if token is None or token.expired:
+        raise not_found
+    return token
+
+
+def _requested_scopes(body: dict[str, Any]) -> list[str]:
+    """The scopes asked for (roles resolved to theirs); ["inherit"] when none are named."""
+    requested: list[str] = []
+    for key in ("scopes", "roles"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise HubError(400, f"token {key} must be null or a list of strings, not {value!r}")
+        if key == "roles":
+            unknown = [role for role in value if role not in ROLES]
+            if unknown:
+                raise HubError(400, f"Role '{unknown[0]}' does not exist")
+            value = [scope for role in value for scope in ROLES[role]]
+        requested += value
+    try:
+        check_scopes(requested)
+    except ScopeError as e:
+        raise HubError(400, str(e)) from None
+    return list(dict.fromkeys(requested)) or ["inherit"]
+
+
+def _expires_in(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise HubError(
+            400, f"token expires_in must be null or a non-negative integer, not {value!r}"
+        )
+    if value > MAX_EXPIRES_IN:
+        raise HubError(400, f"token expires_in: {value} must not exceed {MAX_EXPIRES_IN}")
+    return value or None
+
+
+def _default_note(identity: Identity, user: User) -> str:
+    if identity.user is not None and identity.user.name == user.name:
+        return DEFAULT_NOTE
+    kind = "user" if identity.user is not None else "service"
+    return f"{DEFAULT_NOTE} by {kind} {identity.name}"
+
+
+def _check_scopes_held(identity: Identity, owner: User, requested: list[str]) -> None:
+    """400 if the owner does not hold a requested scope, 403 if the requester does not."""
+    owner_identity = Identity(user=owner)
+    expanded = {
+        scope: owner_identity.owner_scopes
+        if scope == "inherit"
+        else expand_scopes([scope], user=owner.name)
+        for scope in requested
+    }
+    not_owner = [s for s, wanted in expanded.items() if owner_identity.missing_scopes(wanted)]
+    if not_owner:
+        raise HubError(
+            400,
+            f"Not assigning requested scopes {', '.join(not_owner)} not held by user {owner.name}",
+        )
+    not_requester = [s for s, wanted in expanded.items() if identity.missing_scopes(wanted)]
+    if not_requester:
+        raise HubError(
+            403,
+            f"{identity.name} may not grant scopes it does not hold: {', '.join(not_requester)}",
+        )

@@ -1,0 +1,255 @@
+"""Prometheus metrics: every metric object, its label enums, and the /hub/metrics view.
+
+Names are JupyterHub's under the `metrics_prefix` setting (default
+`jupyterhub`). Each app builds its metrics on a registry of its own, so
+`create_app` can run twice in one process (tests, `flaskhub run`'s recovery).
+
+Several gunicorn workers: `flaskhub run` gives gunicorn a PROMETHEUS_MULTIPROC_DIR,
+so prometheus_client keeps counters and histograms in one file per process and
+the scrape merges them, a restarted worker's counts included. Gauges of the
+current state are never recorded: the view computes them from the database at
+scrape time, so they can neither drift nor be summed across workers.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+from app.auth import Identity, current_identity
+from app.servers import Recorder, SpawnStatus, get_servers
+from app.users import get_users
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+READ_METRICS = "read:metrics"
+# The `handler` of requests that matched no route (404, 405): never the raw path.
+UNMATCHED = "unmatched"
+
+bp = Blueprint("metrics", __name__)
+
+
+class Outcome(enum.StrEnum):
+    """Label `status` of the proxy add/delete and server stop durations."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+    @classmethod
+    def of(cls, ok: bool) -> Outcome:
+        return cls.SUCCESS if ok else cls.FAILURE
+
+
+class ServerPollStatus(enum.StrEnum):
+    """Label `status` of the server poll duration: what the poll found."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class ServerCount(enum.StrEnum):
+    """Label `state` of `<prefix>_servers`: the keys of servers.state_counts (they overlap)."""
+
+    ACTIVE = "active"
+    PENDING = "pending"
+    SPAWN_PENDING = "spawn_pending"
+    STOP_PENDING = "stop_pending"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One app's recorded metrics, on the registry of its prometheus-flask-exporter."""
+
+    prefix: str
+    exporter: Any  # PrometheusMetrics, or its gunicorn multiprocess variant
+    SERVER_SPAWN_DURATION_SECONDS: Histogram
+    PROXY_ADD_DURATION_SECONDS: Histogram
+    PROXY_DELETE_DURATION_SECONDS: Histogram
+    CHECK_ROUTES_DURATION_SECONDS: Histogram
+    PROXY_POLL_DURATION_SECONDS: Histogram
+    SERVER_POLL_DURATION_SECONDS: Histogram
+    SERVER_STOP_SECONDS: Histogram
+
+    def exposition(self, counts: dict[str, int], total_users: int) -> str:
+        """The text exposition: recorded metrics (merged across workers), then gauges of now."""
+        # No Accept negotiation: two OpenMetrics documents cannot be concatenated.
+        recorded, _content_type = self.exporter.generate_metrics()
+        current = generate_latest(StateGauges(self.prefix, counts, total_users))
+        return str(recorded) + current.decode()
+
+
+def make_metrics(prefix: str, spawn_buckets: Sequence[float]) -> Metrics:
+    """Create the recorded metrics under prefix on a new registry, every label value at zero."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        # Renders the files of every worker, whichever worker is scraped.
+        exporter = GunicornInternalPrometheusMetrics.for_app_factory(
+            path=None, export_defaults=False, registry=registry
+        )
+    else:
+        exporter = PrometheusMetrics.for_app_factory(
+            path=None, export_defaults=False, registry=registry
+        )
+
+    def histogram(
+        name: str, doc: str, statuses: type[enum.StrEnum] | None = None, **kwargs: Any
+    ) -> Histogram:
+        labels = ("status",) if statuses else ()
+        metric = Histogram(f"{prefix}_{name}", doc, labels, registry=registry, **kwargs)
+        for status in statuses or ():
+            metric.labels(status=status)
+        return metric
+
+    return Metrics(
+        prefix=prefix,
+        exporter=exporter,
+        SERVER_SPAWN_DURATION_SECONDS=histogram(
+            "server_spawn_duration_seconds",
+            "Time taken by start_server, by outcome",
+            SpawnStatus,
+            buckets=spawn_buckets,
+        ),
+        PROXY_ADD_DURATION_SECONDS=histogram(
+            "proxy_add_duration_seconds", "Time taken to add a route to the proxy", Outcome
+        ),
+        PROXY_DELETE_DURATION_SECONDS=histogram(
+            "proxy_delete_duration_seconds", "Time taken to delete a route from the proxy", Outcome
+        ),
+        CHECK_ROUTES_DURATION_SECONDS=histogram(
+            "check_routes_duration_seconds", "Time taken to reconcile the proxy's routes"
+        ),
+        PROXY_POLL_DURATION_SECONDS=histogram(
+            "proxy_poll_duration_seconds", "Time taken to fetch all routes from the proxy"
+        ),
+        SERVER_POLL_DURATION_SECONDS=histogram(
+            "server_poll_duration_seconds", "Time taken to poll a server", ServerPollStatus
+        ),
+        SERVER_STOP_SECONDS=histogram(
+            "server_stop_seconds", "Time taken to stop a server", Outcome
+        ),
+    )
+
+
+class StateGauges:
+    """A collector of gauges computed at scrape time; nothing is recorded, so nothing sums."""
+
+    def __init__(self, prefix: str, counts: dict[str, int], total_users: int) -> None:
+        self.prefix = prefix
+        self.counts = counts
+        self.total_users = total_users
+
+    def collect(self) -> Iterator[Metric]:
+        prefix = self.prefix
+        yield GaugeMetricFamily(
+            f"{prefix}_running_servers",
+            "Servers running and routed",
+            value=self.counts[ServerCount.READY],
+        )
+        yield GaugeMetricFamily(f"{prefix}_total_users", "Users in the database", self.total_users)
+        servers = GaugeMetricFamily(
+            f"{prefix}_servers",
+            "Servers by state (overlapping: active = pending + ready)",
+            labels=["state"],
+        )
+        for state in ServerCount:
+            servers.add_metric([state], self.counts[state])
+        yield servers
+
+
+class MetricsRecorder(Recorder):
+    """The lifecycle's durations, observed in the histograms of a Metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def spawn(self, status: SpawnStatus, seconds: float) -> None:
+        self.metrics.SERVER_SPAWN_DURATION_SECONDS.labels(status=status).observe(seconds)
+
+    def proxy_add(self, ok: bool, seconds: float) -> None:
+        self.metrics.PROXY_ADD_DURATION_SECONDS.labels(status=Outcome.of(ok)).observe(seconds)
+
+    def proxy_delete(self, ok: bool, seconds: float) -> None:
+        self.metrics.PROXY_DELETE_DURATION_SECONDS.labels(status=Outcome.of(ok)).observe(seconds)
+
+    def server_stop(self, ok: bool, seconds: float) -> None:
+        self.metrics.SERVER_STOP_SECONDS.labels(status=Outcome.of(ok)).observe(seconds)
+
+    def server_poll(self, alive: bool, seconds: float) -> None:
+        status = ServerPollStatus.RUNNING if alive else ServerPollStatus.STOPPED
+        self.metrics.SERVER_POLL_DURATION_SECONDS.labels(status=status).observe(seconds)
+
+    def check_routes(self, seconds: float) -> None:
+        self.metrics.CHECK_ROUTES_DURATION_SECONDS.observe(seconds)
+
+    def proxy_poll(self, seconds: float) -> None:
+        self.metrics.PROXY_POLL_DURATION_SECONDS.observe(seconds)
+
+
+def _handler() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+def _track_requests(app: Flask, metrics: Metrics) -> None:
+    """Time every request by method, route pattern and status code."""
+    track = metrics.exporter.histogram(
+        f"{metrics.prefix}_request_duration_seconds",
+        "Time taken to answer a request, by method, route pattern and status code",
+        labels={
+            "method": lambda: request.method,
+            "handler": _handler,
+            "code": lambda response: response.status_code,
+        },
+    )
+    # Around the whole dispatch rather than each view (the exporter's
+    # register_default): answers from before_request hooks (OPTIONS, CSRF
+    # refusals) and unmatched URLs count too. The exporter's built-in request
+    # metrics cannot take JupyterHub's name and labels.
+    app.full_dispatch_request = track(app.full_dispatch_request)  # type: ignore[method-assign]
+
+
+def may_read_metrics(identity: Identity) -> bool:
+    """The credential holds read:metrics: an admin's, or one granted it (never a plain user's)."""
+    return identity.has_scope(READ_METRICS)
+
+
+def render(app: Flask) -> str:
+    """The whole exposition of an app, with the state gauges computed now."""
+    metrics: Metrics = app.extensions["flaskhub.metrics"]
+    return metrics.exposition(get_servers(app).counts(), get_users(app).count())
+
+
+@bp.get("/hub/metrics")
+@bp.get("/hub/api/metrics")
+def metrics_view() -> Response:
+    """Prometheus text format; needs admin or read:metrics unless authenticate_prometheus=false."""
+    settings = current_app.config["FLASKHUB"]
+    if settings.authenticate_prometheus and not may_read_metrics(current_identity()):
+        message = f"Reading metrics requires the {READ_METRICS} scope (or an admin)."
+        response = jsonify({"status": 403, "message": message})
+        response.status_code = 403
+        return response
+    return Response(render(current_app), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def init_app(app: Flask) -> None:
+    """Build this app's metrics, time its requests, offer the recorder and the view.
+
+    Runs before servers.init_app, which hands the recorder to the ServerManager.
+    """
+    settings = app.config["FLASKHUB"]
+    metrics = make_metrics(settings.metrics_prefix, settings.spawn_duration_buckets)
+    _track_requests(app, metrics)
+    app.extensions["flaskhub.metrics"] = metrics
+    app.extensions["flaskhub.recorder"] = MetricsRecorder(metrics)
+    app.register_blueprint(bp)
