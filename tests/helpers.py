@@ -2,6 +2,7 @@
 
 import contextlib
 import socket
+from typing import Any
 
 
 def free_port() -> int:
@@ -18,3 +19,8 @@ def free_ports(count: int) -> list[int]:
         for s in sockets:
             s.bind(("127.0.0.1", 0))
         return [s.getsockname()[1] for s in sockets]
+
+
+def header_values(response: Any, name: str) -> list[str]:
+    """Every value a response sent under name, matched case-insensitively (duplicates too)."""
+    return [value for key, value in response.headers.items() if key.lower() == name.lower()]

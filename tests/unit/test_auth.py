@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -21,19 +20,12 @@ from app.db import Database
 from app.migrations import upgrade
 from app.models import APIToken, User
 from app.users import Service, UserError, UserService, get_users
-from tests.helpers import free_port
 
 PASSWORD = "correct horse battery staple"
 XSRF_MESSAGE = "XSRF cookie does not match POST argument"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No hub settings from the outer environment or a ./flaskhub.toml."""
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture
@@ -186,18 +178,9 @@ def test_identity_rights(
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    """A hub on a migrated SQLite file; nothing listens on its proxy API port."""
-    flask_app = create_app(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "proxy_api_port": free_port(),
-            # Harmless if a test ever starts a server by mistake.
-            "spawner_cmd": [sys.executable, "-c", "pass"],
-        }
-    )
-    upgrade(get_settings(flask_app).db_url)
-    return flask_app
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """A hub app; its spawner_cmd is harmless if a test ever starts a server by mistake."""
+    return make_app(spawner_cmd=[sys.executable, "-c", "pass"])
 
 
 @pytest.fixture

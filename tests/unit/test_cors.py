@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app import create_app
-from app.config import get_settings
-from app.migrations import upgrade
 from app.users import get_users
-from tests.helpers import free_port
+from tests.helpers import header_values
 
 DEFAULT_ALLOW_HEADERS = "accept, content-type, authorization"
 ALLOWED = "https://app.example"
 # Configured in mixed case, with a comma and spaces: names and origins match in any case.
 ORIGINS = {"access-CONTROL-allow-origin": "https://app.example,  HTTPS://Other.Example:8443"}
-
-
-@pytest.fixture
-def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
-    """make_app(**overrides): a hub app on a migrated SQLite file."""
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def _make(**overrides: Any) -> Flask:
-        app = create_app(
-            {"data_dir": str(tmp_path / "data"), "proxy_api_port": free_port(), **overrides}
-        )
-        upgrade(get_settings(app).db_url)
-        return app
-
-    return _make
-
-
-def values(response: TestResponse, name: str) -> list[str]:
-    """Every value sent under name, matched case-insensitively (duplicates included)."""
-    return [value for key, value in response.headers.items() if key.lower() == name.lower()]
 
 
 def preflight(client: FlaskClient, origin: str, path: str = "/hub/api/users") -> TestResponse:
@@ -64,11 +35,11 @@ def test_no_allow_origin_by_default(make_app: Callable[..., Flask]) -> None:
     response = preflight(client, ALLOWED)
     assert response.status_code == 200
     assert response.data == b""
-    assert values(response, "Access-Control-Allow-Origin") == []
-    assert values(response, "Access-Control-Allow-Credentials") == []
-    assert values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
+    assert header_values(response, "Access-Control-Allow-Origin") == []
+    assert header_values(response, "Access-Control-Allow-Credentials") == []
+    assert header_values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
     get = client.get("/hub/api", headers={"Origin": ALLOWED})
-    assert values(get, "Access-Control-Allow-Origin") == []
+    assert header_values(get, "Access-Control-Allow-Origin") == []
 
 
 @pytest.mark.parametrize(
@@ -87,11 +58,11 @@ def test_preflight_from_a_configured_origin(
     response = preflight(make_app(headers=ORIGINS).test_client(), origin, path)
     assert response.status_code == 200
     assert response.data == b""
-    assert values(response, "Access-Control-Allow-Origin") == [origin]
-    assert values(response, "Access-Control-Allow-Credentials") == ["true"]
-    assert "GET" in values(response, "Access-Control-Allow-Methods")[0].split(", ")
-    assert values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
-    assert "Origin" in values(response, "Vary")
+    assert header_values(response, "Access-Control-Allow-Origin") == [origin]
+    assert header_values(response, "Access-Control-Allow-Credentials") == ["true"]
+    assert "GET" in header_values(response, "Access-Control-Allow-Methods")[0].split(", ")
+    assert header_values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
+    assert "Origin" in header_values(response, "Vary")
 
 
 @pytest.mark.parametrize(
@@ -109,16 +80,16 @@ def test_preflight_from_another_origin_gets_no_allow_origin(
 ) -> None:
     response = preflight(make_app(headers=ORIGINS).test_client(), origin)
     assert response.status_code == 200
-    assert values(response, "Access-Control-Allow-Origin") == []
-    assert values(response, "Access-Control-Allow-Credentials") == []
+    assert header_values(response, "Access-Control-Allow-Origin") == []
+    assert header_values(response, "Access-Control-Allow-Credentials") == []
 
 
 def test_origins_are_literal_not_patterns(make_app: Callable[..., Flask]) -> None:
     """flask-cors reads a string with [ ] as a regex: "[::1]" would match "1" and not itself."""
     origin = "http://[::1]:8000"
     client = make_app(headers={"Access-Control-Allow-Origin": origin}).test_client()
-    assert values(preflight(client, origin), "Access-Control-Allow-Origin") == [origin]
-    assert values(preflight(client, "http://1:8000"), "Access-Control-Allow-Origin") == []
+    assert header_values(preflight(client, origin), "Access-Control-Allow-Origin") == [origin]
+    assert header_values(preflight(client, "http://1:8000"), "Access-Control-Allow-Origin") == []
 
 
 def test_cross_origin_call_with_a_token(make_app: Callable[..., Flask]) -> None:
@@ -131,12 +102,12 @@ def test_cross_origin_call_with_a_token(make_app: Callable[..., Flask]) -> None:
     )
     assert response.status_code == 200
     assert response.json is not None and response.json["name"] == "alice"
-    assert values(response, "Access-Control-Allow-Origin") == [ALLOWED]
+    assert header_values(response, "Access-Control-Allow-Origin") == [ALLOWED]
     refused = client.get(
         "/hub/api/user", headers={"Origin": "https://evil.example", "Authorization": "token x"}
     )
     assert refused.status_code == 403
-    assert values(refused, "Access-Control-Allow-Origin") == []
+    assert header_values(refused, "Access-Control-Allow-Origin") == []
 
 
 def test_wildcard_never_allows_credentials(make_app: Callable[..., Flask]) -> None:
@@ -144,16 +115,16 @@ def test_wildcard_never_allows_credentials(make_app: Callable[..., Flask]) -> No
     for origin in (ALLOWED, "https://evil.example"):
         response = preflight(client, origin)
         assert response.status_code == 200
-        assert values(response, "Access-Control-Allow-Origin") == ["*"]
-        assert values(response, "Access-Control-Allow-Credentials") == []
+        assert header_values(response, "Access-Control-Allow-Origin") == ["*"]
+        assert header_values(response, "Access-Control-Allow-Credentials") == []
 
 
 def test_configured_allow_headers_replace_the_echo(make_app: Callable[..., Flask]) -> None:
     """flask-cors echoes the requested headers; the operator's value wins, sent once."""
     app = make_app(headers={**ORIGINS, "ACCESS-control-Allow-HEADERS": "x-custom"})
     response = preflight(app.test_client(), ALLOWED)
-    assert values(response, "Access-Control-Allow-Headers") == ["x-custom"]
-    assert values(response, "Access-Control-Allow-Origin") == [ALLOWED]
+    assert header_values(response, "Access-Control-Allow-Headers") == ["x-custom"]
+    assert header_values(response, "Access-Control-Allow-Origin") == [ALLOWED]
 
 
 def test_configured_header_in_any_case_overrides_the_default_once(
@@ -164,9 +135,9 @@ def test_configured_header_in_any_case_overrides_the_default_once(
     ).test_client()
     for path in ("/hub/api", "/hub/login", "/hub/api/no-such-thing"):
         response = client.get(path, headers={"Origin": ALLOWED})
-        assert values(response, "Content-Security-Policy") == ["frame-ancestors *"], path
-        assert values(response, "X-Extra") == ["1"], path
-        assert values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
+        assert header_values(response, "Content-Security-Policy") == ["frame-ancestors *"], path
+        assert header_values(response, "X-Extra") == ["1"], path
+        assert header_values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
 
 
 def test_unknown_api_paths(make_app: Callable[..., Flask]) -> None:
@@ -175,10 +146,10 @@ def test_unknown_api_paths(make_app: Callable[..., Flask]) -> None:
     missing = client.get("/hub/api/no/such/thing", headers={"Origin": ALLOWED})
     assert missing.status_code == 404
     assert missing.json == {"status": 404, "message": missing.json["message"]}
-    assert values(missing, "Access-Control-Allow-Origin") == [ALLOWED]
+    assert header_values(missing, "Access-Control-Allow-Origin") == [ALLOWED]
 
 
 def test_pages_are_not_cors_resources(make_app: Callable[..., Flask]) -> None:
     client = make_app(headers=ORIGINS).test_client()
     response = client.options("/hub/login", headers={"Origin": "https://evil.example"})
-    assert values(response, "Access-Control-Allow-Credentials") == []
+    assert header_values(response, "Access-Control-Allow-Credentials") == []

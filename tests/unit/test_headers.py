@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
-from app import create_app
-from app.config import get_settings
-from app.migrations import upgrade
-from tests.helpers import free_port
+from tests.helpers import header_values
 
 DEFAULT_ALLOW_HEADERS = "accept, content-type, authorization"
 PAGE_CSP = "frame-ancestors 'self'"
@@ -34,31 +28,14 @@ API_PATHS = ["/hub/api", "/hub/api/users", "/hub/api/users/alice/server", "/hub/
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlaskClient]:
-    """make_client(**overrides): a test client of a hub on a migrated SQLite file."""
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def _make(**overrides: Any) -> FlaskClient:
-        app = create_app(
-            {"data_dir": str(tmp_path / "data"), "proxy_api_port": free_port(), **overrides}
-        )
-        upgrade(get_settings(app).db_url)
-        return app.test_client()
-
-    return _make
+def make_client(make_app: Callable[..., Flask]) -> Callable[..., FlaskClient]:
+    """make_client(**overrides): a test client of make_app(**overrides)."""
+    return lambda **overrides: make_app(**overrides).test_client()
 
 
 @pytest.fixture
 def client(make_client: Callable[..., FlaskClient]) -> FlaskClient:
     return make_client()
-
-
-def header_values(response: TestResponse, name: str) -> list[str]:
-    """Every value sent under name, matched case-insensitively (duplicates included)."""
-    return [value for key, value in response.headers.items() if key.lower() == name.lower()]
 
 
 @pytest.mark.parametrize(("path", "status", "api"), RESPONSES)

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.background import check_routes
-from app.config import ConfigError, get_settings, load
+from app.config import ConfigError, load
 from app.db import get_db
 from app.metrics import MetricsRecorder
-from app.migrations import upgrade
 from app.models import Server, ServerState
 from app.servers import SpawnStatus, get_servers
 from app.users import get_users
 from proxy.client import ProxyError
-from tests.helpers import free_port
 from tests.scrape import Samples
 
 SPAWN = "jupyterhub_server_spawn_duration_seconds"
@@ -46,25 +41,9 @@ UNLABELLED = ["jupyterhub_check_routes_duration_seconds", "jupyterhub_proxy_poll
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
-    """make_app(**overrides): a hub app on a migrated SQLite file, with three services."""
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-    def _make(**overrides: Any) -> Flask:
-        settings = {
-            "data_dir": str(tmp_path / "data"),
-            "proxy_api_port": free_port(),
-            "services": SERVICES,
-            **overrides,
-        }
-        app = create_app(settings)
-        upgrade(get_settings(app).db_url)
-        return app
-
-    return _make
+def make_app(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
+    """make_app(**overrides): conftest's hub app, with three services."""
+    return lambda **overrides: make_app(**{"services": SERVICES, **overrides})
 
 
 @pytest.fixture

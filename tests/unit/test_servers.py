@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
 import pytest
 from flask import Flask
 
-from app import create_app
 from app.db import get_db
-from app.migrations import upgrade
 from app.models import Server, ServerState, User
 from app.servers import ServerManager, SpawnStatus, get_servers, state_counts
 from app.users import get_users
@@ -47,23 +44,15 @@ def chp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, chp: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    for key in list(__import__("os").environ):
-        if key.startswith("FLASKHUB_") or key == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+def app(make_app: Callable[..., Flask], chp: tuple[str, str]) -> Iterator[Flask]:
     api_url, token = chp
-    settings: dict[str, Any] = {
-        "data_dir": str(tmp_path / "data"),
-        "proxy_api_url": api_url,
-        "proxy_auth_token": token,
-        "hub_port": free_port(),
-        "slow_spawn_timeout": 10,
-        "http_timeout": 15,
-    }
-    (tmp_path / "data").mkdir()
-    upgrade(f"sqlite:///{tmp_path}/data/flaskhub.sqlite")
-    flask_app = create_app(settings)
+    flask_app = make_app(
+        proxy_api_url=api_url,
+        proxy_auth_token=token,
+        hub_port=free_port(),
+        slow_spawn_timeout=10,
+        http_timeout=15,
+    )
     yield flask_app
     get_servers(flask_app).stop_all()
 
