@@ -10,8 +10,8 @@ from datetime import datetime
 import gevent
 from flask import Response, jsonify, request
 
-from app.api import bp, json_body, require_identity, require_scope
-from app.api.pagination import int_arg
+from app.api import bp, json_body, require_identity, require_scope, user_or_404
+from app.api.pagination import page_args, paginated
 from app.api.serialize import isoformat, user_model
 from app.auth import Identity
 from app.errors import HubError
@@ -19,59 +19,19 @@ from app.models import ServerState
 from app.servers import ServerManager, get_servers, url_prefix
 from app.users import UserError, get_users, normalize_username
 
-PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
-DEFAULT_LIMIT = 200
-MAX_LIMIT = 200
-
-
-def _get_user_or_404(name: str):  # type: ignore[no-untyped-def]
-    user = get_users().get(name)
-    if user is None:
-        raise HubError(404, f"No such user: {name}")
-    return user
-
 
 @bp.get("/users")
 def list_users() -> Response:
     identity = require_identity()
-    offset = int_arg("offset", 0)
-    limit = min(int_arg("limit", DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+    offset, limit = page_args()
     state = request.args.get("state") or None
     if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
         users, total = get_users().page(offset=offset, limit=limit, state=state)
     else:
-        # Without admin rights a caller sees only themself.
+        # Without the right to list users a caller sees only themself.
         users = [identity.user] if identity.user is not None and offset == 0 else []
         total = 1 if identity.user is not None else 0
-    items = [user_model(u) for u in users]
-    if PAGINATION_MEDIA_TYPE not in request.headers.get("Accept", ""):
-        return jsonify(items)
-    next_offset = offset + len(items)
-    has_next = next_offset < total
-    return jsonify(
-        {
-            "items": items,
-            "_pagination": {
-                "offset": offset,
-                "limit": limit,
-                "total": total,
-                "next": {
-                    "offset": next_offset,
-                    "limit": limit,
-                    "url": _page_url(next_offset, limit),
-                }
-                if has_next
-                else None,
-            },
-        }
-    )
-
-
-def _page_url(offset: int, limit: int) -> str:
-    args = request.args.to_dict()
-    args.update(offset=str(offset), limit=str(limit))
-    query = "&".join(f"{k}={v}" for k, v in args.items())
-    return f"{request.base_url}?{query}"
+    return jsonify(paginated([user_model(u) for u in users], offset, limit, total))
 
 
 @bp.post("/users")
@@ -93,7 +53,7 @@ def create_users() -> Response:
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
     require_scope("read:users", user=name)
-    return jsonify(user_model(_get_user_or_404(name)))
+    return jsonify(user_model(user_or_404(name)))
 
 
 @bp.post("/users/<name>")
@@ -122,13 +82,13 @@ def update_user(name: str) -> Response:
     if admin is not None and not isinstance(admin, bool):
         raise HubError(400, "admin must be true or false")
     user = get_users().update(name, new_name=new_name, admin=admin)
-    return jsonify(user_model(_get_user_or_404(user.name)))
+    return jsonify(user_model(user_or_404(user.name)))
 
 
 @bp.delete("/users/<name>")
 def delete_user(name: str) -> Response:
     identity = require_scope("delete:users")
-    user = _get_user_or_404(name)
+    user = user_or_404(name)
     if identity.user is not None and identity.user.name == user.name:
         raise HubError(400, "Cannot delete yourself!")
     servers = get_servers()
@@ -142,7 +102,7 @@ def delete_user(name: str) -> Response:
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
     require_scope("servers", user=name)
-    _get_user_or_404(name)
+    user_or_404(name)
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")
@@ -156,7 +116,7 @@ def start_server(name: str) -> Response:
 @bp.delete("/users/<name>/server")
 def stop_server(name: str) -> Response:
     require_scope("delete:servers", user=name)
-    _get_user_or_404(name)
+    user_or_404(name)
     return Response(status=get_servers().stop_server(name, ""))
 
 
@@ -164,7 +124,7 @@ def stop_server(name: str) -> Response:
 def progress(name: str) -> Response:
     """Server-sent events: "Server requested", the spawner's own, then ready or failed."""
     require_scope("read:servers", user=name)
-    server = get_servers().get_server(_get_user_or_404(name).name)
+    server = get_servers().get_server(user_or_404(name).name)
     if server is None:
         raise HubError(404, f"{name} has no server")
     stream = _progress_events(get_servers(), server.user.name)
@@ -222,7 +182,7 @@ def _event(data: dict) -> str:
 def activity(name: str) -> Response:
     """A server reports when it was last used: {"last_activity", "servers": {...}}."""
     require_scope("users:activity", user=name)
-    user = _get_user_or_404(name)
+    user = user_or_404(name)
     body = json_body({})
     if not isinstance(body, dict):
         raise HubError(400, "Body must be a JSON object")
