@@ -149,6 +149,10 @@ def test_server_reports_activity_and_version(hub: Hub) -> None:
     model = hub.api("GET", "/users/cyd").json()
     last = datetime.fromisoformat(model["last_activity"].replace("Z", "+00:00"))
     assert last.year == started.year and model["servers"][""]["last_activity"]
+    # Its version checks of the hub passed: no warning about the hub's version.
+    log = (hub.data_dir / "logs" / "cyd.log").read_text()
+    assert "JupyterHubSingleUser" in log
+    assert not [line for line in log.splitlines() if line.startswith("[W") and "version" in line]
     # The hub recorded the version the server reported: no loop warning at N=2.
     browser = login(hub, "cyd")
     page = browser.get(
