@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 import gevent
 from flask import Response, current_app
-from sqlalchemy import select
 
 from app.api import bp, json_body, require_scope, user_or_404
 from app.api.users import _progress_events
 from app.errors import HubError
-from app.models import Server, ServerState, User
-from app.servers import ServerManager, get_servers
+from app.servers import get_servers
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]{0,254}")
-REMOVE_WAIT_SECONDS = 120.0
 
 
 @bp.post("/users/<name>/servers/", defaults={"server_name": ""})
@@ -33,7 +29,7 @@ REMOVE_WAIT_SECONDS = 120.0
 def start_named_server(name: str, server_name: str) -> Response:
     """Start a server; body: user options. 201 ready, 202 pending, as for the default one."""
     require_scope("servers", server=f"{name}/{server_name}")
-    user = user_or_404(name)
+    user_or_404(name)
     if server_name:
         _check_enabled()
         if not SERVER_NAME_RE.fullmatch(server_name):
@@ -42,7 +38,6 @@ def start_named_server(name: str, server_name: str) -> Response:
                 f"Invalid server name {server_name!r}: use up to 255 letters, digits and "
                 ". _ - @ + ~, not starting with a dot.",
             )
-        _check_limit(user, server_name)
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")
@@ -73,9 +68,9 @@ def stop_named_server(name: str, server_name: str) -> Response:
     servers = get_servers()
     status = servers.stop_server(name, server_name)
     if remove and status == 204:
-        remove_server(servers, name, server_name)
+        servers.remove_server(name, server_name)
     elif remove:
-        gevent.spawn(_remove_when_stopped, servers, name, server_name)
+        gevent.spawn(servers.remove_when_stopped, name, server_name)
     return Response(status=status)
 
 
@@ -93,46 +88,6 @@ def named_server_progress(name: str, server_name: str) -> Response:
     return response
 
 
-def remove_server(servers: ServerManager, user_name: str, server_name: str) -> bool:
-    """Delete a stopped (or failed) server's row, its tokens and OAuth client with it."""
-    # Drops a failed spawn's handle, kept in memory until cleared, before its id goes.
-    servers.clear_failure(user_name, server_name)
-    with servers.db.write() as session:
-        server = session.scalar(
-            select(Server)
-            .join(Server.user)
-            .where(User.name == user_name, Server.name == server_name)
-        )
-        if server is None or server.state not in (ServerState.STOPPED, ServerState.FAILED):
-            return False
-        session.delete(server)
-    log.info("Removed server %r of %s", server_name, user_name)
-    return True
-
-
-def _remove_when_stopped(servers: ServerManager, user_name: str, server_name: str) -> None:
-    """Remove the server once its stop finishes (bounded; a greenlet off the request)."""
-    deadline = time.monotonic() + REMOVE_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        server = servers.get_server(user_name, server_name)
-        if server is None or server.state != ServerState.STOPPING:
-            break
-        gevent.sleep(0.5)
-    if not remove_server(servers, user_name, server_name):
-        log.warning("Server %r of %s was not removed: it did not stop", server_name, user_name)
-
-
 def _check_enabled() -> None:
     if not current_app.config["FLASKHUB"].allow_named_servers:
         raise HubError(400, "Named servers are not enabled.")
-
-
-def _check_limit(user: User, server_name: str) -> None:
-    limit = current_app.config["FLASKHUB"].named_server_limit_per_user
-    named = [s for s in user.servers if s.name]
-    if limit and user.server(server_name) is None and len(named) >= limit:
-        raise HubError(
-            400,
-            f"User {user.name} already has the maximum of {limit} named servers. "
-            "One must be deleted before a new server can be created",
-        )

@@ -26,6 +26,8 @@ from proxy.client import ProxyClient, ProxyError
 
 log = logging.getLogger(__name__)
 
+REMOVE_WAIT_SECONDS = 120.0
+
 
 class ServerManager(Starting, Stopping):
     """Starts, finishes, stops and polls servers; one per hub process."""
@@ -107,6 +109,29 @@ class ServerManager(Starting, Stopping):
         self.recorder.proxy_add(True, time.monotonic() - t0)
         log.warning("The proxy had no route for %s: re-added it (-> %s)", prefix, server.url)
         return True
+
+    def remove_server(self, user_name: str, server_name: str) -> bool:
+        """Delete a stopped (or failed) named server's row, with its tokens and OAuth client."""
+        # Drops a failed spawn's handle, kept in memory until cleared, before its id goes.
+        self.clear_failure(user_name, server_name)
+        with self.db.write() as session:
+            server = find_server(session, user_name, server_name)
+            if server is None or server.state not in (ServerState.STOPPED, ServerState.FAILED):
+                return False
+            session.delete(server)
+        log.info("Removed server %r of %s", server_name, user_name)
+        return True
+
+    def remove_when_stopped(self, user_name: str, server_name: str) -> None:
+        """Remove a server once its stop finishes (bounded; run it in a greenlet)."""
+        deadline = time.monotonic() + REMOVE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            server = self.get_server(user_name, server_name)
+            if server is None or server.state != ServerState.STOPPING:
+                break
+            gevent.sleep(0.5)
+        if not self.remove_server(user_name, server_name):
+            log.warning("Server %r of %s was not removed: it did not stop", server_name, user_name)
 
     def recover(self) -> None:
         """After a hub restart: fail interrupted spawns, finish interrupted stops.

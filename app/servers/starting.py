@@ -81,6 +81,8 @@ class Starting(Handles):
                 return SpawnResult(202, msg, SpawnStatus.ALREADY_PENDING), None
             if server is not None and server.state == ServerState.RUNNING:
                 return SpawnResult(400, f"{user_name}'s server is already running"), None
+            if server is None and server_name:
+                self._check_named_server_limit(user)
             refused = self._check_limits(state_counts(session))
             if refused is not None:
                 return refused, None
@@ -96,6 +98,16 @@ class Starting(Handles):
             server.started = utcnow()
             session.flush()
             return None, server.id
+
+    def _check_named_server_limit(self, user: User) -> None:
+        """`named_server_limit_per_user` counts every named server until it is removed."""
+        limit = self.settings.named_server_limit_per_user
+        if limit and sum(1 for s in user.servers if s.name) >= limit:
+            raise ServerError(
+                400,
+                f"User {user.name} already has the maximum of {limit} named servers. "
+                "One must be deleted before a new server can be created",
+            )
 
     def _check_limits(self, counts: dict[str, int]) -> SpawnResult | None:
         limit = self.settings.concurrent_spawn_limit
