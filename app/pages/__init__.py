@@ -119,12 +119,11 @@ def spawn() -> ResponseReturnValue:
     servers = get_servers()
     servers.clear_failure(user.name)
     result = servers.start_server(user.name)
-    if result.ready or result.code == 400 and "already running" in result.message:
-        return redirect(url_prefix(user.name))
-    if result.pending:
-        return redirect(f"/hub/spawn-pending/{user.name}")
+    # Where to go follows from the server's state (ready, or running already: to it).
     server = servers.get_server(user.name)
-    if server is not None and server.state == ServerState.FAILED:
+    if server is not None and server.ready:
+        return redirect(url_prefix(user.name))
+    if server is not None and server.state in (ServerState.SPAWNING, ServerState.FAILED):
         return redirect(f"/hub/spawn-pending/{user.name}")
     raise HubError(result.code, result.message, headers=result.headers)
 
