@@ -77,6 +77,18 @@ class Hub:
         kwargs.setdefault("allow_redirects", False)
         return self.http.get(self.public_url + path, **kwargs)
 
+    def progress_events(self, path: str, token: str | None = None) -> list[dict[str, Any]]:
+        """The server-sent events of /hub/api<path> (a progress URL), read to the end."""
+        response = self.api("GET", path, token=token, stream=True)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        with response:
+            return [
+                json.loads(line[5:])
+                for line in response.iter_lines(decode_unicode=True)
+                if line.startswith("data:")
+            ]
+
     def routes(self) -> dict[str, Any]:
         token = (self.data_dir / "proxy_auth_token").read_text().strip()
         response = requests.get(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -527,14 +526,7 @@ def test_named_server_progress_reuses_the_event_stream(hub: Hub) -> None:
     # The FaultSpawner makes slow-* users' servers take 5 s, reporting progress.
     token = _user(hub, "slow-vera")
     assert hub.api("POST", "/users/slow-vera/servers/nb", token=token).status_code == 202
-    response = hub.api("GET", "/users/slow-vera/servers/nb/progress", token=token, stream=True)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/event-stream")
-    events = [
-        json.loads(line[5:])
-        for line in response.iter_lines(decode_unicode=True)
-        if line.startswith("data:")
-    ]
+    events = hub.progress_events("/users/slow-vera/servers/nb/progress", token=token)
     assert events[0] == {"progress": 0, "message": "Server requested"}
     assert any(e["message"].startswith("Injected slow step") for e in events)
     assert events[-1] == {

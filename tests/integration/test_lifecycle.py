@@ -6,7 +6,6 @@ fault (slow-, hang-, fail-, failafter-, never-, exit-, oldversion-).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -62,16 +61,7 @@ def _spawn_page(hub: Hub, session: requests.Session, name: str) -> None:
 
 
 def _events(hub: Hub, name: str, token: str | None = None) -> list[dict]:
-    response = hub.api("GET", f"/users/{name}/server/progress", token=token, stream=True)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/event-stream")
-    events = [
-        json.loads(line[5:])
-        for line in response.iter_lines(decode_unicode=True)
-        if line.startswith("data:")
-    ]
-    response.close()
-    return events
+    return hub.progress_events(f"/users/{name}/server/progress", token=token)
 
 
 # 3. start_server: an outcome at every exit ----------------------------------

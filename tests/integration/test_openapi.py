@@ -7,7 +7,6 @@ from the settings, so generated requests cannot demote or delete it midway.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -58,14 +57,6 @@ def _documented(spec: dict) -> set[tuple[str, str]]:
         for method in item
         if method in methods
     }
-
-
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.usefixtures("clean_env")

@@ -1,15 +1,12 @@
 """Fixtures for unit tests.
 
-- ``clean_env``: no hub settings from the outer environment (``FLASKHUB_*``,
-  ``CONFIGPROXY_AUTH_TOKEN``) and no ``./flaskhub.toml``: the working directory
-  is the test's tmp_path.
 - ``make_app(**overrides)``: a hub app (``create_app``) on a migrated SQLite
-  file in tmp_path; nothing listens on its proxy API port.
+  file in tmp_path; nothing listens on its proxy API port. (``clean_env`` is in
+  tests/conftest.py.)
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +18,6 @@ from app import create_app
 from app.config import get_settings
 from app.migrations import upgrade
 from tests.helpers import free_port
-
-
-@pytest.fixture
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("FLASKHUB_") or name == "CONFIGPROXY_AUTH_TOKEN":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture
