@@ -18,6 +18,7 @@ from typing import Any
 import gevent
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.db import get_db
 from app.models import Lease, Server, ServerState, utcnow
@@ -89,18 +90,23 @@ def _record_route_activity(servers: ServerManager, server: Server, route: Any) -
 def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
     """Take or renew the reconcile lease; True if this holder has it now."""
     now = utcnow()
-    with get_db(app).write() as session:
-        lease = session.get(Lease, LEASE_NAME)
-        if lease is None:
-            session.add(
-                Lease(name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=ttl))
-            )
+    try:
+        with get_db(app).write() as session:
+            lease = session.get(Lease, LEASE_NAME)
+            if lease is None:
+                session.add(
+                    Lease(name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=ttl))
+                )
+                return True  # committed on leaving the block, or IntegrityError
+            if lease.holder != holder and lease.expires_at > now:
+                return False
+            lease.holder = holder
+            lease.expires_at = now + timedelta(seconds=ttl)
             return True
-        if lease.holder != holder and lease.expires_at > now:
-            return False
-        lease.holder = holder
-        lease.expires_at = now + timedelta(seconds=ttl)
-        return True
+    except IntegrityError:
+        # Another worker inserted the first lease row at the same moment: it holds it.
+        # (Write transactions are serialised, so this is a safety net.)
+        return False
 
 
 class Reconciler:

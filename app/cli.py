@@ -28,13 +28,26 @@ def _settings() -> Settings:
         raise click.ClickException(f"Configuration error: {e}") from None
 
 
+def _shown_url(db_url: str) -> str:
+    """The database URL with its password masked, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(db_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable db_url)"
+
+
 def _migrate(settings: Settings) -> None:
     from app.migrations import upgrade
 
     try:
         upgrade(settings.db_url)
     except Exception as e:  # the driver's own errors vary; the message says enough
-        raise click.ClickException(f"Cannot prepare the database {settings.db_url}: {e}") from e
+        raise click.ClickException(
+            f"Cannot prepare the database {_shown_url(settings.db_url)}: {e}"
+        ) from e
 
 
 def _user_service(settings: Settings) -> Any:
@@ -241,7 +254,7 @@ def db_upgrade() -> None:
     """Bring the database schema up to date."""
     settings = _settings()
     _migrate(settings)
-    click.echo(f"Database {settings.db_url} is up to date.")
+    click.echo(f"Database {_shown_url(settings.db_url)} is up to date.")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -3,6 +3,11 @@
 Transactions are short and never wrap network I/O: ``read()`` for lookups,
 ``write()`` for changes. Objects come back detached but loaded
 (``expire_on_commit=False``), so they can be used after the block.
+
+Write transactions are serialised across every worker and host, so a
+check-then-write (the spawn claim, the lease, get-or-create) is atomic: on
+SQLite by ``BEGIN IMMEDIATE``, on PostgreSQL by a transaction-scoped advisory
+lock taken first thing (no serialization failures to retry; reads never wait).
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ from typing import Any
 
 import gevent.lock
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+# pg_advisory_xact_lock key of FlaskHub's write transactions (any constant bigint;
+# advisory locks are per database).
+PG_WRITE_LOCK_KEY = 0x466C61736B487562  # "FlaskHub"
+# How long a PostgreSQL write waits for the lock before failing (SQLite: busy_timeout).
+PG_WRITE_LOCK_TIMEOUT = "10s"
 
 
 class Database:
@@ -24,6 +35,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.is_postgresql = url.startswith("postgresql")
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite's busy wait is a real sleep that freezes every greenlet of the
@@ -44,6 +56,14 @@ class Database:
                 # Take the write lock at the start, so check-then-write is atomic
                 # across worker processes too.
                 session.connection(execution_options={"flaskhub_immediate": True})
+            elif self.is_postgresql:
+                # The same across workers and hosts: one writer at a time,
+                # released at commit or rollback. Bounded, so a stuck holder
+                # fails the request instead of hanging it.
+                session.execute(text(f"SET LOCAL lock_timeout = '{PG_WRITE_LOCK_TIMEOUT}'"))
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY}
+                )
             try:
                 yield session
                 session.commit()

@@ -56,8 +56,17 @@ class Handles:
         return spawner
 
     def spawner_for(self, server: Server) -> Spawner:
-        """The handle on a server's process, rebuilt from its stored state if needed."""
-        return self.spawners.get(server.id) or self._make_spawner(server)
+        """The handle on a server's process, rebuilt from its stored state if needed.
+
+        Also rebuilt when the stored state is another process's: another worker
+        stopped and restarted the server since this handle was made.
+        """
+        spawner = self.spawners.get(server.id)
+        if spawner is None or (
+            server.spawner_state and spawner.get_state() != server.spawner_state
+        ):
+            spawner = self._make_spawner(server)
+        return spawner
 
     def _drop_spawner(self, server_id: int) -> None:
         """Forget a server's handle once it stopped."""

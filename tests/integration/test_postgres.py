@@ -1,0 +1,542 @@
+"""FlaskHub on a real PostgreSQL: migrations, the lifecycle, restarts, concurrency.
+
+A throwaway cluster (Debian's `postgresql` package: initdb + pg_ctl, run as the
+`postgres` OS user when we are root) listens on a free port of 127.0.0.1 with
+its unix socket in the cluster's temporary directory. Connections over the
+unix socket are trusted (the fixture creates roles and databases through it);
+TCP connections on 127.0.0.1 need a password (scram-sha-256), as in
+docker-compose.yml, so the hub's URL has the form
+``postgresql+psycopg://USER:PASSWORD@127.0.0.1:PORT/DB``.
+
+The hub runs two gunicorn workers here, so the write lock, the spawn claim
+and the reconcile lease are exercised across processes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from sqlalchemy import create_engine, inspect, select, text, update
+from sqlalchemy.engine import make_url
+
+from app.models import Server, ServerState, User
+from app.spawners import Spawner
+from tests.helpers import free_port
+from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids, wait_for
+from tests.spawners import FAIL_STATUS, start_calls
+
+pytestmark = pytest.mark.integration
+
+CONCURRENT_USERS = 20
+T = TypeVar("T")
+
+
+def _pg_bin_dir() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (Debian's layout), else PATH's."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@dataclass
+class Postgres:
+    """A running throwaway cluster: where it listens and how to reach it."""
+
+    port: int
+    socket_dir: Path
+    user: str
+    password: str
+
+    def admin_url(self, database: str = "postgres") -> str:
+        """Superuser, over the trusted unix socket."""
+        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def url(self, database: str) -> str:
+        """The hub's URL form: a password over TCP (as in docker-compose.yml)."""
+        return f"postgresql+psycopg://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A fresh database owned by the test user; returns its URL."""
+        name = f"flaskhub_{secrets.token_hex(4)}"
+        engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{self.user}"'))
+        finally:
+            engine.dispose()
+        return self.url(name)
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    """Run a server binary as the `postgres` OS user when we are root (initdb refuses root)."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for this module; stopped and removed at the end."""
+    bin_dir = _pg_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's initdb is missing in CI: .ci/setup --test installs it")
+        pytest.skip("PostgreSQL (initdb) is not installed")
+    # Not under pytest's tmp dir: its parents are private to root, and the server
+    # runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="flaskhub-pg-"))
+    data, log_file = root / "data", root / "postgres.log"
+    # initdb wants a superuser password once TCP needs one; the fixture itself
+    # connects over the trusted socket and never uses it.
+    pwfile = root / "pwfile"
+    pwfile.write_text(secrets.token_hex(16) + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+    root.chmod(0o700)
+    port = free_port()
+    try:
+        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8"]
+        initdb += ["--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256"]
+        made = subprocess.run(
+            _as_postgres([*initdb, "--no-sync"]), capture_output=True, text=True, timeout=60
+        )
+        if made.returncode != 0:
+            pytest.fail(f"initdb failed: {made.stdout}\n{made.stderr}")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        started = subprocess.run(
+            _as_postgres(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options]
+                + ["-w", "-t", "30", "start"]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if started.returncode != 0:
+            log = log_file.read_text(errors="replace") if log_file.exists() else ""
+            pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log}")
+        pg = Postgres(port=port, socket_dir=root, user="flaskhub", password=secrets.token_hex(8))
+        engine = create_engine(pg.admin_url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f"CREATE ROLE {pg.user} LOGIN PASSWORD '{pg.password}'"))
+        finally:
+            engine.dispose()
+        yield pg
+    finally:
+        if (data / "postmaster.pid").exists():
+            stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "15", "stop"]
+            try:
+                subprocess.run(
+                    _as_postgres([*stop, "-m", "fast"]), capture_output=True, timeout=30, check=True
+                )
+            except (subprocess.SubprocessError, OSError):
+                subprocess.run(
+                    _as_postgres([*stop, "-m", "immediate"]), capture_output=True, timeout=30
+                )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_hub(postgres: Postgres, hub_factory: Callable[..., Hub]) -> Hub:
+    """One hub on PostgreSQL with two workers (set up after, so stopped before, the cluster)."""
+    return hub_factory(
+        db_url=postgres.create_database(), workers=2, spawner="tests.spawners:FaultSpawner"
+    )
+
+
+def _api_status(hub: Hub, owner: str, token: str) -> requests.Response:
+    return hub.get(f"/user/{owner}/api/status", headers={"Authorization": f"token {token}"})
+
+
+def _all_at_once(calls: list[Callable[[], T]], timeout: float = 120) -> list[T | BaseException]:
+    """Run the calls in threads released together; their results or exceptions, in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[T | BaseException | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = calls[i]()
+        except BaseException as e:  # returned, so the test's assert shows it
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "calls still running"
+    return results  # type: ignore[return-value]
+
+
+def _server_request(hub: Hub, method: str, name: str, *, base: str | None = None) -> int:
+    """Start or stop a user's server on a connection of its own (threads share none)."""
+    response = requests.request(
+        method,
+        f"{base or hub.public_url}/hub/api/users/{name}/server",
+        headers={"Authorization": f"token {hub.admin_token}", "Connection": "close"},
+        timeout=90,
+    )
+    return response.status_code
+
+
+def test_migrations_run_twice_and_match_the_models(postgres: Postgres) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from app.migrations import alembic_config, upgrade
+    from app.models import Base
+
+    url = postgres.create_database()
+    upgrade(url)
+    upgrade(url)  # idempotent: nothing to do the second time
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(head,)]
+            tables = set(inspect(conn).get_table_names())
+            assert set(Base.metadata.tables) <= tables
+            # The migrations build exactly the models' schema on PostgreSQL too.
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_command_is_idempotent_and_hides_the_password(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    url = postgres.create_database()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASKHUB_")}
+    env |= {"FLASKHUB_DB_URL": url, "FLASKHUB_DATA_DIR": str(tmp_path / "data")}
+    for _ in range(2):
+        result = subprocess.run(
+            [FLASKHUB, "db", "upgrade"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+        assert postgres.password not in result.stdout + result.stderr
+
+
+def test_write_transactions_are_serialised_across_engines(postgres: Postgres) -> None:
+    """Like BEGIN IMMEDIATE on SQLite: a second process's write waits for the first's."""
+    from app.db import Database
+
+    url = postgres.create_database()
+    first, second = Database(url), Database(url)
+    inside = threading.Event()
+    order: list[str] = []
+
+    def hold() -> None:
+        with first.write() as session:
+            session.execute(text("SELECT 1"))
+            inside.set()
+            time.sleep(0.5)
+            order.append("first done")
+
+    def wait_then_write() -> None:
+        assert inside.wait(timeout=10)
+        with second.write() as session:
+            order.append("second in")
+            session.execute(text("SELECT 1"))
+
+    try:
+        threads = [threading.Thread(target=hold), threading.Thread(target=wait_then_write)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert order == ["first done", "second in"]
+        # Reads never wait for writers.
+        with first.write() as session:
+            session.execute(text("SELECT 1"))
+            with second.read() as reader:
+                assert reader.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_lease_is_taken_by_exactly_one_of_two_racing_workers(postgres: Postgres) -> None:
+    """Two engines (as two worker processes) race for the first lease row, several times."""
+    from flask import Flask
+
+    from app import background
+    from app.db import Database
+    from app.migrations import upgrade
+
+    url = postgres.create_database()
+    upgrade(url)
+    apps = []
+    for holder in ("w1", "w2"):
+        app = Flask(holder)
+        app.extensions["flaskhub.db"] = Database(url)
+        apps.append(app)
+    try:
+        for _round in range(5):
+            with apps[0].extensions["flaskhub.db"].write() as session:
+                session.execute(text("DELETE FROM leases"))
+            results = _all_at_once(
+                [partial(background.acquire_lease, app, app.name, ttl=30) for app in apps]
+            )
+            assert sorted(map(str, results)) == ["False", "True"], results
+    finally:
+        for app in apps:
+            app.extensions["flaskhub.db"].dispose()
+
+
+ALIVE_PIDS: set[int] = set()
+
+
+class _PidSpawner(Spawner):
+    """A spawner over pretend processes: a pid is alive while in ALIVE_PIDS."""
+
+    pid: int | None = None
+
+    def poll(self) -> int | None:
+        return None if self.pid in ALIVE_PIDS else 0
+
+    def stop(self, now: bool = False) -> None:
+        ALIVE_PIDS.discard(self.pid)  # type: ignore[arg-type]
+
+    def get_state(self) -> dict[str, Any]:
+        return {"pid": self.pid}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.pid = state.get("pid")
+
+    def clear_state(self) -> None:
+        self.pid = None
+
+
+def test_a_worker_uses_the_process_another_worker_started_since(
+    postgres: Postgres, clean_env: Path
+) -> None:
+    """Worker A polled a server; worker B stopped it and started it again (a new
+    process, the same row). A must poll and stop the new process, not its old handle."""
+    from app import create_app
+    from app.db import get_db
+    from app.migrations import upgrade
+    from app.servers import get_servers
+
+    url = postgres.create_database()
+    upgrade(url)
+    apps = [
+        create_app(
+            {
+                "db_url": url,
+                "data_dir": str(clean_env / "data"),
+                "proxy_api_port": free_port(),  # nothing listens: route changes fail, logged
+                "spawner": f"{__name__}:_PidSpawner",
+            }
+        )
+        for _worker in ("a", "b")
+    ]
+    a = get_servers(apps[0])
+    b_db = get_db(apps[1])
+    a.users.create_many(["nomad"])
+
+    def started_by_b(pid: int) -> None:
+        ALIVE_PIDS.add(pid)
+        with b_db.write() as session:
+            user = session.scalar(select(User).where(User.name == "nomad"))
+            assert user is not None
+            server = user.server("") or Server(user=user, name="")
+            server.state, server.url = ServerState.RUNNING, "http://127.0.0.1:9"
+            server.spawner_state = {"pid": pid}
+            session.add(server)
+
+    try:
+        started_by_b(101)
+        a.poll_all()  # A's reconcile loop now holds a handle on process 101
+        ALIVE_PIDS.discard(101)  # B stops it ...
+        with b_db.write() as session:
+            session.execute(update(Server).values(state=ServerState.STOPPED, spawner_state={}))
+        started_by_b(102)  # ... and starts it again
+        a.poll_all()
+        server = a.get_server("nomad")
+        assert server is not None and server.state == ServerState.RUNNING, server.stop_reason
+        assert a.stop_server("nomad") == 204
+        assert 102 not in ALIVE_PIDS  # the new process was stopped, not the old one
+    finally:
+        ALIVE_PIDS.clear()
+        for app in apps:
+            get_db(app).dispose()
+
+
+def test_start_reach_and_stop_a_server(pg_hub: Hub) -> None:
+    hub = pg_hub
+    created = hub.api("POST", "/users", json={"usernames": ["alice", "bob"]})
+    assert created.status_code == 201, created.text
+    assert sorted(u["name"] for u in created.json()) == ["alice", "bob"]
+    again = hub.api("POST", "/users", json={"usernames": ["alice", "bob"]})
+    assert again.status_code == 409
+
+    started = hub.api("POST", "/users/alice/server")
+    assert started.status_code == 201, started.text
+    assert hub.api("GET", "/users/alice").json()["servers"][""]["ready"] is True
+    assert "/user/alice" in hub.routes()
+
+    alice, bob = hub.token("alice"), hub.token("bob")
+    status = _api_status(hub, "alice", alice)
+    assert status.status_code == 200, status.text
+    assert status.json()["user"] == "alice"
+    pid = int(status.json()["pid"])
+    assert _api_status(hub, "alice", bob).status_code == 403
+
+    assert hub.api("DELETE", "/users/alice/server").status_code == 204
+    wait_for(lambda: not pid_alive(pid), timeout=10)
+    assert server_pids("alice") == []
+    assert "/user/alice" not in hub.routes()
+    assert hub.api("GET", "/users/alice").json()["server"] is None
+
+
+def test_one_server_is_claimed_once_across_workers(pg_hub: Hub) -> None:
+    """Start requests for one server racing in both workers: exactly one spawn.
+
+    Straight to the hub, a new connection each, so both workers get some. The
+    first round inserts the server row, the second updates the stopped row.
+    """
+    hub = pg_hub
+    racers = 12
+    for name in ("racer0", "racer1", "racer2"):
+        assert hub.api("POST", f"/users/{name}").status_code == 201
+        for round_ in (1, 2):
+            start = partial(_server_request, hub, "POST", name, base=hub.hub_url)
+            codes = _all_at_once([start] * racers)
+            assert set(codes) <= {201, 202, 400}, codes
+            wait_for(lambda name=name: hub.api("GET", f"/users/{name}").json()["server"])
+            assert start_calls(hub.data_dir, name) == round_
+            assert len(server_pids(name)) == 1, codes
+            assert hub.api("DELETE", f"/users/{name}/server").status_code == 204
+            wait_for(lambda name=name: not server_pids(name), timeout=10)
+
+
+def test_concurrent_spawns_all_end_ready_and_stop(pg_hub: Hub) -> None:
+    hub = pg_hub
+    names = [f"crowd{i}" for i in range(CONCURRENT_USERS)]
+    assert hub.api("POST", "/users", json={"usernames": names}).status_code == 201
+    codes = _all_at_once([partial(_server_request, hub, "POST", n) for n in names])
+    assert set(codes) <= {201, 202}, codes
+
+    def ready() -> list[str]:
+        users = hub.api("GET", "/users?state=ready").json()
+        return sorted(u["name"] for u in users if u["name"] in names)
+
+    wait_for(lambda: ready() == sorted(names), timeout=60, interval=0.5)
+    routes = hub.routes()
+    assert all(f"/user/{n}" in routes for n in names)
+
+    codes = _all_at_once([partial(_server_request, hub, "DELETE", n) for n in names])
+    assert set(codes) <= {202, 204}, codes
+    wait_for(lambda: hub.api("GET", "/users?state=active").json() == [], timeout=30)
+    wait_for(lambda: not any(server_pids(n) for n in names), timeout=15)
+    routes = hub.routes()
+    assert not any(f"/user/{n}" in routes for n in names)
+    log = hub.log()
+    assert "could not serialize" not in log and "deadlock detected" not in log
+
+
+def test_workers_waiting_for_the_write_lock_keep_serving(pg_hub: Hub) -> None:
+    """Hold the hubs' write lock from outside: every worker's reconcile loop (a lease
+    write each second) waits for it, yet both keep answering reads (psycopg waits
+    cooperatively under gevent), and a write waits, then succeeds."""
+    from app.db import PG_WRITE_LOCK_KEY
+
+    hub = pg_hub
+    engine = create_engine(hub.env["FLASKHUB_DB_URL"])
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK_KEY})
+            time.sleep(1.5)  # both workers' reconcile loops are now waiting for the lock
+            t0 = time.monotonic()
+            for _ in range(6):
+                response = requests.get(
+                    f"{hub.hub_url}/hub/api/users",
+                    headers={"Authorization": f"token {hub.admin_token}", "Connection": "close"},
+                    timeout=5,
+                )
+                assert response.status_code == 200
+            assert time.monotonic() - t0 < 3
+            created: list[int] = []
+            writer = threading.Thread(
+                target=lambda: created.append(
+                    hub.api("POST", "/users/waited", timeout=30).status_code
+                )
+            )
+            writer.start()
+            writer.join(timeout=1)
+            assert writer.is_alive() and not created  # waiting for the lock
+            conn.rollback()  # releases it
+        writer.join(timeout=10)
+        assert created == [201]
+    finally:
+        engine.dispose()
+
+
+def test_tokens_and_the_reconcile_lease_work_without_errors(pg_hub: Hub) -> None:
+    hub = pg_hub
+    token = hub.token("tokenuser")
+    for _ in range(5):
+        me = hub.api("GET", "/user", token=token)
+        assert me.status_code == 200 and me.json()["name"] == "tokenuser"
+    assert hub.api("GET", "/user", token="0" * 32).status_code == 403
+    # One worker holds the reconcile lease and keeps renewing it.
+    engine = create_engine(hub.env["FLASKHUB_DB_URL"])
+    try:
+
+        def lease() -> tuple[str, object] | None:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT holder, expires_at FROM leases WHERE name = 'reconcile'")
+                ).first()
+                return None if row is None else (row[0], row[1])
+
+        first = wait_for(lease, timeout=10)
+        wait_for(lambda: lease()[1] != first[1], timeout=10, interval=0.5)  # type: ignore[index]
+    finally:
+        engine.dispose()
+    log = hub.log()
+    assert "Traceback" not in log, log[-5000:]
+    assert make_url(hub.env["FLASKHUB_DB_URL"]).password not in log
+
+
+def test_failed_spawn_is_kept_across_a_hub_restart(pg_hub: Hub) -> None:
+    hub = pg_hub
+    assert hub.api("POST", "/users/fail-x").status_code == 201
+    failed = hub.api("POST", "/users/fail-x/server")
+    assert failed.status_code == FAIL_STATUS, failed.text
+    hub.restart()
+    session = login(hub, "fail-x")
+    page = session.get(f"{hub.public_url}/hub/user/fail-x/", timeout=30)
+    assert page.status_code == FAIL_STATUS
+    assert "Injected failure for fail-x" in page.text
+    assert start_calls(hub.data_dir, "fail-x") == 1
+    # Both runs of the hub (the log is appended) logged no error with a traceback.
+    assert "Traceback" not in hub.log(), hub.log()[-5000:]
