@@ -189,13 +189,28 @@ def load(
     values = {name: coerce(BY_NAME[name], value) for name, value in raw.items()}
     _validate(values)
     values["data_dir"] = str(Path(values["data_dir"]).expanduser().resolve())
-    if not values["db_url"]:
-        values["db_url"] = f"sqlite:///{values['data_dir']}/flaskhub.sqlite"
+    values["db_url"] = _db_url(values["db_url"], values["data_dir"])
     if not values["proxy_api_url"]:
         values["proxy_api_url"] = f"http://127.0.0.1:{values['proxy_api_port']}"
     if not values["proxy_auth_token"]:
         values["proxy_auth_token"] = environ.get("CONFIGPROXY_AUTH_TOKEN", "")
     return Settings(values)
+
+
+def _db_url(url: str, data_dir: str) -> str:
+    """The database URL: SQLite in data_dir by default; PostgreSQL through psycopg 3,
+    the driver that cooperates with gevent (psycopg2 would block every greenlet)."""
+    if not url:
+        return f"sqlite:///{data_dir}/flaskhub.sqlite"
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme.startswith("postgresql+") and scheme != "postgresql+psycopg":
+        raise ConfigError(
+            f"setting 'db_url' uses the driver {scheme.partition('+')[2]!r}, which blocks "
+            "gevent's workers: use postgresql+psycopg://"
+        )
+    return url
 
 
 def _read_toml(path: Path, required: bool) -> dict[str, Any]:

@@ -272,3 +272,21 @@ def test_unusable_data_dir_says_what_to_do(tmp_path: Path) -> None:
         check_data_dir(settings)
     with pytest.raises(ConfigError, match="not writable"):
         resolve_secrets(settings)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@db:5432/hub", "postgresql+psycopg://u:p@db:5432/hub"),
+        ("postgres://u@db/hub", "postgresql+psycopg://u@db/hub"),
+        ("postgresql+psycopg://u@db/hub", "postgresql+psycopg://u@db/hub"),
+        ("sqlite:////srv/hub.sqlite", "sqlite:////srv/hub.sqlite"),
+    ],
+)
+def test_postgresql_urls_use_psycopg_3(given: str, used: str) -> None:
+    assert load(environ={}, overrides={"db_url": given}).db_url == used
+
+
+def test_a_blocking_postgresql_driver_is_refused() -> None:
+    with pytest.raises(ConfigError, match="db_url.*psycopg2.*postgresql\\+psycopg://"):
+        load(environ={}, overrides={"db_url": "postgresql+psycopg2://u@db/hub"})
