@@ -324,11 +324,6 @@ def resolve_secrets(settings: Settings) -> Settings:
     return Settings(values)
 
 
-def settings_rows() -> list[tuple[str, str, str, str]]:
-    """(name, env var, default, help) for the README and `flaskhub config`."""
-    return [(s.name, s.env, json.dumps(s.default), s.help) for s in SETTINGS]
-
-
 def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     """Load settings into app.config['FLASKHUB'] and set Flask's own keys from them."""
     settings = resolve_secrets(load(overrides=overrides))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.config import ConfigError, check_data_dir, load, resolve_secrets
+from app.config import SETTINGS, ConfigError, check_data_dir, load, resolve_secrets
 
 
 @pytest.fixture(autouse=True)
@@ -290,3 +290,9 @@ def test_postgresql_urls_use_psycopg_3(given: str, used: str) -> None:
 def test_a_blocking_postgresql_driver_is_refused() -> None:
     with pytest.raises(ConfigError, match="db_url.*psycopg2.*postgresql\\+psycopg://"):
         load(environ={}, overrides={"db_url": "postgresql+psycopg2://u@db/hub"})
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [s.name for s in SETTINGS if f"| `{s.name}` | `{s.env}` |" not in readme]
+    assert missing == []
