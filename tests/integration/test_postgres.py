@@ -77,13 +77,17 @@ class Postgres:
     def create_database(self) -> str:
         """A fresh database owned by the test user; returns its URL."""
         name = f"flaskhub_{secrets.token_hex(4)}"
+        self.admin_execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"')
+        return self.url(name)
+
+    def admin_execute(self, sql: str) -> None:
+        """Run one statement as the cluster's superuser (outside a transaction)."""
         engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{self.user}"'))
+                conn.execute(text(sql))
         finally:
             engine.dispose()
-        return self.url(name)
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -134,12 +138,7 @@ def postgres() -> Iterator[Postgres]:
             log = log_file.read_text(errors="replace") if log_file.exists() else ""
             pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log}")
         pg = Postgres(port=port, socket_dir=root, user="flaskhub", password=secrets.token_hex(8))
-        engine = create_engine(pg.admin_url(), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f"CREATE ROLE {pg.user} LOGIN PASSWORD '{pg.password}'"))
-        finally:
-            engine.dispose()
+        pg.admin_execute(f"CREATE ROLE {pg.user} LOGIN PASSWORD '{pg.password}'")
         yield pg
     finally:
         if (data / "postmaster.pid").exists():
