@@ -14,8 +14,8 @@ from typing import Any
 import click
 import requests
 
-import app as app_package
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
+from app.version import __version__
 
 log = logging.getLogger("flaskhub")
 
@@ -64,7 +64,7 @@ def _user_service(settings: Settings) -> Any:
     type=click.Path(dir_okay=False),
     help="TOML settings file (default ./flaskhub.toml if present).",
 )
-@click.version_option(app_package.__version__, prog_name="flaskhub")
+@click.version_option(__version__, prog_name="flaskhub")
 def main(config_file: str | None) -> None:
     """FlaskHub: a multi-user server hub, after JupyterHub."""
     if config_file:
@@ -193,14 +193,15 @@ def _ensure_admins(settings: Settings) -> None:
 @click.option("--note", default="Requested with `flaskhub token`", help="Shown in token lists.")
 def token(name: str, note: str) -> None:
     """Print a new API token for user NAME (created if new)."""
-    from app.users import UserError, normalize_username
+    from app.outcomes import Invalid
+    from app.users import normalize_username
 
     settings = _settings()
     _migrate(settings)
     users = _user_service(settings)
     try:
         username = normalize_username(name)
-    except UserError as e:
+    except Invalid as e:
         raise click.ClickException(str(e)) from None
     admin = username in [n.lower() for n in settings.admin_users]
     if users.get(username) is None:
@@ -222,13 +223,14 @@ def user() -> None:
 def user_add(name: str, admin: bool, password_stdin: bool) -> None:
     """Create user NAME with a password (for the `password` authenticator)."""
     from app.auth.authenticators import hash_password
-    from app.users import UserError, normalize_username
+    from app.outcomes import Invalid
+    from app.users import normalize_username
 
     settings = _settings()
     _migrate(settings)
     try:
         username = normalize_username(name)
-    except UserError as e:
+    except Invalid as e:
         raise click.ClickException(str(e)) from None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")

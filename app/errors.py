@@ -1,4 +1,5 @@
-"""One error shape: JSON {"status", "message"} under /hub/api, an HTML page elsewhere."""
+"""The web layer's one mapping of domain outcomes to HTTP, and the one error shape:
+JSON {"status", "message"} under /hub/api, an HTML page elsewhere."""
 
 from __future__ import annotations
 
@@ -7,12 +8,27 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.servers import ServerError
-from app.users import UserError
+from app.outcomes import DomainError, Outcome, Result
 
 log = logging.getLogger(__name__)
 
 AUTHORIZE_PATH = "/hub/api/oauth2/authorize"
+
+STATUS: dict[Outcome, int] = {
+    Outcome.READY: 201,
+    Outcome.PENDING: 202,
+    Outcome.ALREADY_PENDING: 202,
+    Outcome.STOPPING: 202,
+    Outcome.STOPPED: 204,
+    Outcome.PENDING_STOP: 400,
+    Outcome.ALREADY_RUNNING: 400,
+    Outcome.THROTTLED: 429,
+    Outcome.TOO_MANY_USERS: 429,
+    Outcome.FAILED: 500,
+    Outcome.NOT_FOUND: 404,
+    Outcome.CONFLICT: 409,
+    Outcome.INVALID: 400,
+}
 
 
 class HubError(Exception):
@@ -31,6 +47,31 @@ class HubError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
+
+
+def status_of(result: Result) -> int:
+    """The HTTP status of a result: a failed spawn's own status if it named one."""
+    if result.outcome == Outcome.FAILED and result.failure_status:
+        return result.failure_status
+    return STATUS[result.outcome]
+
+
+def headers_of(result: Result) -> dict[str, str]:
+    """Retry-After for the limits."""
+    return {"Retry-After": str(result.retry_after)} if result.retry_after is not None else {}
+
+
+def result_error(result: Result, **extra: object) -> HubError:
+    """A result that is an error, as one to raise (pages add a link or a button)."""
+    return HubError(status_of(result), result.message, headers=headers_of(result), **extra)
+
+
+def result_response(result: Result) -> Response:
+    """The API's answer to a start or stop: an empty 2xx, or the error shape."""
+    status = status_of(result)
+    if status >= 400:
+        raise result_error(result)
+    return Response(status=status)
 
 
 def error_response(
@@ -56,13 +97,9 @@ def init_app(app: Flask) -> None:
     def _hub_error(e: HubError) -> Response:
         return error_response(e.status, e.message, e.headers, **e.extra)
 
-    @app.errorhandler(ServerError)
-    def _server_error(e: ServerError) -> Response:
-        return error_response(e.status, e.message, e.headers)
-
-    @app.errorhandler(UserError)
-    def _user_error(e: UserError) -> Response:
-        return error_response(e.status, str(e))
+    @app.errorhandler(DomainError)
+    def _domain_error(e: DomainError) -> Response:
+        return error_response(STATUS[e.outcome], e.message)
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response:

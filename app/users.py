@@ -16,25 +16,18 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.models import APIToken, Server, User, utcnow
+from app.outcomes import Conflict, Invalid, NotFound
 
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]{0,254}")
 
 
-class UserError(ValueError):
-    """Bad input about users; carries the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def normalize_username(name: str) -> str:
-    """Lower-case and strip a name, then validate it, or raise UserError saying why."""
+    """Lower-case and strip a name, then validate it, or raise Invalid saying why."""
     if not isinstance(name, str):
-        raise UserError("A username must be a string.")
+        raise Invalid("A username must be a string.")
     normal = name.strip().lower()
     if not USERNAME_RE.fullmatch(normal):
-        raise UserError(
+        raise Invalid(
             f"Invalid username {name!r}: use 1 to 255 letters, digits and . _ - @ +, "
             "starting with a letter or digit."
         )
@@ -126,16 +119,16 @@ class UserService:
                 user.admin = admin
 
     def update(self, name: str, *, new_name: str | None, admin: bool | None) -> User:
-        """Rename and/or change admin; 404 if absent, 409 if the new name is taken."""
+        """Rename and/or change admin; NotFound if absent, Conflict if the new name is taken."""
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
-                raise UserError(f"No such user: {name}", 404)
+                raise NotFound(f"No such user: {name}")
             if new_name is not None and new_name != name:
                 if session.scalar(select(User.id).where(User.name == new_name)):
-                    raise UserError(f"User {new_name} already exists", 409)
+                    raise Conflict(f"User {new_name} already exists")
                 if any(s.active for s in user.servers):
-                    raise UserError(f"Cannot rename {name} while a server is active", 400)
+                    raise Invalid(f"Cannot rename {name} while a server is active")
                 user.name = new_name
             if admin is not None:
                 user.admin = admin
@@ -150,7 +143,7 @@ class UserService:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
-                raise UserError(f"No such user: {name}", 404)
+                raise NotFound(f"No such user: {name}")
             user.password_hash = password_hash
 
     # -- tokens ---------------------------------------------------------------
@@ -222,7 +215,7 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
     if state == "inactive":
         return ~User.servers.any(pending | ready)
     if condition is None:
-        raise UserError("state must be one of active, ready, inactive")
+        raise Invalid("state must be one of active, ready, inactive")
     return User.servers.any(condition)
 
 

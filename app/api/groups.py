@@ -11,16 +11,18 @@ import logging
 import re
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, lazyload, selectinload
 
-from app.api import bp, json_body, require_identity, require_scope
+from app.api.common import json_body, require_identity, require_scope
 from app.api.pagination import page_args, paginated
 from app.db import get_db
 from app.errors import HubError
 from app.models import Group, User
 from app.users import normalize_username
+
+bp = Blueprint("groups", __name__)
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
-import app
-from app.api import bp, require_identity, require_scope
+from app.api.common import require_identity, require_scope
 from app.api.serialize import user_model
+from app.version import __version__
+
+bp = Blueprint("hub", __name__)
 
 
 @bp.get("/")
@@ -42,7 +44,7 @@ def info() -> Response:
     return jsonify(
         {
             "version": settings.api_version,
-            "flaskhub_version": app.__version__,
+            "flaskhub_version": __version__,
             "python": sys.version.split()[0],
             "sys_executable": sys.executable,
             "authenticator": {"class": settings.authenticator},

@@ -12,12 +12,14 @@ import logging
 import re
 
 import gevent
-from flask import Response, current_app
+from flask import Blueprint, Response, current_app
 
-from app.api import bp, json_body, require_scope, user_or_404
+from app.api.common import json_body, require_scope, user_or_404
 from app.api.users import _progress_events
 from app.errors import HubError
 from app.servers import get_servers
+
+bp = Blueprint("named_servers", __name__)
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,18 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlencode
 
-from flask import jsonify, redirect, request
+from flask import Blueprint, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, select
 
-from app.api import bp
 from app.auth import current_identity
 from app.db import get_db
 from app.errors import HubError
 from app.models import OAuthClient, OAuthCode, Server, utcnow
 from app.servers import access_scopes
 from app.users import get_users, hash_token
+
+bp = Blueprint("oauth", __name__)
 
 CODE_LIFETIME = timedelta(minutes=5)
 

@@ -14,15 +14,17 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from app import background
-from app.api import bp, json_body, require_scope
+from app.api.common import json_body, require_scope
 from app.api.pagination import page_args, paginated
 from app.api.serialize import isoformat
 from app.errors import HubError
 from app.servers import get_servers
 from proxy.client import ProxyClient, ProxyError
+
+bp = Blueprint("proxy", __name__)
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
-from app.api import bp, require_identity, require_scope
+from app.api.common import require_identity, require_scope
 from app.errors import HubError
+
+bp = Blueprint("services", __name__)
 
 LIST_SCOPES = ("list:services", "read:services")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import delete, select
 
-from app.api import bp, json_body, require_scope, user_or_404
+from app.api.common import json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
 from app.auth import Identity
 from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
@@ -37,6 +37,8 @@ REMOVED_TOKEN_LOOKUP = (
     "Deprecated endpoint /hub/api/authorizations/token/:token is removed"
     " (deprecated in JupyterHub 2.0). Use /hub/api/user with the token instead."
 )
+
+bp = Blueprint("tokens", __name__)
 
 
 @bp.get("/users/<name>/tokens")

@@ -8,16 +8,18 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import gevent
-from flask import Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
-from app.api import bp, json_body, require_identity, require_scope, user_or_404
+from app.api.common import json_body, require_identity, require_scope, user_or_404
 from app.api.pagination import page_args, paginated
 from app.api.serialize import isoformat, user_model
 from app.auth import Identity
 from app.errors import HubError
 from app.models import ServerState
 from app.servers import ServerManager, get_servers, url_prefix
-from app.users import UserError, get_users, normalize_username
+from app.users import get_users, normalize_username
+
+bp = Blueprint("users", __name__)
 
 
 @bp.get("/users")
@@ -223,6 +225,3 @@ def _json(status: int, data: object) -> Response:
     response = jsonify(data)
     response.status_code = status
     return response
-
-
-__all__ = ["UserError"]

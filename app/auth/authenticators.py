@@ -2,7 +2,7 @@
 
 An Authenticator checks a name and password from the login form and returns
 the normalised username on success, None on failure. It never raises for
-bad credentials; a name that is not a valid username raises UserError
+bad credentials; a name that is not a valid username raises Invalid
 (shown on the form).
 """
 

@@ -19,8 +19,9 @@ from flask.typing import ResponseReturnValue
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
 from app.errors import HubError
 from app.models import ServerState, User
+from app.outcomes import Invalid
 from app.servers import get_servers, url_prefix
-from app.users import UserError, get_users
+from app.users import get_users
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def login() -> ResponseReturnValue:
     try:
         username = get_authenticator().authenticate(name, request.form.get("password", ""))
         error = None if username else "Invalid username or password."
-    except UserError as e:
+    except Invalid as e:
         username, error = None, str(e)
     if username is None:
         html = render_template("login.html", next=next_url, error=error, username=name)

@@ -19,7 +19,8 @@ from app.config import Settings, get_settings, load
 from app.db import Database
 from app.migrations import upgrade
 from app.models import APIToken, User
-from app.users import Service, UserError, UserService, get_users
+from app.outcomes import Invalid
+from app.users import Service, UserService, get_users
 
 PASSWORD = "correct horse battery staple"
 XSRF_MESSAGE = "XSRF cookie does not match POST argument"
@@ -74,7 +75,7 @@ def test_invalid_name_raises(
     make_settings: Callable[..., Settings], users: UserService, authenticator_class: type
 ) -> None:
     authenticator = authenticator_class(make_settings(), users)
-    with pytest.raises(UserError, match="Invalid username"):
+    with pytest.raises(Invalid, match="Invalid username"):
         authenticator.authenticate("no/slash", "x")
 
 

@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.migrations import upgrade
 from app.models import APIToken, Server, ServerState, User, utcnow
-from app.users import Service, UserError, UserService, hash_token, normalize_username
+from app.outcomes import DomainError, Invalid, Outcome
+from app.users import Service, UserService, hash_token, normalize_username
 
 SERVICES = [
     {"name": "culler", "api_token": "culler-secret", "admin": True},
@@ -85,13 +86,12 @@ def test_normalize_username_valid(name: str, expected: str) -> None:
     ["", "   ", "_alice", ".alice", "-alice", "al ice", "a/b", "a:b", "a#b", "a" * 256, "a\nb"],
 )
 def test_normalize_username_invalid(name: str) -> None:
-    with pytest.raises(UserError, match="Invalid username .*1 to 255 letters") as info:
+    with pytest.raises(Invalid, match="Invalid username .*1 to 255 letters"):
         normalize_username(name)
-    assert info.value.status == 400
 
 
 def test_normalize_username_needs_a_string() -> None:
-    with pytest.raises(UserError, match="must be a string"):
+    with pytest.raises(Invalid, match="must be a string"):
         normalize_username(42)  # type: ignore[arg-type]
 
 
@@ -109,7 +109,7 @@ def test_create_many_skips_existing_and_returns_created(users: UserService) -> N
 
 
 def test_create_many_with_an_invalid_name_creates_none(users: UserService) -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(Invalid):
         users.create_many(["dave", "no/slash"])
     assert users.count() == 0
 
@@ -165,7 +165,7 @@ def test_list_state_filter_counts_before_paging(users: UserService, users_in_sta
 
 
 def test_list_unknown_state(users: UserService) -> None:
-    with pytest.raises(UserError, match="active, ready, inactive"):
+    with pytest.raises(Invalid, match="active, ready, inactive"):
         users.page(state="sleepy")
 
 
@@ -179,14 +179,20 @@ def test_update_renames_and_sets_admin(users: UserService) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "new_name", "status"),
-    [("alice", "bob", 409), ("nobody", "somebody", 404), ("nobody", None, 404)],
+    ("name", "new_name", "outcome"),
+    [
+        ("alice", "bob", Outcome.CONFLICT),
+        ("nobody", "somebody", Outcome.NOT_FOUND),
+        ("nobody", None, Outcome.NOT_FOUND),
+    ],
 )
-def test_update_errors(users: UserService, name: str, new_name: str | None, status: int) -> None:
+def test_update_errors(
+    users: UserService, name: str, new_name: str | None, outcome: Outcome
+) -> None:
     users.create_many(["alice", "bob"])
-    with pytest.raises(UserError) as info:
+    with pytest.raises(DomainError) as info:
         users.update(name, new_name=new_name, admin=True)
-    assert info.value.status == status
+    assert info.value.outcome == outcome
     assert {u.name: u.admin for u in users.page()[0]} == {"alice": False, "bob": False}
 
 
@@ -194,9 +200,8 @@ def test_update_refuses_rename_while_a_server_is_active(
     users: UserService, add_server: Callable[..., Server]
 ) -> None:
     add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2")
-    with pytest.raises(UserError, match="while a server is active") as info:
+    with pytest.raises(Invalid, match="while a server is active"):
         users.update("alice", new_name="alicia", admin=None)
-    assert info.value.status == 400
     assert users.get("alice") is not None
 
 

@@ -1,0 +1,65 @@
+"""What every API view shares: who is calling, what they may do, the JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from app.auth import Identity, current_identity
+from app.errors import HubError
+from app.models import User
+from app.users import get_users
+
+
+def require_identity() -> Identity:
+    """The caller, or 403 for missing or bad credentials."""
+    identity = current_identity()
+    if identity.user is None and identity.service is None:
+        raise HubError(403, "Missing or invalid credentials: send `Authorization: token <token>`.")
+    return identity
+
+
+def require_scope(
+    scope: str,
+    *,
+    user: str | None = None,
+    server: str | None = None,
+    group: str | None = None,
+    service: str | None = None,
+) -> Identity:
+    """The caller, if it holds scope for the target (for everything without one), else 403."""
+    identity = require_identity()
+    target = {"user": user, "server": server, "group": group, "service": service}
+    named = {kind: value for kind, value in target.items() if value is not None}
+    allowed = (
+        identity.has_scope(scope, user, server, group=group, service=service)
+        if named
+        else identity.has_unfiltered_scope(scope)
+    )
+    if not allowed:
+        on = " on " + ", ".join(f"{kind} {value}" for kind, value in named.items()) if named else ""
+        raise HubError(
+            403, f"Action is not authorized with current scopes; requires [{scope}]{on}."
+        )
+    return identity
+
+
+def user_or_404(name: str) -> User:
+    """The user called name, or 404."""
+    user = get_users().get(name)
+    if user is None:
+        raise HubError(404, f"No such user: {name}")
+    return user
+
+
+def json_body(default: Any = None) -> Any:
+    """The parsed JSON body (default when empty), or 400 saying what is wrong."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        return default
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise HubError(400, f"Request body must be valid JSON: {e}") from None
