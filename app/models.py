@@ -148,6 +148,11 @@ class Server(Base):
     # Why a server that was running stopped on its own (shown, never auto-restarted).
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What the spawner reported during the current (or last) spawn, for the progress
+    # stream, which any worker may serve: [{"progress": int, "message": str}, ...].
+    progress_events: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
     user: Mapped[User] = relationship(back_populates="servers", lazy="joined")
 

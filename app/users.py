@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
@@ -134,6 +134,20 @@ class UserService:
                 user.admin = admin
             return user
 
+    def record_activity(
+        self, user_id: int, when: datetime | None, servers: dict[str, datetime]
+    ) -> None:
+        """Move a user's and their servers' last_activity forward (never back)."""
+        latest = max([t for t in (when, *servers.values()) if t is not None], default=None)
+        with self.db.write() as session:
+            user = session.get(User, user_id)
+            if user is None or latest is None:
+                return
+            user.last_activity = _later(user.last_activity, latest)
+            for server in user.servers:
+                if server.name in servers:
+                    server.last_activity = _later(server.last_activity, servers[server.name])
+
     def delete(self, name: str) -> None:
         """Delete the user row (with servers and tokens); callers stop servers first."""
         with self.db.write() as session:
@@ -199,6 +213,10 @@ class UserService:
     def revoke_server_tokens(self, session: Session, server: Server) -> None:
         """Revoke the tokens issued to a server (at stop)."""
         session.execute(delete(APIToken).where(APIToken.server_id == server.id))
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
 
 
 def _new_user(name: str, admin: bool) -> User:

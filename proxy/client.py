@@ -51,6 +51,7 @@ class ProxyClient:
         self.retries = retries
         self.backoff = backoff
         self.pool_maxsize = pool_maxsize
+        self.auth_token = auth_token
         self._auth_header = f"token {auth_token}"
         self._session: requests.Session | None = None
         self._session_pid: int | None = None

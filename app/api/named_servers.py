@@ -15,8 +15,9 @@ import gevent
 from flask import Blueprint, Response, current_app
 
 from app.api.common import json_body, require_scope, user_or_404
-from app.api.users import _progress_events
-from app.errors import HubError
+from app.api.progress import progress_response
+from app.errors import HubError, result_response
+from app.outcomes import Outcome
 from app.servers import get_servers
 
 bp = Blueprint("named_servers", __name__)
@@ -43,12 +44,7 @@ def start_named_server(name: str, server_name: str) -> Response:
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")
-    servers = get_servers()
-    servers.clear_failure(name, server_name)
-    result = servers.start_server(name, server_name, options)
-    if result.code >= 400:
-        raise HubError(result.code, result.message, headers=result.headers)
-    return Response(status=result.code)
+    return result_response(get_servers().start_server(name, server_name, options))
 
 
 @bp.delete("/users/<name>/servers/", defaults={"server_name": ""})
@@ -68,12 +64,12 @@ def stop_named_server(name: str, server_name: str) -> Response:
     elif remove:
         raise HubError(400, "Cannot delete the default server")
     servers = get_servers()
-    status = servers.stop_server(name, server_name)
-    if remove and status == 204:
+    result = servers.stop_server(name, server_name)
+    if remove and result.outcome == Outcome.STOPPED:
         servers.remove_server(name, server_name)
     elif remove:
         gevent.spawn(servers.remove_when_stopped, name, server_name)
-    return Response(status=status)
+    return result_response(result)
 
 
 @bp.get("/users/<name>/servers/<server_name>/progress")
@@ -83,11 +79,7 @@ def named_server_progress(name: str, server_name: str) -> Response:
     user_or_404(name)
     if get_servers().get_server(name, server_name) is None:
         raise HubError(404, f"{name} has no server named '{server_name}'")
-    stream = _progress_events(get_servers(), name, server_name)
-    response = Response(stream, mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return progress_response(get_servers(), name, server_name)
 
 
 def _check_enabled() -> None:

@@ -14,9 +14,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-from app import background
 from app.api.common import json_body, require_scope
 from app.api.pagination import page_args, paginated
 from app.api.serialize import isoformat
@@ -29,7 +28,6 @@ bp = Blueprint("proxy", __name__)
 log = logging.getLogger(__name__)
 
 PATCH_KEYS = frozenset({"api_url", "auth_token"})
-TOKEN_KEY = "flaskhub.proxy_auth_token"
 
 
 @bp.get("/proxy")
@@ -38,7 +36,7 @@ def get_routes() -> Response:
     require_scope("proxy")
     offset, limit = page_args()
     try:
-        routes = get_servers().proxy.get_all_routes()
+        routes = get_servers().routes.all()
     except ProxyError as e:
         raise HubError(502, str(e)) from None
     # "/" is the hub's own route (CHP's default target, which may carry no data).
@@ -62,21 +60,14 @@ def repoint() -> Response:
     body = json_body()
     if not isinstance(body, dict) or not body or set(body) - PATCH_KEYS:
         raise HubError(400, 'Send {"api_url": "http://host:port", "auth_token": "..."}.')
-    servers = get_servers()
-    api_url = body.get("api_url", servers.proxy.api_url)
-    token = body.get("auth_token", current_app.extensions.get(TOKEN_KEY))
+    routes = get_servers().routes
+    api_url = body.get("api_url", routes.client.api_url)
+    token = body.get("auth_token", routes.client.auth_token)
     _check_api_url(api_url)
-    if token is None:
-        token = current_app.config["FLASKHUB"].proxy_auth_token
     if not isinstance(token, str) or not token:
         raise HubError(400, "auth_token must be a non-empty string")
-    # In-flight calls keep the old client; every new one uses the new proxy.
-    client = ProxyClient(api_url, token)
-    servers.proxy = client
-    current_app.extensions["flaskhub.proxy"] = client
-    current_app.extensions[TOKEN_KEY] = token
-    log.warning("The hub now uses the proxy API at %s", client.api_url)
-    _sync(f"Now using the proxy at {client.api_url}, but syncing its routes failed")
+    routes.use(ProxyClient(api_url, token))
+    _sync(f"Now using the proxy at {routes.client.api_url}, but syncing its routes failed")
     return Response(status=200)
 
 
@@ -105,7 +96,7 @@ def _check_api_url(api_url: object) -> None:
 
 def _sync(failure: str) -> None:
     try:
-        result = background.check_routes(get_servers())
+        result = get_servers().check_routes()
     except ProxyError as e:
         raise HubError(502, f"{failure}: {e}") from None
     log.info("Proxy routes synced on request: %s", result)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator
 from datetime import datetime
 
-import gevent
 from flask import Blueprint, Response, jsonify, request
 
 from app.api.common import json_body, require_identity, require_scope, user_or_404
 from app.api.pagination import page_args, paginated
+from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
 from app.auth import Identity
-from app.errors import HubError
-from app.models import ServerState
-from app.servers import ServerManager, get_servers, url_prefix
+from app.errors import HubError, result_response
+from app.outcomes import Outcome
+from app.servers import get_servers
 from app.users import get_users, normalize_username
 
 bp = Blueprint("users", __name__)
@@ -95,7 +92,7 @@ def delete_user(name: str) -> Response:
         raise HubError(400, "Cannot delete yourself!")
     servers = get_servers()
     for server in user.servers:
-        if server.active and servers.stop_server(user.name, server.name) == 202:
+        if server.active and servers.stop_server(user.name, server.name).outcome != Outcome.STOPPED:
             raise HubError(400, f"{name}'s server is stopping: try deleting again shortly.")
     get_users().delete(user.name)
     return Response(status=204)
@@ -108,76 +105,24 @@ def start_server(name: str) -> Response:
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")
-    get_servers().clear_failure(name)
-    result = get_servers().start_server(name, "", options)
-    if result.code >= 400:
-        raise HubError(result.code, result.message, headers=result.headers)
-    return Response(status=result.code)
+    return result_response(get_servers().start_server(name, "", options))
 
 
 @bp.delete("/users/<name>/server")
 def stop_server(name: str) -> Response:
     require_scope("delete:servers", user=name)
     user_or_404(name)
-    return Response(status=get_servers().stop_server(name, ""))
+    return result_response(get_servers().stop_server(name, ""))
 
 
 @bp.get("/users/<name>/server/progress")
 def progress(name: str) -> Response:
     """Server-sent events: "Server requested", the spawner's own, then ready or failed."""
     require_scope("read:servers", user=name)
-    server = get_servers().get_server(user_or_404(name).name)
-    if server is None:
+    user = user_or_404(name)
+    if user.server("") is None:
         raise HubError(404, f"{name} has no server")
-    stream = _progress_events(get_servers(), server.user.name)
-    response = Response(stream, mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
-
-
-def _progress_events(servers: ServerManager, name: str, server_name: str = "") -> Iterator[str]:
-    # A streamed body runs outside the app context: everything it needs is passed in.
-    yield _event({"progress": 0, "message": "Server requested"})
-    sent = 0
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        server = servers.get_server(name, server_name)
-        if server is None:
-            return
-        if server.ready:
-            url = url_prefix(name, server_name)
-            yield _event(
-                {"progress": 100, "ready": True, "message": f"Server ready at {url}", "url": url}
-            )
-            return
-        if server.state == ServerState.FAILED:
-            yield _event(
-                {
-                    "progress": 100,
-                    "failed": True,
-                    "message": f"Spawn failed: {server.failure_message}",
-                }
-            )
-            return
-        if server.state != ServerState.SPAWNING:
-            yield _event(
-                {
-                    "progress": 100,
-                    "failed": True,
-                    "message": f"Spawn failed: {name}'s server is not starting",
-                }
-            )
-            return
-        events = servers.progress_events(server.id)
-        for event in events[sent:]:
-            yield _event(event)
-        sent = len(events)
-        gevent.sleep(0.25)
-
-
-def _event(data: dict) -> str:
-    return f"data: {json.dumps(data)}\n\n"
+    return progress_response(get_servers(), user.name)
 
 
 @bp.post("/users/<name>/activity")
@@ -197,7 +142,7 @@ def activity(name: str) -> Response:
         if not isinstance(info, dict) or "last_activity" not in info:
             raise HubError(400, f"servers.{server_name} needs last_activity")
         stamps[server_name] = _parse_time(info["last_activity"])
-    get_servers().record_activity(user.id, when, stamps)
+    get_users().record_activity(user.id, when, stamps)
     return Response(status=200)
 
 

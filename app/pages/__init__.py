@@ -17,10 +17,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
-from app.errors import HubError
-from app.models import ServerState, User
-from app.outcomes import Invalid
-from app.servers import get_servers, url_prefix
+from app.errors import HubError, result_error
+from app.models import User
+from app.outcomes import Invalid, Outcome
+from app.pages.visits import RESTART_HINT, go_or_wait, pending_page_url, visit_error
+from app.servers import Next, get_servers, url_prefix
 from app.users import get_users
 from proxy.client import ProxyError
 
@@ -106,8 +107,9 @@ def logout() -> ResponseReturnValue:
 @bp.get("/hub/home")
 def home() -> str:
     user = _require_login()
-    server = get_servers().get_server(user.name)
-    proxy_up = current_app.extensions["flaskhub.proxy"].ping()
+    servers = get_servers()
+    server = servers.get_server(user.name)
+    proxy_up = servers.routes.ping()
     return render_template(
         "home.html", user=user, server=server, prefix=url_prefix(user.name), proxy_up=proxy_up
     )
@@ -115,41 +117,32 @@ def home() -> str:
 
 @bp.route("/hub/spawn", methods=["GET", "POST"])
 def spawn() -> ResponseReturnValue:
-    """An explicit request to start: clears a recorded failure, then spawns."""
+    """An explicit request to start (again, after a failure); then to the server or the
+    pending page."""
     user = _require_login()
     servers = get_servers()
-    servers.clear_failure(user.name)
     result = servers.start_server(user.name)
-    # Where to go follows from the server's state (ready, or running already: to it).
-    server = servers.get_server(user.name)
-    if server is not None and server.ready:
-        return redirect(url_prefix(user.name))
-    if server is not None and server.state in (ServerState.SPAWNING, ServerState.FAILED):
-        return redirect(f"/hub/spawn-pending/{user.name}")
-    raise HubError(result.code, result.message, headers=result.headers)
+    if result.outcome in (Outcome.THROTTLED, Outcome.TOO_MANY_USERS, Outcome.PENDING_STOP):
+        raise result_error(result, home_link=True)
+    return go_or_wait(servers.visit(user.name, poll=False), user.name)
 
 
 @bp.get("/hub/spawn-pending/<name>")
 def spawn_pending(name: str) -> ResponseReturnValue:
     user = _require_login()
     if user.name != name and not user.admin:
-        return redirect(f"/hub/spawn-pending/{user.name}")
-    server = get_servers().get_server(name)
-    if server is None or server.state == ServerState.STOPPED:
+        return redirect(pending_page_url(user.name))
+    visit = get_servers().visit(name)
+    if visit.next == Next.GO:
+        return redirect(visit.url)
+    if visit.next == Next.LAUNCH:
         return redirect("/hub/home")
-    if server.ready:
-        return redirect(url_prefix(name))
-    if server.state == ServerState.FAILED:
-        raise HubError(
-            server.failure_status or 500,
-            server.failure_message or "Spawn failed",
-            title="Spawn failed",
-            relaunch=True,
-        )
+    if visit.next != Next.WAIT:
+        raise visit_error(visit)
     return render_template(
         "spawn_pending.html",
         name=name,
-        server=server,
+        server=visit.server,
         progress_url=f"/hub/api/users/{name}/server/progress",
     )
 
@@ -186,22 +179,12 @@ def proxy_error(code: int) -> ResponseReturnValue:
     url = request.args.get("url", "")
     parts = [unquote(p) for p in url.split("?", 1)[0].split("/")]
     if code in (502, 503) and len(parts) > 2 and parts[1] == "user":
-        servers = get_servers()
-        server = servers.get_server(parts[2])
-        if server is not None and not servers.poll_server(server):
-            server = servers.get_server(parts[2])
-            reason = server.stop_reason if server is not None else None
-            raise HubError(
-                424,
-                reason or f"{parts[2]}'s server is not running.",
-                title="Server not running",
-                launch=True,
-            )
-        raise HubError(
-            503,
-            "Your server is not responding. You can try restarting your server from the home page.",
-            home_link=True,
-        )
+        visit = get_servers().visit(parts[2])
+        if visit.next == Next.GO:
+            raise HubError(503, f"Your server is not responding. {RESTART_HINT}", home_link=True)
+        if visit.next == Next.WAIT:
+            return redirect(pending_page_url(parts[2]))
+        raise visit_error(visit)
     raise HubError(code if 400 <= code < 600 else 500, f"The proxy answered {code} for {url}")
 
 

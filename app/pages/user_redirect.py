@@ -15,15 +15,16 @@ import gevent
 from flask import current_app, redirect, request
 from flask.typing import ResponseReturnValue
 
-from app.errors import HubError
-from app.models import Server, ServerState, User
-from app.servers import get_servers, url_prefix
+from app.errors import HubError, result_error
+from app.models import Server, User
+from app.outcomes import Outcome
+from app.pages.visits import pending_page_url, visit_error
+from app.servers import Next, get_servers, url_prefix
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 4
 VERSION_CHECK_AT = 2
-RESTART_HINT = "You can try restarting your server from the home page."
 
 
 def handle(user: User, name: str, path: str) -> ResponseReturnValue:
@@ -31,47 +32,27 @@ def handle(user: User, name: str, path: str) -> ResponseReturnValue:
     if user.name != name:
         # Never another user's server: to one's own.
         return redirect(url_prefix(user.name) + path + _query())
-    servers = get_servers()
-    server = servers.get_server(name)
-    if server is not None and server.state == ServerState.RUNNING:
-        if not servers.poll_server(server):
-            server = servers.get_server(name)
-    state = ServerState(server.state) if server is not None else ServerState.STOPPED
-    if state == ServerState.RUNNING:
-        assert server is not None
-        return _to_server(server, name, path)
-    if state == ServerState.SPAWNING:
-        return redirect(f"/hub/spawn-pending/{name}")
-    if state == ServerState.STOPPING:
-        raise HubError(503, f"{name}'s server is stopping. Try again in a moment.", home_link=True)
-    if state == ServerState.FAILED:
-        assert server is not None
-        raise HubError(
-            server.failure_status or 500,
-            f"{server.failure_message or 'Spawn failed.'} {RESTART_HINT}",
-            title="Spawn failed",
-            home_link=True,
-        )
-    reason = server.stop_reason if server is not None else None
-    if reason or not current_app.config["FLASKHUB"].implicit_spawn:
-        raise HubError(
-            424,
-            reason or f"{name}'s server is not running.",
-            title="Server not running",
-            launch=True,
-        )
-    return _implicit_spawn(name, path)
+    visit = get_servers().visit(name)
+    if visit.next == Next.GO:
+        assert visit.server is not None
+        return _to_server(visit.server, name, path)
+    if visit.next == Next.WAIT:
+        return redirect(pending_page_url(name))
+    if visit.next == Next.LAUNCH and visit.implicit_spawn:
+        return _implicit_spawn(name, path)
+    raise visit_error(visit)
 
 
 def _implicit_spawn(name: str, path: str) -> ResponseReturnValue:
-    result = get_servers().start_server(name)
-    if result.ready:
+    servers = get_servers()
+    result = servers.start_server(name, explicit=False)
+    if result.outcome == Outcome.READY:
         return redirect(url_prefix(name) + path + _query())
-    if result.pending:
-        return redirect(f"/hub/spawn-pending/{name}")
-    raise HubError(
-        result.code, f"{result.message} {RESTART_HINT}", headers=result.headers, home_link=True
-    )
+    if result.outcome in (Outcome.PENDING, Outcome.ALREADY_PENDING):
+        return redirect(pending_page_url(name))
+    if result.outcome == Outcome.FAILED:
+        raise visit_error(servers.visit(name, poll=False))
+    raise result_error(result, home_link=True)
 
 
 def _to_server(server: Server, name: str, path: str) -> ResponseReturnValue:

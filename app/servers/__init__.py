@@ -2,50 +2,48 @@
 
 The database is the truth about every server's state; this package moves
 servers between states and keeps in-memory handles (spawner objects, the
-greenlet of a pending spawn or stop) only while they are needed.
-
-``start_server`` has an outcome at every exit (``SpawnStatus``), each with
-its HTTP status and message; finalisation of a spawn happens only in
-``finish_spawn``; ``stop_server`` removes the route first, then the process,
-then the state.
+greenlet of a pending spawn or stop) only while they are needed. It answers
+with domain outcomes (``app.outcomes``), never HTTP status codes.
 """
 
 from __future__ import annotations
 
 from flask import Flask, current_app
 
+from app.servers.counts import state_counts
 from app.servers.manager import ServerManager
-from app.servers.naming import access_scopes, client_id, route_data, state_counts, url_prefix
-from app.servers.outcomes import Recorder, ServerError, SpawnResult, SpawnStatus
+from app.servers.names import access_scopes, client_id, route_data, url_prefix
+from app.servers.recorder import Recorder, SpawnStatus
+from app.servers.routes import Routes
+from app.servers.visit import Next, Visit
 from proxy.client import ProxyClient
 
 __all__ = [
+    "Next",
     "Recorder",
-    "ServerError",
+    "Routes",
     "ServerManager",
-    "SpawnResult",
     "SpawnStatus",
+    "Visit",
     "access_scopes",
     "client_id",
-    "route_data",
     "get_servers",
     "init_app",
+    "route_data",
     "state_counts",
     "url_prefix",
 ]
 
 
 def init_app(app: Flask) -> None:
-    """Create this process's ServerManager (and proxy client) on the app."""
+    """Create this process's ServerManager, with the one proxy client it routes through."""
     from app.db import get_db
 
     settings = app.config["FLASKHUB"]
-    users = app.extensions["flaskhub.users"]
-    proxy = ProxyClient(settings.proxy_api_url, settings.proxy_auth_token)
-    recorder = app.extensions.get("flaskhub.recorder")
-    app.extensions["flaskhub.proxy"] = proxy
+    recorder = app.extensions.get("flaskhub.recorder") or Recorder()
+    routes = Routes(ProxyClient(settings.proxy_api_url, settings.proxy_auth_token), recorder)
     app.extensions["flaskhub.servers"] = ServerManager(
-        get_db(app), settings, users, proxy, recorder=recorder
+        get_db(app), settings, app.extensions["flaskhub.users"], routes
     )
 
 

@@ -1,4 +1,11 @@
-"""The ServerManager: one per hub process, starting, stopping and polling servers."""
+"""The ServerManager: one per hub process, the one owner of the lifecycle's handles.
+
+Read top to bottom: reading state, starting (claim, the spawn greenlet,
+``finish_spawn``, the one place a spawn is finalised), stopping (route first,
+then the process, then the state), watching (polls, the route check, activity,
+recovery after a restart), and the handles. The database is the truth about
+every server; spawner objects and greenlets are handles kept only while needed.
+"""
 
 from __future__ import annotations
 
@@ -6,54 +13,69 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import gevent
 import requests
-from sqlalchemy import select
 
+from app.config import Settings
 from app.db import Database
-from app.models import Server, ServerState, User
-from app.servers.core import stop_quietly
-from app.servers.naming import find_server, route_data, state_counts, url_prefix
-from app.servers.outcomes import Recorder
-from app.servers.starting import Starting
-from app.servers.stopping import Stopping
+from app.models import Server, ServerState
+from app.outcomes import Outcome, Result
+from app.servers.counts import state_counts
+from app.servers.names import url_prefix
+from app.servers.recorder import SpawnStatus
+from app.servers.routes import Routes
+from app.servers.rows import ServerRows
+from app.servers.spawning import claim, spawner_env, wait_for_http
+from app.servers.visit import Visit, visit_of
 from app.spawners import Spawner, SpawnerError, spawner_class
 from app.users import UserService
-from proxy.client import ProxyClient, ProxyError
+from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
 
+SLOW_STOP_TIMEOUT = 10.0
 REMOVE_WAIT_SECONDS = 120.0
 
 
-class ServerManager(Starting, Stopping):
+class ServerManager:
     """Starts, finishes, stops and polls servers; one per hub process."""
 
     def __init__(
         self,
         db: Database,
-        settings: Any,
+        settings: Settings,
         users: UserService,
-        proxy: ProxyClient,
+        routes: Routes,
         *,
-        recorder: Recorder | None = None,
         http_get: Callable[..., requests.Response] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.users = users
-        self.proxy = proxy
-        self.recorder = recorder or Recorder()
+        self.rows = ServerRows(db, users)
+        self.routes = routes
+        self.recorder = routes.recorder
         self.spawner_cls = spawner_class(settings.spawner)
         self.http_get = http_get or requests.get
-        # Handles, keyed by server id; the database stays the truth.
+        # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
         self.stops: dict[int, gevent.Greenlet] = {}
         self._live_spawners: weakref.WeakSet[Spawner] = weakref.WeakSet()
+
+    # -- reading -------------------------------------------------------------
+
+    def get_server(self, user_name: str, server_name: str = "") -> Server | None:
+        return self.rows.get(user_name, server_name)
+
+    def visit(self, user_name: str, server_name: str = "", *, poll: bool = True) -> Visit:
+        """What the server's state means for a visitor; `poll` first notices a dead server."""
+        server = self.get_server(user_name, server_name)
+        if poll and server is not None and not self.poll_server(server):
+            server = self.get_server(user_name, server_name)
+        return visit_of(server, user_name, server_name, implicit_spawn=self.settings.implicit_spawn)
 
     def counts(self) -> dict[str, int]:
         """State counts computed on request (drives limits and gauges)."""
@@ -64,61 +86,185 @@ class ServerManager(Starting, Stopping):
         """Spawner objects alive in this process (they exist only while needed)."""
         return len(self._live_spawners)
 
-    def progress_events(self, server_id: int) -> list[dict[str, Any]]:
-        """Progress the spawner reported so far (in the process that runs the spawn)."""
-        spawner = self.spawners.get(server_id)
-        return list(spawner.progress_events) if spawner else []
+    # -- starting ------------------------------------------------------------
 
-    def clear_failure(self, user_name: str, server_name: str = "") -> None:
-        """Forget a failed spawn (an explicit request to try again)."""
-        with self.db.write() as session:
-            server = find_server(session, user_name, server_name)
-            if server is not None and server.state == ServerState.FAILED:
-                server.state = ServerState.STOPPED
-                server.failure_message = None
-                server.failure_status = None
-                self.spawners.pop(server.id, None)
-            if server is not None:
-                server.stop_reason = None
+    def start_server(
+        self,
+        user_name: str,
+        server_name: str = "",
+        options: dict[str, Any] | None = None,
+        *,
+        explicit: bool = True,
+    ) -> Result:
+        """Start a server and wait up to slow_spawn_timeout for it.
 
-    def record_activity(
-        self, user_id: int, when: datetime | None, servers: dict[str, datetime]
-    ) -> None:
-        """Move a user's and their servers' last_activity forward (never back)."""
-        latest = max([t for t in (when, *servers.values()) if t is not None], default=None)
-        with self.db.write() as session:
-            user = session.get(User, user_id)
-            if user is None or latest is None:
-                return
-            user.last_activity = _later(user.last_activity, latest)
-            for server in user.servers:
-                if server.name in servers:
-                    server.last_activity = _later(server.last_activity, servers[server.name])
-
-    def ensure_route(self, server: Server) -> bool:
-        """Re-add a running server's route if the proxy lost it; True if it did."""
-        prefix = url_prefix(server.user.name, server.name)
-        if server.url is None or self.proxy.get_route(prefix) is not None:
-            return False
+        Outcomes: PENDING_STOP, ALREADY_PENDING, ALREADY_RUNNING, THROTTLED and
+        TOO_MANY_USERS (with retry_after) refuse; READY; PENDING (still
+        starting); FAILED with the spawner's message (and status to show);
+        STOPPING when a stop cancelled it meanwhile. An implicit start
+        (`explicit=False`) of a failed server answers its failure instead.
+        Raises NotFound for an unknown user, Invalid past the named-server limit.
+        """
         t0 = time.monotonic()
+        with self.db.write() as session:
+            claimed = claim(
+                session, self.settings, user_name, server_name, options or {}, explicit=explicit
+            )
+        if isinstance(claimed, Result):
+            label = SpawnStatus.of_refusal(claimed.outcome)
+            if label is not None:
+                self.recorder.spawn(label, time.monotonic() - t0)
+            return claimed
+        greenlet = gevent.spawn(self._spawn, claimed, t0)
+        self.spawns[claimed] = greenlet
+        greenlet.join(timeout=self.settings.slow_spawn_timeout)
+        if not greenlet.dead:
+            return Result(Outcome.PENDING, f"{user_name}'s server is starting")
+        server = self.get_server(user_name, server_name)
+        if server is not None and server.ready:
+            return Result(Outcome.READY, f"{user_name}'s server is ready")
+        if server is not None and server.state == ServerState.FAILED:
+            return Result(Outcome.FAILED, server.failure_message or "", None, server.failure_status)
+        return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
+
+    def _spawn(self, server_id: int, t0: float) -> None:
+        """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure."""
+        spawner: Spawner | None = None
+        status = SpawnStatus.FAILURE
         try:
-            self.proxy.add_route(prefix, server.url, route_data(server.user.name, server.name))
-        except ProxyError:
-            self.recorder.proxy_add(False, time.monotonic() - t0)
+            spawner = self._prepare_spawner(server_id)
+            url = None
+            with gevent.Timeout(self.settings.start_timeout, False):
+                url = spawner.start()
+            if url is None:
+                raise SpawnerError(
+                    f"Server did not start within {self.settings.start_timeout:g} seconds "
+                    "(start_timeout)."
+                )
+            # Stored at once, so a hub restart mid-spawn can still find the process.
+            self.rows.save_state(server_id, spawner.get_state())
+            version = wait_for_http(spawner, url, self.http_get, self.settings.http_timeout)
+            self.finish_spawn(server_id, spawner, url, version)
+            status = SpawnStatus.SUCCESS
+        except gevent.GreenletExit:
+            # Cancelled by stop_server, which takes it from here.
+            if spawner is not None:
+                _stop_quietly(spawner)
             raise
-        self.recorder.proxy_add(True, time.monotonic() - t0)
-        log.warning("The proxy had no route for %s: re-added it (-> %s)", prefix, server.url)
-        return True
+        except Exception as e:
+            self._record_failure(server_id, spawner, e)
+        finally:
+            self.recorder.spawn(status, time.monotonic() - t0)
+            self.spawns.pop(server_id, None)
+
+    def _prepare_spawner(self, server_id: int) -> Spawner:
+        """A new spawner with the JUPYTERHUB_* environment and the server's own token."""
+        server, token = self.rows.issue_credentials(server_id)
+        spawner = self._make_spawner(server)
+        spawner.env = spawner_env(self.settings, server.user.name, server.name, token)
+        spawner.on_progress = lambda event: self.rows.add_progress(server_id, event)
+        return spawner
+
+    def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
+        """The one finalisation path: add the route, then mark the server running.
+
+        If the route cannot be added the server is stopped and the spawn fails.
+        If a stop claimed the server meanwhile, it wins: nothing is marked.
+        """
+        server = self.rows.by_id(server_id)
+        assert server is not None
+        user_name, server_name = server.user.name, server.name
+        prefix = url_prefix(user_name, server_name)
+        try:
+            self.routes.add_server(user_name, server_name, url)
+        except ProxyError as e:
+            _stop_quietly(spawner)
+            raise SpawnerError(f"The proxy could not route {prefix} to the server: {e}") from e
+        if not self.rows.mark_running(server_id, url, version, spawner.get_state()):
+            # A stop (perhaps in another worker) took the server while it started:
+            # undo what this spawn did, so no route or process outlives it.
+            log.warning("Server of %s was stopped while starting; cleaning up", user_name)
+            self.routes.delete(prefix)
+            _stop_quietly(spawner)
+            raise SpawnerError(f"{user_name}'s server was stopped while it was starting.")
+        log.info("Server of %s ready at %s (version %s)", user_name, url, version)
+
+    def _record_failure(self, server_id: int, spawner: Spawner | None, error: Exception) -> None:
+        message = str(error) or type(error).__name__
+        # A SpawnerError is an expected failure with a message; anything else is a bug.
+        log.error(
+            "Spawn of server %s failed: %s",
+            server_id,
+            message,
+            exc_info=None if isinstance(error, SpawnerError) else error,
+        )
+        if spawner is not None:
+            _stop_quietly(spawner)
+        self.rows.mark_failed(server_id, message, getattr(error, "status", None))
+        # A failed spawner is kept, with its error, until the server starts again.
+        if spawner is not None:
+            spawner.error = message
+
+    # -- stopping ------------------------------------------------------------
+
+    def stop_server(self, user_name: str, server_name: str = "") -> Result:
+        """Stop a server: STOPPED, or STOPPING while it goes on in the background.
+
+        A pending spawn is cancelled first. Route, then process, then state.
+        """
+        server_id, claimed = self.rows.mark_stopping(user_name, server_name)
+        if server_id is None:
+            return Result(Outcome.STOPPED)
+        if not claimed:
+            return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
+        spawn = self.spawns.pop(server_id, None)
+        greenlet = gevent.spawn(self._stop, server_id, spawn)
+        self.stops[server_id] = greenlet
+        # Interrupting a spawn: the stop goes on in the background.
+        if spawn is None:
+            greenlet.join(timeout=SLOW_STOP_TIMEOUT)
+        if greenlet.dead:
+            return Result(Outcome.STOPPED)
+        return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
+
+    def _stop(self, server_id: int, spawn: gevent.Greenlet | None = None) -> None:
+        t0 = time.monotonic()
+        ok = False
+        try:
+            if spawn is not None:
+                log.warning("Cancelling the pending spawn of server %s to stop it", server_id)
+                spawn.kill(block=True, timeout=5)
+            server = self.rows.by_id(server_id)
+            assert server is not None
+            self.routes.delete(url_prefix(server.user.name, server.name))
+            self.spawner_for(server).stop()
+            ok = True
+        except Exception:
+            log.exception("Stopping server %s failed", server_id)
+        finally:
+            self._mark_stopped(server_id, reason=None)
+            self.recorder.server_stop(ok, time.monotonic() - t0)
+            self.stops.pop(server_id, None)
+
+    def _mark_stopped(self, server_id: int, reason: str | None) -> None:
+        self.rows.mark_stopped(server_id, reason)
+        spawner = self.spawners.pop(server_id, None)
+        if spawner is not None:
+            spawner.clear_state()
+
+    def stop_all(self) -> None:
+        """Stop every active server (hub shutdown with cleanup_servers)."""
+        active = self.rows.in_states(ServerState.RUNNING, ServerState.SPAWNING)
+        stops = [gevent.spawn(self.stop_server, s.user.name, s.name) for s in active]
+        gevent.joinall(stops, timeout=30)
 
     def remove_server(self, user_name: str, server_name: str) -> bool:
-        """Delete a stopped (or failed) named server's row, with its tokens and OAuth client."""
-        # Drops a failed spawn's handle, kept in memory until cleared, before its id goes.
-        self.clear_failure(user_name, server_name)
-        with self.db.write() as session:
-            server = find_server(session, user_name, server_name)
-            if server is None or server.state not in (ServerState.STOPPED, ServerState.FAILED):
-                return False
-            session.delete(server)
+        """Delete a stopped (or failed) named server, with its tokens and OAuth client."""
+        server_id = self.rows.remove(user_name, server_name)
+        if server_id is None:
+            return False
+        # A failed spawn's handle outlives its stop; it goes with the row.
+        self.spawners.pop(server_id, None)
         log.info("Removed server %r of %s", server_name, user_name)
         return True
 
@@ -133,30 +279,85 @@ class ServerManager(Starting, Stopping):
         if not self.remove_server(user_name, server_name):
             log.warning("Server %r of %s was not removed: it did not stop", server_name, user_name)
 
+    # -- watching ------------------------------------------------------------
+
+    def poll_server(self, server: Server) -> bool:
+        """True if a running server is alive; if it died, clean up after it."""
+        if server.state != ServerState.RUNNING:
+            return False
+        t0 = time.monotonic()
+        status = self.spawner_for(server).poll()
+        self.recorder.server_poll(status is None, time.monotonic() - t0)
+        if status is None:
+            return True
+        log.warning("Server of %s exited on its own with status %s", server.user.name, status)
+        self.routes.delete(url_prefix(server.user.name, server.name))
+        self._mark_stopped(
+            server.id, reason=f"Your server stopped unexpectedly (exit status {status})."
+        )
+        return False
+
+    def poll_all(self) -> None:
+        """Poll every running server once (not those this process is starting or stopping)."""
+        for server in self.rows.in_states(ServerState.RUNNING):
+            if server.id not in self.spawns and server.id not in self.stops:
+                self.poll_server(server)
+
+    def check_routes(self) -> dict[str, int]:
+        """Make the proxy's table match the database now (see Routes.check)."""
+        return self.routes.check(self.db, self.users, self.settings.hub_url)
+
+    def ensure_route(self, server: Server) -> bool:
+        """Re-add a running server's route if the proxy lost it; True if it did."""
+        return self.routes.ensure(server)
+
     def recover(self) -> None:
         """After a hub restart: fail interrupted spawns, finish interrupted stops.
 
         Runs once, in `flaskhub run`, before any worker exists.
         """
-        with self.db.read() as session:
-            stuck = session.scalars(
-                select(Server).where(Server.state.in_([ServerState.SPAWNING, ServerState.STOPPING]))
-            ).all()
-        for server in stuck:
-            spawner = self.spawner_for(server)
-            stop_quietly(spawner)
-            self._delete_route(url_prefix(server.user.name, server.name))
+        for server in self.rows.in_states(ServerState.SPAWNING, ServerState.STOPPING):
+            _stop_quietly(self.spawner_for(server))
+            self.routes.delete(url_prefix(server.user.name, server.name))
             if server.state == ServerState.SPAWNING:
-                self._record_failure(
-                    server.id,
-                    None,
-                    SpawnerError("The hub restarted while the server was starting."),
-                )
+                error = SpawnerError("The hub restarted while the server was starting.")
+                self._record_failure(server.id, None, error)
             else:
                 self._mark_stopped(server.id, reason=None)
-            self._drop_spawner(server.id)
+            self.spawners.pop(server.id, None)
         self.poll_all()
 
+    # -- handles -------------------------------------------------------------
 
-def _later(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b > a else a
+    def spawner_for(self, server: Server) -> Spawner:
+        """The handle on a server's process, rebuilt from its stored state if needed.
+
+        Also rebuilt when the stored state is another process's: another worker
+        stopped and restarted the server since this handle was made.
+        """
+        spawner = self.spawners.get(server.id)
+        if spawner is None or (
+            server.spawner_state and spawner.get_state() != server.spawner_state
+        ):
+            spawner = self._make_spawner(server)
+        return spawner
+
+    def _make_spawner(self, server: Server) -> Spawner:
+        spawner = self.spawner_cls(
+            user_name=server.user.name,
+            server_name=server.name,
+            service_prefix=url_prefix(server.user.name, server.name),
+            settings=self.settings,
+            user_options=server.user_options,
+        )
+        spawner.load_state(server.spawner_state or {})
+        self.spawners[server.id] = spawner
+        self._live_spawners.add(spawner)
+        return spawner
+
+
+def _stop_quietly(spawner: Spawner) -> None:
+    try:
+        spawner.stop(now=True)
+    except Exception:
+        log.exception("Could not stop the server of %s", spawner.user_name)

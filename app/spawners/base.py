@@ -18,11 +18,13 @@ States and errors:
   (0 when unknown). It must be cheap and never block.
 - ``stop(now=False)`` ends the server; it returns when the server is gone.
 - ``report_progress(percent, message)`` may be called from ``start()`` to
-  feed the progress page between "Server requested" and "Server ready".
+  feed the progress page between "Server requested" and "Server ready"; the
+  hub stores each event (``on_progress``) so that every worker can stream it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -53,8 +55,8 @@ class Spawner:
         self.user_options = user_options or {}
         #: JUPYTERHUB_* variables, set by the hub before start().
         self.env: dict[str, str] = {}
-        #: Events for the progress page: {"progress": int, "message": str}.
-        self.progress_events: list[dict[str, Any]] = []
+        #: Where each progress event goes ({"progress": int, "message": str}); set by the hub.
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
         #: The message of the failed spawn this object belongs to, if any.
         self.error: str | None = None
 
@@ -81,5 +83,6 @@ class Spawner:
         """Forget the server after it stopped."""
 
     def report_progress(self, progress: int, message: str) -> None:
-        """Add a progress event (0 < progress < 100) for the spawn-pending page."""
-        self.progress_events.append({"progress": progress, "message": message})
+        """Report a progress event (0 < progress < 100) for the spawn-pending page."""
+        if self.on_progress is not None:
+            self.on_progress({"progress": progress, "message": message})

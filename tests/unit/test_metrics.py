@@ -11,7 +11,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.background import check_routes
 from app.config import ConfigError, load
 from app.db import get_db
 from app.metrics import MetricsRecorder
@@ -319,6 +318,8 @@ def test_each_recorder_hook_observes_one_sample(
 class FakeProxy:
     """A proxy with no routes whose add_route fails or works."""
 
+    api_url = "http://127.0.0.1:1"
+
     def __init__(self, fail: bool) -> None:
         self.fail = fail
         self.added: list[str] = []
@@ -335,13 +336,13 @@ class FakeProxy:
 @pytest.mark.parametrize("fail", [False, True])
 def test_check_routes_reports_poll_adds_and_duration(app: Flask, fail: bool) -> None:
     servers = get_servers(app)
-    servers.proxy = FakeProxy(fail)  # type: ignore[assignment]
+    servers.routes.use(FakeProxy(fail))  # type: ignore[arg-type]
     before = admin_scrape(app)
     if fail:
         with pytest.raises(ProxyError):
-            check_routes(servers)
+            servers.check_routes()
     else:
-        assert check_routes(servers) == {"added": 1, "deleted": 0}
+        assert servers.check_routes() == {"added": 1, "deleted": 0}
     after = admin_scrape(app)
     add = "jupyterhub_proxy_add_duration_seconds_count"
     assert after.delta(before, "jupyterhub_proxy_poll_duration_seconds_count") == 1

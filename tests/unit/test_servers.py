@@ -17,7 +17,8 @@ from flask import Flask
 
 from app.db import get_db
 from app.models import Server, ServerState, User
-from app.servers import ServerManager, SpawnStatus, get_servers, state_counts
+from app.outcomes import Outcome
+from app.servers import ServerManager, get_servers, state_counts
 from app.users import get_users
 from proxy.client import ProxyClient
 from proxy.launcher import ProxyProcess
@@ -43,18 +44,32 @@ def chp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     proxy.stop()
 
 
+pytestmark = pytest.mark.process
+
+
 @pytest.fixture
-def app(make_app: Callable[..., Flask], chp: tuple[str, str]) -> Iterator[Flask]:
+def hub_app(make_app: Callable[..., Flask], chp: tuple[str, str]) -> Iterator[Callable[..., Flask]]:
+    """Apps on the module's CHP, with settings overridden; their servers stopped after."""
     api_url, token = chp
-    flask_app = make_app(
-        proxy_api_url=api_url,
-        proxy_auth_token=token,
-        hub_port=free_port(),
-        slow_spawn_timeout=10,
-        http_timeout=15,
-    )
-    yield flask_app
-    get_servers(flask_app).stop_all()
+    apps: list[Flask] = []
+
+    def _make(**overrides: Any) -> Flask:
+        settings = {"slow_spawn_timeout": 10, "http_timeout": 15, **overrides}
+        apps.append(
+            make_app(
+                proxy_api_url=api_url, proxy_auth_token=token, hub_port=free_port(), **settings
+            )
+        )
+        return apps[-1]
+
+    yield _make
+    for flask_app in apps:
+        get_servers(flask_app).stop_all()
+
+
+@pytest.fixture
+def app(hub_app: Callable[..., Flask]) -> Flask:
+    return hub_app()
 
 
 def _chp_args(app: Flask) -> tuple[str, str]:
@@ -117,29 +132,34 @@ def test_spawner_object_lives_only_while_the_server_runs(app: Flask) -> None:
     get_users(app).create_many(["lena"])
     servers = _servers(app)
     result = servers.start_server("lena")
-    assert result.code == 201 and result.status == SpawnStatus.SUCCESS
+    assert result.outcome == Outcome.READY
     assert get_users(app).get("lena").running is True  # type: ignore[union-attr]
     assert servers.live_spawner_count() == 1
-    assert servers.stop_server("lena") == 204
+    assert servers.stop_server("lena").outcome == Outcome.STOPPED
     assert servers.spawners == {}
     gc.collect()
     assert servers.live_spawner_count() == 0
     assert get_users(app).get("lena").running is False  # type: ignore[union-attr]
 
 
-def test_a_failed_spawner_keeps_its_error_until_cleared(app: Flask) -> None:
+def test_a_failed_spawner_keeps_its_error_until_the_server_starts_again(
+    hub_app: Callable[..., Flask],
+) -> None:
+    app = hub_app(spawner_cmd=["false"])
     get_users(app).create_many(["otto"])
     servers = _servers(app)
-    app.config["FLASKHUB"].values["spawner_cmd"] = ["false"]
     result = servers.start_server("otto")
-    assert result.status == SpawnStatus.FAILURE and result.code == 500
-    (spawner,) = servers.spawners.values()
-    assert spawner.error is not None and "exited with status 1" in spawner.error
-    del spawner
-    servers.clear_failure("otto")
-    assert servers.spawners == {}
+    assert result.outcome == Outcome.FAILED and "exited with status 1" in result.message
+    (failed,) = servers.spawners.values()
+    assert failed.error is not None and "exited with status 1" in failed.error
+    # An implicit start is refused with the failure; the handle stays.
+    assert servers.start_server("otto", explicit=False).outcome == Outcome.FAILED
+    assert list(servers.spawners.values()) == [failed]
+    del failed
+    # An explicit one starts again (and fails again): the old handle is gone.
+    assert servers.start_server("otto").outcome == Outcome.FAILED
     gc.collect()
-    assert servers.live_spawner_count() == 0
+    assert servers.live_spawner_count() == 1
 
 
 class _FailingProxy(ProxyClient):
@@ -157,10 +177,10 @@ class _SlowProxy(ProxyClient):
 
 def test_route_failure_stops_the_server_and_records_the_failure(app: Flask) -> None:
     servers = _servers(app)
-    servers.proxy = _FailingProxy(*_chp_args(app))
+    servers.routes.use(_FailingProxy(*_chp_args(app)))
     get_users(app).create_many(["rita"])
     result = servers.start_server("rita")
-    assert result.status == SpawnStatus.FAILURE and result.code == 500
+    assert result.outcome == Outcome.FAILED
     assert "injected: the proxy refused the route" in result.message
     (spawner,) = servers.spawners.values()
     assert spawner.poll() is not None  # the process it started is gone
@@ -168,17 +188,19 @@ def test_route_failure_stops_the_server_and_records_the_failure(app: Flask) -> N
     assert server is not None and server.state == ServerState.FAILED
 
 
-def test_slow_spawn_timeout_includes_the_route_and_never_cancels(app: Flask) -> None:
+def test_slow_spawn_timeout_includes_the_route_and_never_cancels(
+    hub_app: Callable[..., Flask],
+) -> None:
+    app = hub_app(slow_spawn_timeout=1)
     servers = _servers(app)
-    servers.proxy = _SlowProxy(*_chp_args(app))
-    app.config["FLASKHUB"].values["slow_spawn_timeout"] = 1
+    servers.routes.use(_SlowProxy(*_chp_args(app)))
     get_users(app).create_many(["sam"])
     t0 = time.monotonic()
     result = servers.start_server("sam")
-    assert result.code == 202 and time.monotonic() - t0 < 2
+    assert result.outcome == Outcome.PENDING and time.monotonic() - t0 < 2
     server = servers.get_server("sam")
     assert server is not None and server.pending == "spawn"
     servers.spawns[server.id].join(timeout=30)
     server = servers.get_server("sam")
     assert server is not None and server.ready
-    assert servers.proxy.get_route("/user/sam/") is not None
+    assert servers.routes.get("/user/sam/") is not None

@@ -1,13 +1,14 @@
-"""What the lifecycle answers and reports: outcomes, results, errors, the Recorder hooks."""
+"""Where the lifecycle reports durations: the Recorder hooks and the spawn label."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+from app.outcomes import Outcome
 
 
 class SpawnStatus(enum.StrEnum):
-    """The outcome of a call to start_server; the label of the spawn-duration histogram."""
+    """The label of the spawn-duration histogram: how a call of start_server ended."""
 
     SUCCESS = "success"
     FAILURE = "failure"
@@ -15,33 +16,18 @@ class SpawnStatus(enum.StrEnum):
     THROTTLED = "throttled"
     TOO_MANY_USERS = "too-many-users"
 
-
-class ServerError(Exception):
-    """A request about a server that cannot be done: status, message, extra headers."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+    @classmethod
+    def of_refusal(cls, outcome: Outcome) -> SpawnStatus | None:
+        """The label of a start refused at its claim (None: not observed)."""
+        return _LABELS.get(outcome)
 
 
-@dataclass
-class SpawnResult:
-    """What start_server answers: 201 ready, 202 pending, or an error."""
-
-    code: int
-    message: str = ""
-    status: SpawnStatus | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        return self.code == 201
-
-    @property
-    def pending(self) -> bool:
-        return self.code == 202
+_LABELS = {
+    Outcome.ALREADY_PENDING: SpawnStatus.ALREADY_PENDING,
+    Outcome.PENDING_STOP: SpawnStatus.ALREADY_PENDING,
+    Outcome.THROTTLED: SpawnStatus.THROTTLED,
+    Outcome.TOO_MANY_USERS: SpawnStatus.TOO_MANY_USERS,
+}
 
 
 class Recorder:

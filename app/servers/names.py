@@ -1,0 +1,31 @@
+"""How a server is named outside the hub: its URL prefix, OAuth client id, access
+scopes and the data of its proxy route."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+
+def url_prefix(user_name: str, server_name: str = "") -> str:
+    """The URL prefix of a server: /user/<escaped name>/[<server>/]."""
+    prefix = f"/user/{quote(user_name, safe='@~')}/"
+    if server_name:
+        prefix += f"{quote(server_name, safe='@~')}/"
+    return prefix
+
+
+def client_id(user_name: str, server_name: str = "") -> str:
+    """The OAuth client id of a server, as JupyterHub names it."""
+    cid = f"jupyterhub-user-{quote(user_name, safe='@~')}"
+    return f"{cid}-{quote(server_name, safe='@~')}" if server_name else cid
+
+
+def access_scopes(user_name: str, server_name: str = "") -> list[str]:
+    """The scopes that grant access to a server (any one of them suffices)."""
+    return [f"access:servers!server={user_name}/{server_name}", f"access:servers!user={user_name}"]
+
+
+def route_data(user_name: str, server_name: str = "") -> dict[str, Any]:
+    """The data the hub stores with a server's route in CHP (`jupyterhub` marks it ours)."""
+    return {"user": user_name, "server_name": server_name, "jupyterhub": True}

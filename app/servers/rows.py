@@ -1,0 +1,149 @@
+"""The servers table: each state transition the lifecycle writes, one short transaction each.
+
+No network I/O happens inside these transactions; the ServerManager does the
+talking (to spawners and the proxy) between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import Database
+from app.models import OAuthClient, Server, ServerState, User, utcnow
+from app.servers.names import access_scopes, client_id, url_prefix
+from app.users import UserService
+
+
+class ServerRows:
+    """Reads and writes server rows (and the credentials issued to a server)."""
+
+    def __init__(self, db: Database, users: UserService) -> None:
+        self.db = db
+        self.users = users
+
+    def get(self, user_name: str, server_name: str = "") -> Server | None:
+        with self.db.read() as session:
+            return find_server(session, user_name, server_name)
+
+    def by_id(self, server_id: int) -> Server | None:
+        with self.db.read() as session:
+            return session.get(Server, server_id)
+
+    def in_states(self, *states: ServerState) -> Sequence[Server]:
+        with self.db.read() as session:
+            return session.scalars(select(Server).where(Server.state.in_(states))).all()
+
+    def issue_credentials(self, server_id: int) -> tuple[Server, str]:
+        """A new API token for a starting server, which is also its OAuth client's secret."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            assert server is not None
+            user_name, server_name = server.user.name, server.name
+            prefix = url_prefix(user_name, server_name)
+            token, row = self.users.create_token(
+                server.user_id,
+                note=f"Server at {prefix}",
+                scopes=[
+                    *access_scopes(user_name, server_name),
+                    "identify",
+                    f"users:activity!user={user_name}",
+                ],
+                server_id=server.id,
+                session=session,
+            )
+            cid = client_id(user_name, server_name)
+            client = session.get(OAuthClient, cid) or OAuthClient(id=cid)
+            client.secret_hash = row.hashed
+            client.redirect_uri = prefix + "oauth_callback"
+            client.description = f"Server at {prefix}"
+            client.server_id = server.id
+            session.add(client)
+            return server, token
+
+    def save_state(self, server_id: int, state: dict[str, Any]) -> None:
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is not None:
+                server.spawner_state = state
+
+    def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
+        """Keep a progress event with a spawning server, where every worker's stream reads it."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is not None and server.state == ServerState.SPAWNING:
+                server.progress_events = [*server.progress_events, event]
+
+    def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
+        """SPAWNING → RUNNING; False if a stop took the server meanwhile (it wins)."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is None or server.state != ServerState.SPAWNING:
+                return False
+            server.state = ServerState.RUNNING
+            server.url = url
+            server.version = version
+            server.spawner_state = state
+            server.last_activity = utcnow()
+            return True
+
+    def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
+        """A spawning server → FAILED with its message; its credentials are revoked."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is None:
+                return
+            if server.state == ServerState.SPAWNING:
+                server.state = ServerState.FAILED
+                server.failure_message = message
+                server.failure_status = status
+            server.url = None
+            server.spawner_state = {}
+            self.users.revoke_server_tokens(session, server)
+
+    def mark_stopping(self, user_name: str, server_name: str) -> tuple[int | None, bool]:
+        """SPAWNING/RUNNING → STOPPING: (its id, True); (id, False) if it was already
+        stopping; (None, False) if there is nothing to stop."""
+        with self.db.write() as session:
+            server = find_server(session, user_name, server_name)
+            if server is None or server.state not in (
+                ServerState.SPAWNING,
+                ServerState.RUNNING,
+                ServerState.STOPPING,
+            ):
+                return None, False
+            if server.state == ServerState.STOPPING:
+                return server.id, False
+            server.state = ServerState.STOPPING
+            return server.id, True
+
+    def mark_stopped(self, server_id: int, reason: str | None) -> None:
+        """→ STOPPED (with why, if it stopped on its own); its credentials are revoked."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is not None:
+                server.state = ServerState.STOPPED
+                server.url = None
+                server.spawner_state = {}
+                server.stop_reason = reason
+                self.users.revoke_server_tokens(session, server)
+
+    def remove(self, user_name: str, server_name: str) -> int | None:
+        """Delete a stopped or failed server's row (tokens and OAuth client go with it);
+        its id, or None if it is absent or active."""
+        with self.db.write() as session:
+            server = find_server(session, user_name, server_name)
+            if server is None or server.state not in (ServerState.STOPPED, ServerState.FAILED):
+                return None
+            session.delete(server)
+            return server.id
+
+
+def find_server(session: Session, user_name: str, server_name: str) -> Server | None:
+    """A user's server by name, in an open session."""
+    return session.scalar(
+        select(Server).join(Server.user).where(User.name == user_name, Server.name == server_name)
+    )

@@ -1,0 +1,184 @@
+"""The steps of a spawn that need no handles: the claim, the limits, the server's
+environment, and waiting for its HTTP. ServerManager strings them together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import gevent
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.models import Server, ServerState, User, utcnow
+from app.outcomes import Invalid, NotFound, Outcome, Result
+from app.servers.counts import state_counts
+from app.servers.names import access_scopes, client_id, url_prefix
+from app.spawners import Spawner, SpawnerError
+
+log = logging.getLogger(__name__)
+
+THROTTLE_RETRY_RANGE = (30, 60)
+
+
+def claim(
+    session: Session,
+    settings: Settings,
+    user_name: str,
+    server_name: str,
+    options: dict[str, Any],
+    *,
+    explicit: bool,
+) -> Result | int:
+    """Check the state and the limits, then mark the server spawning: a refusal, or its id.
+
+    One write transaction, so two requests cannot both start a server. The spawn
+    flag is set here, before the first wait, so a starting server is never
+    neither pending nor ready. Only an explicit request starts a failed server
+    again; the failure is forgotten in this same transaction.
+    """
+    user = session.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        raise NotFound(f"No such user: {user_name}")
+    server = user.server(server_name)
+    refused = _refusal(server, user_name, explicit)
+    if refused is None and server is None and server_name:
+        _check_named_server_limit(settings, user)
+    refused = refused or check_limits(settings, state_counts(session))
+    if refused is not None:
+        return refused
+    if server is None:
+        server = Server(user=user, name=server_name)
+        session.add(server)
+    server.state = ServerState.SPAWNING
+    server.url = server.version = None
+    server.failure_message = server.stop_reason = None
+    server.failure_status = None
+    server.user_options = options
+    server.progress_events = []
+    server.started = utcnow()
+    session.flush()
+    return server.id
+
+
+def _refusal(server: Server | None, user_name: str, explicit: bool) -> Result | None:
+    state = ServerState(server.state) if server is not None else ServerState.STOPPED
+    if state == ServerState.STOPPING:
+        return Result(Outcome.PENDING_STOP, f"{user_name} is pending stop")
+    if state == ServerState.SPAWNING:
+        return Result(Outcome.ALREADY_PENDING, f"{user_name} is already pending spawn")
+    if state == ServerState.RUNNING:
+        return Result(Outcome.ALREADY_RUNNING, f"{user_name}'s server is already running")
+    if state == ServerState.FAILED and not explicit:
+        assert server is not None
+        return Result(
+            Outcome.FAILED, server.failure_message or "Spawn failed.", None, server.failure_status
+        )
+    return None
+
+
+def _check_named_server_limit(settings: Settings, user: User) -> None:
+    """`named_server_limit_per_user` counts every named server until it is removed."""
+    limit = settings.named_server_limit_per_user
+    if limit and sum(1 for s in user.servers if s.name) >= limit:
+        raise Invalid(
+            f"User {user.name} already has the maximum of {limit} named servers. "
+            "One must be deleted before a new server can be created"
+        )
+
+
+def check_limits(settings: Settings, counts: dict[str, int]) -> Result | None:
+    """THROTTLED or TOO_MANY_USERS (with a time to retry after), or None."""
+    limit = settings.concurrent_spawn_limit
+    if limit and counts["spawn_pending"] >= limit:
+        retry = random.randint(*THROTTLE_RETRY_RANGE)
+        log.warning("%s pending spawns, throttling", counts["spawn_pending"])
+        return Result(
+            Outcome.THROTTLED,
+            f"Too many users trying to log in right now. Try again in {retry} seconds.",
+            retry,
+        )
+    active_limit = settings.active_server_limit
+    if active_limit and counts["active"] >= active_limit:
+        log.info("%s servers active, refusing another", counts["active"])
+        return Result(
+            Outcome.TOO_MANY_USERS,
+            "Active user limit exceeded. Try again in a few minutes.",
+            random.randint(*THROTTLE_RETRY_RANGE),
+        )
+    return None
+
+
+def spawner_env(settings: Settings, user_name: str, server_name: str, token: str) -> dict[str, str]:
+    """The JUPYTERHUB_* variables a server is started with (and nothing of the hub's)."""
+    prefix = url_prefix(user_name, server_name)
+    scopes = json.dumps(access_scopes(user_name, server_name))
+    api_url = f"{settings.hub_url}/hub/api"
+    return {
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": api_url,
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_USER": user_name,
+        "JUPYTERHUB_SERVER_NAME": server_name,
+        "JUPYTERHUB_CLIENT_ID": client_id(user_name, server_name),
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": prefix + "oauth_callback",
+        "JUPYTERHUB_OAUTH_SCOPES": scopes,
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": scopes,
+        "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+        "JUPYTERHUB_ACTIVITY_URL": f"{api_url}/users/{quote(user_name, safe='@~')}/activity",
+        "JUPYTERHUB_HOST": "",
+        "JUPYTERHUB_PUBLIC_URL": settings.public_url + prefix,
+    }
+
+
+def wait_for_http(
+    spawner: Spawner, url: str, http_get: Callable[..., requests.Response], timeout: float
+) -> str:
+    """Wait until the server answers HTTP; return its X-JupyterHub-Version.
+
+    Raises SpawnerError when its process exits first, or after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    prefix_url = url + spawner.service_prefix
+    while True:
+        status = spawner.poll()
+        if status is not None:
+            raise SpawnerError(
+                f"Server of {spawner.user_name} exited with status {status} before it "
+                "answered. Its log may say why."
+            )
+        try:
+            response = http_get(prefix_url, timeout=2, allow_redirects=False)
+            return _server_version(http_get, response, prefix_url)
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise SpawnerError(
+                f"Server at {prefix_url} didn't respond in {timeout:g} seconds (http_timeout)."
+            )
+        gevent.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _server_version(
+    http_get: Callable[..., requests.Response], response: requests.Response, prefix_url: str
+) -> str:
+    """The server's X-JupyterHub-Version; Jupyter Server omits it on the redirect
+    its root answers with, but sends it from its unauthenticated `api` endpoint."""
+    version = response.headers.get("X-JupyterHub-Version")
+    if version is None and response.is_redirect:
+        try:
+            api = http_get(prefix_url + "api", timeout=2, allow_redirects=False)
+            version = api.headers.get("X-JupyterHub-Version")
+        except requests.RequestException:
+            pass
+    return version or "unknown"
