@@ -30,7 +30,8 @@ timeout = 60
 control_socket_disable = True
 loglevel = _settings.log_level.lower()
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# The worker's pid: with several workers, which one served a request.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss [worker %(p)s]'
 proc_name = "flaskhub-hub"
 
 
