@@ -22,6 +22,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from app.config import get_settings
+
 # pg_advisory_xact_lock key of FlaskHub's write transactions (any constant bigint;
 # advisory locks are per database).
 PG_WRITE_LOCK_KEY = 0x466C61736B487562  # "FlaskHub"
@@ -105,7 +107,7 @@ def make_engine(url: str) -> Engine:
 
 def init_app(app: Flask) -> None:
     """Attach the Database to the app as app.extensions['flaskhub.db']."""
-    app.extensions["flaskhub.db"] = Database(app.config["FLASKHUB"].db_url)
+    app.extensions["flaskhub.db"] = Database(get_settings(app).db_url)
 
 
 def get_db(app: Flask | None = None) -> Database:

@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.db import Database
 from app.models import APIToken, Server, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound
@@ -223,8 +224,8 @@ def init_app(app: Flask) -> None:
     """Create the UserService, with the configured service tokens and admins."""
     from app.db import get_db
 
-    settings = app.config["FLASKHUB"]
-    app.extensions["flaskhub.users"] = UserService(get_db(app), services=settings.services)
+    services = get_settings(app).services
+    app.extensions["flaskhub.users"] = UserService(get_db(app), services=services)
 
 
 def get_users(app: Flask | None = None) -> UserService:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from app.api.common import require_identity, require_scope
+from app.config import current_settings
 from app.errors import HubError
 
 bp = Blueprint("services", __name__)
@@ -57,4 +58,4 @@ def service_model(service: dict[str, Any]) -> dict[str, Any]:
 
 
 def _configured() -> list[dict[str, Any]]:
-    return list(current_app.config["FLASKHUB"].services)
+    return list(current_settings().services)

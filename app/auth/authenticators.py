@@ -16,6 +16,7 @@ import gevent
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.config import Settings
 from app.users import UserService, normalize_username
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def _in_threadpool(fn: Any, *args: Any) -> Any:
 class Authenticator:
     """Base class: authenticate(name, password) -> username or None."""
 
-    def __init__(self, settings: Any, users: UserService) -> None:
+    def __init__(self, settings: Settings, users: UserService) -> None:
         self.settings = settings
         self.users = users
 
