@@ -125,12 +125,6 @@ class Identity:
             return wanted
         return frozenset().union(*(covers(grant, wanted - IDENTIFY) for grant in self._grants))
 
-    def can_manage(self, user_name: str) -> bool:
-        """May do for user_name everything users may do for themselves."""
-        return all(
-            self.has_scope(scope, user=user_name) for scope in ("read:users", "servers", "tokens")
-        )
-
 
 def _service_scopes(name: str) -> Iterable[str]:
     """The `scopes` a service has in the `services` setting."""

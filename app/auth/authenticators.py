@@ -9,7 +9,6 @@ bad credentials; a name that is not a valid username raises Invalid
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import Any
 
 import gevent
@@ -19,7 +18,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.config import Settings
 from app.users import UserService, normalize_username
 
-log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
 
