@@ -35,7 +35,6 @@ class Database:
     """An engine, a session factory and the write lock of this process."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgresql = url.startswith("postgresql")
         self.engine = make_engine(url)
@@ -79,7 +78,7 @@ class Database:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the SQLite settings from PITFALLS (WAL, busy timeout, FKs)."""
+    """An engine; on SQLite: WAL, a busy timeout, foreign keys, and BEGIN issued by us."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(

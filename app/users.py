@@ -59,7 +59,7 @@ class UserService:
     def __init__(self, db: Database, *, services: Iterable[dict] = ()) -> None:
         self.db = db
         # Config-defined service tokens live in memory, hashed like the rest.
-        self.services = {
+        self.services_by_hash = {
             hash_token(s["api_token"]): Service(s["name"], bool(s.get("admin", False)))
             for s in services
         }
@@ -184,8 +184,8 @@ class UserService:
     def lookup_token(self, token: str) -> APIToken | Service | None:
         """The live token row or service for a plain token, or None."""
         hashed = hash_token(token)
-        if hashed in self.services:
-            return self.services[hashed]
+        if hashed in self.services_by_hash:
+            return self.services_by_hash[hashed]
         with self.db.read() as session:
             row = session.scalar(select(APIToken).where(APIToken.hashed == hashed))
         if row is None or row.expired:
@@ -221,7 +221,7 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
 
 
 def init_app(app: Flask) -> None:
-    """Create the UserService, with the configured service tokens and admins."""
+    """Create the UserService, with the configured service tokens."""
     from app.db import get_db
 
     services = get_settings(app).services
