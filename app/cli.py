@@ -9,13 +9,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import requests
 
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
 from app.version import __version__
+
+if TYPE_CHECKING:
+    from app.users import UserService
+    from proxy.launcher import ProxyProcess
 
 log = logging.getLogger("flaskhub")
 
@@ -50,7 +54,7 @@ def _migrate(settings: Settings) -> None:
         ) from e
 
 
-def _user_service(settings: Settings) -> Any:
+def _user_service(settings: Settings) -> UserService:
     from app.db import Database
     from app.users import UserService
 
@@ -81,7 +85,7 @@ def run() -> None:
     )
     _migrate(settings)
     _ensure_admins(settings)
-    _recover(settings)
+    _recover()
     proxy = _start_proxy(settings) if settings.proxy_auto_start else None
     hub = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
@@ -118,7 +122,7 @@ def _hub_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _start_proxy(settings: Settings) -> Any:
+def _start_proxy(settings: Settings) -> ProxyProcess:
     from proxy.launcher import ProxyProcess, ProxyStartError
 
     log_file = Path(settings.data_dir) / "logs" / "proxy.log"
@@ -153,7 +157,7 @@ def _wait_for_hub(settings: Settings, hub: subprocess.Popen[bytes], timeout: flo
     return False
 
 
-def _shutdown(settings: Settings, hub: subprocess.Popen[bytes], proxy: Any) -> None:
+def _shutdown(settings: Settings, hub: subprocess.Popen[bytes], proxy: ProxyProcess | None) -> None:
     """Stop the hub, then (unless cleanup_servers=false) user servers, then CHP."""
     if hub.poll() is None:
         hub.terminate()
@@ -171,7 +175,7 @@ def _shutdown(settings: Settings, hub: subprocess.Popen[bytes], proxy: Any) -> N
     click.echo("FlaskHub stopped.")
 
 
-def _recover(settings: Settings) -> None:
+def _recover() -> None:
     """Settle servers left spawning or stopping by a previous hub (before any worker)."""
     from app import create_app
     from app.servers import get_servers
@@ -180,12 +184,12 @@ def _recover(settings: Settings) -> None:
 
 
 def _ensure_admins(settings: Settings) -> None:
-    users = _user_service(settings)
-    for name in settings.admin_users:
-        from app.users import normalize_username
+    from app.users import normalize_username
 
-        users.get_or_create(normalize_username(name), admin=True)
-        users.set_admin(normalize_username(name), True)
+    users = _user_service(settings)
+    for name in map(normalize_username, settings.admin_users):
+        users.get_or_create(name, admin=True)
+        users.set_admin(name, True)
 
 
 @main.command()

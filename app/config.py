@@ -1,4 +1,8 @@
-"""The one settings table: name, type, default, environment variable, validation.
+"""The one settings table, validation, and where settings come from.
+
+The table is the dataclass Settings: each field names a setting, its type, its
+default and its help text; its environment variable is FLASKHUB_<NAME>.
+SETTINGS and BY_NAME read the same rows from it.
 
 Sources, later wins: defaults, a TOML file (``flaskhub.toml`` in the working
 directory, or the file named by ``--config`` / ``FLASKHUB_CONFIG_FILE``),
@@ -9,16 +13,17 @@ with a message naming the key.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
-from flask import Flask
+from flask import Flask, current_app
 
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
@@ -30,98 +35,76 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One row of the settings table."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("ip", str, "127.0.0.1", "Public address of the proxy (what people open)."),
-    Setting("port", int, 8000, "Public port of the proxy."),
-    Setting("hub_ip", str, "127.0.0.1", "Address the hub (gunicorn) listens on."),
-    Setting("hub_port", int, 8081, "Port the hub listens on."),
-    Setting("proxy_api_port", int, 8001, "Port of CHP's REST API (on 127.0.0.1)."),
-    Setting(
-        "proxy_api_url", str, "", "CHP's REST API URL when external (default from proxy_api_port)."
-    ),
-    Setting("proxy_auto_start", bool, True, "Start and supervise CHP with `flaskhub run`."),
-    Setting(
-        "proxy_auth_token",
-        str,
-        "",
-        "Token for CHP's API (else CONFIGPROXY_AUTH_TOKEN, else generated).",
-    ),
-    Setting("db_url", str, "", "SQLAlchemy URL (default sqlite:///<data_dir>/flaskhub.sqlite)."),
-    Setting("data_dir", str, "./data", "Where the database, secrets and user directories live."),
-    Setting(
-        "cookie_secret",
-        str,
-        "",
-        "Secret that signs login cookies (else generated, kept in data_dir).",
-    ),
-    Setting(
-        "authenticator", str, "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
-    ),
-    Setting("dummy_password", str, "", "With the dummy authenticator: the one password accepted."),
-    Setting("admin_users", list, [], "Names that are admins (created at start-up)."),
-    Setting(
-        "services",
-        list,
-        [],
-        'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
-    ),
-    Setting("spawner", str, "local", "`local` or a dotted path `module:Class`."),
-    Setting(
-        "spawner_cmd", list, ["flaskhub", "singleuser"], "Command that starts a user's server."
-    ),
-    Setting("workers", int, 1, "gunicorn worker processes."),
-    Setting("slow_spawn_timeout", float, 10.0, "Seconds a request waits for a spawn before 202."),
-    Setting("start_timeout", float, 60.0, "Seconds a spawner may take to start (then it fails)."),
-    Setting("http_timeout", float, 30.0, "Seconds a started server may take to answer HTTP."),
-    Setting("poll_interval", float, 30.0, "Seconds between polls of running servers."),
-    Setting("concurrent_spawn_limit", int, 100, "Spawns pending at once (0 = no limit)."),
-    Setting("active_server_limit", int, 0, "Servers active at once (0 = no limit)."),
-    Setting("implicit_spawn", bool, True, "Visiting /hub/user/<name>/ starts a stopped server."),
-    Setting("allow_named_servers", bool, False, "Users may have named servers besides their own."),
-    Setting("named_server_limit_per_user", int, 0, "Named servers a user may have (0 = no limit)."),
-    Setting("headers", dict, {}, "Extra response headers; override defaults case-insensitively."),
-    Setting("cleanup_servers", bool, True, "`flaskhub run` stops user servers when it exits."),
-    Setting(
-        "api_version", str, "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
-    ),
-    Setting("log_level", str, "INFO", "Logging level of the hub."),
-    Setting("authenticate_prometheus", bool, True, "/hub/metrics needs admin or read:metrics."),
-    Setting("metrics_prefix", str, "jupyterhub", "Prefix of every metric name."),
-    Setting(
-        "spawn_duration_buckets",
-        list,
-        [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
-        "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
-    ),
-)
-BY_NAME = {s.name: s for s in SETTINGS}
+def setting(default: Any, help: str) -> Any:
+    """A row of the settings table: a Settings field with its default and help text."""
+    metadata = {"help": help}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings; attribute per row of SETTINGS, plus resolved secrets."""
+    """The settings table: one typed field per setting (env var FLASKHUB_<NAME>).
 
-    values: dict[str, Any] = field(default_factory=dict)
+    load() fills it from every source and resolves the derived values; the
+    secrets come from resolve_secrets().
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    ip: str = setting("127.0.0.1", "Public address of the proxy (what people open).")
+    port: int = setting(8000, "Public port of the proxy.")
+    hub_ip: str = setting("127.0.0.1", "Address the hub (gunicorn) listens on.")
+    hub_port: int = setting(8081, "Port the hub listens on.")
+    proxy_api_port: int = setting(8001, "Port of CHP's REST API (on 127.0.0.1).")
+    proxy_api_url: str = setting(
+        "", "CHP's REST API URL when external (default from proxy_api_port)."
+    )
+    proxy_auto_start: bool = setting(True, "Start and supervise CHP with `flaskhub run`.")
+    proxy_auth_token: str = setting(
+        "", "Token for CHP's API (else CONFIGPROXY_AUTH_TOKEN, else generated)."
+    )
+    db_url: str = setting("", "SQLAlchemy URL (default sqlite:///<data_dir>/flaskhub.sqlite).")
+    data_dir: str = setting("./data", "Where the database, secrets and user directories live.")
+    cookie_secret: str = setting(
+        "", "Secret that signs login cookies (else generated, kept in data_dir)."
+    )
+    authenticator: str = setting(
+        "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
+    )
+    dummy_password: str = setting("", "With the dummy authenticator: the one password accepted.")
+    admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
+    services: list[dict[str, Any]] = setting(
+        [],
+        'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
+    )
+    spawner: str = setting("local", "`local` or a dotted path `module:Class`.")
+    spawner_cmd: list[str] = setting(
+        ["flaskhub", "singleuser"], "Command that starts a user's server."
+    )
+    workers: int = setting(1, "gunicorn worker processes.")
+    slow_spawn_timeout: float = setting(10.0, "Seconds a request waits for a spawn before 202.")
+    start_timeout: float = setting(60.0, "Seconds a spawner may take to start (then it fails).")
+    http_timeout: float = setting(30.0, "Seconds a started server may take to answer HTTP.")
+    poll_interval: float = setting(30.0, "Seconds between polls of running servers.")
+    concurrent_spawn_limit: int = setting(100, "Spawns pending at once (0 = no limit).")
+    active_server_limit: int = setting(0, "Servers active at once (0 = no limit).")
+    implicit_spawn: bool = setting(True, "Visiting /hub/user/<name>/ starts a stopped server.")
+    allow_named_servers: bool = setting(False, "Users may have named servers besides their own.")
+    named_server_limit_per_user: int = setting(0, "Named servers a user may have (0 = no limit).")
+    headers: dict[str, str] = setting(
+        {}, "Extra response headers; override defaults case-insensitively."
+    )
+    cleanup_servers: bool = setting(True, "`flaskhub run` stops user servers when it exits.")
+    api_version: str = setting(
+        "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
+    )
+    log_level: str = setting("INFO", "Logging level of the hub.")
+    authenticate_prometheus: bool = setting(True, "/hub/metrics needs admin or read:metrics.")
+    metrics_prefix: str = setting("jupyterhub", "Prefix of every metric name.")
+    spawn_duration_buckets: list[float] = setting(
+        [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
+        "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
+    )
 
     @property
     def hub_url(self) -> str:
@@ -130,6 +113,35 @@ class Settings:
     @property
     def public_url(self) -> str:
         return f"http://{_host(self.ip)}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table as read from a field of Settings."""
+
+    name: str
+    type: type  # what a value must be an instance of: str, int, float, bool, list, dict
+    help: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _rows() -> tuple[Setting, ...]:
+    hints = get_type_hints(Settings)
+    return tuple(
+        Setting(
+            name=f.name,
+            type=get_origin(hints[f.name]) or hints[f.name],
+            help=f.metadata["help"],
+        )
+        for f in fields(Settings)
+    )
+
+
+SETTINGS = _rows()
+BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _host(ip: str) -> str:
@@ -141,9 +153,9 @@ def _host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def coerce(setting: Setting, value: Any) -> Any:
+def coerce(row: Setting, value: Any) -> Any:
     """Check and convert one value to its setting's type, or raise ConfigError."""
-    kind = setting.type
+    kind = row.type
     # Before JSON, which would turn "1" and "0" into ints that are not bools.
     if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
         value = value.lower() in ("true", "1")
@@ -158,10 +170,10 @@ def coerce(setting: Setting, value: Any) -> Any:
         value = str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(
-            f"setting {setting.name!r} ({setting.env}) must be {kind.__name__}, got {value!r}"
+            f"setting {row.name!r} ({row.env}) must be {kind.__name__}, got {value!r}"
         )
     if isinstance(value, int | float) and value < 0:
-        raise ConfigError(f"setting {setting.name!r} must not be negative, got {value!r}")
+        raise ConfigError(f"setting {row.name!r} must not be negative, got {value!r}")
     return value
 
 
@@ -172,7 +184,7 @@ def load(
 ) -> Settings:
     """Read defaults, the TOML file, the environment and overrides; validate."""
     environ = dict(os.environ if environ is None else environ)
-    raw: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    raw: dict[str, Any] = {}
     path = config_file or environ.get(CONFIG_FILE_ENV)
     if path or Path(DEFAULT_CONFIG_FILE).exists():
         raw.update(_read_toml(Path(path or DEFAULT_CONFIG_FILE), required=bool(path)))
@@ -186,15 +198,17 @@ def load(
         if name not in BY_NAME:
             raise ConfigError(f"unknown setting {name!r}")
         raw[name] = value
-    values = {name: coerce(BY_NAME[name], value) for name, value in raw.items()}
-    _validate(values)
-    values["data_dir"] = str(Path(values["data_dir"]).expanduser().resolve())
-    values["db_url"] = _db_url(values["db_url"], values["data_dir"])
-    if not values["proxy_api_url"]:
-        values["proxy_api_url"] = f"http://127.0.0.1:{values['proxy_api_port']}"
-    if not values["proxy_auth_token"]:
-        values["proxy_auth_token"] = environ.get("CONFIGPROXY_AUTH_TOKEN", "")
-    return Settings(values)
+    # In table order, so that of several bad values the same one is always named.
+    settings = Settings(**{s.name: coerce(s, raw[s.name]) for s in SETTINGS if s.name in raw})
+    _validate(settings)
+    data_dir = str(Path(settings.data_dir).expanduser().resolve())
+    return replace(
+        settings,
+        data_dir=data_dir,
+        db_url=_db_url(settings.db_url, data_dir),
+        proxy_api_url=settings.proxy_api_url or f"http://127.0.0.1:{settings.proxy_api_port}",
+        proxy_auth_token=settings.proxy_auth_token or environ.get("CONFIGPROXY_AUTH_TOKEN", ""),
+    )
 
 
 def _db_url(url: str, data_dir: str) -> str:
@@ -229,17 +243,20 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any]:
     return data
 
 
-def _validate(values: dict[str, Any]) -> None:
-    if values["authenticator"] not in ("dummy", "password"):
+def _validate(settings: Settings) -> None:
+    """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
+    if settings.authenticator not in ("dummy", "password"):
         raise ConfigError("setting 'authenticator' must be 'dummy' or 'password'")
     for name in ("port", "hub_port", "proxy_api_port"):
-        if not 0 < values[name] < 65536:
-            raise ConfigError(f"setting {name!r} must be a port number, got {values[name]}")
-    if values["workers"] < 1:
+        port = getattr(settings, name)
+        if not 0 < port < 65536:
+            raise ConfigError(f"setting {name!r} must be a port number, got {port}")
+    if settings.workers < 1:
         raise ConfigError("setting 'workers' must be at least 1")
-    if not values["spawner_cmd"] or not all(isinstance(a, str) for a in values["spawner_cmd"]):
+    cmd = settings.spawner_cmd
+    if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
-    for service in values["services"]:
+    for service in settings.services:
         required = ("name", "api_token")
         if not isinstance(service, dict) or not all(
             isinstance(service.get(key), str) and service[key] for key in required
@@ -249,20 +266,20 @@ def _validate(values: dict[str, Any]) -> None:
         if not isinstance(service.get("admin", False), bool):
             raise ConfigError(f"setting 'services': 'admin' of {service['name']!r} must be a bool")
         _validate_service_extras(service)
-    for name, value in values["headers"].items():
+    for name, value in settings.headers.items():
         if not isinstance(value, str):
             raise ConfigError(f"setting 'headers': value of {name!r} must be a string")
         if "\n" in name + value or "\r" in name + value:
             # Werkzeug refuses them at response time: every response would be a 500.
             raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
-    for name in values["admin_users"]:
+    for name in settings.admin_users:
         if not isinstance(name, str):
             raise ConfigError("setting 'admin_users' must be a list of names")
-    if not METRIC_NAME_RE.fullmatch(values["metrics_prefix"]):
+    if not METRIC_NAME_RE.fullmatch(settings.metrics_prefix):
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
         )
-    buckets = values["spawn_duration_buckets"]
+    buckets = settings.spawn_duration_buckets
     numbers = all(isinstance(b, int | float) and not isinstance(b, bool) for b in buckets)
     if not buckets or not numbers or buckets[0] <= 0 or buckets != sorted(set(buckets)):
         raise ConfigError(
@@ -285,12 +302,10 @@ def _validate_service_extras(service: dict[str, Any]) -> None:
         raise ConfigError(f"setting 'services': 'url' of {name!r} must be a string")
 
 
-def persistent_secret(settings: Settings, name: str, filename: str) -> str:
-    """The configured secret, else one kept in data_dir (created 0600 on first use)."""
-    configured = settings.values.get(name)
+def persistent_secret(configured: str, path: Path) -> str:
+    """The configured secret, else the one kept in the file at path (created 0600 on first use)."""
     if configured:
-        return str(configured)
-    path = Path(settings.data_dir) / filename
+        return configured
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -318,10 +333,14 @@ def check_data_dir(settings: Settings) -> None:
 def resolve_secrets(settings: Settings) -> Settings:
     """Check data_dir and fill in the cookie secret and proxy token kept there when unset."""
     check_data_dir(settings)
-    values = dict(settings.values)
-    values["cookie_secret"] = persistent_secret(settings, "cookie_secret", "cookie_secret")
-    values["proxy_auth_token"] = persistent_secret(settings, "proxy_auth_token", "proxy_auth_token")
-    return Settings(values)
+    data_dir = Path(settings.data_dir)
+    return replace(
+        settings,
+        cookie_secret=persistent_secret(settings.cookie_secret, data_dir / "cookie_secret"),
+        proxy_auth_token=persistent_secret(
+            settings.proxy_auth_token, data_dir / "proxy_auth_token"
+        ),
+    )
 
 
 def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
@@ -341,4 +360,10 @@ def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
 
 def get_settings(app: Flask) -> Settings:
     """The settings of an app built by create_app."""
-    return app.config["FLASKHUB"]
+    settings: Settings = app.config["FLASKHUB"]
+    return settings
+
+
+def current_settings() -> Settings:
+    """The settings of the app handling the current request (or in the current app context)."""
+    return get_settings(current_app)

@@ -22,6 +22,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from app.config import get_settings
+
 # pg_advisory_xact_lock key of FlaskHub's write transactions (any constant bigint;
 # advisory locks are per database).
 PG_WRITE_LOCK_KEY = 0x466C61736B487562  # "FlaskHub"
@@ -33,7 +35,6 @@ class Database:
     """An engine, a session factory and the write lock of this process."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgresql = url.startswith("postgresql")
         self.engine = make_engine(url)
@@ -77,7 +78,7 @@ class Database:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the SQLite settings from PITFALLS (WAL, busy timeout, FKs)."""
+    """An engine; on SQLite: WAL, a busy timeout, foreign keys, and BEGIN issued by us."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     engine = create_engine(
@@ -105,7 +106,7 @@ def make_engine(url: str) -> Engine:
 
 def init_app(app: Flask) -> None:
     """Attach the Database to the app as app.extensions['flaskhub.db']."""
-    app.extensions["flaskhub.db"] = Database(app.config["FLASKHUB"].db_url)
+    app.extensions["flaskhub.db"] = Database(get_settings(app).db_url)
 
 
 def get_db(app: Flask | None = None) -> Database:

@@ -13,6 +13,8 @@ import re
 from flask import Flask, Response, request
 from flask_cors import CORS
 
+from app.config import get_settings
+
 DEFAULT_ALLOW_HEADERS = "accept, content-type, authorization"
 ALLOW_ORIGIN = "access-control-allow-origin"
 API_PATHS = re.compile(r"/hub/api(/.*)?$")
@@ -20,7 +22,7 @@ API_PATHS = re.compile(r"/hub/api(/.*)?$")
 
 def init_app(app: Flask) -> None:
     """Add the default and configured headers to every response; CORS for the API."""
-    settings = app.config["FLASKHUB"]
+    settings = get_settings(app)
     configured = dict(settings.headers)
     configured_lower = {name.lower() for name in configured}
 

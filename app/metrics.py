@@ -27,6 +27,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from app.auth import Identity, current_identity
+from app.config import current_settings, get_settings
 from app.servers import Recorder, SpawnStatus, get_servers
 from app.users import get_users
 
@@ -233,8 +234,7 @@ def render(app: Flask) -> str:
 @bp.get("/hub/api/metrics")
 def metrics_view() -> Response:
     """Prometheus text format; needs admin or read:metrics unless authenticate_prometheus=false."""
-    settings = current_app.config["FLASKHUB"]
-    if settings.authenticate_prometheus and not may_read_metrics(current_identity()):
+    if current_settings().authenticate_prometheus and not may_read_metrics(current_identity()):
         message = f"Reading metrics requires the {READ_METRICS} scope (or an admin)."
         response = jsonify({"status": 403, "message": message})
         response.status_code = 403
@@ -247,7 +247,7 @@ def init_app(app: Flask) -> None:
 
     Runs before servers.init_app, which hands the recorder to the ServerManager.
     """
-    settings = app.config["FLASKHUB"]
+    settings = get_settings(app)
     metrics = make_metrics(settings.metrics_prefix, settings.spawn_duration_buckets)
     _track_requests(app, metrics)
     app.extensions["flaskhub.metrics"] = metrics

@@ -97,12 +97,6 @@ class User(Base):
         """The server of that name, if it has ever been started."""
         return next((s for s in self.servers if s.name == name), None)
 
-    @property
-    def running(self) -> bool:
-        """The default server is ready (a property: a method would always be truthy)."""
-        server = self.server("")
-        return server is not None and server.ready
-
 
 user_group_map = Table(
     "user_group_map",

@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.db import Database
 from app.models import APIToken, Server, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound
@@ -58,7 +59,7 @@ class UserService:
     def __init__(self, db: Database, *, services: Iterable[dict] = ()) -> None:
         self.db = db
         # Config-defined service tokens live in memory, hashed like the rest.
-        self.services = {
+        self.services_by_hash = {
             hash_token(s["api_token"]): Service(s["name"], bool(s.get("admin", False)))
             for s in services
         }
@@ -197,8 +198,8 @@ class UserService:
     def lookup_token(self, token: str) -> APIToken | Service | None:
         """The live token row or service for a plain token, or None."""
         hashed = hash_token(token)
-        if hashed in self.services:
-            return self.services[hashed]
+        if hashed in self.services_by_hash:
+            return self.services_by_hash[hashed]
         with self.db.read() as session:
             row = session.scalar(select(APIToken).where(APIToken.hashed == hashed))
         if row is None or row.expired:
@@ -238,11 +239,11 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
 
 
 def init_app(app: Flask) -> None:
-    """Create the UserService, with the configured service tokens and admins."""
+    """Create the UserService, with the configured service tokens."""
     from app.db import get_db
 
-    settings = app.config["FLASKHUB"]
-    app.extensions["flaskhub.users"] = UserService(get_db(app), services=settings.services)
+    services = get_settings(app).services
+    app.extensions["flaskhub.users"] = UserService(get_db(app), services=services)
 
 
 def get_users(app: Flask | None = None) -> UserService:

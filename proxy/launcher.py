@@ -175,10 +175,6 @@ class ProxyProcess:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def is_running(self) -> bool:
-        """Return True while the CHP process is alive."""
-        return self.pid is not None
-
     def start(self, timeout: float = 15.0) -> None:
         """Start CHP and wait until it serves; raise ProxyStartError if it does not."""
         with self._lock:

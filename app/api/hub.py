@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from app.api.common import require_identity, require_scope
 from app.api.serialize import user_model
+from app.config import current_settings
 from app.version import __version__
 
 bp = Blueprint("hub", __name__)
@@ -21,14 +22,14 @@ bp = Blueprint("hub", __name__)
 @bp.get("")
 def root() -> Response:
     """The JupyterHub API version FlaskHub implements (no auth)."""
-    return jsonify({"version": current_app.config["FLASKHUB"].api_version})
+    return jsonify({"version": current_settings().api_version})
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """This API's OpenAPI description, as JSON (no auth)."""
     spec = _openapi_spec()
-    version = current_app.config["FLASKHUB"].api_version
+    version = current_settings().api_version
     return jsonify({**spec, "info": {**spec["info"], "version": version}})
 
 
@@ -40,7 +41,7 @@ def _openapi_spec() -> dict[str, Any]:
 @bp.get("/info")
 def info() -> Response:
     require_scope("read:hub")
-    settings = current_app.config["FLASKHUB"]
+    settings = current_settings()
     return jsonify(
         {
             "version": settings.api_version,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from app.api.common import require_identity, require_scope
+from app.config import current_settings
 from app.errors import HubError
 
 bp = Blueprint("services", __name__)
@@ -25,7 +26,7 @@ def list_services() -> Response:
     return jsonify(
         {
             service["name"]: service_model(service)
-            for service in _configured()
+            for service in current_settings().services
             if any(identity.has_scope(s, service=service["name"]) for s in LIST_SCOPES)
         }
     )
@@ -34,7 +35,7 @@ def list_services() -> Response:
 @bp.get("/services/<name>")
 def get_service(name: str) -> Response:
     require_scope("read:services", service=name)
-    service = next((s for s in _configured() if s["name"] == name), None)
+    service = next((s for s in current_settings().services if s["name"] == name), None)
     if service is None:
         raise HubError(404, f"No such service: {name}")
     return jsonify(service_model(service))
@@ -54,7 +55,3 @@ def service_model(service: dict[str, Any]) -> dict[str, Any]:
         "info": {},
         "display": True,
     }
-
-
-def _configured() -> list[dict[str, Any]]:
-    return list(current_app.config["FLASKHUB"].services)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
 from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
+from app.config import current_settings, get_settings
 from app.models import APIToken, Group, User
 from app.users import Service, get_users
 
@@ -124,18 +125,12 @@ class Identity:
             return wanted
         return frozenset().union(*(covers(grant, wanted - IDENTIFY) for grant in self._grants))
 
-    def can_manage(self, user_name: str) -> bool:
-        """May do for user_name everything users may do for themselves."""
-        return all(
-            self.has_scope(scope, user=user_name) for scope in ("read:users", "servers", "tokens")
-        )
-
 
 def _service_scopes(name: str) -> Iterable[str]:
     """The `scopes` a service has in the `services` setting."""
     if not has_app_context():
         return ()
-    for service in current_app.config["FLASKHUB"].services:
+    for service in current_settings().services:
         if service["name"] == name:
             return tuple(service.get("scopes", ()))
     return ()
@@ -230,7 +225,7 @@ def get_authenticator(app: Flask | None = None) -> Authenticator:
 
 def init_app(app: Flask) -> None:
     """Create the configured authenticator and expose csrf_token to templates."""
-    settings = app.config["FLASKHUB"]
+    settings = get_settings(app)
     cls = AUTHENTICATORS[settings.authenticator]
     app.extensions["flaskhub.authenticator"] = cls(settings, get_users(app))
     app.jinja_env.globals["csrf_token"] = csrf_token

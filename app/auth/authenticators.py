@@ -9,16 +9,15 @@ bad credentials; a name that is not a valid username raises Invalid
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import Any
 
 import gevent
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app.config import Settings
 from app.users import UserService, normalize_username
 
-log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 
 
@@ -35,7 +34,7 @@ def _in_threadpool(fn: Any, *args: Any) -> Any:
 class Authenticator:
     """Base class: authenticate(name, password) -> username or None."""
 
-    def __init__(self, settings: Any, users: UserService) -> None:
+    def __init__(self, settings: Settings, users: UserService) -> None:
         self.settings = settings
         self.users = users
 

@@ -111,7 +111,7 @@ def expand_scopes(
 
     `user` names the owner (a user) for `self` and `!user`; `server` ("user/name")
     fills a bare `!server`. A bare filter without its owner grants nothing.
-    `inherit` is left out: it is the caller's business (see Grants).
+    `inherit` is left out: it is the caller's business (see Identity.full_access).
     """
     expanded: set[str] = set()
     for scope in scopes:
@@ -188,10 +188,6 @@ class ScopeSet:
 
     def __post_init__(self) -> None:
         self.parsed = parse_scopes(self.scopes)
-
-    def holds(self, scope: str) -> bool:
-        """The scope is held for at least some resource (the caller filters the rest)."""
-        return scope in self.parsed
 
     def unfiltered(self, scope: str) -> bool:
         """The scope is held for every resource."""

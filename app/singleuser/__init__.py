@@ -12,30 +12,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from app.singleuser.config import (
-    JUPYTERHUB_VERSION,
-    ConfigError,
-    SingleUserSettings,
-    settings_from_env,
-)
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-__all__ = ["JUPYTERHUB_VERSION", "SingleUserSettings", "create_app", "main"]
+from app.singleuser.config import ConfigError, settings_from_env
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
-
-
-def create_app(settings: SingleUserSettings) -> Flask:
-    """Build the single-user Flask app (no background work starts)."""
-    from app.singleuser.server import create_app as build
-
-    return build(settings)
 
 
 def main(argv: list[str] | None = None) -> None:

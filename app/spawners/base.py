@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app.config import Settings
+
 
 class SpawnerError(Exception):
     """A server could not be started; ``status`` is the HTTP status to show."""
@@ -45,7 +47,7 @@ class Spawner:
         user_name: str,
         server_name: str,
         service_prefix: str,
-        settings: Any,
+        settings: Settings,
         user_options: dict[str, Any] | None = None,
     ) -> None:
         self.user_name = user_name

@@ -52,6 +52,18 @@ def test_defaults(cwd: Path) -> None:
     assert settings.public_url == "http://127.0.0.1:8000"
 
 
+def test_every_row_has_a_type_coerce_checks_and_help() -> None:
+    for row in SETTINGS:
+        assert row.type in (str, int, float, bool, list, dict), row.name
+        assert row.help, row.name
+
+
+def test_loaded_lists_are_not_shared() -> None:
+    first, second = load(environ={}), load(environ={})
+    assert first.spawner_cmd == second.spawner_cmd
+    assert first.spawner_cmd is not second.spawner_cmd
+
+
 def test_db_url_derives_from_data_dir(settings_dir: Path) -> None:
     settings = load(environ={}, overrides={"data_dir": str(settings_dir)})
     assert settings.db_url == f"sqlite:///{settings_dir.resolve()}/flaskhub.sqlite"

@@ -21,11 +21,16 @@ from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from app.singleuser import JUPYTERHUB_VERSION, SingleUserSettings, create_app
 from app.singleuser.activity import ActivityTracker, run_activity_loop
 from app.singleuser.auth import safe_next
-from app.singleuser.config import ConfigError, settings_from_env
+from app.singleuser.config import (
+    JUPYTERHUB_VERSION,
+    ConfigError,
+    SingleUserSettings,
+    settings_from_env,
+)
 from app.singleuser.hub import HubClient, TokenCache
+from app.singleuser.server import create_app
 from app.singleuser.services import EXTENSION, Services
 from tests.helpers import free_port
 

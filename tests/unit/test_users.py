@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.migrations import upgrade
-from app.models import APIToken, Server, ServerState, User, utcnow
+from app.models import APIToken, Server, ServerState, utcnow
 from app.outcomes import DomainError, Invalid, Outcome
 from app.users import Service, UserService, hash_token, normalize_username
 
@@ -268,14 +268,3 @@ def test_expired_tokens_are_not_found(db: Database, users: UserService) -> None:
 )
 def test_service_tokens_from_config(users: UserService, token: str, expected: Service) -> None:
     assert users.lookup_token(token) == expected
-
-
-def test_user_model_running_is_a_property(
-    users: UserService, add_server: Callable[..., Server]
-) -> None:
-    add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2")
-    add_server("bob", ServerState.SPAWNING)
-    alice, bob = users.get("alice"), users.get("bob")
-    assert isinstance(alice, User) and isinstance(bob, User)
-    assert alice.running is True
-    assert bob.running is False
