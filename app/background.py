@@ -17,6 +17,7 @@ import gevent
 from flask import Flask
 from sqlalchemy.exc import IntegrityError
 
+from app.config import get_settings
 from app.db import get_db
 from app.models import Lease, utcnow
 from app.servers import ServerManager, get_servers
@@ -57,7 +58,7 @@ class Reconciler:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.settings = app.config["FLASKHUB"]
+        self.settings = get_settings(app)
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS

@@ -12,10 +12,11 @@ import logging
 import re
 
 import gevent
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from app.api.common import json_body, require_scope, user_or_404
 from app.api.progress import progress_response
+from app.config import current_settings
 from app.errors import HubError, result_response
 from app.outcomes import Outcome
 from app.servers import get_servers
@@ -83,5 +84,5 @@ def named_server_progress(name: str, server_name: str) -> Response:
 
 
 def _check_enabled() -> None:
-    if not current_app.config["FLASKHUB"].allow_named_servers:
+    if not current_settings().allow_named_servers:
         raise HubError(400, "Named servers are not enabled.")

@@ -9,7 +9,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     redirect,
     render_template,
     request,
@@ -17,6 +16,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import User
 from app.outcomes import Invalid, Outcome
@@ -34,10 +34,6 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/hub/static",
 )
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    return current_app.config["FLASKHUB"]
 
 
 def _require_login() -> User:
@@ -91,7 +87,7 @@ def login() -> ResponseReturnValue:
         html = render_template("login.html", next=next_url, error=error, username=name)
         return Response(html, status=403)
     user = get_users().get_or_create(username)
-    if username in {n.strip().lower() for n in _settings().admin_users} and not user.admin:
+    if username in {n.strip().lower() for n in current_settings().admin_users} and not user.admin:
         get_users().set_admin(username, True)
     login_user(user)
     log.info("User %s logged in", username)

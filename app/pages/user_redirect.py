@@ -12,9 +12,10 @@ import logging
 from urllib.parse import urlencode
 
 import gevent
-from flask import current_app, redirect, request
+from flask import redirect, request
 from flask.typing import ResponseReturnValue
 
+from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
@@ -59,7 +60,7 @@ def _to_server(server: Server, name: str, path: str) -> ResponseReturnValue:
     redirects = _redirects()
     if redirects:
         log.warning("Redirect loop detected on %s (redirects=%s)", request.path, redirects)
-        hub_version = current_app.config["FLASKHUB"].api_version
+        hub_version = current_settings().api_version
         if redirects >= VERSION_CHECK_AT and _major(server.version) != _major(hub_version):
             raise HubError(
                 500,

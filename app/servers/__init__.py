@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from app.config import get_settings
 from app.servers.counts import state_counts
 from app.servers.manager import ServerManager
 from app.servers.names import access_scopes, client_id, route_data, url_prefix
@@ -39,7 +40,7 @@ def init_app(app: Flask) -> None:
     """Create this process's ServerManager, with the one proxy client it routes through."""
     from app.db import get_db
 
-    settings = app.config["FLASKHUB"]
+    settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
     routes = Routes(ProxyClient(settings.proxy_api_url, settings.proxy_auth_token), recorder)
     app.extensions["flaskhub.servers"] = ServerManager(
