@@ -1,0 +1,256 @@
+"""The lifecycle's decisions, in-process and without processes or a proxy: the claim,
+the limits, what a state means for a visitor, and how outcomes become HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from app.db import get_db
+from app.errors import STATUS, headers_of, status_of
+from app.models import Server, ServerState
+from app.outcomes import Invalid, NotFound, Outcome, Result
+from app.servers import Next, SpawnStatus, get_servers
+from app.servers.spawning import check_limits, claim
+from app.servers.visit import visit_of
+from app.users import get_users
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(allow_named_servers=True, named_server_limit_per_user=2)
+
+
+@pytest.fixture
+def add_server(app: Flask) -> Callable[..., int]:
+    """add_server(user, state, name="", **columns): a server row (its user created); its id."""
+
+    def _add(user_name: str, state: ServerState, name: str = "", **columns: Any) -> int:
+        user = get_users(app).get_or_create(user_name)
+        with get_db(app).write() as session:
+            server = Server(user_id=user.id, name=name, state=state, **columns)
+            session.add(server)
+            session.flush()
+            return server.id
+
+    return _add
+
+
+def _claim(app: Flask, user: str, server: str = "", *, explicit: bool = True) -> Result | int:
+    settings = get_servers(app).settings
+    with get_db(app).write() as session:
+        return claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
+
+
+# -- the claim ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "explicit", "outcome", "message"),
+    [
+        (ServerState.STOPPING, True, Outcome.PENDING_STOP, "ann is pending stop"),
+        (ServerState.SPAWNING, True, Outcome.ALREADY_PENDING, "ann is already pending spawn"),
+        (ServerState.RUNNING, True, Outcome.ALREADY_RUNNING, "ann's server is already running"),
+        (ServerState.FAILED, False, Outcome.FAILED, "it broke"),
+    ],
+)
+def test_claim_refuses_by_state(
+    app: Flask,
+    add_server: Callable[..., int],
+    state: ServerState,
+    explicit: bool,
+    outcome: Outcome,
+    message: str,
+) -> None:
+    add_server("ann", state, url="http://127.0.0.1:1", failure_message="it broke")
+    result = _claim(app, "ann", explicit=explicit)
+    assert isinstance(result, Result)
+    assert (result.outcome, result.message) == (outcome, message)
+    server = get_servers(app).get_server("ann")
+    assert server is not None and server.state == state  # nothing changed
+
+
+def test_an_explicit_claim_starts_a_failed_server_again(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    server_id = add_server(
+        "bo",
+        ServerState.FAILED,
+        failure_message="it broke",
+        failure_status=418,
+        stop_reason="old",
+        progress_events=[{"progress": 50, "message": "old step"}],
+    )
+    assert _claim(app, "bo") == server_id
+    server = get_servers(app).get_server("bo")
+    assert server is not None and server.state == ServerState.SPAWNING
+    assert server.pending == "spawn" and not server.ready
+    assert (server.failure_message, server.failure_status, server.stop_reason) == (None,) * 3
+    assert server.progress_events == [] and server.user_options == {"size": "s"}
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_a_claim_creates_a_never_started_server(app: Flask, explicit: bool) -> None:
+    get_users(app).create_many(["cy"])
+    server_id = _claim(app, "cy", "lab", explicit=explicit)
+    assert isinstance(server_id, int)
+    server = get_servers(app).get_server("cy", "lab")
+    assert server is not None and server.id == server_id and server.started is not None
+
+
+def test_a_claim_for_an_unknown_user_is_not_found(app: Flask) -> None:
+    with pytest.raises(NotFound, match="No such user: ghost"):
+        _claim(app, "ghost")
+
+
+def test_the_named_server_limit_counts_stopped_servers(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    add_server("di", ServerState.STOPPED, name="one")
+    add_server("di", ServerState.FAILED, name="two")
+    with pytest.raises(Invalid, match="maximum of 2 named servers"):
+        _claim(app, "di", "three")
+    assert isinstance(_claim(app, "di", "one"), int)  # an existing one may start
+
+
+@pytest.mark.parametrize(
+    ("settings", "counts", "outcome"),
+    [
+        ({"concurrent_spawn_limit": 2}, {"spawn_pending": 2, "active": 2}, Outcome.THROTTLED),
+        ({"concurrent_spawn_limit": 2}, {"spawn_pending": 1, "active": 9}, None),
+        ({"concurrent_spawn_limit": 0}, {"spawn_pending": 99, "active": 99}, None),
+        ({"active_server_limit": 3}, {"spawn_pending": 0, "active": 3}, Outcome.TOO_MANY_USERS),
+        ({"active_server_limit": 3}, {"spawn_pending": 0, "active": 2}, None),
+    ],
+)
+def test_limits(
+    make_app: Callable[..., Flask],
+    settings: dict[str, int],
+    counts: dict[str, int],
+    outcome: Outcome | None,
+) -> None:
+    result = check_limits(get_servers(make_app(**settings)).settings, counts)
+    if outcome is None:
+        assert result is None
+        return
+    assert result is not None and result.outcome == outcome
+    assert result.retry_after is not None and 30 <= result.retry_after <= 60
+    if outcome == Outcome.THROTTLED:
+        assert f"Try again in {result.retry_after} seconds." in result.message
+
+
+def test_refusals_are_observed_under_their_spawn_label() -> None:
+    assert SpawnStatus.of_refusal(Outcome.THROTTLED) == SpawnStatus.THROTTLED
+    assert SpawnStatus.of_refusal(Outcome.TOO_MANY_USERS) == SpawnStatus.TOO_MANY_USERS
+    assert SpawnStatus.of_refusal(Outcome.ALREADY_PENDING) == SpawnStatus.ALREADY_PENDING
+    assert SpawnStatus.of_refusal(Outcome.PENDING_STOP) == SpawnStatus.ALREADY_PENDING
+    # Not a spawn: an implicit start of a failed server, or one already running.
+    assert SpawnStatus.of_refusal(Outcome.FAILED) is None
+    assert SpawnStatus.of_refusal(Outcome.ALREADY_RUNNING) is None
+
+
+# -- what a state means for a visitor ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "columns", "implicit", "next_", "message", "may_spawn"),
+    [
+        (ServerState.RUNNING, {"url": "http://127.0.0.1:1"}, True, Next.GO, "", False),
+        (ServerState.SPAWNING, {}, True, Next.WAIT, "eve's server is starting", False),
+        (
+            ServerState.FAILED,
+            {"failure_message": "no image", "failure_status": 418},
+            True,
+            Next.SHOW_FAILURE,
+            "no image",
+            False,
+        ),
+        (ServerState.STOPPING, {}, True, Next.WAIT_STOP, "eve's server is stopping.", False),
+        (ServerState.STOPPED, {}, True, Next.LAUNCH, "eve's server is not running.", True),
+        (ServerState.STOPPED, {}, False, Next.LAUNCH, "eve's server is not running.", False),
+        (
+            ServerState.STOPPED,
+            {"stop_reason": "Your server stopped unexpectedly"},
+            True,
+            Next.LAUNCH,
+            "Your server stopped unexpectedly",
+            False,
+        ),
+        # Running without a URL is not ready: nothing to go to.
+        (ServerState.RUNNING, {}, True, Next.LAUNCH, "eve's server is not running.", True),
+    ],
+)
+def test_visit_decision(
+    state: ServerState,
+    columns: dict[str, Any],
+    implicit: bool,
+    next_: Next,
+    message: str,
+    may_spawn: bool,
+) -> None:
+    server = Server(name="lab", state=state, **columns)
+    visit = visit_of(server, "eve", "lab", implicit_spawn=implicit)
+    assert visit.next == next_ and visit.url == "/user/eve/lab/"
+    assert visit.message.startswith(message)
+    assert visit.implicit_spawn is may_spawn
+    if next_ == Next.SHOW_FAILURE:
+        assert visit.failure_status == 418
+
+
+def test_a_never_started_server_may_be_spawned_implicitly() -> None:
+    visit = visit_of(None, "fay", implicit_spawn=True)
+    assert (visit.next, visit.url, visit.implicit_spawn) == (Next.LAUNCH, "/user/fay/", True)
+
+
+# -- stopping and progress, on rows alone -----------------------------------
+
+
+def test_stop_of_a_server_that_is_not_active(app: Flask, add_server: Callable[..., int]) -> None:
+    servers = get_servers(app)
+    get_users(app).create_many(["gus"])
+    assert servers.stop_server("gus").outcome == Outcome.STOPPED  # never started
+    add_server("gus", ServerState.STOPPING)
+    result = servers.stop_server("gus")
+    assert result.outcome == Outcome.STOPPING and "gus's server is stopping" in result.message
+
+
+def test_progress_is_kept_only_while_spawning(app: Flask, add_server: Callable[..., int]) -> None:
+    rows = get_servers(app).rows
+    spawning = add_server("hal", ServerState.SPAWNING)
+    stopped = add_server("ida", ServerState.STOPPED)
+    for step in (1, 2):
+        rows.add_progress(spawning, {"progress": 10 * step, "message": f"step {step}"})
+        rows.add_progress(stopped, {"progress": 10 * step, "message": f"step {step}"})
+    assert [e["message"] for e in rows.by_id(spawning).progress_events] == ["step 1", "step 2"]  # type: ignore[union-attr]
+    assert rows.by_id(stopped).progress_events == []  # type: ignore[union-attr]
+
+
+# -- outcomes as HTTP (the web layer's one mapping) --------------------------
+
+
+def test_every_outcome_has_a_status() -> None:
+    assert set(STATUS) == set(Outcome)
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "headers"),
+    [
+        (Result(Outcome.READY), 201, {}),
+        (Result(Outcome.PENDING), 202, {}),
+        (Result(Outcome.ALREADY_PENDING), 202, {}),
+        (Result(Outcome.STOPPED), 204, {}),
+        (Result(Outcome.STOPPING), 202, {}),
+        (Result(Outcome.PENDING_STOP), 400, {}),
+        (Result(Outcome.ALREADY_RUNNING), 400, {}),
+        (Result(Outcome.THROTTLED, retry_after=42), 429, {"Retry-After": "42"}),
+        (Result(Outcome.TOO_MANY_USERS, retry_after=31), 429, {"Retry-After": "31"}),
+        (Result(Outcome.FAILED), 500, {}),
+        (Result(Outcome.FAILED, failure_status=418), 418, {}),
+    ],
+)
+def test_results_as_http(result: Result, status: int, headers: dict[str, str]) -> None:
+    assert status_of(result) == status
+    assert headers_of(result) == headers
