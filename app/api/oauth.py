@@ -22,7 +22,7 @@ from app.db import get_db
 from app.errors import HubError
 from app.models import OAuthClient, OAuthCode, Server, utcnow
 from app.servers import access_scopes
-from app.users import get_users, hash_token
+from app.tokens import get_tokens, hash_token
 
 bp = Blueprint("oauth", __name__)
 
@@ -93,7 +93,7 @@ def token() -> ResponseReturnValue:
         if server is None:
             return _oauth_error("invalid_client", "The client's server no longer exists", 401)
         scopes = [*access_scopes(server.user.name, server.name), "identify"]
-        token_value, _row = get_users().create_token(
+        token_value, _row = get_tokens().create(
             code.user_id,
             note=f"OAuth token for {client.id}",
             scopes=scopes,

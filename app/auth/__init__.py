@@ -15,7 +15,8 @@ from sqlalchemy import select
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
 from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
 from app.models import APIToken, Group, User
-from app.users import Service, get_users
+from app.tokens import Service, get_tokens
+from app.users import get_users
 
 CSRF_HEADERS = ("X-XSRFToken", "X-CSRFToken", "X-CSRF-Token")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -173,7 +174,7 @@ def _resolve_identity() -> Identity:
     users = get_users()
     token = token_from_header()
     if token is not None:
-        found = users.lookup_token(token)
+        found = get_tokens().lookup(token)
         if isinstance(found, Service):
             return Identity(service=found)
         if found is not None and found.user is not None:

@@ -19,6 +19,7 @@ from app.servers.core import Handles, stop_quietly
 from app.servers.naming import access_scopes, client_id, route_data, state_counts, url_prefix
 from app.servers.outcomes import ServerError, SpawnResult, SpawnStatus
 from app.spawners import Spawner, SpawnerError
+from app.tokens import TokenService
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class Starting(Handles):
             prefix = url_prefix(user.name, server.name)
             cid = client_id(user.name, server.name)
             scopes = access_scopes(user.name, server.name)
-            token, _row = self.users.create_token(
+            token, row = TokenService(self.db).create(
                 user.id,
                 note=f"Server at {prefix}",
                 scopes=[*scopes, "identify", f"users:activity!user={user.name}"],
@@ -177,7 +178,7 @@ class Starting(Handles):
                 session=session,
             )
             client = session.get(OAuthClient, cid) or OAuthClient(id=cid)
-            client.secret_hash = _row.hashed
+            client.secret_hash = row.hashed
             client.redirect_uri = prefix + "oauth_callback"
             client.description = f"Server at {prefix}"
             client.server_id = server.id
@@ -307,7 +308,7 @@ class Starting(Handles):
                 server.failure_status = status
             server.url = None
             server.spawner_state = {}
-            self.users.revoke_server_tokens(session, server)
+            TokenService(self.db).revoke_for_server(session, server.id)
         # A failed spawner is kept, with its error, until the failure is cleared.
         if spawner is not None:
             spawner.error = message

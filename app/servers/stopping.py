@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.models import Server, ServerState, User
 from app.servers.core import Handles
 from app.servers.naming import find_server, url_prefix
+from app.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Stopping(Handles):
                 server.url = None
                 server.spawner_state = {}
                 server.stop_reason = reason
-                self.users.revoke_server_tokens(session, server)
+                TokenService(self.db).revoke_for_server(session, server.id)
                 spawner = self.spawners.get(server_id)
                 if spawner is not None:
                     spawner.clear_state()
