@@ -10,11 +10,11 @@ from functools import cache, cached_property
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context, request, session
-from sqlalchemy import select
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
 from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
-from app.models import APIToken, Group, User
+from app.groups import get_groups
+from app.models import APIToken, User
 from app.tokens import Service, get_tokens
 from app.users import get_users
 
@@ -144,12 +144,7 @@ def _service_scopes(name: str) -> Iterable[str]:
 
 def _group_names(user_name: str) -> frozenset[str]:
     """The groups a user is in (asked only when a !group= filter could grant access)."""
-    from app.db import get_db
-
-    with get_db().read() as session:
-        return frozenset(
-            session.scalars(select(Group.name).join(Group.users).where(User.name == user_name))
-        )
+    return get_groups().group_names_of(user_name)
 
 
 ANONYMOUS = Identity()
