@@ -22,6 +22,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         groups,
         headers,
         metrics,
+        oauth,
         pages,
         servers,
         tokens,
@@ -34,6 +35,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     users.init_app(app)
     groups.init_app(app)
     tokens.init_app(app)
+    oauth.init_app(app)  # issues tokens: after tokens
     auth.init_app(app)
     metrics.init_app(app)  # the recorder servers.init_app hands to the lifecycle
     servers.init_app(app)

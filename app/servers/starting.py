@@ -14,7 +14,8 @@ import gevent
 import requests
 from sqlalchemy import select
 
-from app.models import OAuthClient, Server, ServerState, User, utcnow
+from app.models import Server, ServerState, User, utcnow
+from app.oauth import OAuthService
 from app.servers.core import Handles, stop_quietly
 from app.servers.naming import access_scopes, client_id, route_data, state_counts, url_prefix
 from app.servers.outcomes import ServerError, SpawnResult, SpawnStatus
@@ -170,19 +171,22 @@ class Starting(Handles):
             prefix = url_prefix(user.name, server.name)
             cid = client_id(user.name, server.name)
             scopes = access_scopes(user.name, server.name)
-            token, row = TokenService(self.db).create(
+            tokens = TokenService(self.db)
+            token, row = tokens.create(
                 user.id,
                 note=f"Server at {prefix}",
                 scopes=[*scopes, "identify", f"users:activity!user={user.name}"],
                 server_id=server.id,
                 session=session,
             )
-            client = session.get(OAuthClient, cid) or OAuthClient(id=cid)
-            client.secret_hash = row.hashed
-            client.redirect_uri = prefix + "oauth_callback"
-            client.description = f"Server at {prefix}"
-            client.server_id = server.id
-            session.add(client)
+            OAuthService(self.db, tokens).register_client(
+                session,
+                client_id=cid,
+                secret_hash=row.hashed,
+                redirect_uri=prefix + "oauth_callback",
+                description=f"Server at {prefix}",
+                server_id=server.id,
+            )
             spawner = self._make_spawner(server)
         api_url = f"{self.settings.hub_url}/hub/api"
         spawner.env = {
