@@ -13,12 +13,29 @@ __all__ = ["__version__", "create_app"]
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the hub: settings, storage, auth, domain services, blueprints."""
-    from app import api, auth, config, db, errors, headers, metrics, pages, servers, users
+    from app import (
+        api,
+        auth,
+        config,
+        db,
+        errors,
+        groups,
+        headers,
+        metrics,
+        oauth,
+        pages,
+        servers,
+        tokens,
+        users,
+    )
 
     app = Flask(__name__, static_folder=None)
     config.init_app(app, overrides)
     db.init_app(app)
     users.init_app(app)
+    groups.init_app(app)
+    tokens.init_app(app)
+    oauth.init_app(app)  # issues tokens: after tokens
     auth.init_app(app)
     metrics.init_app(app)  # the recorder servers.init_app hands to the lifecycle
     servers.init_app(app)

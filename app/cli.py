@@ -58,7 +58,7 @@ def _user_service(settings: Settings) -> UserService:
     from app.db import Database
     from app.users import UserService
 
-    return UserService(Database(settings.db_url), services=settings.services)
+    return UserService(Database(settings.db_url))
 
 
 @click.group()
@@ -198,6 +198,7 @@ def _ensure_admins(settings: Settings) -> None:
 def token(name: str, note: str) -> None:
     """Print a new API token for user NAME (created if new)."""
     from app.outcomes import Invalid
+    from app.tokens import TokenService
     from app.users import normalize_username
 
     settings = _settings()
@@ -211,7 +212,7 @@ def token(name: str, note: str) -> None:
     if users.get(username) is None:
         click.echo(f"Creating user {username}{' (admin)' if admin else ''}", err=True)
     user = users.get_or_create(username, admin=admin)
-    value, _row = users.create_token(user.id, note=note, scopes=["inherit"])
+    value, _row = TokenService(users.db).create(user.id, note=note, scopes=["inherit"])
     click.echo(value)
 
 

@@ -1,22 +1,17 @@
-"""Domain: users and API tokens. Plain Python, no Flask request objects."""
+"""Domain: users. Plain Python, no Flask request objects."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
 
-from app.config import get_settings
 from app.db import Database
-from app.models import APIToken, Server, User, utcnow
+from app.models import Server, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound
 
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]{0,254}")
@@ -35,36 +30,11 @@ def normalize_username(name: str) -> str:
     return normal
 
 
-def hash_token(token: str) -> str:
-    """SHA-256 of a token. Tokens are 128 random bits, so a fast hash suffices."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    """A fresh random token (32 hex characters, as JupyterHub's)."""
-    return secrets.token_hex(16)
-
-
-@dataclass(frozen=True)
-class Service:
-    """A tool's identity from the `services` setting."""
-
-    name: str
-    admin: bool
-
-
 class UserService:
-    """Users and their tokens, over a Database."""
+    """Users, over a Database."""
 
-    def __init__(self, db: Database, *, services: Iterable[dict] = ()) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        # Config-defined service tokens live in memory, hashed like the rest.
-        self.services_by_hash = {
-            hash_token(s["api_token"]): Service(s["name"], bool(s.get("admin", False)))
-            for s in services
-        }
-
-    # -- users ----------------------------------------------------------------
 
     def get(self, name: str) -> User | None:
         """The user called name (already normalised), or None."""
@@ -161,60 +131,6 @@ class UserService:
                 raise NotFound(f"No such user: {name}")
             user.password_hash = password_hash
 
-    # -- tokens ---------------------------------------------------------------
-
-    def create_token(
-        self,
-        user_id: int,
-        *,
-        note: str = "",
-        expires_in: float | None = None,
-        scopes: list[str] | None = None,
-        server_id: int | None = None,
-        client_id: str | None = None,
-        session: Session | None = None,
-    ) -> tuple[str, APIToken]:
-        """A new token for a user; returns the plain token (shown once) and its row."""
-        token = new_token()
-        row = APIToken(
-            hashed=hash_token(token),
-            prefix=token[:4],
-            user_id=user_id,
-            note=note,
-            scopes=scopes or [],
-            server_id=server_id,
-            client_id=client_id,
-            expires_at=utcnow() + timedelta(seconds=expires_in) if expires_in else None,
-        )
-        if session is not None:
-            session.add(row)
-            session.flush()
-            return token, row
-        with self.db.write() as own:
-            own.add(row)
-            own.flush()
-        return token, row
-
-    def lookup_token(self, token: str) -> APIToken | Service | None:
-        """The live token row or service for a plain token, or None."""
-        hashed = hash_token(token)
-        if hashed in self.services_by_hash:
-            return self.services_by_hash[hashed]
-        with self.db.read() as session:
-            row = session.scalar(select(APIToken).where(APIToken.hashed == hashed))
-        if row is None or row.expired:
-            return None
-        return row
-
-    def list_tokens(self, user_id: int) -> list[APIToken]:
-        with self.db.read() as session:
-            rows = session.scalars(select(APIToken).where(APIToken.user_id == user_id)).all()
-            return [r for r in rows if not r.expired]
-
-    def revoke_server_tokens(self, session: Session, server: Server) -> None:
-        """Revoke the tokens issued to a server (at stop)."""
-        session.execute(delete(APIToken).where(APIToken.server_id == server.id))
-
 
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
@@ -239,11 +155,10 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
 
 
 def init_app(app: Flask) -> None:
-    """Create the UserService, with the configured service tokens."""
+    """Create the UserService."""
     from app.db import get_db
 
-    services = get_settings(app).services
-    app.extensions["flaskhub.users"] = UserService(get_db(app), services=services)
+    app.extensions["flaskhub.users"] = UserService(get_db(app))
 
 
 def get_users(app: Flask | None = None) -> UserService:

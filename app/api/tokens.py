@@ -13,16 +13,14 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import delete, select
 
 from app.api.common import json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
 from app.auth import Identity
 from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
-from app.db import get_db
 from app.errors import HubError
-from app.models import APIToken, OAuthClient, User
-from app.users import get_users
+from app.models import APIToken, User
+from app.tokens import get_tokens
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +43,7 @@ bp = Blueprint("tokens", __name__)
 def list_tokens(name: str) -> Response:
     require_scope("read:tokens", user=name)
     user = user_or_404(name)
-    tokens = sorted(get_users().list_tokens(user.id), key=lambda t: t.last_activity or t.created)
+    tokens = sorted(get_tokens().list(user.id), key=lambda t: t.last_activity or t.created)
     return jsonify({"api_tokens": token_models(user, tokens)})
 
 
@@ -63,9 +61,7 @@ def create_token(name: str) -> Response:
     if not isinstance(note, str):
         raise HubError(400, f"token note must be a string, not {note!r}")
     _check_scopes_held(identity, user, requested)
-    token, row = get_users().create_token(
-        user.id, note=note, expires_in=expires_in, scopes=requested
-    )
+    token, row = get_tokens().create(user.id, note=note, expires_in=expires_in, scopes=requested)
     log.info("%s created API token a%s for %s (%s)", identity.name, row.id, user.name, note)
     response = jsonify({**token_models(user, [row])[0], "token": token})
     response.status_code = 201
@@ -76,7 +72,7 @@ def create_token(name: str) -> Response:
 def get_token(name: str, token_id: str) -> Response:
     require_scope("read:tokens", user=name)
     user = user_or_404(name)
-    return jsonify(token_models(user, [_token_or_404(user, token_id)])[0])
+    return jsonify(token_models(user, [get_tokens().get(user.id, token_id)])[0])
 
 
 @bp.delete("/users/<name>/tokens/<token_id>")
@@ -84,14 +80,7 @@ def delete_token(name: str, token_id: str) -> Response:
     """Revoke a token; an OAuth token takes every token of its client with it (JupyterHub's)."""
     require_scope("tokens", user=name)
     user = user_or_404(name)
-    token = _token_or_404(user, token_id)
-    query = delete(APIToken).where(APIToken.user_id == user.id)
-    if token.client_id:
-        query = query.where(APIToken.client_id == token.client_id)
-    else:
-        query = query.where(APIToken.id == token.id)
-    with get_db().write() as session:
-        session.execute(query)
+    get_tokens().revoke(user.id, token_id)
     log.info("Deleted token %s of %s", token_id, user.name)
     return Response(status=204)
 
@@ -109,7 +98,7 @@ def removed_token_lookup(token: str) -> Response:
 
 def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
     """JupyterHub's token model for each of a user's tokens."""
-    clients = _client_descriptions({t.client_id for t in tokens if t.client_id})
+    clients = get_tokens().client_descriptions(t.client_id for t in tokens if t.client_id)
     return [
         {
             "id": f"a{token.id}",
@@ -127,31 +116,6 @@ def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
         }
         for token in tokens
     ]
-
-
-def _client_descriptions(client_ids: set[str]) -> dict[str, str]:
-    if not client_ids:
-        return {}
-    with get_db().read() as session:
-        rows = session.execute(
-            select(OAuthClient.id, OAuthClient.description).where(OAuthClient.id.in_(client_ids))
-        ).all()
-    found = {cid: description or cid for cid, description in rows}
-    return {cid: found.get(cid, cid) for cid in client_ids}
-
-
-def _token_or_404(user: User, token_id: str) -> APIToken:
-    """The live token a<N> of user, or 404 (wrong owner, bad id, expired: all alike)."""
-    not_found = HubError(404, f"No such token {token_id} for user {user.name}")
-    if token_id[:1] != "a" or not token_id[1:].isdigit():
-        raise not_found
-    with get_db().read() as session:
-        token = session.scalar(
-            select(APIToken).where(APIToken.id == int(token_id[1:]), APIToken.user_id == user.id)
-        )
-    if token is None or token.expired:
-        raise not_found
-    return token
 
 
 def _requested_scopes(body: dict[str, Any]) -> list[str]:

@@ -10,13 +10,14 @@ from functools import cache, cached_property
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context, request, session
-from sqlalchemy import select
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
 from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
 from app.config import current_settings, get_settings
-from app.models import APIToken, Group, User
-from app.users import Service, get_users
+from app.groups import get_groups
+from app.models import APIToken, User
+from app.tokens import Service, get_tokens
+from app.users import get_users
 
 CSRF_HEADERS = ("X-XSRFToken", "X-CSRFToken", "X-CSRF-Token")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -138,12 +139,7 @@ def _service_scopes(name: str) -> Iterable[str]:
 
 def _group_names(user_name: str) -> frozenset[str]:
     """The groups a user is in (asked only when a !group= filter could grant access)."""
-    from app.db import get_db
-
-    with get_db().read() as session:
-        return frozenset(
-            session.scalars(select(Group.name).join(Group.users).where(User.name == user_name))
-        )
+    return get_groups().group_names_of(user_name)
 
 
 ANONYMOUS = Identity()
@@ -168,7 +164,7 @@ def _resolve_identity() -> Identity:
     users = get_users()
     token = token_from_header()
     if token is not None:
-        found = users.lookup_token(token)
+        found = get_tokens().lookup(token)
         if isinstance(found, Service):
             return Identity(service=found)
         if found is not None and found.user is not None:

@@ -11,12 +11,16 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from app.config import get_settings
+from app.oauth import get_oauth
 from app.servers.counts import state_counts
 from app.servers.manager import ServerManager
 from app.servers.names import access_scopes, client_id, route_data, url_prefix
 from app.servers.recorder import Recorder, SpawnStatus
 from app.servers.routes import Routes
+from app.servers.rows import ServerRows
 from app.servers.visit import Next, Visit
+from app.tokens import get_tokens
+from app.users import get_users
 from proxy.client import ProxyClient
 
 __all__ = [
@@ -43,8 +47,10 @@ def init_app(app: Flask) -> None:
     settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
     routes = Routes(ProxyClient(settings.proxy_api_url, settings.proxy_auth_token), recorder)
+    db = get_db(app)
+    rows = ServerRows(db, get_tokens(app), get_oauth(app))
     app.extensions["flaskhub.servers"] = ServerManager(
-        get_db(app), settings, app.extensions["flaskhub.users"], routes
+        db, settings, users=get_users(app), rows=rows, routes=routes
     )
 
 

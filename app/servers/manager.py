@@ -46,15 +46,16 @@ class ServerManager:
         self,
         db: Database,
         settings: Settings,
-        users: UserService,
-        routes: Routes,
         *,
+        users: UserService,
+        rows: ServerRows,
+        routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.users = users
-        self.rows = ServerRows(db, users)
+        self.rows = rows
         self.routes = routes
         self.recorder = routes.recorder
         self.spawner_cls = spawner_class(settings.spawner)

@@ -13,17 +13,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import Database
-from app.models import OAuthClient, Server, ServerState, User, utcnow
+from app.models import Server, ServerState, User, utcnow
+from app.oauth import OAuthService
 from app.servers.names import access_scopes, client_id, url_prefix
-from app.users import UserService
+from app.tokens import TokenService
 
 
 class ServerRows:
     """Reads and writes server rows (and the credentials issued to a server)."""
 
-    def __init__(self, db: Database, users: UserService) -> None:
+    def __init__(self, db: Database, tokens: TokenService, oauth: OAuthService) -> None:
         self.db = db
-        self.users = users
+        self.tokens = tokens
+        self.oauth = oauth
 
     def get(self, user_name: str, server_name: str = "") -> Server | None:
         with self.db.read() as session:
@@ -44,7 +46,7 @@ class ServerRows:
             assert server is not None
             user_name, server_name = server.user.name, server.name
             prefix = url_prefix(user_name, server_name)
-            token, row = self.users.create_token(
+            token, row = self.tokens.create(
                 server.user_id,
                 note=f"Server at {prefix}",
                 scopes=[
@@ -55,13 +57,14 @@ class ServerRows:
                 server_id=server.id,
                 session=session,
             )
-            cid = client_id(user_name, server_name)
-            client = session.get(OAuthClient, cid) or OAuthClient(id=cid)
-            client.secret_hash = row.hashed
-            client.redirect_uri = prefix + "oauth_callback"
-            client.description = f"Server at {prefix}"
-            client.server_id = server.id
-            session.add(client)
+            self.oauth.register_client(
+                session,
+                client_id=client_id(user_name, server_name),
+                secret_hash=row.hashed,
+                redirect_uri=prefix + "oauth_callback",
+                description=f"Server at {prefix}",
+                server_id=server.id,
+            )
             return server, token
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
@@ -102,7 +105,7 @@ class ServerRows:
                 server.failure_status = status
             server.url = None
             server.spawner_state = {}
-            self.users.revoke_server_tokens(session, server)
+            self.tokens.revoke_for_server(session, server.id)
 
     def mark_stopping(self, user_name: str, server_name: str) -> tuple[int | None, bool]:
         """SPAWNING/RUNNING → STOPPING: (its id, True); (id, False) if it was already
@@ -129,7 +132,7 @@ class ServerRows:
                 server.url = None
                 server.spawner_state = {}
                 server.stop_reason = reason
-                self.users.revoke_server_tokens(session, server)
+                self.tokens.revoke_for_server(session, server.id)
 
     def remove(self, user_name: str, server_name: str) -> int | None:
         """Delete a stopped or failed server's row (tokens and OAuth client go with it);

@@ -20,7 +20,8 @@ from app.db import Database
 from app.migrations import upgrade
 from app.models import APIToken, User
 from app.outcomes import Invalid
-from app.users import Service, UserService, get_users
+from app.tokens import Service, get_tokens
+from app.users import UserService, get_users
 
 PASSWORD = "correct horse battery staple"
 XSRF_MESSAGE = "XSRF cookie does not match POST argument"
@@ -294,7 +295,7 @@ def alice_token(app: Flask) -> Callable[..., dict[str, str]]:
         users = get_users(app)
         user = users.get_or_create("alice", admin=admin)
         users.set_admin("alice", admin)
-        token, _ = users.create_token(user.id, scopes=list(scopes))
+        token, _ = get_tokens(app).create(user.id, scopes=list(scopes))
         return {"Authorization": f"token {token}"}
 
     return _headers

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app.tokens import get_tokens
 from app.users import get_users
 from tests.helpers import header_values
 
@@ -94,8 +95,8 @@ def test_origins_are_literal_not_patterns(make_app: Callable[..., Flask]) -> Non
 
 def test_cross_origin_call_with_a_token(make_app: Callable[..., Flask]) -> None:
     app = make_app(headers=ORIGINS)
-    users = get_users(app)
-    token, _row = users.create_token(users.get_or_create("alice").id, scopes=["inherit"])
+    alice = get_users(app).get_or_create("alice")
+    token, _row = get_tokens(app).create(alice.id, scopes=["inherit"])
     client = app.test_client()
     response = client.get(
         "/hub/api/user", headers={"Origin": ALLOWED, "Authorization": f"token {token}"}

@@ -16,6 +16,7 @@ from app.db import get_db
 from app.metrics import MetricsRecorder
 from app.models import Server, ServerState
 from app.servers import SpawnStatus, get_servers
+from app.tokens import get_tokens
 from app.users import get_users
 from proxy.client import ProxyError
 from tests.scrape import Samples
@@ -51,8 +52,8 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 
 def token(app: Flask, user: str, scopes: list[str], admin: bool = False) -> str:
-    users = get_users(app)
-    value, _row = users.create_token(users.get_or_create(user, admin=admin).id, scopes=scopes)
+    owner = get_users(app).get_or_create(user, admin=admin)
+    value, _row = get_tokens(app).create(owner.id, scopes=scopes)
     return value
 
 

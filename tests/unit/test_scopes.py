@@ -15,7 +15,7 @@ from app.auth.scopes import (
     role_scopes,
 )
 from app.models import APIToken, User
-from app.users import Service
+from app.tokens import Service
 
 GROUPS = {"alice": {"team"}, "bob": set(), "carol": {"team", "ops"}}
 

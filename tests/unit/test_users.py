@@ -1,45 +1,23 @@
-"""app/users.py against a real SQLite file migrated to the current schema."""
+"""app/users.py against a real SQLite file migrated to the current schema (``db``)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
-from datetime import timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from app.db import Database
-from app.migrations import upgrade
-from app.models import APIToken, Server, ServerState, utcnow
+from app.models import APIToken, Server, ServerState
 from app.outcomes import DomainError, Invalid, Outcome
-from app.users import Service, UserService, hash_token, normalize_username
-
-SERVICES = [
-    {"name": "culler", "api_token": "culler-secret", "admin": True},
-    {"name": "viewer", "api_token": "viewer-secret"},
-]
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "hub.sqlite"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Database:
-    """A Database on a fresh SQLite file with the schema of the migrations."""
-    url = f"sqlite:///{db_path}"
-    upgrade(url)
-    return Database(url)
+from app.tokens import TokenService
+from app.users import UserService, normalize_username
 
 
 @pytest.fixture
 def users(db: Database) -> UserService:
-    """A UserService that also knows the tokens of SERVICES."""
-    return UserService(db, services=SERVICES)
+    return UserService(db)
 
 
 @pytest.fixture
@@ -212,9 +190,10 @@ def test_delete_cascades_to_servers_and_tokens(
     add_server("bob", ServerState.STOPPED)
     alice, bob = users.get("alice"), users.get("bob")
     assert alice is not None and bob is not None
-    users.create_token(alice.id, note="cli")
-    users.create_token(alice.id, server_id=server.id)
-    users.create_token(bob.id)
+    tokens = TokenService(db)
+    tokens.create(alice.id, note="cli")
+    tokens.create(alice.id, server_id=server.id)
+    tokens.create(bob.id)
 
     users.delete("alice")
 
@@ -225,46 +204,13 @@ def test_delete_cascades_to_servers_and_tokens(
     assert count_rows(db, APIToken, user_id=bob.id) == 1
 
 
-# -- tokens -------------------------------------------------------------------
-
-
-def test_tokens_are_stored_hashed(db_path: Path, users: UserService) -> None:
-    alice = users.get_or_create("alice")
-    token, row = users.create_token(alice.id, note="for the culler", scopes=["identify"])
-    assert row.hashed == hash_token(token)
-    with closing(sqlite3.connect(db_path)) as conn:
-        rows = conn.execute("SELECT * FROM api_tokens").fetchall()
-    assert len(rows) == 1
-    assert not any(token in str(column) for column in rows[0])
-
-
-def test_lookup_token(users: UserService) -> None:
-    alice = users.get_or_create("alice")
-    token, _ = users.create_token(alice.id, expires_in=3600, scopes=["identify"])
-    found = users.lookup_token(token)
-    assert isinstance(found, APIToken)
-    assert found.user is not None and found.user.name == "alice"
-    assert found.scopes == ["identify"]
-    assert users.lookup_token("0" * 32) is None
-    assert users.lookup_token("") is None
-
-
-def test_expired_tokens_are_not_found(db: Database, users: UserService) -> None:
-    alice = users.get_or_create("alice")
-    token, row = users.create_token(alice.id, expires_in=3600)
-    kept, kept_row = users.create_token(alice.id)
-    with db.write() as session:
-        stored = session.get(APIToken, row.id)
-        assert stored is not None
-        stored.expires_at = utcnow() - timedelta(seconds=1)
-    assert users.lookup_token(token) is None
-    assert users.lookup_token(kept) is not None
-    assert [t.id for t in users.list_tokens(alice.id)] == [kept_row.id]
-
-
-@pytest.mark.parametrize(
-    ("token", "expected"),
-    [("culler-secret", Service("culler", admin=True)), ("viewer-secret", Service("viewer", False))],
-)
-def test_service_tokens_from_config(users: UserService, token: str, expected: Service) -> None:
-    assert users.lookup_token(token) == expected
+def test_activity_only_moves_forward(users: UserService, add_server: Callable[..., Server]) -> None:
+    add_server("alice", ServerState.RUNNING, url="http://127.0.0.1:2", name="lab")
+    alice = users.get("alice")
+    assert alice is not None
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    users.record_activity(alice.id, late, {"lab": late, "unknown": late})
+    users.record_activity(alice.id, early, {"lab": early})
+    alice = users.get("alice")
+    assert alice is not None and alice.last_activity == late
+    assert alice.servers[0].last_activity == late

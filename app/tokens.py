@@ -1,0 +1,160 @@
+"""Domain: API tokens, stored hashed, and the service tokens of the settings.
+
+A token's public id is ``a<row id>``; the token itself exists only in the
+answer that created it. Plain Python, no Flask request objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask, current_app
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import Database, get_db
+from app.models import APIToken, OAuthClient, User, utcnow
+from app.outcomes import NotFound
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token. Tokens are 128 random bits, so a fast hash suffices."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (32 hex characters, as JupyterHub's)."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A tool's identity from the `services` setting."""
+
+    name: str
+    admin: bool
+
+
+class TokenService:
+    """Users' API tokens over a Database, and the configured service tokens."""
+
+    def __init__(self, db: Database, *, services: Iterable[dict] = ()) -> None:
+        self.db = db
+        # Config-defined service tokens live in memory, hashed like the rest.
+        self.services = {
+            hash_token(s["api_token"]): Service(s["name"], bool(s.get("admin", False)))
+            for s in services
+        }
+
+    def create(
+        self,
+        user_id: int,
+        *,
+        note: str = "",
+        expires_in: float | None = None,
+        scopes: list[str] | None = None,
+        server_id: int | None = None,
+        client_id: str | None = None,
+        session: Session | None = None,
+    ) -> tuple[str, APIToken]:
+        """A new token for a user: the plain token (shown once) and its row.
+
+        With `session`, the row is added to that transaction (a spawn issues
+        its server's token together with the OAuth client).
+        """
+        token = new_token()
+        row = APIToken(
+            hashed=hash_token(token),
+            prefix=token[:4],
+            user_id=user_id,
+            note=note,
+            scopes=scopes or [],
+            server_id=server_id,
+            client_id=client_id,
+            expires_at=utcnow() + timedelta(seconds=expires_in) if expires_in else None,
+        )
+        if session is not None:
+            session.add(row)
+            session.flush()
+            return token, row
+        with self.db.write() as own:
+            own.add(row)
+            own.flush()
+        return token, row
+
+    def lookup(self, token: str) -> APIToken | Service | None:
+        """The live token row or service for a plain token, or None."""
+        hashed = hash_token(token)
+        if hashed in self.services:
+            return self.services[hashed]
+        with self.db.read() as session:
+            row = session.scalar(select(APIToken).where(APIToken.hashed == hashed))
+        if row is None or row.expired:
+            return None
+        return row
+
+    def list(self, user_id: int) -> list[APIToken]:
+        """A user's live tokens."""
+        with self.db.read() as session:
+            rows = session.scalars(select(APIToken).where(APIToken.user_id == user_id)).all()
+            return [r for r in rows if not r.expired]
+
+    def get(self, user_id: int, token_id: str) -> APIToken:
+        """The live token `a<N>` of a user; NotFound for a bad id, another owner's or expired."""
+        with self.db.read() as session:
+            return _find(session, user_id, token_id)
+
+    def revoke(self, user_id: int, token_id: str) -> None:
+        """Revoke a token; an OAuth token takes every token of its client with it."""
+        with self.db.write() as session:
+            token = _find(session, user_id, token_id)
+            query = delete(APIToken).where(APIToken.user_id == user_id)
+            if token.client_id:
+                query = query.where(APIToken.client_id == token.client_id)
+            else:
+                query = query.where(APIToken.id == token.id)
+            session.execute(query)
+
+    def revoke_for_server(self, session: Session, server_id: int) -> None:
+        """Revoke the tokens issued to a server (at stop), in the caller's transaction."""
+        session.execute(delete(APIToken).where(APIToken.server_id == server_id))
+
+    def client_descriptions(self, client_ids: Iterable[str]) -> dict[str, str]:
+        """What each OAuth client is, for token lists (its id if it has no description)."""
+        wanted = set(client_ids)
+        if not wanted:
+            return {}
+        with self.db.read() as session:
+            rows = session.execute(
+                select(OAuthClient.id, OAuthClient.description).where(OAuthClient.id.in_(wanted))
+            ).all()
+        found = {cid: description or cid for cid, description in rows}
+        return {cid: found.get(cid, cid) for cid in wanted}
+
+
+def _find(session: Session, user_id: int, token_id: str) -> APIToken:
+    """The live token `a<N>` of user_id; wrong owner, bad id and expired are alike."""
+    token = None
+    if token_id[:1] == "a" and token_id[1:].isdigit():
+        token = session.scalar(
+            select(APIToken).where(APIToken.id == int(token_id[1:]), APIToken.user_id == user_id)
+        )
+    if token is None or token.expired:
+        owner = session.scalar(select(User.name).where(User.id == user_id))
+        raise NotFound(f"No such token {token_id} for user {owner}")
+    return token
+
+
+def init_app(app: Flask) -> None:
+    """Create the TokenService, with the configured service tokens."""
+    settings = app.config["FLASKHUB"]
+    app.extensions["flaskhub.tokens"] = TokenService(get_db(app), services=settings.services)
+
+
+def get_tokens(app: Flask | None = None) -> TokenService:
+    """The TokenService of the given or current app."""
+    return (app or current_app).extensions["flaskhub.tokens"]

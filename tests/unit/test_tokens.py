@@ -1,0 +1,180 @@
+"""app/tokens.py against a real SQLite file migrated to the current schema (``db``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.db import Database
+from app.models import APIToken, OAuthClient, Server, User, utcnow
+from app.outcomes import NotFound
+from app.tokens import Service, TokenService, hash_token
+from app.users import UserService
+
+SERVICES = [
+    {"name": "culler", "api_token": "culler-secret", "admin": True},
+    {"name": "viewer", "api_token": "viewer-secret"},
+]
+
+
+@pytest.fixture
+def tokens(db: Database) -> TokenService:
+    """A TokenService that also knows the tokens of SERVICES."""
+    return TokenService(db, services=SERVICES)
+
+
+@pytest.fixture
+def alice(db: Database) -> User:
+    return UserService(db).get_or_create("alice")
+
+
+@pytest.fixture
+def bob(db: Database) -> User:
+    return UserService(db).get_or_create("bob")
+
+
+def expire(db: Database, row: APIToken) -> None:
+    with db.write() as session:
+        stored = session.get(APIToken, row.id)
+        assert stored is not None
+        stored.expires_at = utcnow() - timedelta(seconds=1)
+
+
+def token_ids(db: Database) -> set[int]:
+    with db.read() as session:
+        return set(session.scalars(select(APIToken.id)))
+
+
+def test_tokens_are_stored_hashed(db_path: Path, tokens: TokenService, alice: User) -> None:
+    token, row = tokens.create(alice.id, note="for the culler", scopes=["identify"])
+    assert row.hashed == hash_token(token)
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT * FROM api_tokens").fetchall()
+    assert len(rows) == 1
+    assert not any(token in str(column) for column in rows[0])
+
+
+def test_lookup(tokens: TokenService, alice: User) -> None:
+    token, _ = tokens.create(alice.id, expires_in=3600, scopes=["identify"])
+    found = tokens.lookup(token)
+    assert isinstance(found, APIToken)
+    assert found.user is not None and found.user.name == "alice"
+    assert found.scopes == ["identify"]
+    assert tokens.lookup("0" * 32) is None
+    assert tokens.lookup("") is None
+
+
+def test_expired_tokens_are_not_found(db: Database, tokens: TokenService, alice: User) -> None:
+    token, row = tokens.create(alice.id, expires_in=3600)
+    kept, kept_row = tokens.create(alice.id)
+    expire(db, row)
+    assert tokens.lookup(token) is None
+    assert tokens.lookup(kept) is not None
+    assert [t.id for t in tokens.list(alice.id)] == [kept_row.id]
+    with pytest.raises(NotFound):
+        tokens.get(alice.id, f"a{row.id}")
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [("culler-secret", Service("culler", admin=True)), ("viewer-secret", Service("viewer", False))],
+)
+def test_service_tokens_from_config(tokens: TokenService, token: str, expected: Service) -> None:
+    assert tokens.lookup(token) == expected
+
+
+def test_create_in_the_callers_transaction_rolls_back_with_it(
+    db: Database, tokens: TokenService, alice: User
+) -> None:
+    with pytest.raises(RuntimeError), db.write() as session:
+        token, _row = tokens.create(alice.id, session=session)
+        raise RuntimeError("the spawn failed")
+    assert tokens.lookup(token) is None
+    assert token_ids(db) == set()
+
+
+def test_list_is_per_user(tokens: TokenService, alice: User, bob: User) -> None:
+    _, mine = tokens.create(alice.id)
+    tokens.create(bob.id)
+    assert [t.id for t in tokens.list(alice.id)] == [mine.id]
+
+
+def test_get_by_public_id(tokens: TokenService, alice: User) -> None:
+    _, row = tokens.create(alice.id, note="cli")
+    found = tokens.get(alice.id, f"a{row.id}")
+    assert (found.id, found.note) == (row.id, "cli")
+
+
+@pytest.mark.parametrize("token_id", ["b{id}", "a-{id}", "a", "", "{id}", "a{id}0", "a 1"])
+def test_get_refuses_bad_ids(tokens: TokenService, alice: User, token_id: str) -> None:
+    _, row = tokens.create(alice.id)
+    wanted = token_id.format(id=row.id)
+    with pytest.raises(NotFound, match=f"No such token {wanted} for user alice"):
+        tokens.get(alice.id, wanted)
+
+
+def test_another_owners_token_is_not_found(tokens: TokenService, alice: User, bob: User) -> None:
+    _, row = tokens.create(bob.id)
+    with pytest.raises(NotFound, match="for user alice"):
+        tokens.get(alice.id, f"a{row.id}")
+    with pytest.raises(NotFound):
+        tokens.revoke(alice.id, f"a{row.id}")
+    assert tokens.get(bob.id, f"a{row.id}").id == row.id
+
+
+def test_revoke_takes_only_that_token(
+    db: Database, tokens: TokenService, alice: User, bob: User
+) -> None:
+    _, gone = tokens.create(alice.id)
+    _, kept = tokens.create(alice.id)
+    _, other = tokens.create(bob.id)
+    tokens.revoke(alice.id, f"a{gone.id}")
+    assert token_ids(db) == {kept.id, other.id}
+    with pytest.raises(NotFound):
+        tokens.revoke(alice.id, f"a{gone.id}")
+
+
+def test_revoking_an_oauth_token_revokes_its_clients_tokens(
+    db: Database, tokens: TokenService, alice: User, bob: User
+) -> None:
+    _, first = tokens.create(alice.id, client_id="jupyterhub-user-carol")
+    tokens.create(alice.id, client_id="jupyterhub-user-carol")
+    _, other_client = tokens.create(alice.id, client_id="jupyterhub-user-dan")
+    _, plain = tokens.create(alice.id)
+    _, bobs = tokens.create(bob.id, client_id="jupyterhub-user-carol")
+    tokens.revoke(alice.id, f"a{first.id}")
+    assert token_ids(db) == {other_client.id, plain.id, bobs.id}
+
+
+def test_revoke_for_server(db: Database, tokens: TokenService, alice: User) -> None:
+    with db.write() as session:
+        servers = [Server(user_id=alice.id, name=name) for name in ("", "lab")]
+        session.add_all(servers)
+    _, stopped = tokens.create(alice.id, server_id=servers[0].id)
+    _, running = tokens.create(alice.id, server_id=servers[1].id)
+    _, own = tokens.create(alice.id)
+    with db.write() as session:
+        tokens.revoke_for_server(session, servers[0].id)
+    assert token_ids(db) == {running.id, own.id}
+    assert stopped.id not in {t.id for t in tokens.list(alice.id)}
+
+
+def test_client_descriptions(db: Database, tokens: TokenService) -> None:
+    with db.write() as session:
+        session.add_all(
+            [
+                OAuthClient(id="described", secret_hash="x", redirect_uri="/", description="Lab"),
+                OAuthClient(id="bare", secret_hash="x", redirect_uri="/", description=""),
+            ]
+        )
+    assert tokens.client_descriptions(["described", "bare", "gone"]) == {
+        "described": "Lab",
+        "bare": "bare",
+        "gone": "gone",
+    }
+    assert tokens.client_descriptions([]) == {}
