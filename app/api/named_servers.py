@@ -8,7 +8,6 @@ server, as in JupyterHub.
 
 from __future__ import annotations
 
-import logging
 import re
 
 import gevent
@@ -22,8 +21,6 @@ from app.outcomes import Outcome
 from app.servers import get_servers
 
 bp = Blueprint("named_servers", __name__)
-
-log = logging.getLogger(__name__)
 
 SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]{0,254}")
 

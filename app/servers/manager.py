@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +63,6 @@ class ServerManager:
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
         self.stops: dict[int, gevent.Greenlet] = {}
-        self._live_spawners: weakref.WeakSet[Spawner] = weakref.WeakSet()
 
     # -- reading -------------------------------------------------------------
 
@@ -82,10 +80,6 @@ class ServerManager:
         """State counts computed on request (drives limits and gauges)."""
         with self.db.read() as session:
             return state_counts(session)
-
-    def live_spawner_count(self) -> int:
-        """Spawner objects alive in this process (they exist only while needed)."""
-        return len(self._live_spawners)
 
     # -- starting ------------------------------------------------------------
 
@@ -353,7 +347,6 @@ class ServerManager:
         )
         spawner.load_state(server.spawner_state or {})
         self.spawners[server.id] = spawner
-        self._live_spawners.add(spawner)
         return spawner
 
 

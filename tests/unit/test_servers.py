@@ -20,6 +20,7 @@ from app.db import get_db
 from app.models import Server, ServerState, User
 from app.outcomes import Outcome
 from app.servers import ServerManager, get_servers, state_counts
+from app.spawners import Spawner
 from app.users import get_users
 from proxy.client import ProxyClient
 from proxy.launcher import ProxyProcess
@@ -78,6 +79,12 @@ def _chp_args(app: Flask) -> tuple[str, str]:
     return settings.proxy_api_url, settings.proxy_auth_token
 
 
+def _live_spawners(*user_names: str) -> int:
+    """Spawner objects of these users alive in this process (after a collection)."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Spawner) and o.user_name in user_names)
+
+
 def _ready(app: Flask, name: str) -> bool:
     server = get_servers(app).get_server(name)
     return server is not None and server.ready
@@ -129,8 +136,7 @@ def test_no_spawner_objects_for_users_who_never_started(app: Flask) -> None:
     assert not any(u.servers for u in listed)
     servers = _servers(app)
     assert servers.counts()["active"] == 0
-    gc.collect()
-    assert servers.live_spawner_count() == 0
+    assert _live_spawners(*(u.name for u in listed)) == 0
     assert servers.spawners == {}
 
 
@@ -140,11 +146,10 @@ def test_spawner_object_lives_only_while_the_server_runs(app: Flask) -> None:
     result = servers.start_server("lena")
     assert result.outcome == Outcome.READY
     assert _ready(app, "lena")
-    assert servers.live_spawner_count() == 1
+    assert _live_spawners("lena") == 1
     assert servers.stop_server("lena").outcome == Outcome.STOPPED
     assert servers.spawners == {}
-    gc.collect()
-    assert servers.live_spawner_count() == 0
+    assert _live_spawners("lena") == 0
     assert not _ready(app, "lena")
 
 
@@ -164,8 +169,7 @@ def test_a_failed_spawner_keeps_its_error_until_the_server_starts_again(
     del failed
     # An explicit one starts again (and fails again): the old handle is gone.
     assert servers.start_server("otto").outcome == Outcome.FAILED
-    gc.collect()
-    assert servers.live_spawner_count() == 1
+    assert _live_spawners("otto") == 1
 
 
 class _FailingProxy(ProxyClient):
