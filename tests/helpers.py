@@ -2,7 +2,11 @@
 
 import contextlib
 import socket
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -24,3 +28,19 @@ def free_ports(count: int) -> list[int]:
 def header_values(response: Any, name: str) -> list[str]:
     """Every value a response sent under name, matched case-insensitively (duplicates too)."""
     return [value for key, value in response.headers.items() if key.lower() == name.lower()]
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 0.1) -> T:
+    """Call condition() every interval seconds until it returns something truthy; return that.
+
+    The one way tests wait for something to happen (never a fixed sleep). It is
+    checked once more at the deadline, then the test fails with the last value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)

@@ -17,7 +17,8 @@ from playwright.sync_api import Page, Response, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.integration.conftest import Hub, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub
 
 pytestmark = pytest.mark.browser
 

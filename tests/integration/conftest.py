@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -159,13 +158,18 @@ def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
         process=process,
         log_path=log_path,
     )
-    deadline = time.monotonic() + timeout
-    # The log is appended across restarts: look only at what this start wrote.
-    while "FlaskHub is running" not in hub.log()[offset:]:
-        if process.poll() is not None or time.monotonic() > deadline:
-            hub.stop()
-            raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}")
-        time.sleep(0.1)
+
+    def running() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"flaskhub run exited at start:\n{hub.log()[-3000:]}")
+        # The log is appended across restarts: look only at what this start wrote.
+        return "FlaskHub is running" in hub.log()[offset:]
+
+    try:
+        wait_for(running, timeout)
+    except AssertionError:
+        hub.stop()
+        raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}") from None
     hub.admin_token = hub.token(ADMIN)
     return hub
 
@@ -190,17 +194,6 @@ def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 def hub(hub_factory: Callable[..., Hub]) -> Hub:
     """One hub with default settings, shared by a test module."""
     return hub_factory()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    """Poll until predicate() is truthy (bounded); return its value or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def server_pids(user: str) -> list[int]:

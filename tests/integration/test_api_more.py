@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import Hub, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ import pytest
 import requests
 import websocket
 
-from tests.integration.conftest import REPO, Hub, login, server_pids, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import REPO, Hub, login, server_pids
 
 pytestmark = pytest.mark.integration
 

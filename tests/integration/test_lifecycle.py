@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.conftest import Hub, login, pid_alive, server_pids, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub, login, pid_alive, server_pids
 from tests.spawners import FAIL_STATUS, SLOW_SECONDS, start_calls
 
 pytestmark = pytest.mark.integration

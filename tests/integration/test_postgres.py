@@ -35,8 +35,8 @@ from sqlalchemy.engine import make_url
 
 from app.models import Server, ServerState, User
 from app.spawners import Spawner
-from tests.helpers import free_port
-from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids, wait_for
+from tests.helpers import free_port, wait_for
+from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids
 from tests.spawners import FAIL_STATUS, start_calls
 
 pytestmark = pytest.mark.integration

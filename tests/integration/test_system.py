@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import FLASKHUB, Hub, hub_env, pid_alive, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import FLASKHUB, Hub, hub_env, pid_alive
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -9,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from app.singleuser.auth import safe_next
 from app.singleuser.config import ConfigError, settings_from_env
 from app.singleuser.hub import HubClient, TokenCache
 from app.singleuser.services import EXTENSION, Services
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 API_TOKEN = "server-api-token"
@@ -604,12 +604,13 @@ def test_real_process_serves_the_owner_and_stops_on_sigterm(
 
 def wait_for_status(proc: subprocess.Popen[str], url: str) -> requests.Response:
     """Poll `url` with the owner's token until the server answers (15 s at most)."""
-    deadline = time.monotonic() + 15
-    while True:
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
         assert proc.poll() is None, "server exited early"
-        try:
-            return requests.get(url, headers=ALICE, timeout=5)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+        with contextlib.suppress(requests.ConnectionError):
+            answers.append(requests.get(url, headers=ALICE, timeout=5))
+        return bool(answers)
+
+    wait_for(answered, timeout=15)
+    return answers[0]
