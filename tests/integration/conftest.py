@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -126,11 +126,12 @@ def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment of a hub process: FLASKHUB_* from settings, free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    port, hub_port, proxy_api_port = free_ports(3)
     values: dict[str, Any] = {
         "data_dir": str(data_dir),
-        "port": free_port(),
-        "hub_port": free_port(),
-        "proxy_api_port": free_port(),
+        "port": port,
+        "hub_port": hub_port,
+        "proxy_api_port": proxy_api_port,
         "admin_users": [ADMIN],
         "poll_interval": 2,
     }
