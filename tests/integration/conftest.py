@@ -8,10 +8,12 @@ hub per module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -100,6 +102,12 @@ class Hub:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the hub's SQLite database (the default db_url)."""
+        url = f"file:{self.data_dir / 'flaskhub.sqlite'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(url, uri=True, timeout=10)) as db:
+            return db.execute(sql, params).fetchall()
 
     def restart(self, **changes: Any) -> None:
         """Stop this hub (Ctrl-C) and start it again on the same data dir and ports."""

@@ -55,6 +55,11 @@ def _state(hub: Hub, name: str) -> tuple[str | None, bool]:
     return (server["pending"], server["ready"]) if server else (None, False)
 
 
+def _lease(hub: Hub) -> list[tuple[str]]:
+    """When the reconcile loop's lease expires, as stored ([] before its first pass)."""
+    return hub.query("SELECT expires_at FROM leases WHERE name = 'reconcile'")
+
+
 def _spawn_page(hub: Hub, session: requests.Session, name: str) -> None:
     """Press Start My Server (GET /hub/spawn) and wait until the server is ready."""
     session.get(f"{hub.public_url}/hub/spawn", allow_redirects=False, timeout=30)
@@ -238,7 +243,8 @@ def test_slow_failure_long_after_the_page_was_left_is_shown(hub: Hub) -> None:
     session = login(hub, "failafter-away")
     page = session.get(f"{hub.public_url}/hub/spawn", allow_redirects=False, timeout=30)
     assert page.headers["Location"] == "/hub/spawn-pending/failafter-away"
-    time.sleep(SLOW_SECONDS + 1)
+    # It fails SLOW_SECONDS later, with nobody on the page.
+    wait_for(lambda: _state(hub, "failafter-away") == (None, False), timeout=SLOW_SECONDS + 15)
     shown = session.get(f"{hub.public_url}/hub/user/failafter-away/", timeout=30)
     assert shown.status_code == FAIL_STATUS
     assert "Injected late failure" in shown.text and RESTART_HINT in shown.text
@@ -430,7 +436,10 @@ def test_a_dead_server_is_noticed_on_the_next_request(hub_factory: Callable[...,
     lazy = hub_factory(**{**SETTINGS, "poll_interval": 600})
     session = login(lazy, "dies-quietly")
     _spawn_page(lazy, session, "dies-quietly")
-    time.sleep(1)  # the first reconcile pass has run
+    # The loop renews its lease each tick: a renewal means its first pass, the only
+    # poll for 600 s, is over.
+    first = wait_for(lambda: _lease(lazy))
+    wait_for(lambda: _lease(lazy) != first, timeout=10)
     (pid,) = server_pids("dies-quietly")
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), timeout=10)
