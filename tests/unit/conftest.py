@@ -19,6 +19,17 @@ from app.config import get_settings
 from app.migrations import upgrade
 from tests.helpers import free_port
 
+# Modules that start processes in every test but are owned elsewhere: marked here
+# until they say `pytestmark = pytest.mark.process` themselves.
+PROCESS_MODULES = {Path(__file__).with_name("test_servers.py")}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path in PROCESS_MODULES:
+            item.add_marker(pytest.mark.process)
+
 
 @pytest.fixture
 def make_app(clean_env: Path) -> Callable[..., Flask]:

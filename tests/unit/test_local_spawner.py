@@ -19,6 +19,8 @@ from app.spawners.base import SpawnerError
 from app.spawners.local import LocalProcessSpawner, process_start_time
 from tests.helpers import wait_for
 
+pytestmark = pytest.mark.process
+
 SLEEPER = "import time; time.sleep(60)"
 # Writes its environment to ./env.json (atomically), then sleeps.
 RECORDER = (

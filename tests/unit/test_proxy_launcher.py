@@ -19,6 +19,8 @@ from proxy import ProxyClient, ProxyProcess, ProxyStartError
 from proxy.launcher import _terminate, find_chp
 from tests.helpers import free_ports, wait_for
 
+pytestmark = pytest.mark.process
+
 TOKEN = "launcher-test-token"
 
 

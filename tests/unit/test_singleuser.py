@@ -549,6 +549,7 @@ def process_env(environ: dict[str, str]) -> dict[str, str]:
 RUN_MAIN = ["-c", "import app.singleuser as s; s.main()"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "missing", ["JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_URL"]
 )
@@ -566,6 +567,7 @@ def test_missing_variable_exits_2_naming_it(tmp_path: Path, missing: str) -> Non
     assert f"missing required environment variable {missing}" in result.stderr
 
 
+@pytest.mark.process
 def test_real_process_serves_the_owner_and_stops_on_sigterm(
     tmp_path: Path, hub: StandInHub
 ) -> None:
