@@ -1,10 +1,17 @@
 """Small helpers shared by tests."""
 
 import contextlib
+import re
 import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import get_db
+from app.models import Server, User
 
 T = TypeVar("T")
 
@@ -28,6 +35,25 @@ def free_ports(count: int) -> list[int]:
 def header_values(response: Any, name: str) -> list[str]:
     """Every value a response sent under name, matched case-insensitively (duplicates too)."""
     return [value for key, value in response.headers.items() if key.lower() == name.lower()]
+
+
+XSRF_IN_PAGE = re.compile(
+    r'name="_xsrf" value="([^"]+)"|<meta name="xsrf-token" content="([^"]+)">'
+)
+
+
+def xsrf_token(html: str) -> str:
+    """The XSRF token a hub page carries (the login form's field, or the meta tag for scripts)."""
+    match = XSRF_IN_PAGE.search(html)
+    assert match, html
+    return match.group(1) or match.group(2)
+
+
+def server_rows(app: Flask) -> list[tuple[str, str, str]]:
+    """(user, server name, state) of every server row of a hub app, stopped ones too."""
+    with get_db(app).read() as session:
+        rows = session.execute(select(User.name, Server.name, Server.state).join(Server.user))
+        return sorted(tuple(row) for row in rows)
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 0.1) -> T:

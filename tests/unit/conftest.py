@@ -3,21 +3,28 @@
 - ``make_app(**overrides)``: a hub app (``create_app``) on a migrated SQLite
   file in tmp_path; nothing listens on its proxy API port. (``clean_env`` is in
   tests/conftest.py.)
+- ``make_token(app, name, admin=False, scopes=())``: a new API token of a user
+  (created if new): the one place unit tests make tokens.
+- ``log_in(client, name, next=None)``: sign in through the login form, as a
+  browser does; returns the form's response.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from app import create_app
 from app.config import get_settings
 from app.migrations import upgrade
-from tests.helpers import free_port
+from app.users import get_users
+from tests.helpers import free_port, xsrf_token
 
 # Modules that start processes in every test but are owned elsewhere: marked here
 # until they say `pytestmark = pytest.mark.process` themselves.
@@ -41,3 +48,29 @@ def make_app(clean_env: Path) -> Callable[..., Flask]:
         return app
 
     return _make
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    def _make(app: Flask, name: str, *, admin: bool = False, scopes: Iterable[str] = ()) -> str:
+        users = get_users(app)
+        user = users.get_or_create(name, admin=admin)
+        token, _row = users.create_token(user.id, scopes=list(scopes))
+        return token
+
+    return _make
+
+
+@pytest.fixture
+def log_in() -> Callable[..., TestResponse]:
+    def _log_in(client: FlaskClient, name: str, next: str | None = None) -> TestResponse:
+        form = {
+            "username": name,
+            "password": "",
+            "_xsrf": xsrf_token(client.get("/hub/login").text),
+        }
+        if next is not None:
+            form["next"] = next
+        return client.post("/hub/login", data=form)
+
+    return _log_in
