@@ -11,6 +11,7 @@ import requests
 
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub
+from tests.spawners import FAIL_STATUS
 
 pytestmark = pytest.mark.integration
 
@@ -540,25 +541,50 @@ def test_named_server_progress_reuses_the_event_stream(hub: Hub) -> None:
     hub.api("DELETE", "/users/slow-vera/servers/nb")
 
 
+@pytest.fixture(scope="module")
+def failed_servers(hub: Hub) -> str:
+    """A user whose default server and two named ones ("ok", "x") failed to start: three
+    server rows with a kept failure, no processes (the FaultSpawner fails fail-* at once)."""
+    name = "fail-walt"
+    hub.api("POST", f"/users/{name}")
+    for server in ("", "ok", "x"):
+        response = hub.api("POST", f"/users/{name}/servers/{server}")
+        assert response.status_code == FAIL_STATUS, response.text
+    return name
+
+
+def _server_rows(hub: Hub, name: str) -> list[tuple[Any, ...]]:
+    """Every column of every server row of a user, stopped and failed ones too."""
+    return hub.query(
+        "SELECT servers.* FROM servers JOIN users ON users.id = servers.user_id"
+        " WHERE users.name = ? ORDER BY servers.name",
+        name,
+    )
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "fragment"),
     [
-        ("POST", "/users/walt/servers/.hidden", None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/" + "x" * 256, None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/a%20b", None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/ok", ["not", "options"], 400, "must be a JSON object"),
-        ("DELETE", "/users/walt/servers/never-made", None, 404, "no server named 'never-made'"),
-        ("DELETE", "/users/walt/servers/", {"remove": True}, 400, "Cannot delete the default"),
-        ("DELETE", "/users/walt/servers/x", {"remove": "yes"}, 400, '{"remove": true}'),
+        ("POST", "/users/fail-walt/servers/.hidden", None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/" + "x" * 256, None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/a%20b", None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/ok", ["not", "options"], 400, "must be a JSON object"),
+        ("POST", "/users/fail-walt/servers/", "options", 400, "must be a JSON object"),
+        ("DELETE", "/users/fail-walt/servers/never-made", None, 404, "no server named 'never-"),
+        ("DELETE", "/users/fail-walt/servers/", {"remove": True}, 400, "Cannot delete the default"),
+        ("DELETE", "/users/fail-walt/servers/x", {"remove": "yes"}, 400, '{"remove": true}'),
         ("POST", "/users/nobody-here/servers/lab", None, 404, "No such user: nobody-here"),
     ],
 )
 def test_bad_named_server_requests(
-    hub: Hub, method: str, path: str, body: object, status: int, fragment: str
+    hub: Hub, failed_servers: str, method: str, path: str, body: object, status: int, fragment: str
 ) -> None:
-    _user(hub, "walt")
+    """Refused, and no server row is created, changed or removed (a failure is not cleared)."""
+    rows, users = _server_rows(hub, failed_servers), hub.query("SELECT name FROM users")
+    assert len(rows) == 3
     _check_error(hub.api(method, path, json=body), status, fragment)
-    assert _servers(hub, "walt") == {}
+    assert _server_rows(hub, failed_servers) == rows
+    assert hub.query("SELECT name FROM users") == users
 
 
 def test_a_user_cannot_touch_another_users_named_servers(hub: Hub) -> None:

@@ -6,6 +6,8 @@ fault (slow-, hang-, fail-, failafter-, never-, exit-, oldversion-).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import signal
 import threading
@@ -194,24 +196,39 @@ def test_fifty_users_spawning_with_limit_ten(hub_factory: Callable[..., Hub]) ->
 
 
 def test_a_starting_server_is_always_pending_or_ready(hub: Hub) -> None:
-    _user(hub, "slow-watched")
-    seen: list[tuple[str | None, bool]] = []
+    """Watched from before the POST until ready: stopped, then pending, then ready, with
+    no moment in between that is neither; pending from the spawner's first step on."""
+    name = "slow-watched"
+    _user(hub, name)
+    stopped, pending, ready = (None, False), ("spawn", False), (None, True)
+    # (start() already called?, state read after that), in order; its own HTTP session.
+    seen: list[tuple[bool, tuple[str | None, bool]]] = []
+    watcher_hub = dataclasses.replace(hub, http=requests.Session())
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
-            seen.append(_state(hub, "slow-watched"))
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            started = start_calls(hub.data_dir, name) > 0
+            seen.append((started, _state(watcher_hub, name)))
+            if seen[-1][1] == ready:
+                return
 
     watcher = threading.Thread(target=watch)
-    response = hub.api("POST", "/users/slow-watched/server")
     watcher.start()
-    assert response.status_code == 202
-    wait_for(lambda: _state(hub, "slow-watched") == (None, True), timeout=15)
-    done.set()
-    watcher.join()
-    assert seen and set(seen) <= {("spawn", False), (None, True)}
-    assert ("spawn", False) in seen
-    hub.api("DELETE", "/users/slow-watched/server")
+    try:
+        wait_for(lambda: seen, timeout=10)  # observed at least once before the POST
+        assert hub.api("POST", f"/users/{name}/server").status_code == 202
+        watcher.join(timeout=30)
+    finally:
+        done.set()
+        watcher.join()
+    # Each state seen, and how many times in a row.
+    runs = [(state, len(list(same))) for state, same in itertools.groupby(s for _, s in seen)]
+    assert [state for state, _ in runs] == [stopped, pending, ready], runs
+    late = sum(1 for started, state in seen if started and state == stopped)
+    assert not late, f"{late} times neither pending nor ready after start() was called: {runs}"
+    hub.api("DELETE", f"/users/{name}/server")
 
 
 # 5. failures are re-presented, never retried --------------------------------
