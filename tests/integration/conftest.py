@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import free_ports, wait_for
+from tests.helpers import free_ports, wait_for, xsrf_token
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -225,11 +224,9 @@ def login(hub: Hub, name: str) -> requests.Session:
     """A browser-like session logged in to the hub as name (through the login form)."""
     session = requests.Session()
     page = session.get(f"{hub.public_url}/hub/login", timeout=10)
-    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-    assert match, page.text
     response = session.post(
         f"{hub.public_url}/hub/login",
-        data={"username": name, "_xsrf": match.group(1)},
+        data={"username": name, "_xsrf": xsrf_token(page.text)},
         allow_redirects=False,
         timeout=30,
     )
