@@ -3,12 +3,17 @@
 - ``clean_env``: no hub settings from the outer environment (``FLASKHUB_*``,
   ``CONFIGPROXY_AUTH_TOKEN``) and no ``./flaskhub.toml``: the working directory
   is the test's tmp_path, which it returns.
+- A test marked neither ``process``, ``integration`` nor ``browser`` fails if it
+  starts a process, so ``-m "not process and not integration and not browser"``
+  stays pure unit tests.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +25,19 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+PROCESS_MARKERS = ("process", "integration", "browser")
+
+
+@pytest.fixture(autouse=True)
+def _no_process_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if any(request.node.get_closest_marker(name) for name in PROCESS_MARKERS):
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it `process`")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -1,8 +1,19 @@
 """Small helpers shared by tests."""
 
 import contextlib
+import re
 import socket
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask
+from sqlalchemy import select
+
+from app.db import get_db
+from app.models import Server, User
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -24,3 +35,38 @@ def free_ports(count: int) -> list[int]:
 def header_values(response: Any, name: str) -> list[str]:
     """Every value a response sent under name, matched case-insensitively (duplicates too)."""
     return [value for key, value in response.headers.items() if key.lower() == name.lower()]
+
+
+XSRF_IN_PAGE = re.compile(
+    r'name="_xsrf" value="([^"]+)"|<meta name="xsrf-token" content="([^"]+)">'
+)
+
+
+def xsrf_token(html: str) -> str:
+    """The XSRF token a hub page carries (the login form's field, or the meta tag for scripts)."""
+    match = XSRF_IN_PAGE.search(html)
+    assert match, html
+    return match.group(1) or match.group(2)
+
+
+def server_rows(app: Flask) -> list[tuple[str, str, str]]:
+    """(user, server name, state) of every server row of a hub app, stopped ones too."""
+    with get_db(app).read() as session:
+        rows = session.execute(select(User.name, Server.name, Server.state).join(Server.user))
+        return sorted(tuple(row) for row in rows)
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30, interval: float = 0.1) -> T:
+    """Call condition() every interval seconds until it returns something truthy; return that.
+
+    The one way tests wait for something to happen (never a fixed sleep). It is
+    checked once more at the deadline, then the test fails with the last value.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)

@@ -17,7 +17,8 @@ from playwright.sync_api import Page, Response, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.conftest import TIMEOUT_MS
-from tests.integration.conftest import Hub, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub
 
 pytestmark = pytest.mark.browser
 
@@ -124,9 +125,16 @@ def test_another_user_cannot_see_my_server(new_page: Callable[[], Page], hub: Hu
     assert stopped.status_code in (202, 204), stopped.text
 
 
-def test_screenshot_of_the_home_page(page: Page, hub: Hub, tmp_path: Path) -> None:
+def test_home_page_shows_who_is_logged_in_and_how_to_start(page: Page, hub: Hub) -> None:
     log_in(page, hub, "yolanda", "yolanda")
-    shot = tmp_path / "home.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.is_file()
-    assert shot.stat().st_size > 0
+    expect(page).to_have_title("Home · FlaskHub")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello, yolanda")
+    expect(page.locator("header .who")).to_have_text("yolanda")
+    expect(page.get_by_role("link", name="Log out")).to_have_attribute("href", "/hub/logout")
+    start = page.get_by_role("link", name="Start My Server")
+    expect(start).to_be_visible()
+    expect(start).to_have_attribute("href", "/hub/spawn")
+    # Nothing of a running server, and no proxy warning: CHP is up.
+    expect(page.get_by_text("Stop My Server")).to_have_count(0)
+    expect(page.get_by_role("link", name="My Server", exact=True)).to_have_count(0)
+    expect(page.get_by_role("alert")).to_have_count(0)

@@ -8,13 +8,13 @@ hub per module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import signal
+import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import free_port
+from tests.helpers import free_ports, wait_for, xsrf_token
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -102,6 +102,12 @@ class Hub:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the hub's SQLite database (the default db_url)."""
+        url = f"file:{self.data_dir / 'flaskhub.sqlite'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(url, uri=True, timeout=10)) as db:
+            return db.execute(sql, params).fetchall()
+
     def restart(self, **changes: Any) -> None:
         """Stop this hub (Ctrl-C) and start it again on the same data dir and ports."""
         self.stop()
@@ -127,11 +133,12 @@ def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment of a hub process: FLASKHUB_* from settings, free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    port, hub_port, proxy_api_port = free_ports(3)
     values: dict[str, Any] = {
         "data_dir": str(data_dir),
-        "port": free_port(),
-        "hub_port": free_port(),
-        "proxy_api_port": free_port(),
+        "port": port,
+        "hub_port": hub_port,
+        "proxy_api_port": proxy_api_port,
         "admin_users": [ADMIN],
         "poll_interval": 2,
     }
@@ -159,13 +166,18 @@ def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
         process=process,
         log_path=log_path,
     )
-    deadline = time.monotonic() + timeout
-    # The log is appended across restarts: look only at what this start wrote.
-    while "FlaskHub is running" not in hub.log()[offset:]:
-        if process.poll() is not None or time.monotonic() > deadline:
-            hub.stop()
-            raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}")
-        time.sleep(0.1)
+
+    def running() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"flaskhub run exited at start:\n{hub.log()[-3000:]}")
+        # The log is appended across restarts: look only at what this start wrote.
+        return "FlaskHub is running" in hub.log()[offset:]
+
+    try:
+        wait_for(running, timeout)
+    except AssertionError:
+        hub.stop()
+        raise RuntimeError(f"flaskhub run did not start:\n{hub.log()[-3000:]}") from None
     hub.admin_token = hub.token(ADMIN)
     return hub
 
@@ -192,17 +204,6 @@ def hub(hub_factory: Callable[..., Hub]) -> Hub:
     return hub_factory()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    """Poll until predicate() is truthy (bounded); return its value or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def server_pids(user: str) -> list[int]:
     """Pids of live processes started for a user (by their JUPYTERHUB_USER)."""
     found = []
@@ -223,11 +224,9 @@ def login(hub: Hub, name: str) -> requests.Session:
     """A browser-like session logged in to the hub as name (through the login form)."""
     session = requests.Session()
     page = session.get(f"{hub.public_url}/hub/login", timeout=10)
-    match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-    assert match, page.text
     response = session.post(
         f"{hub.public_url}/hub/login",
-        data={"username": name, "_xsrf": match.group(1)},
+        data={"username": name, "_xsrf": xsrf_token(page.text)},
         allow_redirects=False,
         timeout=30,
     )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
-from tests.integration.conftest import Hub, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub
+from tests.spawners import FAIL_STATUS
 
 pytestmark = pytest.mark.integration
 
@@ -212,8 +213,7 @@ def test_an_expired_token_is_refused_and_not_listed(hub: Hub) -> None:
     hana = _user(hub, "hana")
     created = hub.api("POST", "/users/hana/tokens", token=hana, json={"expires_in": 1}).json()
     assert hub.api("GET", "/user", token=created["token"]).status_code == 200
-    time.sleep(1.5)
-    assert hub.api("GET", "/user", token=created["token"]).status_code == 403
+    wait_for(lambda: hub.api("GET", "/user", token=created["token"]).status_code == 403, 10)
     assert created["id"] not in {t["id"] for t in _tokens(hub, "hana")}
     assert hub.api("GET", f"/users/hana/tokens/{created['id']}").status_code == 404
 
@@ -541,25 +541,50 @@ def test_named_server_progress_reuses_the_event_stream(hub: Hub) -> None:
     hub.api("DELETE", "/users/slow-vera/servers/nb")
 
 
+@pytest.fixture(scope="module")
+def failed_servers(hub: Hub) -> str:
+    """A user whose default server and two named ones ("ok", "x") failed to start: three
+    server rows with a kept failure, no processes (the FaultSpawner fails fail-* at once)."""
+    name = "fail-walt"
+    hub.api("POST", f"/users/{name}")
+    for server in ("", "ok", "x"):
+        response = hub.api("POST", f"/users/{name}/servers/{server}")
+        assert response.status_code == FAIL_STATUS, response.text
+    return name
+
+
+def _server_rows(hub: Hub, name: str) -> list[tuple[Any, ...]]:
+    """Every column of every server row of a user, stopped and failed ones too."""
+    return hub.query(
+        "SELECT servers.* FROM servers JOIN users ON users.id = servers.user_id"
+        " WHERE users.name = ? ORDER BY servers.name",
+        name,
+    )
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "fragment"),
     [
-        ("POST", "/users/walt/servers/.hidden", None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/" + "x" * 256, None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/a%20b", None, 400, "Invalid server name"),
-        ("POST", "/users/walt/servers/ok", ["not", "options"], 400, "must be a JSON object"),
-        ("DELETE", "/users/walt/servers/never-made", None, 404, "no server named 'never-made'"),
-        ("DELETE", "/users/walt/servers/", {"remove": True}, 400, "Cannot delete the default"),
-        ("DELETE", "/users/walt/servers/x", {"remove": "yes"}, 400, '{"remove": true}'),
+        ("POST", "/users/fail-walt/servers/.hidden", None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/" + "x" * 256, None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/a%20b", None, 400, "Invalid server name"),
+        ("POST", "/users/fail-walt/servers/ok", ["not", "options"], 400, "must be a JSON object"),
+        ("POST", "/users/fail-walt/servers/", "options", 400, "must be a JSON object"),
+        ("DELETE", "/users/fail-walt/servers/never-made", None, 404, "no server named 'never-"),
+        ("DELETE", "/users/fail-walt/servers/", {"remove": True}, 400, "Cannot delete the default"),
+        ("DELETE", "/users/fail-walt/servers/x", {"remove": "yes"}, 400, '{"remove": true}'),
         ("POST", "/users/nobody-here/servers/lab", None, 404, "No such user: nobody-here"),
     ],
 )
 def test_bad_named_server_requests(
-    hub: Hub, method: str, path: str, body: object, status: int, fragment: str
+    hub: Hub, failed_servers: str, method: str, path: str, body: object, status: int, fragment: str
 ) -> None:
-    _user(hub, "walt")
+    """Refused, and no server row is created, changed or removed (a failure is not cleared)."""
+    rows, users = _server_rows(hub, failed_servers), hub.query("SELECT name FROM users")
+    assert len(rows) == 3
     _check_error(hub.api(method, path, json=body), status, fragment)
-    assert _servers(hub, "walt") == {}
+    assert _server_rows(hub, failed_servers) == rows
+    assert hub.query("SELECT name FROM users") == users
 
 
 def test_a_user_cannot_touch_another_users_named_servers(hub: Hub) -> None:

@@ -21,7 +21,8 @@ import pytest
 import requests
 import websocket
 
-from tests.integration.conftest import REPO, Hub, login, server_pids, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import REPO, Hub, login, server_pids
 
 pytestmark = pytest.mark.integration
 
@@ -163,10 +164,11 @@ def test_server_reports_activity_and_version(hub: Hub) -> None:
 
 
 @pytest.fixture
-def culler_run(hub: Hub) -> Iterator[Callable[[float], str]]:
+def culler_run(hub: Hub) -> Iterator[Callable[[Callable[[], object]], str]]:
+    """culler_run(until): run jupyterhub-idle-culler until until() holds; its output."""
     processes: list[subprocess.Popen[str]] = []
 
-    def run(seconds: float) -> str:
+    def run(until: Callable[[], object]) -> str:
         env = dict(os.environ, JUPYTERHUB_API_TOKEN=CULLER_TOKEN)
         proc = subprocess.Popen(
             [
@@ -183,9 +185,14 @@ def culler_run(hub: Hub) -> Iterator[Callable[[float], str]]:
             text=True,
         )
         processes.append(proc)
-        time.sleep(seconds)
+        try:
+            wait_for(until, timeout=60, interval=0.5)
+            done = True
+        except AssertionError:
+            done = False
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
+        assert done, f"not done within 60 s; the culler said:\n{out}"
         return out
 
     yield run
@@ -195,7 +202,7 @@ def culler_run(hub: Hub) -> Iterator[Callable[[float], str]]:
 
 
 def test_idle_culler_stops_idle_servers_and_deletes_idle_users(
-    hub: Hub, culler_run: Callable[[float], str]
+    hub: Hub, culler_run: Callable[[Callable[[], object]], str]
 ) -> None:
     _start(hub, "idle-server")
     _start(hub, "busy")
@@ -216,18 +223,21 @@ def test_idle_culler_stops_idle_servers_and_deletes_idle_users(
             )
             stop.wait(1)
 
+    def culled() -> bool:
+        gone = ("idle-server", "idle-user")
+        return all(hub.api("GET", f"/users/{name}").status_code == 404 for name in gone)
+
     busy = threading.Thread(target=keep_busy)
     busy.start()
     try:
-        time.sleep(7)  # everyone else is now idle for longer than --timeout=6
-        output = culler_run(8)
+        # Culled once idle for longer than --timeout=6, at a pass every 2 s; busy is
+        # checked at each of those passes too.
+        output = culler_run(culled)
     finally:
         stop.set()
         busy.join()
     assert "Culling server idle-server" in output, output
     assert "Culling user idle-user" in output, output
-    for gone in ("idle-server", "idle-user"):
-        assert hub.api("GET", f"/users/{gone}").status_code == 404, output
     assert all(not Path(f"/proc/{pid}").exists() for pid in idle_pids)
     assert hub.api("GET", "/users/busy").json()["server"] == "/user/busy/"
     assert hub.api("GET", "/users/admin").status_code == 200

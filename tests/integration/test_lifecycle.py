@@ -6,6 +6,8 @@ fault (slow-, hang-, fail-, failafter-, never-, exit-, oldversion-).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import signal
 import threading
@@ -17,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.integration.conftest import Hub, login, pid_alive, server_pids, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub, login, pid_alive, server_pids
 from tests.spawners import FAIL_STATUS, SLOW_SECONDS, start_calls
 
 pytestmark = pytest.mark.integration
@@ -52,6 +55,11 @@ def _model(hub: Hub, name: str) -> dict:
 def _state(hub: Hub, name: str) -> tuple[str | None, bool]:
     server = _model(hub, name)["servers"].get("")
     return (server["pending"], server["ready"]) if server else (None, False)
+
+
+def _lease(hub: Hub) -> list[tuple[str]]:
+    """When the reconcile loop's lease expires, as stored ([] before its first pass)."""
+    return hub.query("SELECT expires_at FROM leases WHERE name = 'reconcile'")
 
 
 def _spawn_page(hub: Hub, session: requests.Session, name: str) -> None:
@@ -188,24 +196,39 @@ def test_fifty_users_spawning_with_limit_ten(hub_factory: Callable[..., Hub]) ->
 
 
 def test_a_starting_server_is_always_pending_or_ready(hub: Hub) -> None:
-    _user(hub, "slow-watched")
-    seen: list[tuple[str | None, bool]] = []
+    """Watched from before the POST until ready: stopped, then pending, then ready, with
+    no moment in between that is neither; pending from the spawner's first step on."""
+    name = "slow-watched"
+    _user(hub, name)
+    stopped, pending, ready = (None, False), ("spawn", False), (None, True)
+    # (start() already called?, state read after that), in order; its own HTTP session.
+    seen: list[tuple[bool, tuple[str | None, bool]]] = []
+    watcher_hub = dataclasses.replace(hub, http=requests.Session())
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
-            seen.append(_state(hub, "slow-watched"))
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            started = start_calls(hub.data_dir, name) > 0
+            seen.append((started, _state(watcher_hub, name)))
+            if seen[-1][1] == ready:
+                return
 
     watcher = threading.Thread(target=watch)
-    response = hub.api("POST", "/users/slow-watched/server")
     watcher.start()
-    assert response.status_code == 202
-    wait_for(lambda: _state(hub, "slow-watched") == (None, True), timeout=15)
-    done.set()
-    watcher.join()
-    assert seen and set(seen) <= {("spawn", False), (None, True)}
-    assert ("spawn", False) in seen
-    hub.api("DELETE", "/users/slow-watched/server")
+    try:
+        wait_for(lambda: seen, timeout=10)  # observed at least once before the POST
+        assert hub.api("POST", f"/users/{name}/server").status_code == 202
+        watcher.join(timeout=30)
+    finally:
+        done.set()
+        watcher.join()
+    # Each state seen, and how many times in a row.
+    runs = [(state, len(list(same))) for state, same in itertools.groupby(s for _, s in seen)]
+    assert [state for state, _ in runs] == [stopped, pending, ready], runs
+    late = sum(1 for started, state in seen if started and state == stopped)
+    assert not late, f"{late} times neither pending nor ready after start() was called: {runs}"
+    hub.api("DELETE", f"/users/{name}/server")
 
 
 # 5. failures are re-presented, never retried --------------------------------
@@ -237,7 +260,8 @@ def test_slow_failure_long_after_the_page_was_left_is_shown(hub: Hub) -> None:
     session = login(hub, "failafter-away")
     page = session.get(f"{hub.public_url}/hub/spawn", allow_redirects=False, timeout=30)
     assert page.headers["Location"] == "/hub/spawn-pending/failafter-away"
-    time.sleep(SLOW_SECONDS + 1)
+    # It fails SLOW_SECONDS later, with nobody on the page.
+    wait_for(lambda: _state(hub, "failafter-away") == (None, False), timeout=SLOW_SECONDS + 15)
     shown = session.get(f"{hub.public_url}/hub/user/failafter-away/", timeout=30)
     assert shown.status_code == FAIL_STATUS
     assert "Injected late failure" in shown.text and RESTART_HINT in shown.text
@@ -429,7 +453,10 @@ def test_a_dead_server_is_noticed_on_the_next_request(hub_factory: Callable[...,
     lazy = hub_factory(**{**SETTINGS, "poll_interval": 600})
     session = login(lazy, "dies-quietly")
     _spawn_page(lazy, session, "dies-quietly")
-    time.sleep(1)  # the first reconcile pass has run
+    # The loop renews its lease each tick: a renewal means its first pass, the only
+    # poll for 600 s, is over.
+    first = wait_for(lambda: _lease(lazy))
+    wait_for(lambda: _lease(lazy) != first, timeout=10)
     (pid,) = server_pids("dies-quietly")
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), timeout=10)

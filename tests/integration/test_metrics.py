@@ -22,7 +22,8 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.integration.conftest import Hub, pid_alive, wait_for
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub, pid_alive
 from tests.scrape import Samples
 from tests.spawners import FAIL_STATUS
 

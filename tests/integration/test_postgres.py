@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 import pytest
 import requests
 from sqlalchemy import create_engine, inspect, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from app.models import Server, ServerState, User
 from app.spawners import Spawner
-from tests.helpers import free_port
-from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids, wait_for
+from tests.helpers import free_port, wait_for
+from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids
 from tests.spawners import FAIL_STATUS, start_calls
 
 pytestmark = pytest.mark.integration
@@ -243,12 +243,23 @@ def test_db_upgrade_command_is_idempotent_and_hides_the_password(
         assert postgres.password not in result.stdout + result.stderr
 
 
+def _write_lock_waiters(engine: Engine) -> int:
+    """How many sessions of engine's database wait for an advisory lock (the write lock)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        ).scalar_one()
+
+
 def test_write_transactions_are_serialised_across_engines(postgres: Postgres) -> None:
     """Like BEGIN IMMEDIATE on SQLite: a second process's write waits for the first's."""
     from app.db import Database
 
     url = postgres.create_database()
-    first, second = Database(url), Database(url)
+    first, second, observer = Database(url), Database(url), create_engine(url)
     inside = threading.Event()
     order: list[str] = []
 
@@ -256,7 +267,7 @@ def test_write_transactions_are_serialised_across_engines(postgres: Postgres) ->
         with first.write() as session:
             session.execute(text("SELECT 1"))
             inside.set()
-            time.sleep(0.5)
+            wait_for(lambda: _write_lock_waiters(observer) == 1, timeout=10)
             order.append("first done")
 
     def wait_then_write() -> None:
@@ -280,6 +291,7 @@ def test_write_transactions_are_serialised_across_engines(postgres: Postgres) ->
     finally:
         first.dispose()
         second.dispose()
+        observer.dispose()
 
 
 def test_lease_is_taken_by_exactly_one_of_two_racing_workers(postgres: Postgres) -> None:
@@ -473,7 +485,8 @@ def test_workers_waiting_for_the_write_lock_keep_serving(pg_hub: Hub) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_WRITE_LOCK_KEY})
-            time.sleep(1.5)  # both workers' reconcile loops are now waiting for the lock
+            # Both workers' reconcile loops are waiting for the lock.
+            wait_for(lambda: _write_lock_waiters(engine) == 2, timeout=10)
             t0 = time.monotonic()
             for _ in range(6):
                 response = requests.get(

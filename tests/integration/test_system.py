@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import FLASKHUB, Hub, hub_env, pid_alive, wait_for
+from tests.helpers import wait_for, xsrf_token
+from tests.integration.conftest import FLASKHUB, Hub, hub_env, pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +192,7 @@ def test_login_form_requires_its_csrf_token(hub: Hub) -> None:
 def test_login_cookie_is_httponly_samesite_and_scoped_to_the_hub(hub: Hub) -> None:
     session = requests.Session()
     page = session.get(f"{hub.public_url}/hub/login", timeout=10)
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    xsrf = xsrf_token(page.text)
     response = session.post(
         f"{hub.public_url}/hub/login",
         data={"username": "Lee", "_xsrf": xsrf},
@@ -212,7 +213,7 @@ def test_proxy_unreachable_the_hub_still_serves_and_says_so(hub_factory) -> None
     assert hub.get("/hub/health").status_code == 200
     session = requests.Session()
     page = session.get(f"{hub.hub_url}/hub/login", timeout=10)
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    xsrf = xsrf_token(page.text)
     session.post(f"{hub.hub_url}/hub/login", data={"username": "mia", "_xsrf": xsrf}, timeout=10)
     home = session.get(f"{hub.hub_url}/hub/home", timeout=10)
     assert home.status_code == 200
@@ -261,7 +262,7 @@ def test_password_accounts_from_the_cli(hub_factory) -> None:  # type: ignore[no
 
     def attempt(name: str, password: str) -> requests.Response:
         page = session.get(f"{hub.public_url}/hub/login", timeout=10)
-        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        xsrf = xsrf_token(page.text)
         return session.post(
             f"{hub.public_url}/hub/login",
             allow_redirects=False,

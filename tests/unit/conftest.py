@@ -5,22 +5,30 @@
   tests/conftest.py.)
 - ``db``: a ``Database`` on a fresh SQLite file (``db_path``) migrated to the
   current schema, for testing domain services directly.
+- ``make_token(app, name, admin=False, scopes=())``: a new API token of a user
+  (created if new): the one place unit tests make tokens.
+- ``log_in(client, name, next=None)``: sign in through the login form, as a
+  browser does; returns the form's response.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from app import create_app
 from app.config import get_settings
 from app.db import Database
 from app.migrations import upgrade
-from tests.helpers import free_port
+from app.tokens import get_tokens
+from app.users import get_users
+from tests.helpers import free_port, xsrf_token
 
 
 @pytest.fixture
@@ -46,3 +54,28 @@ def db(db_path: Path) -> Database:
     url = f"sqlite:///{db_path}"
     upgrade(url)
     return Database(url)
+
+
+@pytest.fixture
+def make_token() -> Callable[..., str]:
+    def _make(app: Flask, name: str, *, admin: bool = False, scopes: Iterable[str] = ()) -> str:
+        user = get_users(app).get_or_create(name, admin=admin)
+        token, _row = get_tokens(app).create(user.id, scopes=list(scopes))
+        return token
+
+    return _make
+
+
+@pytest.fixture
+def log_in() -> Callable[..., TestResponse]:
+    def _log_in(client: FlaskClient, name: str, next: str | None = None) -> TestResponse:
+        form = {
+            "username": name,
+            "password": "",
+            "_xsrf": xsrf_token(client.get("/hub/login").text),
+        }
+        if next is not None:
+            form["next"] = next
+        return client.post("/hub/login", data=form)
+
+    return _log_in

@@ -18,9 +18,12 @@ from app.config import BY_NAME, ENV_PREFIX
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")
 
-pytestmark = pytest.mark.skipif(
-    COMPOSE is None and not os.environ.get("CI"), reason="docker-compose not installed"
-)
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.skipif(
+        COMPOSE is None and not os.environ.get("CI"), reason="docker-compose not installed"
+    ),
+]
 
 
 def _config(**env: str) -> subprocess.CompletedProcess[str]:

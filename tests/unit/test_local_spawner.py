@@ -17,6 +17,9 @@ from app.config import load
 from app.spawners import local
 from app.spawners.base import SpawnerError
 from app.spawners.local import LocalProcessSpawner, process_start_time
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.process
 
 SLEEPER = "import time; time.sleep(60)"
 # Writes its environment to ./env.json (atomically), then sleeps.
@@ -36,15 +39,6 @@ STUBBORN = (
 EXITS_3 = "print('about to exit', flush=True); raise SystemExit(3)"
 
 MakeSpawner = Callable[..., LocalProcessSpawner]
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    """Wait until condition() is true, or fail the test."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {condition}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

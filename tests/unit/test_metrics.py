@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from app.servers import SpawnStatus, get_servers
 from app.tokens import get_tokens
 from app.users import get_users
 from proxy.client import ProxyError
+from tests.helpers import xsrf_token
 from tests.scrape import Samples
 
 SPAWN = "jupyterhub_server_spawn_duration_seconds"
@@ -73,10 +73,8 @@ def admin_token(app: Flask) -> str:
 
 
 def login(client: FlaskClient, name: str) -> None:
-    page = client.get("/hub/login").get_data(as_text=True)
-    match = re.search(r'name="_xsrf" value="([^"]+)"', page)
-    assert match, page
-    response = client.post("/hub/login", data={"username": name, "_xsrf": match.group(1)})
+    xsrf = xsrf_token(client.get("/hub/login").text)
+    response = client.post("/hub/login", data={"username": name, "_xsrf": xsrf})
     assert response.status_code == 302
 
 

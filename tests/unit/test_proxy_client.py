@@ -15,6 +15,9 @@ import requests
 from proxy import ProxyClient, ProxyError, ProxyProcess
 from tests.helpers import free_port, free_ports
 
+# Nearly every test runs against a real CHP.
+pytestmark = pytest.mark.process
+
 TOKEN = "test-proxy-token"
 
 

@@ -24,16 +24,16 @@ from app.spawners import Spawner
 from app.users import get_users
 from proxy.client import ProxyClient
 from proxy.launcher import ProxyProcess
-from tests.helpers import free_port
+from tests.helpers import free_port, free_ports
 
 
 @pytest.fixture(scope="module")
 def chp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     token = "test-proxy-token"
-    api_port = free_port()
+    port, api_port = free_ports(2)
     proxy = ProxyProcess(
         ip="127.0.0.1",
-        port=free_port(),
+        port=port,
         api_ip="127.0.0.1",
         api_port=api_port,
         default_target="http://127.0.0.1:9",

@@ -1,0 +1,338 @@
+"""The HTML pages (app/pages): login, home, spawn-pending, the redirects and error
+pages, through Flask's test client.
+
+No processes and no CHP: nothing listens on the proxy API port, and no request here
+starts a server (servers are rows written by the test: stopped or failed ones).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from app.db import get_db
+from app.models import Server, ServerState, User
+from app.users import get_users
+from tests.helpers import server_rows
+
+LogIn = Callable[..., TestResponse]
+XSRF_FAILED = "The form is out of date (XSRF check failed): reload the page and try again."
+DIED = "Your server stopped unexpectedly (exit status 1)."
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """A hub whose admin is boss (who becomes one at login)."""
+    return make_app(admin_users=["boss"])
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def alice(client: FlaskClient, log_in: LogIn) -> FlaskClient:
+    """The client, logged in as alice through the login form."""
+    assert log_in(client, "alice").status_code == 302
+    return client
+
+
+@pytest.fixture
+def add_server(app: Flask) -> Callable[..., None]:
+    """add_server(user, state, **columns): a server row (the user is created if new)."""
+
+    def _add(user: str, state: ServerState, **columns: object) -> None:
+        get_users(app).get_or_create(user)
+        with get_db(app).write() as session:
+            owner = session.scalar(select(User).where(User.name == user))
+            session.add(Server(user=owner, name="", state=state, **columns))
+
+    return _add
+
+
+def text_of(response: TestResponse) -> str:
+    """The page as a person reads it (entities such as &#39; decoded)."""
+    return html.unescape(response.text)
+
+
+# -- login ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["no/slash", "_under", "-dash", "x" * 256, "two words"])
+def test_login_with_an_invalid_name_is_403_with_the_message(
+    client: FlaskClient, log_in: LogIn, name: str
+) -> None:
+    response = log_in(client, name)
+    assert response.status_code == 403
+    page = text_of(response)
+    assert (
+        f"Invalid username {name!r}: use 1 to 255 letters, digits and . _ - @ +, "
+        "starting with a letter or digit."
+    ) in page
+    assert f'name="username" value="{name}"' in page  # the form again, as typed
+    assert client.get("/hub/api/user").status_code == 403  # not logged in
+
+
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [
+        (None, "/hub/home"),
+        ("/hub/spawn-pending/alice", "/hub/spawn-pending/alice"),
+        ("/user/alice/tree?x=1", "/user/alice/tree?x=1"),
+        ("//evil.example/x", "/hub/home"),
+        ("https://evil.example/", "/hub/home"),
+        ("/\\evil.example", "/hub/home"),
+        ("hub/home", "/hub/home"),
+    ],
+)
+def test_login_redirects_to_local_paths_only(
+    client: FlaskClient, log_in: LogIn, next_url: str | None, location: str
+) -> None:
+    response = log_in(client, "Alice", next=next_url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+    assert client.get("/hub/api/user").json["name"] == "alice"
+
+
+def test_login_page_of_someone_logged_in_sends_them_on(alice: FlaskClient) -> None:
+    response = alice.get("/hub/login?next=/hub/spawn-pending/alice")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/spawn-pending/alice"
+
+
+def test_logout_ends_the_session(alice: FlaskClient) -> None:
+    response = alice.get("/hub/logout")
+    assert response.status_code == 302 and response.headers["Location"] == "/hub/login"
+    assert alice.get("/hub/home").status_code == 302
+    assert alice.get("/hub/api/user").status_code == 403
+
+
+# -- pages that need a login ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/hub/home", "/hub/login?next=%2Fhub%2Fhome"),
+        ("/hub/home?tab=1", "/hub/login?next=%2Fhub%2Fhome%3Ftab%3D1"),
+        ("/hub/spawn", "/hub/login?next=%2Fhub%2Fspawn"),
+        ("/hub/spawn-pending/alice", "/hub/login?next=%2Fhub%2Fspawn-pending%2Falice"),
+        ("/hub/user/alice/tree?x=1", "/hub/login?next=%2Fhub%2Fuser%2Falice%2Ftree%3Fx%3D1"),
+    ],
+)
+def test_logged_out_is_sent_to_login_with_next(
+    app: Flask, client: FlaskClient, path: str, location: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+    assert server_rows(app) == []  # /hub/spawn started nothing
+
+
+def test_home_of_a_user_without_a_server(alice: FlaskClient) -> None:
+    response = alice.get("/hub/home")
+    assert response.status_code == 200
+    page = text_of(response)
+    assert "<h1>Hello, alice</h1>" in page
+    assert '<a id="start" class="button primary" href="/hub/spawn">Start My Server</a>' in page
+    assert "Stop My Server" not in page
+    # Nothing listens on the proxy API port here.
+    assert "The proxy is unavailable" in page
+
+
+@pytest.mark.parametrize(
+    ("who", "of", "location"),
+    [
+        ("alice", "bob", "/hub/spawn-pending/alice"),  # another's: to one's own
+        ("alice", "alice", "/hub/home"),  # no server: nothing to wait for
+        ("boss", "bob", "/hub/home"),  # an admin may look at bob's
+    ],
+)
+def test_spawn_pending_redirects(
+    client: FlaskClient,
+    log_in: LogIn,
+    add_server: Callable[..., None],
+    who: str,
+    of: str,
+    location: str,
+) -> None:
+    add_server("bob", ServerState.STOPPED)
+    assert log_in(client, who).status_code == 302
+    response = client.get(f"/hub/spawn-pending/{of}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+
+
+def test_spawn_pending_of_a_failed_spawn_offers_relaunch(
+    app: Flask, alice: FlaskClient, add_server: Callable[..., None]
+) -> None:
+    add_server("alice", ServerState.FAILED, failure_status=418, failure_message="Out of tea")
+    response = alice.get("/hub/spawn-pending/alice")
+    assert response.status_code == 418
+    page = text_of(response)
+    assert "<h1>Spawn failed</h1>" in page and "Out of tea" in page
+    assert '<a class="button primary" id="relaunch" href="/hub/spawn">Relaunch Server</a>' in page
+    assert server_rows(app) == [("alice", "", "failed")]
+
+
+def test_hub_user_url_of_another_user_goes_to_ones_own(alice: FlaskClient) -> None:
+    response = alice.get("/hub/user/bob/tree/x.ipynb?kernel=1")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/user/alice/tree/x.ipynb?kernel=1"
+
+
+@pytest.mark.parametrize(
+    ("state", "columns", "status", "says"),
+    [
+        (
+            ServerState.FAILED,
+            {"failure_status": 418, "failure_message": "Out of tea."},
+            418,
+            "Out of tea. You can try restarting your server from the home page.",
+        ),
+        (
+            ServerState.STOPPED,
+            {"stop_reason": DIED},
+            424,
+            DIED,
+        ),
+    ],
+)
+def test_hub_user_url_explains_instead_of_spawning(
+    app: Flask,
+    alice: FlaskClient,
+    add_server: Callable[..., None],
+    state: ServerState,
+    columns: dict[str, object],
+    status: int,
+    says: str,
+) -> None:
+    add_server("alice", state, **columns)
+    response = alice.get("/hub/user/alice/tree")
+    assert response.status_code == status
+    assert says in text_of(response)
+    assert server_rows(app) == [("alice", "", state.value)]  # no new spawn
+
+
+def test_no_implicit_spawn_when_disabled(make_app: Callable[..., Flask], log_in: LogIn) -> None:
+    app = make_app(implicit_spawn=False)
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    response = client.get("/hub/user/alice/")
+    assert response.status_code == 424
+    page = text_of(response)
+    assert "<h1>Server not running</h1>" in page and "alice's server is not running." in page
+    assert 'id="launch" href="/hub/spawn">Launch Server</a>' in page
+    assert server_rows(app) == []
+
+
+# -- paths outside /hub/ ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/user/alice", "/user/alice/"),
+        ("/user/alice?token=abc&a=1", "/user/alice/?token=abc&a=1"),
+        ("/user/al@ice?x", "/user/al@ice/?x"),
+        ("/user/a%20b", "/user/a%20b/"),
+    ],
+)
+def test_user_url_without_a_slash_gets_one_with_the_query(
+    client: FlaskClient, path: str, location: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code in (301, 302)
+    assert response.headers["Location"] == location
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/", "/hub/home"),
+        ("/hub/", "/hub/home"),
+        ("/tree", "/hub/tree"),
+        ("/user/alice/", "/hub/user/alice/"),
+        ("/user/alice/lab/tree?reset=1&a=b", "/hub/user/alice/lab/tree?reset=1&a=b"),
+        ("/services/x/", "/hub/services/x/"),
+    ],
+)
+def test_other_paths_go_under_hub(client: FlaskClient, path: str, location: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+
+
+def test_unknown_hub_path_is_404_not_a_redirect(client: FlaskClient) -> None:
+    response = client.get("/hub/no-such-page")
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert "<h1>Error 404</h1>" in response.text
+
+
+def test_health(client: FlaskClient) -> None:
+    response = client.get("/hub/health")
+    assert (response.status_code, response.text) == (200, "ok\n")
+
+
+# -- the proxy's error target ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "url", "status", "says"),
+    [
+        (503, "/user/alice/tree", 424, DIED),
+        (502, "/user/bob/", 424, "bob's server is not running."),
+        (503, "/user/carol/", 424, "carol's server is not running."),  # never started
+        (404, "/user/alice/", 404, "The proxy answered 404 for /user/alice/"),
+        (503, "/hub/api/users", 503, "The proxy answered 503 for /hub/api/users"),
+        (999, "/x", 500, "The proxy answered 999 for /x"),
+    ],
+)
+def test_proxy_error_page(
+    app: Flask,
+    client: FlaskClient,
+    add_server: Callable[..., None],
+    code: int,
+    url: str,
+    status: int,
+    says: str,
+) -> None:
+    add_server("alice", ServerState.STOPPED, stop_reason=DIED)
+    add_server("bob", ServerState.STOPPED)
+    response = client.get(f"/hub/error/{code}", query_string={"url": url})
+    assert response.status_code == status
+    page = text_of(response)
+    assert says in page
+    if status == 424:
+        assert "<h1>Server not running</h1>" in page and 'id="launch"' in page
+    assert server_rows(app) == [("alice", "", "stopped"), ("bob", "", "stopped")]
+
+
+# -- XSRF on forms --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/hub/spawn", {}),
+        ("/hub/spawn", {"_xsrf": "forged"}),
+        ("/hub/login", {"username": "bob"}),
+        ("/hub/login", {"username": "bob", "_xsrf": ""}),
+    ],
+)
+def test_posting_a_page_without_the_xsrf_token_is_403(
+    app: Flask, alice: FlaskClient, path: str, form: dict[str, str]
+) -> None:
+    response = alice.post(path, data=form)
+    assert response.status_code == 403
+    assert XSRF_FAILED in text_of(response)
+    assert alice.get("/hub/api/user").json["name"] == "alice"
+    assert server_rows(app) == []
