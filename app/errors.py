@@ -8,6 +8,7 @@ import logging
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app.oauth import OAuthError
 from app.outcomes import DomainError, Outcome, Result
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,10 @@ STATUS: dict[Outcome, int] = {
     Outcome.CONFLICT: 409,
     Outcome.INVALID: 400,
 }
+
+# A refused OAuth token request: 400, or 401 for a client that failed to authenticate
+# (RFC 6749 5.2).
+OAUTH_ERROR_STATUS = {"invalid_client": 401}
 
 
 class HubError(Exception):
@@ -100,6 +105,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(e: DomainError) -> Response:
         return error_response(STATUS[e.outcome], e.message)
+
+    @app.errorhandler(OAuthError)
+    def _oauth_error(e: OAuthError) -> Response:
+        # OAuth's own error shape, not the API's.
+        response = jsonify({"error": e.error, "error_description": e.message})
+        response.status_code = OAUTH_ERROR_STATUS.get(e.error, 400)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Response:

@@ -1,7 +1,7 @@
 """The OAuth 2 endpoints of the provider in app.oauth: /hub/api/oauth2/authorize and /token.
 
 Only the owner of a server is given a code for it. The token endpoint answers
-refusals in OAuth's own shape, {"error", "error_description"}.
+refusals in OAuth's own shape, {"error", "error_description"} (app.errors).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, request
+from flask import Blueprint, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 
 from app.auth import current_identity
@@ -17,9 +17,6 @@ from app.errors import HubError
 from app.oauth import OAuthError, get_oauth
 
 bp = Blueprint("oauth", __name__)
-
-# A refused token request answers 400, a client that failed to authenticate 401 (RFC 6749).
-OAUTH_ERROR_STATUS = {"invalid_client": 401}
 
 
 @bp.get("/oauth2/authorize")
@@ -54,14 +51,6 @@ def token() -> ResponseReturnValue:
         client_id, secret, form.get("code", ""), form.get("redirect_uri")
     )
     return jsonify({"access_token": value, "token_type": "Bearer", "scope": " ".join(scopes)})
-
-
-@bp.errorhandler(OAuthError)
-def _oauth_error(e: OAuthError) -> Response:
-    """OAuth's own error shape, not the API's."""
-    response = jsonify({"error": e.error, "error_description": e.message})
-    response.status_code = OAUTH_ERROR_STATUS.get(e.error, 400)
-    return response
 
 
 def _client_credentials() -> tuple[str, str]:
