@@ -153,7 +153,7 @@ def _wait_for_hub(settings: Settings, hub: subprocess.Popen[bytes], timeout: flo
             requests.get(f"{settings.hub_url}/hub/health", timeout=1)
             return True
         except requests.RequestException:
-            time.sleep(0.2)
+            time.sleep(0.05)
     return False
 
 

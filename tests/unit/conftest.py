@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -31,29 +32,42 @@ from app.users import get_users
 from tests.helpers import free_port, xsrf_token
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the migrations brought to the current schema, once per session:
+    tests start from a copy (the migrations themselves run on every integration hub)."""
+    path = tmp_path_factory.mktemp("schema") / "flaskhub.sqlite"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_app(clean_env: Path) -> Callable[..., Flask]:
+def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
     def _make(**overrides: Any) -> Flask:
-        app = create_app(
-            {"data_dir": str(clean_env / "data"), "proxy_api_port": free_port(), **overrides}
-        )
-        upgrade(get_settings(app).db_url)
+        data_dir = clean_env / "data"
+        data_dir.mkdir(exist_ok=True)
+        if not (data_dir / "flaskhub.sqlite").exists():
+            shutil.copyfile(migrated_sqlite, data_dir / "flaskhub.sqlite")
+        app = create_app({"data_dir": str(data_dir), "proxy_api_port": free_port(), **overrides})
+        if get_settings(app).db_url != f"sqlite:///{data_dir / 'flaskhub.sqlite'}":
+            upgrade(get_settings(app).db_url)
         return app
 
     return _make
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "hub.sqlite"
+def db_path(tmp_path: Path, migrated_sqlite: Path) -> Path:
+    """A fresh SQLite file with the schema of the migrations."""
+    path = tmp_path / "hub.sqlite"
+    shutil.copyfile(migrated_sqlite, path)
+    return path
 
 
 @pytest.fixture
 def db(db_path: Path) -> Database:
-    """A Database on a fresh SQLite file with the schema of the migrations."""
-    url = f"sqlite:///{db_path}"
-    upgrade(url)
-    return Database(url)
+    """A Database on db_path, for testing domain services directly."""
+    return Database(f"sqlite:///{db_path}")
 
 
 @pytest.fixture
