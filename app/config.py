@@ -105,6 +105,9 @@ class Settings:
         [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
         "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
     )
+    max_body_size: int = setting(
+        4 * 1024 * 1024, "Largest request body the hub reads, in bytes (larger: 413)."
+    )
 
     @property
     def hub_url(self) -> str:
@@ -279,6 +282,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
         )
+    if settings.max_body_size < 1024:
+        raise ConfigError(
+            f"setting 'max_body_size' must be at least 1024 bytes, got {settings.max_body_size}"
+        )
     buckets = settings.spawn_duration_buckets
     numbers = all(isinstance(b, int | float) and not isinstance(b, bool) for b in buckets)
     if not buckets or not numbers or buckets[0] <= 0 or buckets != sorted(set(buckets)):
@@ -354,6 +361,8 @@ def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         SESSION_COOKIE_PATH="/hub/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Werkzeug refuses a longer body (413) before anything reads it.
+        MAX_CONTENT_LENGTH=settings.max_body_size,
         JSON_SORT_KEYS=False,
     )
 

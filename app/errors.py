@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, Response, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from app.oauth import OAuthError
 from app.outcomes import DomainError, Outcome, Result
@@ -123,4 +123,8 @@ def init_app(app: Flask) -> None:
                 exc_info=e.original_exception,
             )
         headers = {k: v for k, v in e.get_headers() if k.lower() in ("location", "allow")}
+        if isinstance(e, RequestEntityTooLarge):
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            message = f"The request body is larger than the hub accepts ({limit} bytes)."
+            return error_response(413, message, headers)
         return error_response(e.code or 500, e.description or e.name, headers)

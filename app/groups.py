@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, lazyload, selectinload
 
 from app.db import Database, get_db
 from app.models import Group, User
-from app.outcomes import Conflict, Invalid, NotFound
+from app.outcomes import Conflict, Invalid, NotFound, shown
 from app.users import normalize_username
 
 GROUP_NAME_RE = re.compile(r"[\w.@+:~-]{1,255}")
@@ -28,7 +28,7 @@ def validate_group_name(name: object) -> str:
     """The name if it is a valid group name, else Invalid saying why."""
     if not isinstance(name, str) or not GROUP_NAME_RE.fullmatch(name):
         raise Invalid(
-            f"Invalid group name {name!r}: use 1 to 255 letters, digits and . _ - @ + : ~"
+            f"Invalid group name {shown(name)}: use 1 to 255 letters, digits and . _ - @ + : ~"
         )
     return name
 

@@ -10,6 +10,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """A bad value as a message names it: its repr, cut to a short prefix (a huge body
+    is never echoed back)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
 
 class Outcome(enum.StrEnum):
     """Every way a request to the domain can end."""

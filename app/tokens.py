@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
 from app.models import APIToken, OAuthClient, User, utcnow
-from app.outcomes import NotFound
+from app.outcomes import SHOWN_CHARS, NotFound
 
 
 def hash_token(token: str) -> str:
@@ -136,16 +136,20 @@ class TokenService:
         return {cid: found.get(cid, cid) for cid in wanted}
 
 
+MAX_ID_DIGITS = 18
+
+
 def _find(session: Session, user_id: int, token_id: str) -> APIToken:
     """The live token `a<N>` of user_id; wrong owner, bad id and expired are alike."""
     token = None
-    if token_id[:1] == "a" and token_id[1:].isdigit():
+    # At most 18 digits: a larger id cannot be stored, so it cannot be a token's.
+    if token_id[:1] == "a" and token_id[1:].isdigit() and len(token_id) <= MAX_ID_DIGITS + 1:
         token = session.scalar(
             select(APIToken).where(APIToken.id == int(token_id[1:]), APIToken.user_id == user_id)
         )
     if token is None or token.expired:
         owner = session.scalar(select(User.name).where(User.id == user_id))
-        raise NotFound(f"No such token {token_id} for user {owner}")
+        raise NotFound(f"No such token {token_id[:SHOWN_CHARS]} for user {owner}")
     return token
 
 

@@ -12,9 +12,12 @@ from sqlalchemy import delete, func, select
 
 from app.db import Database
 from app.models import Server, User, utcnow
-from app.outcomes import Conflict, Invalid, NotFound
+from app.outcomes import Conflict, Invalid, NotFound, shown
 
-USERNAME_RE = re.compile(r"[^\W_][\w.@+-]{0,254}")
+# A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
+# (128 ASCII characters), so that every spawner can use it.
+USERNAME_MAX_BYTES = 128
+USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 
 
 def normalize_username(name: str) -> str:
@@ -22,10 +25,10 @@ def normalize_username(name: str) -> str:
     if not isinstance(name, str):
         raise Invalid("A username must be a string.")
     normal = name.strip().lower()
-    if not USERNAME_RE.fullmatch(normal):
+    if not USERNAME_RE.fullmatch(normal) or len(normal.encode()) > USERNAME_MAX_BYTES:
         raise Invalid(
-            f"Invalid username {name!r}: use 1 to 255 letters, digits and . _ - @ +, "
-            "starting with a letter or digit."
+            f"Invalid username {shown(name)}: use letters, digits and . _ - @ +, starting "
+            f"with a letter or digit, at most {USERNAME_MAX_BYTES} bytes."
         )
     return normal
 

@@ -63,3 +63,5 @@ def json_body(default: Any = None) -> Any:
         return json.loads(data)
     except ValueError as e:
         raise HubError(400, f"Request body must be valid JSON: {e}") from None
+    except RecursionError:
+        raise HubError(400, "Request body must be valid JSON: it is nested too deeply") from None

@@ -17,12 +17,14 @@ from app.api.common import json_body, require_scope, user_or_404
 from app.api.progress import progress_response
 from app.config import current_settings
 from app.errors import HubError, result_response
-from app.outcomes import Outcome
+from app.outcomes import Outcome, shown
 from app.servers import get_servers
 
 bp = Blueprint("named_servers", __name__)
 
-SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]{0,254}")
+# With its user's name, part of file names and URLs: 64 bytes of UTF-8 at most.
+SERVER_NAME_MAX_BYTES = 64
+SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]*")
 
 
 @bp.post("/users/<name>/servers/", defaults={"server_name": ""})
@@ -33,11 +35,14 @@ def start_named_server(name: str, server_name: str) -> Response:
     user_or_404(name)
     if server_name:
         _check_enabled()
-        if not SERVER_NAME_RE.fullmatch(server_name):
+        if (
+            not SERVER_NAME_RE.fullmatch(server_name)
+            or len(server_name.encode()) > SERVER_NAME_MAX_BYTES
+        ):
             raise HubError(
                 400,
-                f"Invalid server name {server_name!r}: use up to 255 letters, digits and "
-                ". _ - @ + ~, not starting with a dot.",
+                f"Invalid server name {shown(server_name)}: use letters, digits and "
+                f". _ - @ + ~, not starting with a dot, at most {SERVER_NAME_MAX_BYTES} bytes.",
             )
     options = json_body({})
     if not isinstance(options, dict):

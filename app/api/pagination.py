@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from flask import request
 
 from app.errors import HubError
+from app.outcomes import shown
 
 MEDIA_TYPE = "application/jupyterhub-pagination+json"
 DEFAULT_LIMIT = 200
@@ -58,7 +59,7 @@ def int_arg(name: str, default: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise HubError(400, f"{name} must be an integer, got {value!r}") from None
+        raise HubError(400, f"{name} must be an integer, got {shown(value)}") from None
     if number < 0:
         raise HubError(400, f"{name} must not be negative")
     if number > MAX_SQL_INT:

@@ -20,6 +20,7 @@ from app.api.common import json_body, require_scope
 from app.api.pagination import page_args, paginated
 from app.api.serialize import isoformat
 from app.errors import HubError
+from app.outcomes import shown
 from app.servers import get_servers
 from proxy.client import ProxyClient, ProxyError
 
@@ -62,8 +63,12 @@ def repoint() -> Response:
         raise HubError(400, 'Send {"api_url": "http://host:port", "auth_token": "..."}.')
     routes = get_servers().routes
     api_url = body.get("api_url", routes.client.api_url)
-    token = body.get("auth_token", routes.client.auth_token)
     _check_api_url(api_url)
+    if api_url.rstrip("/") != routes.client.api_url and "auth_token" not in body:
+        # The current token is never sent to another URL: whoever holds `proxy`
+        # could otherwise point the hub at a server of theirs and receive it.
+        raise HubError(400, "A new api_url needs its auth_token in the same request.")
+    token = body.get("auth_token", routes.client.auth_token)
     if not isinstance(token, str) or not token:
         raise HubError(400, "auth_token must be a non-empty string")
     routes.use(ProxyClient(api_url, token))
@@ -90,7 +95,8 @@ def _check_api_url(api_url: object) -> None:
             pass
     if not ok:
         raise HubError(
-            400, f"api_url must be an http(s) URL such as http://127.0.0.1:8001, not {api_url!r}"
+            400,
+            f"api_url must be an http(s) URL such as http://127.0.0.1:8001, not {shown(api_url)}",
         )
 
 

@@ -20,6 +20,7 @@ from app.auth import Identity
 from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
 from app.errors import HubError
 from app.models import APIToken, User
+from app.outcomes import shown
 from app.tokens import get_tokens
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def create_token(name: str) -> Response:
     expires_in = _expires_in(body.get("expires_in"))
     note = body.get("note") or _default_note(identity, user)
     if not isinstance(note, str):
-        raise HubError(400, f"token note must be a string, not {note!r}")
+        raise HubError(400, f"token note must be a string, not {shown(note)}")
     _check_scopes_held(identity, user, requested)
     token, row = get_tokens().create(user.id, note=note, expires_in=expires_in, scopes=requested)
     log.info("%s created API token a%s for %s (%s)", identity.name, row.id, user.name, note)
@@ -126,7 +127,9 @@ def _requested_scopes(body: dict[str, Any]) -> list[str]:
         if value is None:
             continue
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise HubError(400, f"token {key} must be null or a list of strings, not {value!r}")
+            raise HubError(
+                400, f"token {key} must be null or a list of strings, not {shown(value)}"
+            )
         if key == "roles":
             unknown = [role for role in value if role not in ROLES]
             if unknown:
@@ -145,7 +148,7 @@ def _expires_in(value: object) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise HubError(
-            400, f"token expires_in must be null or a non-negative integer, not {value!r}"
+            400, f"token expires_in must be null or a non-negative integer, not {shown(value)}"
         )
     if value > MAX_EXPIRES_IN:
         raise HubError(400, f"token expires_in: {value} must not exceed {MAX_EXPIRES_IN}")

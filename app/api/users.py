@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -12,11 +12,15 @@ from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
 from app.auth import Identity
 from app.errors import HubError, result_response
-from app.outcomes import Outcome
+from app.models import utcnow
+from app.outcomes import Outcome, shown
 from app.servers import get_servers
 from app.users import get_users, normalize_username
 
 bp = Blueprint("users", __name__)
+
+# Clocks differ a little; JupyterHub accepts activity up to an hour ahead.
+MAX_ACTIVITY_AHEAD = timedelta(hours=1)
 
 
 @bp.get("/users")
@@ -39,11 +43,12 @@ def create_users() -> Response:
     body = json_body({})
     if not isinstance(body, dict) or not isinstance(body.get("usernames"), list):
         raise HubError(400, 'Send {"usernames": ["name", ...], "admin": false}.')
+    admin = _admin_flag(body)
     _check_may_grant_admin(identity, body)
     names = [normalize_username(n) for n in body["usernames"]]
     if not names:
         raise HubError(400, "No usernames given.")
-    created = get_users().create_many(names, admin=bool(body.get("admin", False)))
+    created = get_users().create_many(names, admin=admin)
     if not created:
         raise HubError(409, f"All {len(names)} users already exist")
     return _json(201, [user_model(u) for u in created])
@@ -62,10 +67,11 @@ def create_user(name: str) -> Response:
     body = json_body({})
     if not isinstance(body, dict):
         raise HubError(400, "Body must be a JSON object")
+    admin = _admin_flag(body)
     _check_may_grant_admin(identity, body)
     if get_users().get(name) is not None:
         raise HubError(409, f"User {name} already exists")
-    created = get_users().create_many([name], admin=bool(body.get("admin", False)))
+    created = get_users().create_many([name], admin=admin)
     return _json(201, user_model(created[0]))
 
 
@@ -146,6 +152,14 @@ def activity(name: str) -> Response:
     return Response(status=200)
 
 
+def _admin_flag(body: dict) -> bool:
+    """The body's "admin": true or false (a string such as "no" would be truthy)."""
+    admin = body.get("admin", False)
+    if not isinstance(admin, bool):
+        raise HubError(400, f"admin must be true or false, not {shown(admin)}")
+    return admin
+
+
 def _check_may_grant_admin(identity: Identity, body: dict) -> None:
     if body.get("admin") and not identity.admin:
         raise HubError(403, "Only admins can grant admin permissions")
@@ -153,16 +167,20 @@ def _check_may_grant_admin(identity: Identity, body: dict) -> None:
 
 def _parse_time(value: object) -> datetime:
     if not isinstance(value, str):
-        raise HubError(400, f"Timestamp must be an ISO 8601 string, got {value!r}")
+        raise HubError(400, f"Timestamp must be an ISO 8601 string, got {shown(value)}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise HubError(
             400,
-            f"Invalid timestamp {value!r}: use ISO 8601, e.g. {isoformat(datetime(2024, 1, 1))}",
+            f"Invalid timestamp {shown(value)}: use ISO 8601, e.g. "
+            f"{isoformat(datetime(2024, 1, 1))}",
         ) from None
     if parsed.tzinfo is None:
-        raise HubError(400, f"Timestamp {value!r} needs a time zone (e.g. a trailing Z)")
+        raise HubError(400, f"Timestamp {shown(value)} needs a time zone (e.g. a trailing Z)")
+    if parsed > utcnow() + MAX_ACTIVITY_AHEAD:
+        # A date far ahead would keep the idle culler away from this user for ever.
+        raise HubError(400, f"Timestamp {shown(value)} is in the future")
     return parsed
 
 

@@ -1,0 +1,195 @@
+"""Findings of the adversarial review (issue 9), each reproduced against the running
+system (real CHP, `flaskhub run`) and now answered safely."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from tests.helpers import free_port, xsrf_token
+from tests.integration.conftest import Hub
+
+pytestmark = pytest.mark.integration
+
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: Callable[..., Hub]) -> Hub:
+    hub = hub_factory(allow_named_servers=True, max_body_size=MAX_BODY)
+    assert hub.api("POST", "/users", json={"usernames": ["alice"]}).status_code == 201
+    return hub
+
+
+def _login_to(hub: Hub, next_url: str) -> requests.Response:
+    """Log in through the form with a `next`, as a browser sends it; the answer, unfollowed."""
+    session = requests.Session()
+    page = session.get(f"{hub.public_url}/hub/login", params={"next": next_url}, timeout=10)
+    return session.post(
+        f"{hub.public_url}/hub/login",
+        params={"next": next_url},
+        data={"username": "alice", "_xsrf": xsrf_token(page.text), "next": next_url},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+# C. open redirect after login -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "/\t/evil.example",  # /%09/evil.example: browsers drop the tab
+        "\t//evil.example",
+        " //evil.example",
+        "/\\evil.example",  # browsers read \ as /
+        "\\\\evil.example",
+        "//evil.example",
+        "https://evil.example/hub/home",
+        "javascript:alert(1)",
+    ],
+)
+def test_next_never_leaves_the_hub(hub: Hub, next_url: str) -> None:
+    response = _login_to(hub, next_url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/home"
+
+
+def test_a_local_next_is_kept(hub: Hub) -> None:
+    response = _login_to(hub, "/hub/user/alice/lab?x=1")
+    assert response.headers["Location"] == "/hub/user/alice/lab?x=1"
+
+
+@pytest.mark.parametrize("next_url", ["/hub/home\r\nSet-Cookie: x=1", "/\n/evil.example"])
+def test_a_line_break_in_next_is_400(hub: Hub, next_url: str) -> None:
+    response = hub.get("/hub/login", params={"next": next_url})
+    assert response.status_code == 400
+    assert "must not contain a line break" in response.text
+    assert "Set-Cookie" not in response.headers or "x=1" not in response.headers["Set-Cookie"]
+
+
+# F. request bodies -------------------------------------------------------------
+
+
+def test_a_body_over_max_body_size_is_413_and_not_echoed(hub: Hub) -> None:
+    huge = json.dumps({"last_activity": "x" * (MAX_BODY * 2)})
+    response = hub.api("POST", "/users/alice/activity", data=huge)
+    assert response.status_code == 413
+    body = response.json()
+    assert body["status"] == 413 and f"({MAX_BODY} bytes)" in body["message"]
+    assert len(response.content) < 500
+
+
+def test_a_bad_value_is_named_by_a_short_prefix(hub: Hub) -> None:
+    long_value = "y" * 10_000
+    response = hub.api("POST", "/users/alice/activity", json={"last_activity": long_value})
+    assert response.status_code == 400
+    assert "Invalid timestamp 'yyyy" in response.json()["message"]
+    assert len(response.content) < 500
+
+
+# G. loose types ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("admin", ["no", 0, 1, "false", None, []])
+def test_admin_must_be_a_bool(hub: Hub, admin: object) -> None:
+    created = hub.api("POST", "/users", json={"usernames": ["zz1"], "admin": admin})
+    assert created.status_code == 400
+    assert "admin must be true or false" in created.json()["message"]
+    one = hub.api("POST", "/users/zz2", json={"admin": admin})
+    assert one.status_code == 400
+    assert hub.api("GET", "/users/zz1").status_code == 404
+    assert hub.api("GET", "/users/zz2").status_code == 404
+
+
+# I. PATCH /hub/api/proxy never sends the CHP token to a new URL ---------------------
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP port on loopback that records whatever connects to it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", free_port()))
+    server.listen()
+    server.settimeout(0.2)
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                received.append(conn.recv(65536))
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    done.set()
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_a_new_proxy_url_needs_its_own_token(hub: Hub, listener: tuple[int, list[bytes]]) -> None:
+    port, received = listener
+    response = hub.api("PATCH", "/proxy", json={"api_url": f"http://127.0.0.1:{port}"})
+    assert response.status_code == 400
+    assert "needs its auth_token" in response.json()["message"]
+    assert received == []
+    # The hub still uses its own proxy.
+    assert hub.api("POST", "/proxy").status_code == 200
+
+
+# J. activity far in the future --------------------------------------------------------
+
+
+def _activity(hub: Hub, when: datetime) -> requests.Response:
+    stamp = when.isoformat().replace("+00:00", "Z")
+    return hub.api("POST", "/users/alice/activity", json={"last_activity": stamp})
+
+
+def test_activity_more_than_an_hour_ahead_is_refused(hub: Hub) -> None:
+    refused = _activity(hub, datetime(2099, 1, 1, tzinfo=UTC))
+    assert refused.status_code == 400 and "is in the future" in refused.json()["message"]
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    assert _activity(hub, soon).status_code == 200
+    last = hub.api("GET", "/users/alice").json()["last_activity"]
+    assert last.startswith(soon.strftime("%Y-%m-%dT%H:%M"))
+
+
+# M. bad input gets 400/404, never a 500 -----------------------------------------------
+
+
+def test_deeply_nested_json_is_400(hub: Hub) -> None:
+    body = "[" * 20_000 + "]" * 20_000  # within max_body_size
+    response = hub.api("POST", "/users", data=body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["message"]
+
+
+def test_a_token_id_too_large_to_store_is_404(hub: Hub) -> None:
+    response = hub.api("GET", "/users/alice/tokens/a" + "9" * 24)
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("name", ["a" * 129, "é" * 65, "a" * 252])
+def test_a_username_longer_than_128_bytes_is_400(hub: Hub, name: str) -> None:
+    response = hub.api("POST", "/users", json={"usernames": [name]})
+    assert response.status_code == 400
+    assert "at most 128 bytes" in response.json()["message"]
+
+
+def test_a_server_name_longer_than_64_bytes_is_400(hub: Hub) -> None:
+    response = hub.api("POST", "/users/alice/servers/" + "s" * 65)
+    assert response.status_code == 400
+    assert "at most 64 bytes" in response.json()["message"]
