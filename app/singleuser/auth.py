@@ -38,7 +38,7 @@ def require_owner() -> Response | None:
         response = login_or_refuse(svc)
         response.delete_cookie(svc.login_cookie, path=svc.settings.service_prefix)
         return response
-    refusal = owner_refusal(model, svc.settings.user)
+    refusal = owner_refusal(model, svc.settings.user, svc.settings.access_scopes)
     if refusal:
         return error_response(403, refusal)
     svc.tracker.touch()
@@ -73,7 +73,7 @@ def finish_login(svc: Services, next_url: str) -> Response:
         model = svc.hub.user_for_token(token)
     except HubError as exc:
         return error_response(exc.status, exc.message)
-    refusal = owner_refusal(model, settings.user)
+    refusal = owner_refusal(model, settings.user, settings.access_scopes)
     if refusal:
         log.warning("Refused login: %s", refusal)
         return error_response(403, refusal)
@@ -83,13 +83,22 @@ def finish_login(svc: Services, next_url: str) -> Response:
     return response
 
 
-def owner_refusal(model: dict[str, Any] | None, owner: str) -> str | None:
-    """Return why the hub's model may not use the owner's server, or None if it may."""
+def owner_refusal(
+    model: dict[str, Any] | None, owner: str, access_scopes: tuple[str, ...]
+) -> str | None:
+    """Return why the hub's model may not use the owner's server, or None if it may.
+
+    The owner's own credential must also carry the access scope of this server
+    (a token limited to reading its name may not use it), as JupyterHub's HubAuth.
+    """
     if model is None:
         return "Invalid or expired token"
     name = str(model.get("name"))
     if model.get("kind", "user") != "user" or name != owner:
         return f"{name} is not allowed to use {owner}'s server"
+    held = set(model.get("scopes") or ())
+    if "access:servers" not in held and not held.intersection(access_scopes):
+        return f"This token of {name} does not grant access to the server (no access:servers)"
     return None
 
 

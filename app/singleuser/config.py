@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ class SingleUserSettings:
     version: str = JUPYTERHUB_VERSION
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
+    #: A token must carry one of these for the hub to let it use this server.
+    access_scopes: tuple[str, ...] = ()
 
     @property
     def public_url(self) -> str:
@@ -100,7 +103,23 @@ def settings_from_env(
         version=environ.get("FLASKHUB_SINGLEUSER_VERSION") or JUPYTERHUB_VERSION,
         listen_host=ip or url_host or "127.0.0.1",
         listen_port=listen_port,
+        access_scopes=_access_scopes(environ),
     )
+
+
+def _access_scopes(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """JUPYTERHUB_OAUTH_ACCESS_SCOPES (a JSON list), else this server's own, as JupyterHub's."""
+    raw = environ.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES")
+    if not raw:
+        user, server = environ["JUPYTERHUB_USER"], environ.get("JUPYTERHUB_SERVER_NAME", "")
+        return (f"access:servers!server={user}/{server}", f"access:servers!user={user}")
+    try:
+        scopes = json.loads(raw)
+    except ValueError:
+        scopes = None
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ConfigError("JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scope names")
+    return tuple(scopes)
 
 
 def cookie_secret(api_token: str) -> bytes:

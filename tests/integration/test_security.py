@@ -193,3 +193,33 @@ def test_a_server_name_longer_than_64_bytes_is_400(hub: Hub) -> None:
     response = hub.api("POST", "/users/alice/servers/" + "s" * 65)
     assert response.status_code == 400
     assert "at most 64 bytes" in response.json()["message"]
+
+
+# B. the built-in single-user server honours token scopes --------------------------
+
+
+@pytest.mark.parametrize(
+    ("scopes", "status"),
+    [
+        (["read:users:name!user=alice"], 403),
+        (["users:activity!user=alice"], 403),
+        (["access:servers!server=alice/other"], 403),
+        (["access:servers!server=alice/"], 200),
+        (None, 200),  # all of alice's rights
+    ],
+)
+def test_the_users_server_needs_its_access_scope(
+    hub: Hub, alice_running: None, scopes: list[str] | None, status: int
+) -> None:
+    created = hub.api("POST", "/users/alice/tokens", json={"scopes": scopes})
+    assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    response = hub.get("/user/alice/api/status", headers={"Authorization": f"token {token}"})
+    assert response.status_code == status, response.text
+
+
+@pytest.fixture(scope="module")
+def alice_running(hub: Hub) -> Iterator[None]:
+    assert hub.api("POST", "/users/alice/server").status_code == 201
+    yield
+    hub.api("DELETE", "/users/alice/server")

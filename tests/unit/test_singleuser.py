@@ -43,13 +43,26 @@ BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;
 ALICE = {"Authorization": "token alice-token"}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-# Tokens and OAuth codes the stand-in hub knows.
-HUB_TOKENS = {
-    "alice-token": {"kind": "user", "name": "alice"},
-    "bob-token": {"kind": "user", "name": "bob"},
-    "alice-oauth": {"kind": "user", "name": "alice"},
-    "bob-oauth": {"kind": "user", "name": "bob"},
-    "service-token": {"kind": "service", "name": "alice"},
+# Tokens and OAuth codes the stand-in hub knows, with the scopes the hub reports for them.
+OAUTH_SCOPES = ["access:servers!server=alice/", "access:servers!user=alice", "identify"]
+HUB_TOKENS: dict[str, dict[str, Any]] = {
+    "alice-token": {"kind": "user", "name": "alice", "scopes": ["access:servers!user=alice"]},
+    "bob-token": {"kind": "user", "name": "bob", "scopes": ["access:servers!user=bob"]},
+    "alice-oauth": {"kind": "user", "name": "alice", "scopes": OAUTH_SCOPES},
+    "bob-oauth": {"kind": "user", "name": "bob", "scopes": ["access:servers!user=bob"]},
+    "service-token": {"kind": "service", "name": "alice", "scopes": ["access:servers"]},
+    # alice's, but limited to what cannot open her server.
+    "alice-name-only": {"kind": "user", "name": "alice", "scopes": ["read:users:name!user=alice"]},
+    "alice-activity-only": {
+        "kind": "user",
+        "name": "alice",
+        "scopes": ["users:activity!user=alice"],
+    },
+    "alice-other-server": {
+        "kind": "user",
+        "name": "alice",
+        "scopes": ["access:servers!server=alice/lab"],
+    },
 }
 HUB_CODES = {"alice-code": "alice-oauth", "bob-code": "bob-oauth"}
 
@@ -140,6 +153,7 @@ def settings(hub: StandInHub) -> SingleUserSettings:
         service_url="http://127.0.0.1:50001/user/alice/",
         activity_url=f"{hub.url}/hub/api/users/alice/activity",
         listen_port=50001,
+        access_scopes=("access:servers!server=alice/", "access:servers!user=alice"),
     )
 
 
@@ -237,6 +251,10 @@ def test_owner_token_gets_status(client: FlaskClient, scheme: str) -> None:
         ("bob-token", "bob is not allowed to use alice's server"),
         ("service-token", "alice is not allowed to use alice's server"),
         ("no-such-token", "Invalid or expired token"),
+        # The owner's own tokens, without the access scope of this server.
+        ("alice-name-only", "does not grant access to the server"),
+        ("alice-activity-only", "does not grant access to the server"),
+        ("alice-other-server", "does not grant access to the server"),
     ],
 )
 def test_tokens_of_anyone_but_the_owner_are_refused(
@@ -244,7 +262,8 @@ def test_tokens_of_anyone_but_the_owner_are_refused(
 ) -> None:
     response = client.get("/user/alice/api/status", headers={"Authorization": f"token {token}"})
     assert response.status_code == 403
-    assert response.get_json() == {"status": 403, "message": message}
+    assert response.get_json()["status"] == 403
+    assert message in response.get_json()["message"]
 
 
 def test_hub_answers_are_cached_per_token(client: FlaskClient, hub: StandInHub) -> None:
@@ -515,6 +534,20 @@ def test_settings_from_env() -> None:
     assert settings.version == "5.4.0"
     assert settings.public_url == "http://127.0.0.1:51234/user/alice/"
     assert settings.authorize_url == "/hub/api/oauth2/authorize"
+    # Without JUPYTERHUB_OAUTH_ACCESS_SCOPES: this server's own, as JupyterHub derives them.
+    assert settings.access_scopes == ("access:servers!server=alice/", "access:servers!user=alice")
+
+
+def test_access_scopes_from_env() -> None:
+    scopes = '["access:servers!server=alice/lab", "access:servers!user=alice"]'
+    env = {**BASE_ENV, "JUPYTERHUB_OAUTH_ACCESS_SCOPES": scopes}
+    assert settings_from_env(env).access_scopes == (
+        "access:servers!server=alice/lab",
+        "access:servers!user=alice",
+    )
+    for bad in ("not json", '"access:servers"', "[1]"):
+        with pytest.raises(ConfigError, match="JUPYTERHUB_OAUTH_ACCESS_SCOPES"):
+            settings_from_env({**BASE_ENV, "JUPYTERHUB_OAUTH_ACCESS_SCOPES": bad})
 
 
 @pytest.mark.parametrize(
