@@ -79,6 +79,7 @@ def _cors_request() -> bool:
 
 
 def _default_csp() -> str:
+    # No page of the hub may be framed (clickjacking); the `headers` setting may allow it.
     if request.path.startswith("/hub/api"):
-        return "frame-ancestors 'self'; default-src 'none'"
-    return "frame-ancestors 'self'"
+        return "frame-ancestors 'none'; default-src 'none'"
+    return "frame-ancestors 'none'"

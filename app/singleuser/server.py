@@ -111,8 +111,9 @@ def status() -> Response:
 
 
 def add_version_header(response: Response) -> Response:
-    """Tell the hub which single-user protocol this server speaks."""
+    """Tell the hub which single-user protocol this server speaks; forbid framing."""
     response.headers["X-JupyterHub-Version"] = services().settings.version
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
     return response
 
 

@@ -223,3 +223,16 @@ def alice_running(hub: Hub) -> Iterator[None]:
     assert hub.api("POST", "/users/alice/server").status_code == 201
     yield
     hub.api("DELETE", "/users/alice/server")
+
+
+# Also: no page may be framed ---------------------------------------------------------
+
+
+def test_hub_pages_and_the_users_server_forbid_framing(hub: Hub, alice_running: None) -> None:
+    assert hub.get("/hub/login").headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    api = hub.api("GET", "/users/alice").headers["Content-Security-Policy"]
+    assert api == "frame-ancestors 'none'; default-src 'none'"
+    token = hub.api("POST", "/users/alice/tokens", json={}).json()["token"]
+    server = hub.get("/user/alice/api/status", headers={"Authorization": f"token {token}"})
+    assert server.status_code == 200
+    assert server.headers["Content-Security-Policy"] == "frame-ancestors 'none'"

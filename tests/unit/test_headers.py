@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from tests.helpers import header_values
 
 DEFAULT_ALLOW_HEADERS = "accept, content-type, authorization"
-PAGE_CSP = "frame-ancestors 'self'"
-API_CSP = "frame-ancestors 'self'; default-src 'none'"
+PAGE_CSP = "frame-ancestors 'none'"
+API_CSP = "frame-ancestors 'none'; default-src 'none'"
 
 # (path, status, is an API response): pages, API, errors and redirects of both kinds.
 RESPONSES = [

@@ -214,12 +214,13 @@ def cookie_header(response: Any, name: str) -> str:
         ("/user/alice/oauth_callback", {}, 400),
     ],
 )
-def test_every_response_carries_the_version(
+def test_every_response_carries_the_version_and_forbids_framing(
     client: FlaskClient, path: str, headers: dict[str, str], status: int
 ) -> None:
     response = client.get(path, headers=headers)
     assert response.status_code == status
     assert response.headers["X-JupyterHub-Version"] == JUPYTERHUB_VERSION == "5.4.0"
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
 
 
 def test_version_header_follows_the_settings(settings: SingleUserSettings, home: Path) -> None:
