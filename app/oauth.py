@@ -1,6 +1,6 @@
 """Domain: the OAuth 2 authorization-code provider that user servers log browsers in with.
 
-A server's client id is ``jupyterhub-user-<name>``, its secret the server's
+A server's client id is ``jupyterhub-user-<name>[~<server>]``, its secret the server's
 API token, its redirect URI ``/user/<name>/oauth_callback``. A code is
 single-use, valid for CODE_LIFETIME, and exchanged for a token that grants
 access to that one server. Plain Python, no Flask request objects.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from app.spawners.base import SERVER_SEPARATOR
+
 
 def url_prefix(user_name: str, server_name: str = "") -> str:
     """The URL prefix of a server: /user/<escaped name>/[<server>/]."""
@@ -16,9 +18,10 @@ def url_prefix(user_name: str, server_name: str = "") -> str:
 
 
 def client_id(user_name: str, server_name: str = "") -> str:
-    """The OAuth client id of a server, as JupyterHub names it."""
-    cid = f"jupyterhub-user-{quote(user_name, safe='@~')}"
-    return f"{cid}-{quote(server_name, safe='@~')}" if server_name else cid
+    """The OAuth client id of a server, as JupyterHub names it, but with `~` before a
+    server's name: no username has one, so server x of alice is not user alice-x."""
+    cid = f"jupyterhub-user-{quote(user_name, safe='@')}"
+    return f"{cid}{SERVER_SEPARATOR}{quote(server_name, safe='@~')}" if server_name else cid
 
 
 def access_scopes(user_name: str, server_name: str = "") -> list[str]:

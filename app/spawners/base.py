@@ -29,6 +29,10 @@ from typing import Any
 
 from app.config import Settings
 
+# Between a user's and a server's name where both make one name (an OAuth client id,
+# a log file): no username contains it, so server x of alice is never user alice-x.
+SERVER_SEPARATOR = "~"
+
 
 class SpawnerError(Exception):
     """A server could not be started; ``status`` is the HTTP status to show."""
@@ -61,6 +65,13 @@ class Spawner:
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         #: The message of the failed spawn this object belongs to, if any.
         self.error: str | None = None
+
+    @property
+    def file_stem(self) -> str:
+        """A name for this server's files (its log), unique among all servers."""
+        if not self.server_name:
+            return self.user_name
+        return f"{self.user_name}{SERVER_SEPARATOR}{self.server_name}"
 
     def start(self) -> str:
         """Launch the server; return its URL (``http://ip:port``)."""

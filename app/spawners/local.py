@@ -81,9 +81,7 @@ class LocalProcessSpawner(Spawner):
         self.home.mkdir(parents=True, exist_ok=True)
         log_dir = Path(self.settings.data_dir) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = (
-            log_dir / f"{self.user_name}{'-' + self.server_name if self.server_name else ''}.log"
-        )
+        log_path = log_dir / f"{self.file_stem}.log"
         cmd = self.command()
         with log_path.open("ab") as logf:
             try:

@@ -13,11 +13,12 @@ import pytest
 import requests
 
 from tests.helpers import free_port, xsrf_token
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, login
 
 pytestmark = pytest.mark.integration
 
 MAX_BODY = 64 * 1024
+BROWSER = {"Accept": "text/html"}
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +237,34 @@ def test_hub_pages_and_the_users_server_forbid_framing(hub: Hub, alice_running: 
     server = hub.get("/user/alice/api/status", headers={"Authorization": f"token {token}"})
     assert server.status_code == 200
     assert server.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+
+
+# E. server x of alice and user alice-x do not share a client or a log ---------------
+
+
+def _open_in_browser(hub: Hub, user: str, prefix: str) -> requests.Response:
+    """Log in to the hub as user, then open prefix as a browser does (through OAuth)."""
+    session = login(hub, user)
+    return session.get(f"{hub.public_url}{prefix}", headers=BROWSER, timeout=30)
+
+
+def test_a_named_server_and_a_user_of_the_joined_name_stay_apart(
+    hub: Hub, alice_running: None
+) -> None:
+    assert hub.api("POST", "/users/alice-x").status_code == 201
+    assert hub.api("POST", "/users/alice/servers/x").status_code == 201
+    assert hub.api("POST", "/users/alice-x/server").status_code == 201
+    try:
+        # Starting alice-x's server after alice's x must not take over x's OAuth client.
+        for user, prefix in (("alice", "/user/alice/x/"), ("alice-x", "/user/alice-x/")):
+            page = _open_in_browser(hub, user, prefix)
+            assert page.status_code == 200, (prefix, page.text[:300])
+            assert page.url.endswith(prefix)
+            assert f"Hello, {user}" in page.text
+        logs = hub.data_dir / "logs"
+        assert (logs / "alice~x.log").read_text() != (logs / "alice-x.log").read_text()
+        assert "for alice at" in (logs / "alice~x.log").read_text()
+        assert "for alice-x at" in (logs / "alice-x.log").read_text()
+    finally:
+        hub.api("DELETE", "/users/alice/servers/x")
+        hub.api("DELETE", "/users/alice-x/server")
