@@ -105,6 +105,9 @@ class Settings:
         [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
         "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
     )
+    keep_user_files: bool = setting(
+        True, "Keep a deleted user's files (under data_dir/home/<storage id>); false removes them."
+    )
     max_body_size: int = setting(
         4 * 1024 * 1024, "Largest request body the hub reads, in bytes (larger: 413)."
     )

@@ -6,6 +6,7 @@ Tables hold data and derive from it; they call no services.
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +80,11 @@ class User(Base):
     # Changing it logs the user out of every browser (it is part of the session).
     cookie_id: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # What the user's files (home, volumes) are keyed by: a rename keeps them, and a
+    # new user of a deleted user's name never gets them.
+    storage_id: Mapped[str] = mapped_column(
+        String(32), unique=True, default=lambda: uuid.uuid4().hex
+    )
 
     servers: Mapped[list[Server]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"

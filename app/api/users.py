@@ -101,6 +101,7 @@ def delete_user(name: str) -> Response:
         if server.active and servers.stop_server(user.name, server.name).outcome != Outcome.STOPPED:
             raise HubError(400, f"{name}'s server is stopping: try deleting again shortly.")
     get_users().delete(user.name)
+    servers.delete_user_files(user)
     return Response(status=204)
 
 

@@ -19,7 +19,7 @@ import requests
 
 from app.config import Settings
 from app.db import Database
-from app.models import Server, ServerState
+from app.models import Server, ServerState, User
 from app.outcomes import Outcome, Result
 from app.servers.counts import state_counts
 from app.servers.names import url_prefix
@@ -253,6 +253,16 @@ class ServerManager:
         stops = [gevent.spawn(self.stop_server, s.user.name, s.name) for s in active]
         gevent.joinall(stops, timeout=30)
 
+    def delete_user_files(self, user: User) -> None:
+        """After a user is deleted: what the spawner stored for them goes (or stays)."""
+        self.spawner_cls(
+            user_name=user.name,
+            server_name="",
+            service_prefix=url_prefix(user.name),
+            settings=self.settings,
+            storage_id=user.storage_id,
+        ).delete_forever()
+
     def remove_server(self, user_name: str, server_name: str) -> bool:
         """Delete a stopped (or failed) named server, with its tokens and OAuth client."""
         server_id = self.rows.remove(user_name, server_name)
@@ -343,6 +353,7 @@ class ServerManager:
             server_name=server.name,
             service_prefix=url_prefix(server.user.name, server.name),
             settings=self.settings,
+            storage_id=server.user.storage_id,
             user_options=server.user_options,
         )
         spawner.load_state(server.spawner_state or {})

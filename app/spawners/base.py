@@ -52,9 +52,12 @@ class Spawner:
         server_name: str,
         service_prefix: str,
         settings: Settings,
+        storage_id: str,
         user_options: dict[str, Any] | None = None,
     ) -> None:
         self.user_name = user_name
+        #: The user's stable id: key the user's files by it, never by the name.
+        self.storage_id = storage_id
         self.server_name = server_name
         self.service_prefix = service_prefix
         self.settings = settings
@@ -84,6 +87,10 @@ class Spawner:
     def stop(self, now: bool = False) -> None:
         """Stop the server (``now``: without a grace period)."""
         raise NotImplementedError
+
+    def delete_forever(self) -> None:
+        """The user was deleted: remove (or keep, per `keep_user_files`) what is stored
+        for them. Called once per deleted user, on a handle of the default server."""
 
     def get_state(self) -> dict[str, Any]:
         """What the hub must store to find this server again (JSON-serialisable)."""

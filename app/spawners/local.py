@@ -58,7 +58,15 @@ class LocalProcessSpawner(Spawner):
 
     @property
     def home(self) -> Path:
-        return Path(self.settings.data_dir) / "home" / self.user_name
+        """The user's directory, keyed by their stable id."""
+        return Path(self.settings.data_dir) / "home" / self.storage_id
+
+    def delete_forever(self) -> None:
+        if self.settings.keep_user_files:
+            log.info("Keeping the files of deleted user %s in %s", self.user_name, self.home)
+            return
+        shutil.rmtree(self.home, ignore_errors=True)
+        log.info("Removed the files of deleted user %s (%s)", self.user_name, self.home)
 
     def command(self) -> list[str]:
         """spawner_cmd with its program resolved (also next to this Python)."""

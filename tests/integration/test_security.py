@@ -268,3 +268,40 @@ def test_a_named_server_and_a_user_of_the_joined_name_stay_apart(
     finally:
         hub.api("DELETE", "/users/alice/servers/x")
         hub.api("DELETE", "/users/alice-x/server")
+
+
+# D. files are keyed by a stable id, not by the name -----------------------------------
+
+
+def _files(hub: Hub, user: str) -> list[str]:
+    """The files in user's home, as their running server lists them."""
+    token = hub.api("POST", f"/users/{user}/tokens", json={}).json()["token"]
+    status = hub.get(f"/user/{user}/api/status", headers={"Authorization": f"token {token}"})
+    assert status.status_code == 200, status.text
+    return status.json()["files"]
+
+
+def _storage_id(hub: Hub, user: str) -> str:
+    (row,) = hub.query("SELECT storage_id FROM users WHERE name = ?", user)
+    return row[0]
+
+
+def test_a_rename_keeps_the_files_and_a_new_user_of_the_name_gets_none(hub: Hub) -> None:
+    assert hub.api("POST", "/users/dora").status_code == 201
+    home = hub.data_dir / "home" / _storage_id(hub, "dora")
+    assert hub.api("POST", "/users/dora/server").status_code == 201
+    (home / "diary.txt").write_text("dora's")
+    assert "diary.txt" in _files(hub, "dora")
+    hub.api("DELETE", "/users/dora/server")
+    renamed = hub.api("PATCH", "/users/dora", json={"name": "dora2"})
+    assert renamed.status_code == 200, renamed.text
+    assert hub.api("POST", "/users/dora2/server").status_code == 201
+    assert "diary.txt" in _files(hub, "dora2")  # the rename kept them
+    hub.api("DELETE", "/users/dora2/server")
+    assert hub.api("DELETE", "/users/dora2").status_code == 204
+    assert hub.api("POST", "/users/dora").status_code == 201
+    assert hub.data_dir / "home" / _storage_id(hub, "dora") != home
+    assert hub.api("POST", "/users/dora/server").status_code == 201
+    assert "diary.txt" not in _files(hub, "dora")  # not the deleted user's files
+    assert (home / "diary.txt").read_text() == "dora's"  # kept: keep_user_files
+    hub.api("DELETE", "/users/dora/server")

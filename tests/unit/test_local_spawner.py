@@ -65,7 +65,11 @@ def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
             },
         )
         spawner = LocalProcessSpawner(
-            user_name=user, server_name="", service_prefix=f"/user/{user}/", settings=settings
+            user_name=user,
+            server_name="",
+            service_prefix=f"/user/{user}/",
+            settings=settings,
+            storage_id=f"id-of-{user}",
         )
         made.append(spawner)
         return spawner
@@ -103,7 +107,7 @@ def test_environment_has_the_hub_variables_and_not_its_secrets(
     spawner.env = {"JUPYTERHUB_API_TOKEN": "server-token", "JUPYTERHUB_USER": "alice"}
     url = spawner.start()
 
-    env_file = data_dir / "home" / "alice" / "env.json"
+    env_file = data_dir / "home" / "id-of-alice" / "env.json"
     wait_for(env_file.exists)
     env = json.loads(env_file.read_text())
     assert env["JUPYTERHUB_API_TOKEN"] == "server-token"
@@ -122,7 +126,7 @@ def test_runs_in_the_users_directory_in_its_own_session(
     spawner = make_spawner()
     spawner.start()
     assert spawner.pid is not None
-    home = data_dir / "home" / "alice"
+    home = data_dir / "home" / "id-of-alice"
     assert Path(f"/proc/{spawner.pid}/cwd").resolve() == home.resolve()
     assert os.getsid(spawner.pid) == spawner.pid
     assert os.getsid(spawner.pid) != os.getsid(0)
@@ -158,7 +162,7 @@ def test_stop_kills_a_process_that_ignores_sigterm(
 ) -> None:
     spawner = make_spawner(STUBBORN)
     spawner.start()
-    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    wait_for((data_dir / "home" / "id-of-alice" / "ready").exists)
     started = time.monotonic()
     spawner.stop()
     elapsed = time.monotonic() - started
@@ -171,7 +175,7 @@ def test_stop_now_does_not_wait_for_the_grace_period(
 ) -> None:
     spawner = make_spawner(STUBBORN)
     spawner.start()
-    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    wait_for((data_dir / "home" / "id-of-alice" / "ready").exists)
     started = time.monotonic()
     spawner.stop(now=True)
     assert spawner.poll() == -signal.SIGKILL
@@ -206,7 +210,7 @@ def test_a_new_spawner_kills_a_server_that_ignores_sigterm(
     first = make_spawner(STUBBORN)
     first.start()
     assert first.proc is not None
-    wait_for((data_dir / "home" / "alice" / "ready").exists)
+    wait_for((data_dir / "home" / "id-of-alice" / "ready").exists)
     second = restarted(make_spawner, first.get_state())
     second.stop()
     assert second.poll() == 0
@@ -249,3 +253,20 @@ def test_missing_command_is_a_clear_error(make_spawner: MakeSpawner) -> None:
     with pytest.raises(SpawnerError, match="command 'no-such-flaskhub-command' not found"):
         spawner.start()
     assert spawner.pid is None
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_delete_forever_keeps_or_removes_the_home(data_dir: Path, keep: bool) -> None:
+    settings = load(environ={}, overrides={"data_dir": str(data_dir), "keep_user_files": keep})
+    spawner = LocalProcessSpawner(
+        user_name="gone",
+        server_name="",
+        service_prefix="/user/gone/",
+        settings=settings,
+        storage_id="id-of-gone",
+    )
+    spawner.home.mkdir(parents=True)
+    (spawner.home / "notes.txt").write_text("x")
+    spawner.delete_forever()
+    assert spawner.home == data_dir / "home" / "id-of-gone"
+    assert spawner.home.exists() is keep
