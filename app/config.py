@@ -20,6 +20,7 @@ import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
@@ -104,6 +105,10 @@ class Settings:
     spawn_duration_buckets: list[float] = setting(
         [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
         "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
+    )
+    cookie_max_age_days: float = setting(14.0, "Days a login lasts (the login cookie's age).")
+    cookie_secure: bool = setting(
+        False, "Send the login cookie only over HTTPS (always so when the proxy says HTTPS)."
     )
     keep_user_files: bool = setting(
         True, "Keep a deleted user's files (under data_dir/home/<storage id>); false removes them."
@@ -285,6 +290,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
         )
+    if settings.cookie_max_age_days <= 0:
+        raise ConfigError("setting 'cookie_max_age_days' must be more than 0")
     if settings.max_body_size < 1024:
         raise ConfigError(
             f"setting 'max_body_size' must be at least 1024 bytes, got {settings.max_body_size}"
@@ -364,6 +371,8 @@ def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         SESSION_COOKIE_PATH="/hub/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=settings.cookie_max_age_days),
         # Werkzeug refuses a longer body (413) before anything reads it.
         MAX_CONTENT_LENGTH=settings.max_body_size,
         JSON_SORT_KEYS=False,

@@ -119,6 +119,13 @@ class TokenService:
                 query = query.where(APIToken.id == token.id)
             session.execute(query)
 
+    def revoke_oauth(self, user_id: int) -> None:
+        """Revoke every token a user's browser logins to servers were given (at logout)."""
+        with self.db.write() as session:
+            session.execute(
+                delete(APIToken).where(APIToken.user_id == user_id, APIToken.client_id.is_not(None))
+            )
+
     def revoke_for_server(self, session: Session, server_id: int) -> None:
         """Revoke the tokens issued to a server (at stop), in the caller's transaction."""
         session.execute(delete(APIToken).where(APIToken.server_id == server_id))

@@ -86,6 +86,13 @@ class UserService:
         with self.db.read() as session:
             return session.scalar(select(func.count(User.id))) or 0
 
+    def end_sessions(self, name: str) -> None:
+        """Log the user out of every browser: their login cookies no longer match."""
+        with self.db.write() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is not None:
+                user.cookie_id = uuid.uuid4().hex
+
     def set_admin(self, name: str, admin: bool) -> None:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))

@@ -10,6 +10,8 @@ from functools import cache, cached_property
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context, request, session
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
 from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
@@ -190,6 +192,12 @@ def login_user(user: User) -> None:
 
 
 def logout_user() -> None:
+    """End the login here and wherever its cookie was copied, and the logins to the
+    user's servers (a server drops its own cookie within its token cache time)."""
+    identity = current_identity()
+    if identity.user is not None and identity.via_cookie:
+        get_users().end_sessions(identity.user.name)
+        get_tokens().revoke_oauth(identity.user.id)
     session.clear()
     g.pop("identity", None)
 
@@ -219,8 +227,18 @@ def get_authenticator(app: Flask | None = None) -> Authenticator:
     return (app or current_app).extensions["flaskhub.authenticator"]
 
 
+class HubSessionInterface(SecureCookieSessionInterface):
+    """The login cookie, Secure also whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return super().get_cookie_secure(app) or request.is_secure
+
+
 def init_app(app: Flask) -> None:
     """Create the configured authenticator and expose csrf_token to templates."""
+    # CHP (the proxy in front of the hub) says how the browser reached it.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    app.session_interface = HubSessionInterface()
     settings = get_settings(app)
     cls = AUTHENTICATORS[settings.authenticator]
     app.extensions["flaskhub.authenticator"] = cls(settings, get_users(app))

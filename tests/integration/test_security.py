@@ -305,3 +305,42 @@ def test_a_rename_keeps_the_files_and_a_new_user_of_the_name_gets_none(hub: Hub)
     assert "diary.txt" not in _files(hub, "dora")  # not the deleted user's files
     assert (home / "diary.txt").read_text() == "dora's"  # kept: keep_user_files
     hub.api("DELETE", "/users/dora/server")
+
+
+# H. logout ends the session -------------------------------------------------------------
+
+
+def test_logout_ends_copied_cookies_and_the_servers_logins(hub: Hub, alice_running: None) -> None:
+    browser = login(hub, "alice")
+    assert browser.get(f"{hub.public_url}/user/alice/", headers=BROWSER, timeout=30).ok
+    oauth = [
+        t
+        for t in hub.api("GET", "/users/alice/tokens").json()["api_tokens"]
+        if t["oauth_client"] != "JupyterHub"
+    ]
+    assert oauth, "the server login gave the server an OAuth token"
+    copied = requests.Session()
+    copied.cookies.update(browser.cookies)
+    assert copied.get(f"{hub.public_url}/hub/api/user", timeout=10).status_code == 200
+    browser.get(f"{hub.public_url}/hub/logout", timeout=10)
+    # The copied cookie is worth nothing now, and the server's login token is revoked.
+    assert copied.get(f"{hub.public_url}/hub/api/user", timeout=10).status_code == 403
+    home = copied.get(f"{hub.public_url}/hub/home", allow_redirects=False, timeout=10)
+    assert home.status_code == 302 and home.headers["Location"].startswith("/hub/login")
+    left = {t["id"] for t in hub.api("GET", "/users/alice/tokens").json()["api_tokens"]}
+    assert not left & {t["id"] for t in oauth}
+
+
+def test_the_login_cookie_is_secure_over_https_and_lasts_14_days(hub: Hub) -> None:
+    # Straight to the hub, as CHP serving HTTPS forwards a request (X-Forwarded-Proto).
+    https = requests.get(
+        f"{hub.hub_url}/hub/login", headers={"X-Forwarded-Proto": "https"}, timeout=10
+    )
+    cookie = https.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    plain = login(hub, "alice")  # over plain HTTP, through CHP
+    (login_cookie,) = [c for c in plain.cookies if c.name == "flaskhub-session"]
+    assert not login_cookie.secure
+    assert login_cookie.expires is not None
+    days = (login_cookie.expires - datetime.now(UTC).timestamp()) / 86400
+    assert 13.9 < days <= 14.0
