@@ -21,6 +21,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         errors,
         groups,
         headers,
+        logins,
         metrics,
         oauth,
         pages,
@@ -36,6 +37,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     groups.init_app(app)
     tokens.init_app(app)
     oauth.init_app(app)  # issues tokens: after tokens
+    logins.init_app(app)
     auth.init_app(app)
     metrics.init_app(app)  # the recorder servers.init_app hands to the lifecycle
     servers.init_app(app)

@@ -106,6 +106,12 @@ class Settings:
         [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600],
         "Buckets (seconds) of the spawn duration histogram; +Inf is added.",
     )
+    login_failure_limit: int = setting(
+        10, "Failed logins for a name or from an address before 429 (0 = no limit)."
+    )
+    login_failure_window: float = setting(
+        300.0, "Seconds in which login_failure_limit counts; then logins work again."
+    )
     cookie_max_age_days: float = setting(14.0, "Days a login lasts (the login cookie's age).")
     cookie_secure: bool = setting(
         False, "Send the login cookie only over HTTPS (always so when the proxy says HTTPS)."

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from tests.helpers import free_port, xsrf_token
+from tests.helpers import free_port, wait_for, xsrf_token
 from tests.integration.conftest import Hub, login
 
 pytestmark = pytest.mark.integration
@@ -344,3 +344,33 @@ def test_the_login_cookie_is_secure_over_https_and_lasts_14_days(hub: Hub) -> No
     assert login_cookie.expires is not None
     days = (login_cookie.expires - datetime.now(UTC).timestamp()) / 86400
     assert 13.9 < days <= 14.0
+
+
+# K. failed logins are throttled -------------------------------------------------------
+
+
+def _try_login(hub: Hub, name: str, password: str) -> requests.Response:
+    session = requests.Session()
+    page = session.get(f"{hub.public_url}/hub/login", timeout=10)
+    return session.post(
+        f"{hub.public_url}/hub/login",
+        data={"username": name, "password": password, "_xsrf": xsrf_token(page.text)},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def test_repeated_failed_logins_are_throttled_then_forgiven(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    guarded = hub_factory(dummy_password="sesame", login_failure_limit=3, login_failure_window=3)
+    for _ in range(3):
+        assert _try_login(guarded, "mallory", "guess").status_code == 403
+    refused = _try_login(guarded, "mallory", "sesame")  # even the right password
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3
+    assert "Too many failed logins" in refused.text
+    # From the same address, another name is refused too, exactly alike, existing or not.
+    other = _try_login(guarded, "nobody-at-all", "guess")
+    assert other.status_code == 429 and "Too many failed logins" in other.text
+    wait_for(lambda: _try_login(guarded, "mallory", "sesame").status_code == 302, timeout=10)

@@ -1,0 +1,72 @@
+"""Domain: throttling of failed logins, per name and per address, shared by all workers.
+
+After `login_failure_limit` failures within `login_failure_window` seconds for a
+name or from an address, logins for it are refused until the window ends, the
+right password included; the answer is the same whether the name exists or not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import timedelta
+
+from flask import Flask, current_app
+
+from app.config import Settings, get_settings
+from app.db import Database, get_db
+from app.models import LoginFailure, utcnow
+
+
+class LoginThrottle:
+    """Counts failed logins by key ("name:<name>", "addr:<address>") in a window."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.limit = settings.login_failure_limit
+        self.window = timedelta(seconds=settings.login_failure_window)
+
+    def retry_after(self, keys: Iterable[str]) -> int | None:
+        """Seconds until a login for these keys may be tried again, or None (it may now)."""
+        if not self.limit:
+            return None
+        now = utcnow()
+        with self.db.read() as session:
+            rows = [session.get(LoginFailure, key) for key in keys]
+        ends = [
+            row.first_at + self.window
+            for row in rows
+            if row is not None and row.failures >= self.limit and row.first_at + self.window > now
+        ]
+        return math.ceil((max(ends) - now).total_seconds()) if ends else None
+
+    def failed(self, keys: Iterable[str]) -> None:
+        """Count one failure for each key (a window that ended starts again)."""
+        if not self.limit:
+            return
+        now = utcnow()
+        with self.db.write() as session:
+            for key in keys:
+                row = session.get(LoginFailure, key)
+                if row is None or row.first_at + self.window <= now:
+                    session.merge(LoginFailure(key=key, failures=1, first_at=now))
+                else:
+                    row.failures += 1
+
+    def succeeded(self, key: str) -> None:
+        """Forget the failures of a key (the name that just logged in)."""
+        with self.db.write() as session:
+            row = session.get(LoginFailure, key)
+            if row is not None:
+                session.delete(row)
+
+
+def init_app(app: Flask) -> None:
+    """Create the LoginThrottle."""
+    app.extensions["flaskhub.logins"] = LoginThrottle(get_db(app), get_settings(app))
+
+
+def get_throttle(app: Flask | None = None) -> LoginThrottle:
+    """The LoginThrottle of the given or current app."""
+    throttle: LoginThrottle = (app or current_app).extensions["flaskhub.logins"]
+    return throttle
