@@ -21,7 +21,7 @@ from app.errors import HubError, result_error
 from app.logins import get_throttle
 from app.models import User
 from app.outcomes import Invalid, Outcome
-from app.pages.visits import RESTART_HINT, go_or_wait, pending_page_url, visit_error
+from app.pages.visits import go_or_wait, pending_page_url, visit_error
 from app.servers import Next, get_servers, url_prefix
 from app.users import get_users
 from proxy.client import ProxyError
@@ -196,16 +196,21 @@ def user_redirect(rest: str) -> ResponseReturnValue:
 
 @bp.get("/hub/error/<int:code>")
 def proxy_error(code: int) -> ResponseReturnValue:
-    """CHP's error target: it could not reach a user's server. Say why, never loop."""
+    """CHP's error target: it could not reach a user's server.
+
+    CHP asks for this page itself, without the browser's cookie: anyone may be
+    behind it, so it says nothing of the server and polls nothing. The hub's
+    /hub/user/ URL, which knows who asks, tells the owner why and offers Launch.
+    """
     url = request.args.get("url", "")
-    parts = [unquote(p) for p in url.split("?", 1)[0].split("/")]
+    parts = url.split("?", 1)[0].split("/")
     if code in (502, 503) and len(parts) > 2 and parts[1] == "user":
-        visit = get_servers().visit(parts[2])
-        if visit.next == Next.GO:
-            raise HubError(503, f"Your server is not responding. {RESTART_HINT}", home_link=True)
-        if visit.next == Next.WAIT:
-            return redirect(pending_page_url(parts[2]))
-        raise visit_error(visit)
+        raise HubError(
+            code,
+            f"The server at /user/{unquote(parts[2])}/ is not answering. If it is yours, "
+            "open it through the hub to see why and to start it again.",
+            hub_link="/hub" + url,
+        )
     raise HubError(code if 400 <= code < 600 else 500, f"The proxy answered {code} for {url}")
 
 

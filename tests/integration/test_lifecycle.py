@@ -461,9 +461,14 @@ def test_a_dead_server_is_noticed_on_the_next_request(hub_factory: Callable[...,
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), timeout=10)
     page = session.get(f"{lazy.public_url}/user/dies-quietly/", timeout=30)
-    # CHP keeps its own status (503) but shows the hub's page: not a proxy error.
+    # CHP keeps its own status (503) and shows the hub's page, which tells whoever asks
+    # nothing of the server but sends the owner to the hub.
     assert page.status_code == 503
-    assert "Server not running" in page.text and "stopped unexpectedly" in page.text
+    assert 'href="/hub/user/dies-quietly/"' in page.text
+    assert "stopped unexpectedly" not in page.text
+    shown = session.get(f"{lazy.public_url}/hub/user/dies-quietly/", timeout=30)
+    assert shown.status_code == 424
+    assert "Server not running" in shown.text and "stopped unexpectedly" in shown.text
     assert "/user/dies-quietly" not in lazy.routes()
     again = session.get(f"{lazy.public_url}/user/dies-quietly/", timeout=30)
     assert again.status_code == 424 and "stopped unexpectedly" in again.text

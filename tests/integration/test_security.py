@@ -4,6 +4,8 @@ system (real CHP, `flaskhub run`) and now answered safely."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,7 +15,7 @@ import pytest
 import requests
 
 from tests.helpers import free_port, wait_for, xsrf_token
-from tests.integration.conftest import Hub, login
+from tests.integration.conftest import Hub, login, server_pids
 
 pytestmark = pytest.mark.integration
 
@@ -374,3 +376,20 @@ def test_repeated_failed_logins_are_throttled_then_forgiven(
     other = _try_login(guarded, "nobody-at-all", "guess")
     assert other.status_code == 429 and "Too many failed logins" in other.text
     wait_for(lambda: _try_login(guarded, "mallory", "sesame").status_code == 302, timeout=10)
+
+
+# L. the proxy's error page tells anyone nothing of a user's server ----------------------
+
+
+def test_the_error_page_shows_nothing_of_another_users_server(hub: Hub) -> None:
+    assert hub.api("POST", "/users/bob").status_code == 201
+    assert hub.api("POST", "/users/bob/server").status_code == 201
+    (pid,) = server_pids("bob")
+    os.kill(pid, signal.SIGKILL)  # bob's server dies, with a stop reason to come
+    page = hub.get("/hub/error/503", params={"url": "/user/bob/"})  # no login at all
+    assert page.status_code == 503
+    assert "is not answering" in page.text and 'href="/hub/user/bob/"' in page.text
+    assert "stopped unexpectedly" not in page.text and "exit status" not in page.text
+    # Only bob, through the hub, learns why.
+    shown = login(hub, "bob").get(f"{hub.public_url}/hub/user/bob/", timeout=30)
+    assert shown.status_code == 424 and "stopped unexpectedly" in shown.text

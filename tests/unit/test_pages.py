@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from markupsafe import escape
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
@@ -286,18 +287,21 @@ def test_health(client: FlaskClient) -> None:
 # -- the proxy's error target ---------------------------------------------------------
 
 
+NOT_ANSWERING = "is not answering. If it is yours, open it through the hub"
+
+
 @pytest.mark.parametrize(
-    ("code", "url", "status", "says"),
+    ("code", "url", "status", "says", "hub_link"),
     [
-        (503, "/user/alice/tree", 424, DIED),
-        (502, "/user/bob/", 424, "bob's server is not running."),
-        (503, "/user/carol/", 424, "carol's server is not running."),  # never started
-        (404, "/user/alice/", 404, "The proxy answered 404 for /user/alice/"),
-        (503, "/hub/api/users", 503, "The proxy answered 503 for /hub/api/users"),
-        (999, "/x", 500, "The proxy answered 999 for /x"),
+        (503, "/user/alice/tree?x=1", 503, NOT_ANSWERING, "/hub/user/alice/tree?x=1"),
+        (502, "/user/bob/", 502, NOT_ANSWERING, "/hub/user/bob/"),
+        (503, "/user/carol/", 503, NOT_ANSWERING, "/hub/user/carol/"),  # never started
+        (404, "/user/alice/", 404, "The proxy answered 404 for /user/alice/", None),
+        (503, "/hub/api/users", 503, "The proxy answered 503 for /hub/api/users", None),
+        (999, "/x", 500, "The proxy answered 999 for /x", None),
     ],
 )
-def test_proxy_error_page(
+def test_proxy_error_page_tells_anyone_nothing_of_the_server(
     app: Flask,
     client: FlaskClient,
     add_server: Callable[..., None],
@@ -305,6 +309,7 @@ def test_proxy_error_page(
     url: str,
     status: int,
     says: str,
+    hub_link: str | None,
 ) -> None:
     add_server("alice", ServerState.STOPPED, stop_reason=DIED)
     add_server("bob", ServerState.STOPPED)
@@ -312,8 +317,9 @@ def test_proxy_error_page(
     assert response.status_code == status
     page = text_of(response)
     assert says in page
-    if status == 424:
-        assert "<h1>Server not running</h1>" in page and 'id="launch"' in page
+    assert DIED not in page and "not running" not in page  # CHP asks, not the owner
+    if hub_link is not None:
+        assert f'id="hub-link" href="{escape(hub_link)}"' in page
     assert server_rows(app) == [("alice", "", "stopped"), ("bob", "", "stopped")]
 
 
