@@ -26,6 +26,8 @@ log = logging.getLogger("flaskhub")
 
 def _settings() -> Settings:
     """Validated settings with secrets, or a clean exit naming the problem."""
+    # Whatever the hub creates (database, secrets, logs) is for its own account only.
+    os.umask(0o077)
     try:
         return resolve_secrets(load())
     except ConfigError as e:
@@ -83,6 +85,7 @@ def run() -> None:
         level=settings.log_level.upper(),
         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
     )
+    _warn_shared_account(settings)
     _migrate(settings)
     _ensure_admins(settings)
     _recover()
@@ -108,6 +111,17 @@ def run() -> None:
         _shutdown(settings, hub, proxy)
     if not stopping:
         raise click.ClickException(f"The hub (gunicorn) exited with status {hub.returncode}")
+
+
+def _warn_shared_account(settings: Settings) -> None:
+    """Say once that users are not isolated: every server runs as the hub's account."""
+    log.warning(
+        "Every user's server runs as this hub's own account (uid %s): code in any server "
+        "can read %s and other users' files. Use FlaskHub like this for one person only "
+        "(README, Security).",
+        os.geteuid(),
+        settings.data_dir,
+    )
 
 
 def _hub_env(settings: Settings) -> dict[str, str]:

@@ -332,6 +332,11 @@ def persistent_secret(configured: str, path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(
+                f"{path} can be read by other users: run `chmod 600 {path}` "
+                "(and make a new secret if they may have read it)"
+            ) from None
         return path.read_text().strip()
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32))
@@ -339,10 +344,13 @@ def persistent_secret(configured: str, path: Path) -> str:
 
 
 def check_data_dir(settings: Settings) -> None:
-    """Create data_dir and prove it is writable, or raise ConfigError saying what to do."""
+    """Create data_dir (0700: only the hub's account may enter) and prove it is writable,
+    or raise ConfigError saying what to do."""
     path = Path(settings.data_dir)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()

@@ -7,15 +7,17 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.helpers import free_port, wait_for, xsrf_token
-from tests.integration.conftest import Hub, login, server_pids
+from tests.integration.conftest import FLASKHUB, Hub, hub_env, login, server_pids
 
 pytestmark = pytest.mark.integration
 
@@ -393,3 +395,31 @@ def test_the_error_page_shows_nothing_of_another_users_server(hub: Hub) -> None:
     # Only bob, through the hub, learns why.
     shown = login(hub, "bob").get(f"{hub.public_url}/hub/user/bob/", timeout=30)
     assert shown.status_code == 424 and "stopped unexpectedly" in shown.text
+
+
+# A (in part). The hub's data is for the hub's account alone; the shared account is said ----
+
+
+def test_the_hubs_data_is_for_its_account_alone(hub: Hub, alice_running: None) -> None:
+    assert hub.data_dir.stat().st_mode & 0o777 == 0o700
+    files = ["cookie_secret", "proxy_auth_token", "flaskhub.sqlite", "logs/alice.log"]
+    for name in files:
+        assert (hub.data_dir / name).stat().st_mode & 0o077 == 0, name
+    assert "Every user's server runs as this hub's own account" in hub.log()
+
+
+def test_a_cookie_secret_others_can_read_stops_the_hub(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    secret = data_dir / "cookie_secret"
+    secret.write_text("0" * 64)
+    secret.chmod(0o644)
+    result = subprocess.run(
+        [FLASKHUB, "run"],
+        env=hub_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"{secret} can be read by other users: run `chmod 600 {secret}`" in result.stderr

@@ -269,10 +269,32 @@ def test_configured_secrets_are_used_and_not_stored(settings_dir: Path) -> None:
     assert not (settings_dir / "proxy_auth_token").exists()
 
 
-def test_check_data_dir_creates_it(settings_dir: Path) -> None:
+def test_check_data_dir_creates_it_for_the_hub_alone(settings_dir: Path) -> None:
     check_data_dir(load(environ={}, overrides={"data_dir": str(settings_dir / "deeper")}))
     assert (settings_dir / "deeper").is_dir()
     assert list((settings_dir / "deeper").iterdir()) == []
+    assert (settings_dir / "deeper").stat().st_mode & 0o777 == 0o700
+
+
+def test_an_open_data_dir_is_closed(settings_dir: Path) -> None:
+    open_dir = settings_dir / "open"
+    open_dir.mkdir(parents=True)
+    open_dir.chmod(0o755)
+    check_data_dir(load(environ={}, overrides={"data_dir": str(open_dir)}))
+    assert open_dir.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("name", ["cookie_secret", "proxy_auth_token"])
+def test_a_secret_others_can_read_stops_start_up(settings_dir: Path, name: str) -> None:
+    settings = load(environ={}, overrides={"data_dir": str(settings_dir)})
+    resolved = resolve_secrets(settings)  # creates both, 0600
+    for secret in ("cookie_secret", "proxy_auth_token"):
+        assert (settings_dir / secret).stat().st_mode & 0o777 == 0o600
+    (settings_dir / name).chmod(0o644)
+    with pytest.raises(ConfigError, match=rf"{name} can be read by other users: run `chmod 600 "):
+        resolve_secrets(settings)
+    (settings_dir / name).chmod(0o600)
+    assert resolve_secrets(settings) == resolved
 
 
 def test_unusable_data_dir_says_what_to_do(tmp_path: Path) -> None:
