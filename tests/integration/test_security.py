@@ -32,14 +32,18 @@ def hub(hub_factory: Callable[..., Hub]) -> Hub:
     return hub
 
 
-def _login_to(hub: Hub, next_url: str) -> requests.Response:
-    """Log in through the form with a `next`, as a browser sends it; the answer, unfollowed."""
+def _post_login(
+    hub: Hub, name: str = "alice", password: str = "", next_url: str | None = None
+) -> requests.Response:
+    """Send the login form as a browser does (with `next` if given); the answer, unfollowed."""
     session = requests.Session()
-    page = session.get(f"{hub.public_url}/hub/login", params={"next": next_url}, timeout=10)
+    params = {"next": next_url} if next_url is not None else {}
+    page = session.get(f"{hub.public_url}/hub/login", params=params, timeout=10)
+    form = {"username": name, "password": password, "_xsrf": xsrf_token(page.text), **params}
     return session.post(
         f"{hub.public_url}/hub/login",
-        params={"next": next_url},
-        data={"username": "alice", "_xsrf": xsrf_token(page.text), "next": next_url},
+        params=params,
+        data=form,
         allow_redirects=False,
         timeout=10,
     )
@@ -62,13 +66,13 @@ def _login_to(hub: Hub, next_url: str) -> requests.Response:
     ],
 )
 def test_next_never_leaves_the_hub(hub: Hub, next_url: str) -> None:
-    response = _login_to(hub, next_url)
+    response = _post_login(hub, next_url=next_url)
     assert response.status_code == 302
     assert response.headers["Location"] == "/hub/home"
 
 
 def test_a_local_next_is_kept(hub: Hub) -> None:
-    response = _login_to(hub, "/hub/user/alice/lab?x=1")
+    response = _post_login(hub, next_url="/hub/user/alice/lab?x=1")
     assert response.headers["Location"] == "/hub/user/alice/lab?x=1"
 
 
@@ -353,31 +357,20 @@ def test_the_login_cookie_is_secure_over_https_and_lasts_14_days(hub: Hub) -> No
 # K. failed logins are throttled -------------------------------------------------------
 
 
-def _try_login(hub: Hub, name: str, password: str) -> requests.Response:
-    session = requests.Session()
-    page = session.get(f"{hub.public_url}/hub/login", timeout=10)
-    return session.post(
-        f"{hub.public_url}/hub/login",
-        data={"username": name, "password": password, "_xsrf": xsrf_token(page.text)},
-        allow_redirects=False,
-        timeout=10,
-    )
-
-
 def test_repeated_failed_logins_are_throttled_then_forgiven(
     hub_factory: Callable[..., Hub],
 ) -> None:
     guarded = hub_factory(dummy_password="sesame", login_failure_limit=3, login_failure_window=3)
     for _ in range(3):
-        assert _try_login(guarded, "mallory", "guess").status_code == 403
-    refused = _try_login(guarded, "mallory", "sesame")  # even the right password
+        assert _post_login(guarded, "mallory", "guess").status_code == 403
+    refused = _post_login(guarded, "mallory", "sesame")  # even the right password
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 3
     assert "Too many failed logins" in refused.text
     # From the same address, another name is refused too, exactly alike, existing or not.
-    other = _try_login(guarded, "nobody-at-all", "guess")
+    other = _post_login(guarded, "nobody-at-all", "guess")
     assert other.status_code == 429 and "Too many failed logins" in other.text
-    wait_for(lambda: _try_login(guarded, "mallory", "sesame").status_code == 302, timeout=10)
+    wait_for(lambda: _post_login(guarded, "mallory", "sesame").status_code == 302, timeout=10)
 
 
 # L. the proxy's error page tells anyone nothing of a user's server ----------------------
