@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from flask import Flask, current_app
+from sqlalchemy import delete
 
 from app.config import Settings, get_settings
 from app.db import Database, get_db
@@ -41,15 +42,20 @@ class LoginThrottle:
         return math.ceil((max(ends) - now).total_seconds()) if ends else None
 
     def failed(self, keys: Iterable[str]) -> None:
-        """Count one failure for each key (a window that ended starts again)."""
+        """Count one failure for each key (a window that ended starts again).
+
+        Rows of windows that ended are deleted here, so many names tried once each
+        (from many addresses) leave no more rows than one window's worth.
+        """
         if not self.limit:
             return
         now = utcnow()
         with self.db.write() as session:
+            session.execute(delete(LoginFailure).where(LoginFailure.first_at <= now - self.window))
             for key in keys:
                 row = session.get(LoginFailure, key)
-                if row is None or row.first_at + self.window <= now:
-                    session.merge(LoginFailure(key=key, failures=1, first_at=now))
+                if row is None:
+                    session.add(LoginFailure(key=key, failures=1, first_at=now))
                 else:
                     row.failures += 1
 

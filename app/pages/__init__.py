@@ -45,6 +45,9 @@ def _require_login() -> User:
     return identity.user
 
 
+C0_AND_SPACE = "".join(map(chr, range(33)))
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this hub, judged as a browser will read it: never another host."""
     if not target:
@@ -52,7 +55,7 @@ def _safe_next(target: str | None) -> str:
     if "\r" in target or "\n" in target:
         raise HubError(400, "The next URL must not contain a line break.")
     # Browsers drop tabs and surrounding control characters and read \ as /.
-    path = target.replace("\t", "").strip("".join(map(chr, range(33)))).replace("\\", "/")
+    path = target.replace("\t", "").strip(C0_AND_SPACE).replace("\\", "/")
     parts = urlsplit(path)
     if path.startswith("/") and not path.startswith("//") and not parts.scheme + parts.netloc:
         return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from app.config import load
 from app.db import Database
@@ -42,6 +43,16 @@ def test_an_ended_window_starts_again(db: Database) -> None:
     assert throttle.retry_after(["name:eve"]) is None
     throttle.failed(["name:eve"])  # one failure in a new window
     assert throttle.retry_after(["name:eve"]) is None
+
+
+def test_ended_windows_leave_no_rows(db: Database) -> None:
+    throttle = _throttle(db, limit=5)
+    throttle.failed([f"name:user{i}" for i in range(20)])
+    with db.write() as session:
+        session.execute(update(LoginFailure).values(first_at=utcnow() - timedelta(seconds=61)))
+    throttle.failed(["name:new"])
+    with db.read() as session:
+        assert [row.key for row in session.scalars(select(LoginFailure))] == ["name:new"]
 
 
 def test_success_forgets_the_names_failures(db: Database) -> None:
