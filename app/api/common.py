@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.auth import Identity, current_identity
 from app.errors import HubError
@@ -55,8 +56,13 @@ def user_or_404(name: str) -> User:
 
 
 def json_body(default: Any = None) -> Any:
-    """The parsed JSON body (default when empty), or 400 saying what is wrong."""
+    """The parsed JSON body (default when empty), or 400 saying what is wrong (413 when
+    it is larger than max_body_size)."""
     data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # Werkzeug cuts a streamed (chunked) body at the limit without an error.
+        raise RequestEntityTooLarge()
     if not data.strip():
         return default
     try:

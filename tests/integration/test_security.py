@@ -96,6 +96,14 @@ def test_a_body_over_max_body_size_is_413_and_not_echoed(hub: Hub) -> None:
     assert len(response.content) < 500
 
 
+def test_a_streamed_body_over_max_body_size_is_413(hub: Hub) -> None:
+    chunks = iter([b'{"last_activity": "'] + [b"x" * 16384] * (MAX_BODY // 8192))
+    response = hub.api("POST", "/users/alice/activity", data=chunks)  # chunked, no length
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 413
+    assert f"({MAX_BODY} bytes)" in response.json()["message"]
+
+
 def test_a_bad_value_is_named_by_a_short_prefix(hub: Hub) -> None:
     long_value = "y" * 10_000
     response = hub.api("POST", "/users/alice/activity", json={"last_activity": long_value})
