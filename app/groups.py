@@ -95,7 +95,8 @@ class GroupService:
         with self.db.write() as session:
             group = _find(session, name)
             _users(session, usernames)
-            group.users = [u for u in group.users if u.name not in set(usernames)]
+            leaving = set(usernames)
+            group.users = [u for u in group.users if u.name not in leaving]
             session.flush()
             return group
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.auth import Identity, current_identity
@@ -71,3 +71,10 @@ def json_body(default: Any = None) -> Any:
         raise HubError(400, f"Request body must be valid JSON: {e}") from None
     except RecursionError:
         raise HubError(400, "Request body must be valid JSON: it is nested too deeply") from None
+
+
+def created_response(data: object) -> Response:
+    """201 with the created resource's JSON model."""
+    response = jsonify(data)
+    response.status_code = 201
+    return response

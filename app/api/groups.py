@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.common import json_body, require_identity, require_scope
+from app.api.common import created_response, json_body, require_identity, require_scope
 from app.api.pagination import page_args, paginated
 from app.errors import HubError
 from app.groups import get_groups
@@ -52,7 +52,7 @@ def create_groups() -> Response:
     created = get_groups().create_many(body["groups"], members=usernames)
     names = ", ".join(g.name for g in created)
     log.info("Created groups %s with %s users", names, len(created[0].users))
-    return _json(201, [group_model(g) for g in created])
+    return created_response([group_model(g) for g in created])
 
 
 @bp.get("/groups/<name>")
@@ -70,7 +70,7 @@ def create_group(name: str) -> Response:
         raise HubError(400, 'Send nothing, or {"users": ["name", ...]}.')
     group = get_groups().create(name, members=_usernames(body, required=False))
     log.info("Created group %s with %s users", group.name, len(group.users))
-    return _json(201, group_model(group))
+    return created_response(group_model(group))
 
 
 @bp.delete("/groups/<name>")
@@ -132,9 +132,3 @@ def _usernames(body: object, *, required: bool) -> list[str]:
     if not isinstance(names, list):
         raise HubError(400, "users must be a list of usernames")
     return names
-
-
-def _json(status: int, data: object) -> Response:
-    response = jsonify(data)
-    response.status_code = status
-    return response

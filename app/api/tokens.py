@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.common import json_body, require_scope, user_or_404
+from app.api.common import created_response, json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
 from app.auth import Identity
 from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
@@ -64,9 +64,7 @@ def create_token(name: str) -> Response:
     _check_scopes_held(identity, user, requested)
     token, row = get_tokens().create(user.id, note=note, expires_in=expires_in, scopes=requested)
     log.info("%s created API token a%s for %s (%s)", identity.name, row.id, user.name, note)
-    response = jsonify({**token_models(user, [row])[0], "token": token})
-    response.status_code = 201
-    return response
+    return created_response({**token_models(user, [row])[0], "token": token})
 
 
 @bp.get("/users/<name>/tokens/<token_id>")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.api.common import json_body, require_identity, require_scope, user_or_404
+from app.api.common import created_response, json_body, require_identity, require_scope, user_or_404
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
@@ -51,7 +51,7 @@ def create_users() -> Response:
     created = get_users().create_many(names, admin=admin)
     if not created:
         raise HubError(409, f"All {len(names)} users already exist")
-    return _json(201, [user_model(u) for u in created])
+    return created_response([user_model(u) for u in created])
 
 
 @bp.get("/users/<name>")
@@ -72,7 +72,7 @@ def create_user(name: str) -> Response:
     if get_users().get(name) is not None:
         raise HubError(409, f"User {name} already exists")
     created = get_users().create_many([name], admin=admin)
-    return _json(201, user_model(created[0]))
+    return created_response(user_model(created[0]))
 
 
 @bp.patch("/users/<name>")
@@ -183,9 +183,3 @@ def _parse_time(value: object) -> datetime:
         # A date far ahead would keep the idle culler away from this user for ever.
         raise HubError(400, f"Timestamp {shown(value)} is in the future")
     return parsed
-
-
-def _json(status: int, data: object) -> Response:
-    response = jsonify(data)
-    response.status_code = status
-    return response
