@@ -114,7 +114,15 @@ def run() -> None:
 
 
 def _warn_shared_account(settings: Settings) -> None:
-    """Say once that users are not isolated: every server runs as the hub's account."""
+    """Say once when users are not isolated: every server runs as the hub's account."""
+    from app.spawners import spawner_class
+
+    try:
+        shares = spawner_class(settings.spawner).shares_hub_account()
+    except (ImportError, AttributeError, ValueError) as e:
+        raise click.ClickException(f"setting 'spawner': {e}") from None
+    if not shares:
+        return
     log.warning(
         "Every user's server runs as this hub's own account (uid %s): code in any server "
         "can read %s and other users' files. Use FlaskHub like this for one person only "

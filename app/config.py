@@ -78,9 +78,19 @@ class Settings:
         [],
         'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
     )
-    spawner: str = setting("local", "`local` or a dotted path `module:Class`.")
+    spawner: str = setting(
+        "local",
+        "`local` (as root: each user's own system account), `simple` (the hub's account), "
+        "or a dotted path `module:Class`.",
+    )
     spawner_cmd: list[str] = setting(
         ["flaskhub", "singleuser"], "Command that starts a user's server."
+    )
+    system_user_template: str = setting(
+        "{username}", "The system account of a user's servers (local spawner, hub as root)."
+    )
+    create_system_users: bool = setting(
+        False, "Create a missing system account (useradd) at a user's first spawn."
     )
     workers: int = setting(1, "gunicorn worker processes.")
     slow_spawn_timeout: float = setting(10.0, "Seconds a request waits for a spawn before 202.")
@@ -260,6 +270,19 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any]:
     return data
 
 
+def _validate_template(template: str) -> None:
+    """system_user_template must name the user, with no other field."""
+    try:
+        filled = template.format(username="x")
+    except (KeyError, IndexError, ValueError):
+        filled = ""
+    if "{username}" not in template or not filled:
+        raise ConfigError(
+            "setting 'system_user_template' must contain {username} and no other {field}, "
+            f"got {template!r}"
+        )
+
+
 def _validate(settings: Settings) -> None:
     """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
     if settings.authenticator not in ("dummy", "password"):
@@ -273,6 +296,7 @@ def _validate(settings: Settings) -> None:
     cmd = settings.spawner_cmd
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
+    _validate_template(settings.system_user_template)
     for service in settings.services:
         required = ("name", "api_token")
         if not isinstance(service, dict) or not all(

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import gevent
 
-from app.spawners import LocalProcessSpawner, SpawnerError
+from app.spawners import SimpleLocalProcessSpawner, SpawnerError
 
 SLOW_SECONDS = 5.0
 FAIL_STATUS = 418
 
 
-class FaultSpawner(LocalProcessSpawner):
-    """LocalProcessSpawner with faults injected by username prefix."""
+class FaultSpawner(SimpleLocalProcessSpawner):
+    """SimpleLocalProcessSpawner (the hub's account) with faults injected by username prefix."""
 
     @property
     def fault(self) -> str:

@@ -5,22 +5,33 @@ from __future__ import annotations
 import importlib
 
 from app.spawners.base import Spawner, SpawnerError
-from app.spawners.local import LocalProcessSpawner
+from app.spawners.local import LocalProcessSpawner, SimpleLocalProcessSpawner
 
-BUILTIN = {"local": LocalProcessSpawner}
+BUILTIN: dict[str, type[Spawner]] = {
+    "local": LocalProcessSpawner,
+    "simple": SimpleLocalProcessSpawner,
+}
 
 
 def spawner_class(name: str) -> type[Spawner]:
-    """The class named by the `spawner` setting: `local` or `module:Class`."""
+    """The class named by the `spawner` setting: a BUILTIN name or `module:Class`."""
     if name in BUILTIN:
         return BUILTIN[name]
     module_name, _, attr = name.partition(":")
     if not attr:
-        raise ValueError(f"spawner {name!r} is neither 'local' nor 'module:Class'")
+        raise ValueError(
+            f"spawner {name!r} is neither one of {', '.join(BUILTIN)} nor 'module:Class'"
+        )
     cls = getattr(importlib.import_module(module_name), attr)
     if not (isinstance(cls, type) and issubclass(cls, Spawner)):
         raise ValueError(f"spawner {name!r} is not a Spawner subclass")
     return cls
 
 
-__all__ = ["Spawner", "SpawnerError", "LocalProcessSpawner", "spawner_class"]
+__all__ = [
+    "Spawner",
+    "SpawnerError",
+    "LocalProcessSpawner",
+    "SimpleLocalProcessSpawner",
+    "spawner_class",
+]

@@ -69,6 +69,11 @@ class Spawner:
         #: The message of the failed spawn this object belongs to, if any.
         self.error: str | None = None
 
+    @classmethod
+    def shares_hub_account(cls) -> bool:
+        """Whether servers run as the hub's own OS account (and can read its files)."""
+        return False
+
     @property
     def file_stem(self) -> str:
         """A name for this server's files (its log), unique among all servers."""

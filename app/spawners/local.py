@@ -1,4 +1,11 @@
-"""LocalProcessSpawner: one process per user on 127.0.0.1, in its own session."""
+"""Local spawners: one process per server on 127.0.0.1, in its own session.
+
+`LocalProcessSpawner` (`spawner = "local"`) runs each server as its user's own
+system account when the hub runs as root, else as the hub's account.
+`SimpleLocalProcessSpawner` (`spawner = "simple"`) always shares the hub's
+account, as JupyterHub's SimpleLocalProcessSpawner: for one person, tests and
+benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from typing import Any
 
 import gevent
 
+from app.spawners import accounts
+from app.spawners.accounts import Account
 from app.spawners.base import Spawner, SpawnerError
 
 log = logging.getLogger(__name__)
@@ -45,7 +54,11 @@ def process_start_time(pid: int) -> int | None:
 
 
 class LocalProcessSpawner(Spawner):
-    """Runs `spawner_cmd` as a child process in the user's directory under data_dir."""
+    """Runs `spawner_cmd` as a child process in the user's home.
+
+    As root: as the user's system account (`system_user_template`), in its home.
+    Otherwise: as the hub's account, in `data_dir/home/<storage id>`.
+    """
 
     ip = "127.0.0.1"
 
@@ -55,18 +68,43 @@ class LocalProcessSpawner(Spawner):
         self.port: int | None = None
         self.started_at: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self._account: Account | None = None
+
+    @classmethod
+    def shares_hub_account(cls) -> bool:
+        return os.geteuid() != 0
+
+    @property
+    def account(self) -> Account | None:
+        """The system account servers run as; None when they share the hub's."""
+        if self.shares_hub_account():
+            return None
+        if self._account is None:
+            self._account = accounts.find(
+                self.settings.system_user_template,
+                self.user_name,
+                self.storage_id,
+                create_missing=self.settings.create_system_users,
+            )
+        return self._account
 
     @property
     def home(self) -> Path:
-        """The user's directory, keyed by their stable id."""
+        """The user's directory: their account's home, else keyed by their stable id."""
+        account = self.account
+        if account is not None:
+            return account.home
         return Path(self.settings.data_dir) / "home" / self.storage_id
 
     def delete_forever(self) -> None:
         if self.settings.keep_user_files:
-            log.info("Keeping the files of deleted user %s in %s", self.user_name, self.home)
-            return
-        shutil.rmtree(self.home, ignore_errors=True)
-        log.info("Removed the files of deleted user %s (%s)", self.user_name, self.home)
+            log.info("Keeping the files of deleted user %s", self.user_name)
+        elif self.shares_hub_account():
+            home = Path(self.settings.data_dir) / "home" / self.storage_id
+            shutil.rmtree(home, ignore_errors=True)
+            log.info("Removed the files of deleted user %s (%s)", self.user_name, home)
+        elif (name := accounts.remove(self.storage_id)) is not None:
+            log.info("Removed system account %s of deleted user %s", name, self.user_name)
 
     def command(self) -> list[str]:
         """spawner_cmd with its program resolved (also next to this Python)."""
@@ -77,37 +115,68 @@ class LocalProcessSpawner(Spawner):
             raise SpawnerError(f"Cannot start a server: command {cmd[0]!r} not found")
         return [program, *cmd[1:]]
 
-    def start(self) -> str:
-        self.port = free_port(self.ip)
-        url = f"http://{self.ip}:{self.port}"
+    def environment(self, url: str) -> dict[str, str]:
+        """The server's environment: a short allow-list of the hub's, then its own."""
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         # Each user's HOME is their own directory: tools keep their state apart.
         env["HOME"] = str(self.home)
+        if (account := self.account) is not None:
+            env.update(USER=account.name, LOGNAME=account.name, SHELL=account.shell)
         env.update(self.env)
         env["JUPYTERHUB_SERVICE_URL"] = url + self.service_prefix
         env["JUPYTERHUB_SERVICE_PORT"] = str(self.port)
-        self.home.mkdir(parents=True, exist_ok=True)
+        return env
+
+    def prepare_home(self) -> None:
+        """Create the home if needed; an account's must belong to it."""
+        if (account := self.account) is not None:
+            accounts.prepare_home(account)
+        else:
+            self.home.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> str:
+        self.port = free_port(self.ip)
+        url = f"http://{self.ip}:{self.port}"
+        env = self.environment(url)
+        self.prepare_home()
         log_dir = Path(self.settings.data_dir) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{self.file_stem}.log"
         cmd = self.command()
         with log_path.open("ab") as logf:
-            try:
-                self.proc = subprocess.Popen(
-                    cmd,
-                    env=env,
-                    cwd=self.home,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as e:
-                raise SpawnerError(f"Cannot start a server with {cmd[0]}: {e.strerror}") from e
+            self.proc = self.launch(cmd, env, logf)
         self.pid = self.proc.pid
         self.started_at = process_start_time(self.pid)
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
         return url
+
+    def launch(self, cmd: list[str], env: dict[str, str], logf: Any) -> subprocess.Popen[bytes]:
+        """Start the process, as the account if there is one; say why it cannot start."""
+        account = self.account
+        as_account: dict[str, Any] = {}
+        if account is not None:
+            as_account = dict(
+                user=account.uid, group=account.gid, extra_groups=account.groups, umask=0o077
+            )
+        try:
+            return subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_account,
+            )
+        except OSError as e:
+            if isinstance(e, PermissionError) and account is not None:
+                raise SpawnerError(
+                    f"System account {account.name!r} may not execute {cmd[0]} (or the "
+                    "interpreter it names): install the servers' environment where every "
+                    "account can read and run it (README: Per-user accounts)."
+                ) from e
+            raise SpawnerError(f"Cannot start a server with {cmd[0]}: {e.strerror}") from e
 
     def poll(self) -> int | None:
         if self.proc is not None:
@@ -156,3 +225,11 @@ class LocalProcessSpawner(Spawner):
     def clear_state(self) -> None:
         self.pid = self.port = self.started_at = None
         self.proc = None
+
+
+class SimpleLocalProcessSpawner(LocalProcessSpawner):
+    """Every server as the hub's own account, even as root: for one person and tests."""
+
+    @classmethod
+    def shares_hub_account(cls) -> bool:
+        return True

@@ -141,6 +141,9 @@ def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "proxy_api_port": proxy_api_port,
         "admin_users": [ADMIN],
         "poll_interval": 2,
+        # The hub's own account for every server (tests/integration/test_accounts.py
+        # runs servers as system accounts).
+        "spawner": "simple",
     }
     values.update(settings)
     for key, value in values.items():

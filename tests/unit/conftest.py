@@ -48,7 +48,9 @@ def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
         data_dir.mkdir(exist_ok=True)
         if not (data_dir / "flaskhub.sqlite").exists():
             shutil.copyfile(migrated_sqlite, data_dir / "flaskhub.sqlite")
-        app = create_app({"data_dir": str(data_dir), "proxy_api_port": free_port(), **overrides})
+        # The hub's own account for every server: no test makes system accounts by accident.
+        base = {"data_dir": str(data_dir), "proxy_api_port": free_port(), "spawner": "simple"}
+        app = create_app({**base, **overrides})
         if get_settings(app).db_url != f"sqlite:///{data_dir / 'flaskhub.sqlite'}":
             upgrade(get_settings(app).db_url)
         return app

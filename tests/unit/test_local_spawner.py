@@ -1,4 +1,5 @@
-"""app/spawners/local.py with real child processes (small `python -c` programs)."""
+"""app/spawners/local.py with real child processes (small `python -c` programs), as the
+hub's own account (`simple`); tests/unit/test_accounts.py runs them as system accounts."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from app.config import load
 from app.spawners import local
 from app.spawners.base import SpawnerError
-from app.spawners.local import LocalProcessSpawner, process_start_time
+from app.spawners.local import SimpleLocalProcessSpawner, process_start_time
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.process
@@ -38,7 +39,7 @@ STUBBORN = (
 )
 EXITS_3 = "print('about to exit', flush=True); raise SystemExit(3)"
 
-MakeSpawner = Callable[..., LocalProcessSpawner]
+MakeSpawner = Callable[..., SimpleLocalProcessSpawner]
 
 
 @pytest.fixture
@@ -52,11 +53,11 @@ def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
 
     Every process a spawner started is killed and reaped at the end of the test.
     """
-    made: list[LocalProcessSpawner] = []
+    made: list[SimpleLocalProcessSpawner] = []
 
     def _make(
         code: str = SLEEPER, user: str = "alice", cmd: list[str] | None = None
-    ) -> LocalProcessSpawner:
+    ) -> SimpleLocalProcessSpawner:
         settings = load(
             environ={},
             overrides={
@@ -64,7 +65,7 @@ def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
                 "spawner_cmd": cmd or [sys.executable, "-c", code],
             },
         )
-        spawner = LocalProcessSpawner(
+        spawner = SimpleLocalProcessSpawner(
             user_name=user,
             server_name="",
             service_prefix=f"/user/{user}/",
@@ -182,7 +183,7 @@ def test_stop_now_does_not_wait_for_the_grace_period(
     assert time.monotonic() - started < 2
 
 
-def restarted(make_spawner: MakeSpawner, state: dict) -> LocalProcessSpawner:
+def restarted(make_spawner: MakeSpawner, state: dict) -> SimpleLocalProcessSpawner:
     """A new spawner object given stored state, as after a hub restart."""
     spawner = make_spawner()
     spawner.load_state(json.loads(json.dumps(state)))
@@ -258,7 +259,7 @@ def test_missing_command_is_a_clear_error(make_spawner: MakeSpawner) -> None:
 @pytest.mark.parametrize("keep", [True, False])
 def test_delete_forever_keeps_or_removes_the_home(data_dir: Path, keep: bool) -> None:
     settings = load(environ={}, overrides={"data_dir": str(data_dir), "keep_user_files": keep})
-    spawner = LocalProcessSpawner(
+    spawner = SimpleLocalProcessSpawner(
         user_name="gone",
         server_name="",
         service_prefix="/user/gone/",

@@ -1,0 +1,110 @@
+"""Each server as its user's own system account (issue 9 A), through the whole system.
+
+The hub runs as root (as in CI) with `spawner = "local"`, creating accounts from a
+template of this module's own, and the servers run from the servers' environment
+that `.ci/setup` makes for accounts (`.venv-server`: Debian's python3, readable by
+every account). Then, as one user's account, the other user's files, the hub's
+secrets and the other server's environment cannot be read.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, Hub, server_pids
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="servers as system accounts need root"),
+]
+
+SERVER_ENV = REPO / ".venv-server"
+PREFIX = f"fhi{secrets.token_hex(2)}-"
+SHARED_WARNING = "Every user's server runs as this hub's own account"
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: Callable[..., Hub]) -> Iterator[Hub]:
+    program = SERVER_ENV.resolve() / "bin" / "flaskhub"
+    assert program.exists(), f"{program} is missing: `.ci/setup` makes it when run as root"
+    yield hub_factory(
+        spawner="local",
+        system_user_template=PREFIX + "{username}",
+        create_system_users=True,
+        spawner_cmd=[str(program), "singleuser"],
+    )
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(PREFIX):
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], check=False)
+            subprocess.run(["userdel", "--remove", entry.pw_name], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def running(hub: Hub) -> dict[str, int]:
+    """alice's and bob's servers, started through the API: {name: pid}."""
+    pids = {}
+    assert hub.api("POST", "/users", json={"usernames": ["alice", "bob"]}).status_code == 201
+    for name in ("alice", "bob"):
+        response = hub.api("POST", f"/users/{name}/server")
+        assert response.status_code == 201, response.text
+        (pids[name],) = server_pids(name)
+    return pids
+
+
+def as_account(name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """Run a command as a user's system account."""
+    return subprocess.run(
+        ["runuser", "-u", PREFIX + name, "--", *cmd], capture_output=True, text=True, timeout=30
+    )
+
+
+def uid_of(pid: int) -> int:
+    return Path(f"/proc/{pid}").stat().st_uid
+
+
+def test_each_server_runs_as_its_users_own_account(hub: Hub, running: dict[str, int]) -> None:
+    for name, pid in running.items():
+        account = pwd.getpwnam(PREFIX + name)
+        assert uid_of(pid) == account.pw_uid != 0
+        home = Path(account.pw_dir).stat()
+        assert (home.st_uid, home.st_mode & 0o777) == (account.pw_uid, 0o700)
+    assert uid_of(running["alice"]) != uid_of(running["bob"])
+    assert SHARED_WARNING not in hub.log()
+
+
+def test_the_server_works_for_its_owner_through_the_proxy(
+    hub: Hub, running: dict[str, int]
+) -> None:
+    url = f"{hub.public_url}/user/alice/api/status"
+    mine = hub.http.get(url, headers={"Authorization": f"token {hub.token('alice')}"}, timeout=30)
+    assert mine.status_code == 200
+    theirs = hub.http.get(url, headers={"Authorization": f"token {hub.token('bob')}"}, timeout=30)
+    assert theirs.status_code == 403
+
+
+def test_an_account_reads_its_own_server_and_nothing_of_anyone_else(
+    hub: Hub, running: dict[str, int]
+) -> None:
+    # The control: alice's account reads what is hers, so the refusals below mean something.
+    own = as_account("alice", "cat", f"/proc/{running['alice']}/environ")
+    assert own.returncode == 0 and "JUPYTERHUB_API_TOKEN=" in own.stdout
+    assert as_account("alice", "ls", pwd.getpwnam(PREFIX + "alice").pw_dir).returncode == 0
+
+    forbidden = {
+        "bob's home": ["ls", pwd.getpwnam(PREFIX + "bob").pw_dir],
+        "bob's server's environment": ["cat", f"/proc/{running['bob']}/environ"],
+        "the cookie secret": ["cat", str(hub.data_dir / "cookie_secret")],
+        "the database": ["cat", str(hub.data_dir / "flaskhub.sqlite")],
+        "the proxy token": ["cat", str(hub.data_dir / "proxy_auth_token")],
+    }
+    for what, cmd in forbidden.items():
+        result = as_account("alice", *cmd)
+        assert result.returncode != 0, f"alice's account could read {what}"
+        assert "Permission denied" in result.stderr, (what, result.stderr)
