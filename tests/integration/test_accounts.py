@@ -9,6 +9,7 @@ secrets and the other server's environment cannot be read.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Hub, server_pids
+from tests.integration.conftest import REPO, Hub
 
 pytestmark = [
     pytest.mark.integration,
@@ -54,8 +55,18 @@ def running(hub: Hub) -> dict[str, int]:
     for name in ("alice", "bob"):
         response = hub.api("POST", f"/users/{name}/server")
         assert response.status_code == 201, response.text
-        (pids[name],) = server_pids(name)
+        pids[name] = pid_of(hub, name)
     return pids
+
+
+def pid_of(hub: Hub, name: str) -> int:
+    """The pid of a user's default server, as this hub stored it."""
+    ((state,),) = hub.query(
+        "SELECT s.spawner_state FROM servers s JOIN users u ON u.id = s.user_id"
+        " WHERE u.name = ? AND s.name = ''",
+        name,
+    )
+    return int(json.loads(state)["pid"])
 
 
 def as_account(name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
