@@ -103,8 +103,17 @@ class LocalProcessSpawner(Spawner):
             home = Path(self.settings.data_dir) / "home" / self.storage_id
             shutil.rmtree(home, ignore_errors=True)
             log.info("Removed the files of deleted user %s (%s)", self.user_name, home)
-        elif (name := accounts.remove(self.storage_id)) is not None:
-            log.info("Removed system account %s of deleted user %s", name, self.user_name)
+        else:
+            try:
+                name = accounts.remove(self.storage_id)
+            except SpawnerError as e:
+                # The user is gone either way; the account stays for the operator.
+                log.warning(
+                    "Could not remove the account of deleted user %s: %s", self.user_name, e
+                )
+                return
+            if name is not None:
+                log.info("Removed system account %s of deleted user %s", name, self.user_name)
 
     def command(self) -> list[str]:
         """spawner_cmd with its program resolved (also next to this Python)."""

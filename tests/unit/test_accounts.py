@@ -233,3 +233,16 @@ def test_delete_forever_never_removes_an_account_the_hub_did_not_create(
     assert spawner.account is not None
     spawner.delete_forever()
     assert accounts._by_name(f"{prefix}hal") is not None
+
+
+@as_root
+@pytest.mark.process
+def test_an_account_in_use_stays_and_deleting_the_user_goes_on(
+    make_spawner: MakeSpawner, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    spawner = make_spawner("ivy", keep_user_files=False)
+    spawner.start()
+    whoami(spawner)
+    spawner.delete_forever()  # userdel refuses while the account's process runs
+    assert accounts._by_name(f"{prefix}ivy") is not None
+    assert "Could not remove the account of deleted user ivy" in caplog.text
