@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib
 
 from app.spawners.base import Spawner, SpawnerError
+from app.spawners.docker import DockerSpawner
 from app.spawners.local import LocalProcessSpawner
 
-BUILTIN = {"local": LocalProcessSpawner}
+BUILTIN: dict[str, type[Spawner]] = {"local": LocalProcessSpawner, "docker": DockerSpawner}
 
 
 def spawner_class(name: str) -> type[Spawner]:
