@@ -18,7 +18,7 @@ from docker.models.containers import Container
 
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_USER
 from tests.helpers import wait_for
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, login
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
@@ -115,6 +115,15 @@ def test_owner_reaches_the_server_through_the_proxy_others_do_not(docker_hub: Hu
         assert response.status_code == status, response.text
 
 
+def test_spawn_through_the_browser_path_lands_in_the_container(docker_hub: Hub) -> None:
+    # Start My Server, then the server's OAuth round trip with the hub (over the gateway).
+    session = login(docker_hub, "frank")
+    session.headers["Accept"] = "text/html"
+    page = session.get(f"{docker_hub.public_url}/hub/spawn", timeout=60)
+    assert page.status_code == 200, page.text
+    assert page.url == f"{docker_hub.public_url}/user/frank/" and "frank" in page.text
+
+
 def test_limits_and_environment(
     docker_hub: Hub,
     docker_client: docker.DockerClient,  # noqa: F811
@@ -152,6 +161,18 @@ def test_home_survives_stop_and_start_and_stop_removes_the_container(
     token = docker_hub.token("carol")
     page = docker_hub.get("/user/carol/", headers={"Authorization": f"token {token}"})
     assert page.status_code == 200 and "notes.txt" in page.text
+
+
+def test_deleting_a_user_keeps_their_volume(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "gina")
+    volume = home_volume(docker_client, "gina")
+    stop(docker_hub, "gina")
+    assert docker_hub.api("DELETE", "/users/gina").status_code == 204
+    # keep_user_files is true by default.
+    assert docker_client.volumes.get(volume).name == volume
 
 
 def test_users_have_their_own_volumes(
