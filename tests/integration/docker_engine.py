@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,14 +28,35 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 900
 
 
+def _socket_answers() -> bool:
+    """False if the engine is on a unix socket (the default) that nobody listens on."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return True
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(host[len("unix://") :])
+        except OSError:
+            return False
+    return True
+
+
 def _client() -> docker.DockerClient | None:
     """A client of an engine that answers, or None."""
+    # docker.from_env() leaves its socket unclosed when the engine is not there
+    # (a ResourceWarning, an error under filterwarnings): look first.
+    if not _socket_answers():
+        return None
     try:
         client = docker.from_env(timeout=30)
-        client.ping()
-        return client
     except docker.errors.DockerException:
         return None
+    try:
+        client.ping()
+    except docker.errors.DockerException:
+        client.close()
+        return None
+    return client
 
 
 def _no_engine(reason: str) -> None:
@@ -46,18 +68,21 @@ def _no_engine(reason: str) -> None:
 
 def _start_dockerd(workdir: Path) -> subprocess.Popen[bytes]:
     """Start dockerd in the background and wait until it answers."""
-    log = (workdir / "dockerd.log").open("wb")
-    process = subprocess.Popen(
-        ["dockerd", "--pidfile", str(workdir / "dockerd.pid")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (workdir / "dockerd.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["dockerd", "--pidfile", str(workdir / "dockerd.pid")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"dockerd exited: see {workdir / 'dockerd.log'}")
-        return _client() is not None
+        client = _client()
+        if client is not None:
+            client.close()
+        return client is not None
 
     wait_for(answers, timeout=60, interval=0.2)
     return process
