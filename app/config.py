@@ -26,10 +26,14 @@ from typing import Any, get_origin, get_type_hints
 
 from flask import Flask, current_app
 
+from app.version import __version__
+
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "flaskhub.toml"
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -81,7 +85,7 @@ class Settings:
     spawner: str = setting(
         "local",
         "`local` (as root: each user's own system account), `simple` (the hub's account), "
-        "or a dotted path `module:Class`.",
+        "`docker` (a container each), or a dotted path `module:Class`.",
     )
     spawner_cmd: list[str] = setting(
         ["flaskhub", "singleuser"], "Command that starts a user's server."
@@ -132,6 +136,37 @@ class Settings:
     max_body_size: int = setting(
         4 * 1024 * 1024, "Largest request body the hub reads, in bytes (larger: 413)."
     )
+    # The docker spawner (spawner = "docker"); README, Containers.
+    hub_connect_ip: str = setting(
+        "", "Address user servers reach the hub at (default hub_ip; docker: the network gateway)."
+    )
+    docker_image: str = setting(
+        f"flaskhub/singleuser:{__version__}", "Image of user containers (images/build)."
+    )
+    docker_cmd: list[str] = setting([], "Command of user containers (empty: the image's CMD).")
+    docker_prefix: str = setting(
+        "flaskhub", "Start of container, volume and network names; the hub's label value."
+    )
+    docker_network: str = setting(
+        "", "Network of user containers (default: named docker_prefix, created if missing)."
+    )
+    docker_home: str = setting(
+        "/home/jovyan", "Where the user's volume (<docker_prefix>-home-<storage id>) is mounted."
+    )
+    docker_volumes: dict[str, str] = setting(
+        {}, 'Extra mounts {"volume or /host/path": "/path[:ro]"}; {username}, {storage_id} filled.'
+    )
+    docker_env: dict[str, str] = setting(
+        {}, "Extra environment of user containers (the JUPYTERHUB_* variables win)."
+    )
+    docker_port: int = setting(8888, "Port the server listens on inside its container.")
+    docker_remove: bool = setting(
+        True, "Remove a container when its server stops (false: kept until the next start)."
+    )
+    mem_limit: str = setting(
+        "", "Memory limit of a user container: bytes or 512m, 2g (empty: none)."
+    )
+    cpu_limit: float = setting(0.0, "CPUs a user container may use, e.g. 1.5 (0: no limit).")
 
     @property
     def hub_url(self) -> str:
@@ -332,6 +367,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
+    _validate_docker(settings)
 
 
 def _validate_service_extras(service: dict[str, Any]) -> None:
@@ -347,6 +383,28 @@ def _validate_service_extras(service: dict[str, Any]) -> None:
         raise ConfigError(f"setting 'services': {e} (service {name!r})") from None
     if not isinstance(service.get("url", ""), str):
         raise ConfigError(f"setting 'services': 'url' of {name!r} must be a string")
+
+
+def _validate_docker(settings: Settings) -> None:
+    """The docker spawner's names, mounts, environment and limits."""
+    for name in ("docker_prefix", "docker_network"):
+        value = getattr(settings, name)
+        if value and not DOCKER_NAME_RE.fullmatch(value):
+            raise ConfigError(f"setting {name!r} must be letters, digits, _ . - (got {value!r})")
+    if not all(isinstance(a, str) for a in settings.docker_cmd):
+        raise ConfigError("setting 'docker_cmd' must be a list of strings")
+    for name in ("docker_volumes", "docker_env"):
+        if not all(isinstance(v, str) for v in getattr(settings, name).values()):
+            raise ConfigError(f"setting {name!r} must map names to strings")
+    if not 0 < settings.docker_port < 65536:
+        raise ConfigError(
+            f"setting 'docker_port' must be a port number, got {settings.docker_port}"
+        )
+    if settings.mem_limit and not MEM_LIMIT_RE.fullmatch(settings.mem_limit):
+        raise ConfigError(
+            f"setting 'mem_limit' must be bytes or a number with b, k, m or g, got "
+            f"{settings.mem_limit!r}"
+        )
 
 
 def persistent_secret(configured: str, path: Path) -> str:

@@ -14,11 +14,21 @@ from app.config import load
 
 _settings = load()
 
-bind = [
-    f"[{_settings.hub_ip}]:{_settings.hub_port}"
-    if ":" in _settings.hub_ip
-    else f"{_settings.hub_ip}:{_settings.hub_port}"
-]
+
+def _address(ip: str) -> str:
+    return f"[{ip}]:{_settings.hub_port}" if ":" in ip else f"{ip}:{_settings.hub_port}"
+
+
+def _container_ips() -> list[str]:
+    """With the docker spawner: where containers reach the hub (the network's gateway)."""
+    if _settings.spawner != "docker":
+        return []
+    from app.spawners.docker import hub_connect_ips
+
+    return hub_connect_ips(_settings)
+
+
+bind = [_address(ip) for ip in [_settings.hub_ip, *_container_ips()]]
 workers = _settings.workers
 worker_class = "gevent"
 # CHP keeps idle keep-alive connections to the hub; they count here.

@@ -156,7 +156,9 @@ class ServerManager:
         """A new spawner with the JUPYTERHUB_* environment and the server's own token."""
         server, token = self.rows.issue_credentials(server_id)
         spawner = self._make_spawner(server)
-        spawner.env = spawner_env(self.settings, server.user.name, server.name, token)
+        spawner.env = spawner_env(
+            self.settings, server.user.name, server.name, token, spawner.hub_connect_url()
+        )
         spawner.on_progress = lambda event: self.rows.add_progress(server_id, event)
         return spawner
 

@@ -116,11 +116,14 @@ def check_limits(settings: Settings, counts: dict[str, int]) -> Result | None:
     return None
 
 
-def spawner_env(settings: Settings, user_name: str, server_name: str, token: str) -> dict[str, str]:
-    """The JUPYTERHUB_* variables a server is started with (and nothing of the hub's)."""
+def spawner_env(
+    settings: Settings, user_name: str, server_name: str, token: str, hub_url: str = ""
+) -> dict[str, str]:
+    """The JUPYTERHUB_* variables a server is started with (and nothing of the hub's);
+    `hub_url` is the hub as the server reaches it (default the hub's own URL)."""
     prefix = url_prefix(user_name, server_name)
     scopes = json.dumps(access_scopes(user_name, server_name))
-    api_url = f"{settings.hub_url}/hub/api"
+    api_url = f"{hub_url or settings.hub_url}/hub/api"
     return {
         "JUPYTERHUB_API_TOKEN": token,
         "JUPYTERHUB_API_URL": api_url,

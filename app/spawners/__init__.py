@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 
 from app.spawners.base import Spawner, SpawnerError
+from app.spawners.docker import DockerSpawner
 from app.spawners.local import LocalProcessSpawner, SimpleLocalProcessSpawner
 
 BUILTIN: dict[str, type[Spawner]] = {
     "local": LocalProcessSpawner,
     "simple": SimpleLocalProcessSpawner,
+    "docker": DockerSpawner,
 }
 
 

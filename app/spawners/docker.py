@@ -1,0 +1,331 @@
+"""DockerSpawner: one container per server on a Docker engine, the user's files in a volume.
+
+Containers join one user-defined bridge network (`docker_network`, created if
+missing). The hub reaches a server at its container's address on that network;
+the server reaches the hub at `hub_connect_ip`, by default the network's
+gateway, which is the host itself: `flaskhub run` also binds the hub there (see
+`hub_connect_ips`). Every call to the engine goes through the Docker SDK over
+its socket, which gevent's monkey patching makes cooperative; each carries a
+timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import socket
+from typing import Any
+
+import docker
+import gevent
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from app.config import Settings
+from app.spawners.base import Spawner, SpawnerError
+
+log = logging.getLogger(__name__)
+
+LABEL_USER = "org.flaskhub.user"
+LABEL_SERVER = "org.flaskhub.server"
+LABEL_HUB = "org.flaskhub.hub"
+# Seconds any one call to the engine may take (a stop adds its grace period).
+CLIENT_TIMEOUT = 30
+# Connections to the engine kept per process: one per concurrent spawn or poll.
+CLIENT_POOL_SIZE = 100
+STOP_GRACE_SECONDS = 10
+LOG_LINES = 20
+NAME_SAFE = re.compile(r"[a-zA-Z0-9.-]")
+MAX_NAME_PART = 100
+
+_clients: dict[int, docker.DockerClient] = {}
+
+
+def docker_client() -> docker.DockerClient:
+    """This process's client of the engine (DOCKER_HOST, else the local socket)."""
+    # Per pid: a client made before gunicorn forks must not be shared by workers.
+    pid = os.getpid()
+    if pid not in _clients:
+        try:
+            _clients[pid] = docker.from_env(timeout=CLIENT_TIMEOUT, max_pool_size=CLIENT_POOL_SIZE)
+        except DockerException as e:
+            raise SpawnerError(
+                f"Cannot reach the Docker engine (DOCKER_HOST or /var/run/docker.sock): {e}", 503
+            ) from e
+    return _clients[pid]
+
+
+def safe_name(text: str) -> str:
+    """text as part of a Docker name: other characters than [a-zA-Z0-9.-] become _xx (hex),
+    so two texts never give one name; a long one is cut and ends in a hash of the whole."""
+    escaped = "".join(
+        c if NAME_SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in text
+    )
+    if len(escaped) <= MAX_NAME_PART:
+        return escaped
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"{escaped[: MAX_NAME_PART - 13]}-{digest}"
+
+
+def network_name(settings: Settings) -> str:
+    """The network of user containers."""
+    return settings.docker_network or settings.docker_prefix
+
+
+def ensure_network(client: docker.DockerClient, settings: Settings) -> Network:
+    """The network of user containers, created (a bridge, labelled) if it is missing."""
+    name = network_name(settings)
+    try:
+        return client.networks.get(name)
+    except NotFound:
+        pass
+    try:
+        created = client.networks.create(
+            name, driver="bridge", labels={LABEL_HUB: settings.docker_prefix}
+        )
+        log.info("Created Docker network %s for user containers", name)
+        return client.networks.get(created.id)
+    except APIError:
+        # Another worker created it meanwhile.
+        return client.networks.get(name)
+
+
+def network_gateway(network: Network) -> str:
+    """The host's address on a bridge network (its IPv4 gateway)."""
+    for config in network.attrs.get("IPAM", {}).get("Config") or []:
+        gateway = config.get("Gateway", "")
+        if gateway and ":" not in gateway:
+            return str(gateway)
+    raise SpawnerError(
+        f"Docker network {network.name} has no IPv4 gateway for servers to reach the hub "
+        "through: set hub_connect_ip"
+    )
+
+
+def hub_connect_ips(settings: Settings) -> list[str]:
+    """Addresses the hub must listen on besides hub_ip so that containers reach it:
+    the network's gateway, unless hub_connect_ip is set or hub_ip is a wildcard."""
+    if settings.hub_connect_ip or settings.hub_ip in ("", "0.0.0.0", "::"):
+        return []
+    return [network_gateway(ensure_network(docker_client(), settings))]
+
+
+class DockerSpawner(Spawner):
+    """Runs each server in a container of `docker_image` on `docker_network`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.container_id: str | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return docker_client()
+
+    @property
+    def container_name(self) -> str:
+        """The container's name: docker_prefix, then the user and server, escaped."""
+        return f"{self.settings.docker_prefix}-{safe_name(self.file_stem)}"
+
+    @property
+    def volume_name(self) -> str:
+        """The user's home volume, keyed by their stable id (never their name)."""
+        return f"{self.settings.docker_prefix}-home-{safe_name(self.storage_id)}"
+
+    def labels(self) -> dict[str, str]:
+        """What tells an operator whose a container or volume is, and which hub made it."""
+        return {
+            LABEL_USER: self.user_name,
+            LABEL_SERVER: self.server_name,
+            LABEL_HUB: self.settings.docker_prefix,
+        }
+
+    def hub_connect_url(self) -> str:
+        if self.settings.hub_connect_ip:
+            return super().hub_connect_url()
+        gateway = network_gateway(ensure_network(self.client, self.settings))
+        return f"http://{gateway}:{self.settings.hub_port}"
+
+    # -- starting ------------------------------------------------------------
+
+    def start(self) -> str:
+        self._ensure_image()
+        self._remove_leftover()
+        self.report_progress(40, f"Creating container {self.container_name}")
+        container = self._create()
+        self.container_id = container.id
+        self.report_progress(60, f"Starting container {self.container_name}")
+        try:
+            container.start()
+        except APIError as e:
+            raise SpawnerError(f"Container {self.container_name} did not start: {_why(e)}") from e
+        ip = self._wait_for_port(container)
+        self.report_progress(80, f"Container {self.container_name} started at {ip}")
+        log.info("Started container %s for %s at %s", self.container_name, self.user_name, ip)
+        return f"http://{ip}:{self.settings.docker_port}"
+
+    def _ensure_image(self) -> None:
+        """Find docker_image on the engine, else pull it once; fail naming it."""
+        image = self.settings.docker_image
+        self.report_progress(10, f"Looking up image {image}")
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        self.report_progress(20, f"Pulling image {image}")
+        log.info("Image %s is not on the engine; pulling it", image)
+        try:
+            self.client.images.pull(image)
+        except (APIError, ImageNotFound) as e:
+            raise SpawnerError(
+                f"Image {image} is not on the Docker engine and pulling it failed: {_why(e)}. "
+                "Build it there (images/build) or set docker_image."
+            ) from e
+
+    def _remove_leftover(self) -> None:
+        """Remove a container of this server's name left by `docker_remove = false` or a crash."""
+        try:
+            old = self.client.containers.get(self.container_name)
+        except NotFound:
+            return
+        log.info("Removing the old container %s of %s", self.container_name, self.user_name)
+        old.remove(force=True)
+
+    def _create(self) -> Container:
+        self.client.volumes.create(name=self.volume_name, labels=self.labels())
+        try:
+            return self.client.containers.create(
+                self.settings.docker_image,
+                command=self.settings.docker_cmd or None,
+                name=self.container_name,
+                labels=self.labels(),
+                environment=self.container_env(),
+                volumes=self.mounts(),
+                network=ensure_network(self.client, self.settings).name,
+                mem_limit=self.settings.mem_limit or None,
+                nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
+            )
+        except APIError as e:
+            raise SpawnerError(f"Cannot create container {self.container_name}: {_why(e)}") from e
+
+    def container_env(self) -> dict[str, str]:
+        """docker_env, then the JUPYTERHUB_* variables; none of the hub's own environment."""
+        port = self.settings.docker_port
+        return {
+            **self.settings.docker_env,
+            **self.env,
+            # Inside the container the server listens on every address of its own.
+            "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:{port}{self.service_prefix}",
+            "JUPYTERHUB_SERVICE_PORT": str(port),
+        }
+
+    def mounts(self) -> dict[str, dict[str, str]]:
+        """The home volume, then docker_volumes ({username} and {storage_id} filled in)."""
+        mounts = {self.volume_name: {"bind": self.settings.docker_home, "mode": "rw"}}
+        for source, target in self.settings.docker_volumes.items():
+            path, _, mode = target.partition(":")
+            source = source.format(username=self.user_name, storage_id=self.storage_id)
+            mounts[source] = {"bind": path, "mode": mode or "rw"}
+        return mounts
+
+    def _wait_for_port(self, container: Container) -> str:
+        """Wait until the server's port accepts connections; its IP on the network.
+
+        A container that exits first fails the spawn with its status and last log
+        lines. Bounded by start_timeout (the hub's gevent.Timeout).
+        """
+        delay = 0.05
+        while True:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise self._exited(container)
+            ip = self._ip(container)
+            if ip and _accepts(ip, self.settings.docker_port):
+                return ip
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _ip(self, container: Container) -> str:
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return str(networks.get(network_name(self.settings), {}).get("IPAddress") or "")
+
+    def _exited(self, container: Container) -> SpawnerError:
+        code = container.attrs["State"]["ExitCode"]
+        lines = container.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
+        return SpawnerError(
+            f"Container {self.container_name} (image {self.settings.docker_image}) exited with "
+            f"status {code} as it started. Its last log lines:\n{lines or '(none)'}"
+        )
+
+    # -- watching and stopping -----------------------------------------------
+
+    def _container(self) -> Container | None:
+        if self.container_id is None:
+            return None
+        try:
+            return self.client.containers.get(self.container_id)
+        except NotFound:
+            return None
+
+    def poll(self) -> int | None:
+        try:
+            container = self._container()
+        except DockerException as e:
+            # The engine restarting is no reason to call every server dead.
+            log.warning("Cannot poll container of %s: %s", self.user_name, e)
+            return None
+        if container is None:
+            return 0
+        state = container.attrs["State"]
+        return None if state["Running"] else int(state["ExitCode"] or 0)
+
+    def stop(self, now: bool = False) -> None:
+        container = self._container()
+        if container is None:
+            return
+        container.stop(timeout=0 if now else STOP_GRACE_SECONDS)
+        log.info("Stopped container %s of %s", self.container_name, self.user_name)
+        if self.settings.docker_remove:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+
+    def delete_forever(self) -> None:
+        if self.settings.keep_user_files:
+            log.info("Keeping volume %s of deleted user %s", self.volume_name, self.user_name)
+            return
+        try:
+            self.client.volumes.get(self.volume_name).remove()
+        except NotFound:
+            return
+        except APIError as e:
+            log.warning("Could not remove volume %s: %s", self.volume_name, _why(e))
+            return
+        log.info("Removed volume %s of deleted user %s", self.volume_name, self.user_name)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"container_id": self.container_id}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.container_id = state.get("container_id")
+
+    def clear_state(self) -> None:
+        self.container_id = None
+
+
+def _accepts(ip: str, port: int) -> bool:
+    """True if something listens on ip:port."""
+    try:
+        with socket.create_connection((ip, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _why(error: DockerException) -> str:
+    """The engine's own words for an error."""
+    return str(getattr(error, "explanation", None) or error)

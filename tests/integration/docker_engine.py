@@ -1,0 +1,131 @@
+"""Fixtures for tests against a real Docker engine: the engine, the images, and cleanup.
+
+`docker_client` is a client of a running engine: dockerd is started (and stopped
+at the end) if none answers and we are root; without one the tests skip with
+the reason, but under CI=true that is a failure. `docker_images` builds the
+default single-user image (and, without a registry, its base) with images/build.
+Import the fixtures into a test module to use them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from app.spawners.docker import LABEL_HUB
+from app.version import __version__
+from tests.helpers import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT = 900
+
+
+def _socket_answers() -> bool:
+    """False if the engine is on a unix socket (the default) that nobody listens on."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return True
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(host[len("unix://") :])
+        except OSError:
+            return False
+    return True
+
+
+def _client() -> docker.DockerClient | None:
+    """A client of an engine that answers, or None."""
+    # docker.from_env() leaves its socket unclosed when the engine is not there
+    # (a ResourceWarning, an error under filterwarnings): look first.
+    if not _socket_answers():
+        return None
+    try:
+        client = docker.from_env(timeout=30)
+    except docker.errors.DockerException:
+        return None
+    try:
+        client.ping()
+    except docker.errors.DockerException:
+        client.close()
+        return None
+    return client
+
+
+def _no_engine(reason: str) -> None:
+    """Skip, or fail under CI (where the engine is part of the test run)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _start_dockerd(workdir: Path) -> subprocess.Popen[bytes]:
+    """Start dockerd in the background and wait until it answers."""
+    with (workdir / "dockerd.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["dockerd", "--pidfile", str(workdir / "dockerd.pid")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"dockerd exited: see {workdir / 'dockerd.log'}")
+        client = _client()
+        if client is not None:
+            client.close()
+        return client is not None
+
+    wait_for(answers, timeout=60, interval=0.2)
+    return process
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client of a running engine; dockerd is started for the session if need be."""
+    client = _client()
+    started = None
+    if client is None:
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            _no_engine("no Docker engine answers (and dockerd cannot be started here)")
+        started = _start_dockerd(Path(tempfile.mkdtemp(prefix="flaskhub-dockerd-")))
+        client = _client()
+        assert client is not None
+    yield client
+    client.close()
+    if started is not None:
+        started.terminate()
+        started.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def docker_images(docker_client: docker.DockerClient) -> str:
+    """The default single-user image, built (with its base) by images/build."""
+    result = subprocess.run(
+        [str(REPO / "images" / "build")],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"images/build failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+    return f"flaskhub/singleuser:{__version__}"
+
+
+def remove_labelled(client: docker.DockerClient, hub: str) -> None:
+    """Remove every container, volume and network a hub (its docker_prefix) made."""
+    selector = {"label": f"{LABEL_HUB}={hub}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters=selector):
+        volume.remove(force=True)
+    for network in client.networks.list(filters=selector):
+        network.remove()

@@ -1,0 +1,239 @@
+"""The docker spawner against a real engine: real containers, real CHP, `flaskhub run`.
+
+The module's hub has its own docker_prefix, so its containers, volumes and
+network are told apart by label and all removed at the end; it keeps servers
+running when it stops (cleanup_servers = false), as a restart must.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+from docker.models.containers import Container
+
+from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_USER
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub, login
+from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    docker_client,
+    docker_images,
+    remove_labelled,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+PREFIX = f"fhtest-{secrets.token_hex(3)}"
+SETTINGS: dict[str, Any] = {
+    "spawner": "docker",
+    "docker_prefix": PREFIX,
+    "cleanup_servers": False,
+    "mem_limit": "256m",
+    "cpu_limit": 0.5,
+    "docker_env": {"GREETING": "hello"},
+}
+HOME = "/home/jovyan"
+
+
+@pytest.fixture(scope="module")
+def leftovers(docker_client: docker.DockerClient) -> Iterator[None]:  # noqa: F811
+    """Remove what this module's hubs made (requested before the hubs: runs after them)."""
+    yield
+    remove_labelled(docker_client, PREFIX)
+
+
+@pytest.fixture(scope="module")
+def docker_hub(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> Hub:
+    return hub_factory(**SETTINGS)
+
+
+def spawn(hub: Hub, name: str) -> None:
+    """Create user name and start their server unless it runs; wait until it is ready."""
+    hub.api("POST", f"/users/{name}")
+    if hub.api("GET", f"/users/{name}").json()["server"]:
+        return
+    response = hub.api("POST", f"/users/{name}/server")
+    assert response.status_code in (201, 202), response.text
+    wait_for(lambda: hub.api("GET", f"/users/{name}").json()["servers"][""]["ready"], 60)
+
+
+def stop(hub: Hub, name: str) -> None:
+    assert hub.api("DELETE", f"/users/{name}/server").status_code in (202, 204)
+    wait_for(lambda: not hub.api("GET", f"/users/{name}").json()["servers"], 60)
+
+
+def container_of(client: docker.DockerClient, name: str) -> Container:
+    return client.containers.get(f"{PREFIX}-{name}")
+
+
+def home_volume(client: docker.DockerClient, name: str) -> str:
+    """The name of the volume mounted as a user's home."""
+    mounts = container_of(client, name).attrs["Mounts"]
+    return next(m["Name"] for m in mounts if m["Destination"] == HOME)
+
+
+def run_in(container: Container, command: str) -> str:
+    code, output = container.exec_run(["sh", "-c", command])
+    assert code == 0, output
+    return output.decode()
+
+
+def test_spawn_runs_a_labelled_container_and_reports_progress(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    container = container_of(docker_client, "alice")
+    assert container.status == "running"
+    assert container.labels[LABEL_USER] == "alice"
+    assert container.labels[LABEL_SERVER] == ""
+    assert container.labels[LABEL_HUB] == PREFIX
+    # As stored for the progress page (which shows only "ready" once the spawn is over).
+    (stored,) = docker_hub.query(
+        "SELECT progress_events FROM servers JOIN users ON users.id = servers.user_id "
+        "WHERE users.name = 'alice'"
+    )[0]
+    messages = [event["message"] for event in json.loads(stored)]
+    for step in ("Looking up image", "Creating container", "Starting container", "Container"):
+        assert any(m.startswith(step) for m in messages), messages
+
+
+def test_owner_reaches_the_server_through_the_proxy_others_do_not(docker_hub: Hub) -> None:
+    spawn(docker_hub, "alice")
+    docker_hub.api("POST", "/users/mallory")
+    for name, status in (("alice", 200), ("mallory", 403)):
+        token = docker_hub.token(name)
+        response = docker_hub.get("/user/alice/", headers={"Authorization": f"token {token}"})
+        assert response.status_code == status, response.text
+
+
+def test_spawn_through_the_browser_path_lands_in_the_container(docker_hub: Hub) -> None:
+    # Start My Server, then the server's OAuth round trip with the hub (over the gateway).
+    session = login(docker_hub, "frank")
+    session.headers["Accept"] = "text/html"
+    page = session.get(f"{docker_hub.public_url}/hub/spawn", timeout=60)
+    assert page.status_code == 200, page.text
+    assert page.url == f"{docker_hub.public_url}/user/frank/" and "frank" in page.text
+
+
+def test_limits_and_environment(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    attrs = container_of(docker_client, "alice").attrs
+    assert attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
+    env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+    assert env["GREETING"] == "hello" and env["JUPYTERHUB_USER"] == "alice"
+    # Nothing of the hub's own environment (the tests give it PYTHONPATH and FLASKHUB_*).
+    assert "PYTHONPATH" not in env and not any(k.startswith("FLASKHUB_") for k in env)
+    network = docker_client.networks.get(PREFIX)
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    assert env["JUPYTERHUB_API_URL"].startswith(f"http://{gateway}:")
+
+
+def test_home_survives_stop_and_start_and_stop_removes_the_container(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "carol")
+    first = container_of(docker_client, "carol")
+    run_in(first, f"echo kept > {HOME}/notes.txt")
+    volume = home_volume(docker_client, "carol")
+    stop(docker_hub, "carol")
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(first.id)
+    assert docker_client.volumes.get(volume).name == volume
+    spawn(docker_hub, "carol")
+    second = container_of(docker_client, "carol")
+    assert second.id != first.id
+    assert run_in(second, f"cat {HOME}/notes.txt") == "kept\n"
+    # The server itself lists it, through CHP.
+    token = docker_hub.token("carol")
+    page = docker_hub.get("/user/carol/", headers={"Authorization": f"token {token}"})
+    assert page.status_code == 200 and "notes.txt" in page.text
+
+
+def test_deleting_a_user_keeps_their_volume(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "gina")
+    volume = home_volume(docker_client, "gina")
+    stop(docker_hub, "gina")
+    assert docker_hub.api("DELETE", "/users/gina").status_code == 204
+    # keep_user_files is true by default.
+    assert docker_client.volumes.get(volume).name == volume
+
+
+def test_users_have_their_own_volumes(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    spawn(docker_hub, "bob")
+    bob_volume = home_volume(docker_client, "bob")
+    assert bob_volume != home_volume(docker_client, "alice")
+    alice_mounts = container_of(docker_client, "alice").attrs["Mounts"]
+    assert bob_volume not in [m.get("Name") for m in alice_mounts]
+    storage_id = docker_hub.query("SELECT storage_id FROM users WHERE name = 'bob'")[0][0]
+    assert bob_volume == f"{PREFIX}-home-{storage_id}"
+
+
+def test_a_hub_restart_keeps_the_container_routed(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    before = container_of(docker_client, "alice").id
+    docker_hub.restart()
+    assert container_of(docker_client, "alice").id == before
+    wait_for(lambda: "/user/alice" in docker_hub.routes(), 30)
+    token = docker_hub.token("alice")
+    response = docker_hub.get("/user/alice/", headers={"Authorization": f"token {token}"})
+    assert response.status_code == 200
+    assert docker_hub.api("GET", "/users/alice").json()["servers"][""]["ready"]
+
+
+def test_a_missing_image_fails_naming_it_and_is_not_retried(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    image = "flaskhub/no-such-image:0"
+    hub = hub_factory(**{**SETTINGS, "docker_image": image})
+    hub.api("POST", "/users/dora")
+    response = hub.api("POST", "/users/dora/server")
+    assert response.status_code == 500
+    assert f"Image {image} is not on the Docker engine" in response.json()["message"]
+    started = hub.query("SELECT started FROM servers")
+    token = hub.token("dora")
+    for _ in range(2):
+        page = hub.get("/hub/user/dora/", headers={"Authorization": f"token {token}"})
+        assert page.status_code == 500 and image in page.text
+    # Not spawned again: a spawn would have claimed the row anew.
+    assert hub.query("SELECT started FROM servers") == started
+    assert docker_client.containers.list(all=True, filters={"name": f"{PREFIX}-dora"}) == []
+
+
+def test_a_container_that_exits_at_once_fails_with_its_status_and_log(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    hub = hub_factory(**{**SETTINGS, "docker_cmd": ["sh", "-c", "echo cannot go on; exit 3"]})
+    hub.api("POST", "/users/erin")
+    response = hub.api("POST", "/users/erin/server")
+    assert response.status_code == 500
+    message = response.json()["message"]
+    assert "exited with status 3" in message and "cannot go on" in message

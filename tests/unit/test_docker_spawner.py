@@ -1,0 +1,57 @@
+"""The docker spawner's pure parts: names and settings (the engine: tests/integration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.config import DOCKER_NAME_RE, ConfigError, load
+from app.spawners.docker import MAX_NAME_PART, safe_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice", "alice"),
+        ("a.b-c", "a.b-c"),
+        ("alice~lab", "alice_7elab"),
+        ("a_b", "a_5fb"),
+        ("zoë", "zo_c3_ab"),
+    ],
+)
+def test_safe_name_escapes_what_docker_refuses(text: str, expected: str) -> None:
+    assert safe_name(text) == expected
+    assert DOCKER_NAME_RE.fullmatch(f"flaskhub-{safe_name(text)}")
+
+
+def test_safe_names_never_collide() -> None:
+    # The escape character itself is escaped: "a_7eb" and "a~b" stay apart.
+    texts = ["a~b", "a_7eb", "a_b", "a-b", "x" * 300, "x" * 299 + "y"]
+    names = [safe_name(t) for t in texts]
+    assert len(set(names)) == len(texts)
+    assert all(len(n) <= MAX_NAME_PART for n in names)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"docker_prefix": "-bad"}, "docker_prefix"),
+        ({"docker_network": "a b"}, "docker_network"),
+        ({"docker_cmd": ["ok", 1]}, "docker_cmd"),
+        ({"docker_env": {"A": 1}}, "docker_env"),
+        ({"docker_volumes": {"v": ["/x"]}}, "docker_volumes"),
+        ({"docker_port": 70000}, "docker_port"),
+        ({"mem_limit": "lots"}, "mem_limit"),
+        ({"cpu_limit": -1}, "cpu_limit"),
+    ],
+)
+def test_bad_docker_settings_are_refused(overrides: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=f"'{named}'"):
+        load(environ={}, overrides=overrides)
+
+
+def test_docker_settings_defaults() -> None:
+    settings = load(environ={}, overrides={"mem_limit": "512M", "cpu_limit": 1})
+    assert settings.mem_limit == "512M" and settings.cpu_limit == 1.0
+    assert settings.docker_image.startswith("flaskhub/singleuser:")
