@@ -14,11 +14,15 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db
 from app.models import APIToken, OAuthClient, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
+
+_owner = joinedload(APIToken.user)
+# Looking a token up loads its owner's model at once (the request usually needs it).
+TOKEN_LOADS = (_owner.joinedload(User.servers), _owner.joinedload(User.groups))
 
 
 def hash_token(token: str) -> str:
@@ -92,7 +96,9 @@ class TokenService:
         if hashed in self.services:
             return self.services[hashed]
         with self.db.read() as session:
-            row = session.scalar(select(APIToken).where(APIToken.hashed == hashed))
+            # One statement: the token joined with its user, their servers and groups.
+            query = select(APIToken).where(APIToken.hashed == hashed).options(*TOKEN_LOADS)
+            row = session.scalars(query).unique().one_or_none()
         if row is None or row.expired:
             return None
         return row

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
 
 from app.db import Database
 from app.models import Server, User, utcnow
@@ -18,6 +19,8 @@ from app.outcomes import Conflict, Invalid, NotFound, shown
 # (128 ASCII characters), so that every spawner can use it.
 USERNAME_MAX_BYTES = 128
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
+# Loading one user: a join instead of the two further queries of "selectin".
+ONE_USER_LOADS = (joinedload(User.servers), joinedload(User.groups))
 
 
 def normalize_username(name: str) -> str:
@@ -42,7 +45,9 @@ class UserService:
     def get(self, name: str) -> User | None:
         """The user called name (already normalised), or None."""
         with self.db.read() as session:
-            return session.scalar(select(User).where(User.name == name))
+            # One statement: the user joined with their servers and groups.
+            query = select(User).where(User.name == name).options(*ONE_USER_LOADS)
+            return session.scalars(query).unique().one_or_none()
 
     def get_or_create(self, name: str, *, admin: bool = False) -> User:
         """The user called name, created if new (used at login)."""

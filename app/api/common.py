@@ -48,7 +48,10 @@ def require_scope(
 
 
 def user_or_404(name: str) -> User:
-    """The user called name, or 404."""
+    """The user called name, or 404 (the requester's own user is loaded already)."""
+    mine = current_identity().user
+    if mine is not None and mine.name == name:
+        return mine
     user = get_users().get(name)
     if user is None:
         raise HubError(404, f"No such user: {name}")

@@ -87,7 +87,8 @@ def update_user(name: str) -> Response:
     if admin is not None and not isinstance(admin, bool):
         raise HubError(400, "admin must be true or false")
     user = get_users().update(name, new_name=new_name, admin=admin)
-    return jsonify(user_model(user_or_404(user.name)))
+    # Read again, not from the identity: this request changed the user.
+    return jsonify(user_model(get_users().get(user.name) or user))
 
 
 @bp.delete("/users/<name>")

@@ -170,8 +170,8 @@ def _resolve_identity() -> Identity:
         if isinstance(found, Service):
             return Identity(service=found)
         if found is not None and found.user is not None:
-            user = users.get(found.user.name)
-            return Identity(user=user, token=found) if user else ANONYMOUS
+            # Loaded with the token, in the same read.
+            return Identity(user=found.user, token=found)
         return ANONYMOUS
     name = session.get("user")
     if name:
