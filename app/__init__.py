@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from app.version import __version__
+
+if TYPE_CHECKING:
+    # Imported in create_app: `flaskhub run`'s gunicorn arbiter imports app.* without Flask.
+    from flask import Flask
 
 __all__ = ["__version__", "create_app"]
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the hub: settings, storage, auth, domain services, blueprints."""
+    from flask import Flask
+
     from app import (
         api,
         auth,

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
-import requests
 
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
 from app.version import __version__
 
 if TYPE_CHECKING:
     from app.users import UserService
-    from proxy.launcher import ProxyProcess
 
 log = logging.getLogger("flaskhub")
 
@@ -79,7 +74,7 @@ def main(config_file: str | None) -> None:
 
 @main.command()
 def run() -> None:
-    """Migrate the database, start CHP and the hub; Ctrl-C stops all of it."""
+    """Migrate the database, then become the hub: gunicorn, which starts CHP; Ctrl-C stops all."""
     settings = _settings()
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -89,28 +84,29 @@ def run() -> None:
     _migrate(settings)
     _ensure_admins(settings)
     _recover()
-    proxy = _start_proxy(settings) if settings.proxy_auto_start else None
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
-        env=_hub_env(settings),
-    )
-    stopping = False
+    binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The same process (Ctrl-C and kill reach it), without what preparing loaded.
+    os.execve(sys.executable, [*gunicorn, "app:create_app()"], _hub_env(settings))
 
-    def _stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+def _hub_ips(settings: Settings) -> list[str]:
+    """Where the hub listens: hub_ip, and where containers reach it (docker spawner)."""
+    if settings.spawner != "docker":
+        return [settings.hub_ip]
+    from app.spawners.base import SpawnerError
+    from app.spawners.docker import hub_connect_ips
+
     try:
-        if _wait_for_hub(settings, hub):
-            click.echo(f"FlaskHub is running: open {settings.public_url}/ (Ctrl-C to stop)")
-        while not stopping and hub.poll() is None:
-            time.sleep(0.2)
-    finally:
-        _shutdown(settings, hub, proxy)
-    if not stopping:
-        raise click.ClickException(f"The hub (gunicorn) exited with status {hub.returncode}")
+        return [settings.hub_ip, *hub_connect_ips(settings)]
+    except SpawnerError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _bind(ip: str, settings: Settings) -> str:
+    return f"[{ip}]:{settings.hub_port}" if ":" in ip else f"{ip}:{settings.hub_port}"
 
 
 def _warn_shared_account(settings: Settings) -> None:
@@ -142,59 +138,6 @@ def _hub_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(settings.data_dir) / "metrics"))
     return env
-
-
-def _start_proxy(settings: Settings) -> ProxyProcess:
-    from proxy.launcher import ProxyProcess, ProxyStartError
-
-    log_file = Path(settings.data_dir) / "logs" / "proxy.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    proxy = ProxyProcess(
-        ip=settings.ip,
-        port=settings.port,
-        api_ip="127.0.0.1",
-        api_port=settings.proxy_api_port,
-        default_target=settings.hub_url,
-        error_target=f"{settings.hub_url}/hub/error",
-        auth_token=settings.proxy_auth_token,
-        log_file=str(log_file),
-    )
-    try:
-        proxy.start()
-    except ProxyStartError as e:
-        raise click.ClickException(str(e)) from None
-    proxy.supervise()
-    log.info("configurable-http-proxy (pid %s) on %s", proxy.pid, settings.public_url)
-    return proxy
-
-
-def _wait_for_hub(settings: Settings, hub: subprocess.Popen[bytes], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and hub.poll() is None:
-        try:
-            requests.get(f"{settings.hub_url}/hub/health", timeout=1)
-            return True
-        except requests.RequestException:
-            time.sleep(0.05)
-    return False
-
-
-def _shutdown(settings: Settings, hub: subprocess.Popen[bytes], proxy: ProxyProcess | None) -> None:
-    """Stop the hub, then (unless cleanup_servers=false) user servers, then CHP."""
-    if hub.poll() is None:
-        hub.terminate()
-        try:
-            hub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            hub.kill()
-    if settings.cleanup_servers:
-        from app import create_app
-        from app.servers import get_servers
-
-        get_servers(create_app()).stop_all()
-    if proxy is not None:
-        proxy.stop()
-    click.echo("FlaskHub stopped.")
 
 
 def _recover() -> None:

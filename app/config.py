@@ -22,11 +22,13 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
-
-from flask import Flask, current_app
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
 from app.version import __version__
+
+if TYPE_CHECKING:
+    # Not at run time: gunicorn's arbiter reads settings without loading Flask.
+    from flask import Flask
 
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
@@ -372,7 +374,7 @@ def _validate(settings: Settings) -> None:
 
 def _validate_service_extras(service: dict[str, Any]) -> None:
     """A service's optional `scopes` (JupyterHub's names) and `url`."""
-    from app.auth.scopes import ScopeError, check_scopes
+    from app.scopes import ScopeError, check_scopes
 
     name, scopes = service["name"], service.get("scopes", [])
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
@@ -483,4 +485,6 @@ def get_settings(app: Flask) -> Settings:
 
 def current_settings() -> Settings:
     """The settings of the app handling the current request (or in the current app context)."""
+    from flask import current_app
+
     return get_settings(current_app)

@@ -1,7 +1,10 @@
-"""gunicorn settings for the hub, derived from FlaskHub's settings.
+"""gunicorn settings for the hub, derived from FlaskHub's settings, and its hooks.
 
 Used as ``gunicorn -c python:app.gunicorn_conf 'app:create_app()'``; `flaskhub run`
-does exactly that. The gevent worker patches after fork, before the app loads.
+prepares and then becomes exactly that (adding a bind per address containers reach
+the hub on). The arbiter starts and supervises CHP (unless proxy_auto_start is
+false) and, at exit, stops user servers and CHP (app/supervisor.py). The gevent
+worker patches after fork, before the app loads.
 """
 
 from __future__ import annotations
@@ -10,25 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from app.config import load
+from app import supervisor
+from app.config import load, resolve_secrets
+from proxy.launcher import ProxyProcess
 
 _settings = load()
+_proxy: ProxyProcess | None = None
 
 
 def _address(ip: str) -> str:
     return f"[{ip}]:{_settings.hub_port}" if ":" in ip else f"{ip}:{_settings.hub_port}"
 
 
-def _container_ips() -> list[str]:
-    """With the docker spawner: where containers reach the hub (the network's gateway)."""
-    if _settings.spawner != "docker":
-        return []
-    from app.spawners.docker import hub_connect_ips
-
-    return hub_connect_ips(_settings)
-
-
-bind = [_address(ip) for ip in [_settings.hub_ip, *_container_ips()]]
+bind = [_address(_settings.hub_ip)]
 workers = _settings.workers
 worker_class = "gevent"
 # CHP keeps idle keep-alive connections to the hub; they count here.
@@ -53,6 +50,25 @@ def post_worker_init(worker: Any) -> None:
 
 
 def on_starting(server: Any) -> None:
+    """Log as FlaskHub does, reset the metrics, start CHP."""
+    global _proxy
+    supervisor.configure_logging(_settings)
+    _reset_metrics(server)
+    if _settings.proxy_auto_start:
+        _proxy = supervisor.start_proxy(resolve_secrets(_settings))
+
+
+def when_ready(server: Any) -> None:
+    """Say where to open the hub once a worker answers."""
+    supervisor.announce_when_ready(_settings)
+
+
+def on_exit(server: Any) -> None:
+    """Stop user servers (cleanup_servers) and CHP after the workers."""
+    supervisor.shut_down(resolve_secrets(_settings), _proxy)
+
+
+def _reset_metrics(server: Any) -> None:
     """Empty the metrics directory (multiprocess mode): a new hub counts from zero."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:

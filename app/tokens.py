@@ -17,12 +17,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db
-from app.models import APIToken, OAuthClient, User, utcnow
+from app.models import APIToken, OAuthClient, Server, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
 
 _owner = joinedload(APIToken.user)
 # Looking a token up loads its owner's model at once (the request usually needs it).
-TOKEN_LOADS = (_owner.joinedload(User.servers), _owner.joinedload(User.groups))
+TOKEN_LOADS = (
+    _owner.joinedload(User.servers).joinedload(Server.user),
+    _owner.joinedload(User.groups),
+)
 
 
 def hash_token(token: str) -> str:

@@ -20,7 +20,8 @@ from app.outcomes import Conflict, Invalid, NotFound, shown
 USERNAME_MAX_BYTES = 128
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # Loading one user: a join instead of the two further queries of "selectin".
-ONE_USER_LOADS = (joinedload(User.servers), joinedload(User.groups))
+# (Server.user is named: a join does not fill in the way back to the parent by itself.)
+ONE_USER_LOADS = (joinedload(User.servers).joinedload(Server.user), joinedload(User.groups))
 
 
 def normalize_username(name: str) -> str:

@@ -1,6 +1,3 @@
-"""FlaskHub's proxy: run configurable-http-proxy and drive its REST API."""
-
-from proxy.client import ProxyClient, ProxyError
-from proxy.launcher import ProxyProcess, ProxyStartError
-
-__all__ = ["ProxyClient", "ProxyError", "ProxyProcess", "ProxyStartError"]
+"""FlaskHub's proxy: run configurable-http-proxy (`proxy.launcher`) and drive its REST API
+(`proxy.client`). Import from those modules: the launcher runs in gunicorn's arbiter,
+which must not load the client's HTTP library."""

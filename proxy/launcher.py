@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import IO
-
-import requests
-
-from proxy.client import ProxyClient
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +156,6 @@ class ProxyProcess:
         self.api_url = f"http://{_connect_host(api_ip)}:{api_port}"
         self._cmd = cmd
         self._auth_token = auth_token
-        self._client = ProxyClient(self.api_url, auth_token, timeout=1.0, retries=0)
         self._proc: subprocess.Popen[bytes] | None = None
         self._output: _OutputTail | None = None
         self._started_at = 0.0
@@ -200,7 +197,6 @@ class ProxyProcess:
                 _terminate(proc, timeout)
             if output is not None:
                 output.close()
-            self._client.close()
 
     def supervise(self, interval: float = 1.0) -> None:
         """Restart CHP in a daemon thread whenever it is not running, until stop()."""
@@ -304,7 +300,7 @@ class ProxyProcess:
         deadline = time.monotonic() + timeout
         while True:
             problem = _start_problem(proc, output)
-            if problem is None and self._client.ping() and self._public_port_serves():
+            if problem is None and self._api_answers() and self._public_port_serves():
                 # A listen error can be logged just after the API came up.
                 problem = _start_problem(proc, output)
                 if problem is None:
@@ -327,14 +323,39 @@ class ProxyProcess:
                 )
             time.sleep(POLL_INTERVAL)
 
+    def _api_answers(self) -> bool:
+        """Return True if CHP's API accepts our token."""
+        auth = {"Authorization": f"token {self._auth_token}"}
+        return http_get(self.api_ip, self.api_port, "/api/routes", auth)[0] == 200
+
     def _public_port_serves(self) -> bool:
         """Return True if CHP's health check answers on the public port."""
-        url = f"http://{_connect_host(self.ip)}:{self.port}/_chp_healthz"
+        status, body = http_get(self.ip, self.port, "/_chp_healthz")
         try:
-            response = requests.get(url, timeout=HEALTH_TIMEOUT)
-            return response.status_code == 200 and response.json().get("status") == "OK"
-        except (requests.RequestException, ValueError):
+            return status == 200 and json.loads(body).get("status") == "OK"
+        except ValueError:
             return False
+
+
+def http_get(
+    ip: str, port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """Status and body of a plain-HTTP GET; (0, b"") when nothing answers.
+
+    No HTTP library: this runs in gunicorn's arbiter, whose workers fork from it
+    and monkey-patch afterwards, which must find neither ssl nor sockets in use.
+    """
+    host = _connect_host(ip).strip("[]")
+    lines = [f"GET {path} HTTP/1.0", f"Host: {_connect_host(ip)}:{port}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    try:
+        with socket.create_connection((host, port), timeout=HEALTH_TIMEOUT) as sock:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        head, _, body = response.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+    except (OSError, IndexError, ValueError):
+        return 0, b""
 
 
 def _start_problem(proc: subprocess.Popen[bytes], output: _OutputTail) -> str | None:

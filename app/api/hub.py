@@ -7,7 +7,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from flask import Blueprint, Response, jsonify
 
 from app.api.common import require_identity, require_scope
@@ -35,6 +34,8 @@ def openapi() -> Response:
 
 @cache
 def _openapi_spec() -> dict[str, Any]:
+    import yaml  # only for this rarely asked document: not in every worker's memory
+
     return yaml.safe_load((Path(__file__).parent / "openapi.yaml").read_text())
 
 

@@ -17,10 +17,10 @@ from flask import Blueprint, Response, jsonify
 from app.api.common import created_response, json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
 from app.auth import Identity
-from app.auth.scopes import ROLES, ScopeError, check_scopes, expand_scopes
 from app.errors import HubError
 from app.models import APIToken, User
 from app.outcomes import shown
+from app.scopes import ROLES, ScopeError, check_scopes, expand_scopes
 from app.tokens import get_tokens
 
 log = logging.getLogger(__name__)

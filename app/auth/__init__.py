@@ -14,10 +14,10 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import AUTHENTICATORS, Authenticator
-from app.auth.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
 from app.config import current_settings, get_settings
 from app.groups import get_groups
 from app.models import APIToken, User
+from app.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
 from app.tokens import Service, get_tokens
 from app.users import get_users
 

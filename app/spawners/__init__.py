@@ -5,21 +5,19 @@ from __future__ import annotations
 import importlib
 
 from app.spawners.base import Spawner, SpawnerError
-from app.spawners.docker import DockerSpawner
 from app.spawners.local import LocalProcessSpawner, SimpleLocalProcessSpawner
 
-BUILTIN: dict[str, type[Spawner]] = {
-    "local": LocalProcessSpawner,
-    "simple": SimpleLocalProcessSpawner,
-    "docker": DockerSpawner,
+# Imported when chosen: the Docker SDK costs memory in every worker that never uses it.
+BUILTIN: dict[str, str] = {
+    "local": "app.spawners.local:LocalProcessSpawner",
+    "simple": "app.spawners.local:SimpleLocalProcessSpawner",
+    "docker": "app.spawners.docker:DockerSpawner",
 }
 
 
 def spawner_class(name: str) -> type[Spawner]:
     """The class named by the `spawner` setting: a BUILTIN name or `module:Class`."""
-    if name in BUILTIN:
-        return BUILTIN[name]
-    module_name, _, attr = name.partition(":")
+    module_name, _, attr = BUILTIN.get(name, name).partition(":")
     if not attr:
         raise ValueError(
             f"spawner {name!r} is neither one of {', '.join(BUILTIN)} nor 'module:Class'"

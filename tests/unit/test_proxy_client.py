@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from proxy import ProxyClient, ProxyError, ProxyProcess
+from proxy.client import ProxyClient, ProxyError
+from proxy.launcher import ProxyProcess
 from tests.helpers import free_port, free_ports
 
 # Nearly every test runs against a real CHP.

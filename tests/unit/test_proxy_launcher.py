@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy import ProxyClient, ProxyProcess, ProxyStartError
-from proxy.launcher import _terminate, find_chp
+from proxy.client import ProxyClient
+from proxy.launcher import ProxyProcess, ProxyStartError, _terminate, find_chp
 from tests.helpers import free_ports, wait_for
 
 pytestmark = pytest.mark.process

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.auth import ANONYMOUS, Identity
-from app.auth.scopes import (
+from app.models import APIToken, User
+from app.scopes import (
     ScopeError,
     ScopeSet,
     check_scopes,
@@ -14,7 +15,6 @@ from app.auth.scopes import (
     intersect,
     role_scopes,
 )
-from app.models import APIToken, User
 from app.tokens import Service
 
 GROUPS = {"alice": {"team"}, "bob": set(), "carol": {"team", "ops"}}

@@ -228,3 +228,19 @@ def test_activity_only_moves_forward(users: UserService, add_server: Callable[..
     alice = users.get("alice")
     assert alice is not None and alice.last_activity == late
     assert alice.servers[0].last_activity == late
+
+
+def test_a_user_comes_with_servers_groups_and_the_way_back_to_the_user(
+    users: UserService, add_server: Callable[..., Server], db: Database
+) -> None:
+    # What the user model reads, after the session is gone (one statement loads it all).
+    add_server("alice", ServerState.RUNNING, "http://127.0.0.1:1")
+    add_server("alice", ServerState.STOPPED, name="extra")
+    from app.groups import GroupService
+
+    GroupService(db).create("team", members=["alice"])
+    user = users.get("alice")
+    assert user is not None
+    assert sorted(s.name for s in user.servers) == ["", "extra"]
+    assert all(s.user is user for s in user.servers)
+    assert [g.name for g in user.groups] == ["team"]

@@ -1,0 +1,83 @@
+"""What gunicorn's arbiter does for `flaskhub run`, through its hooks (app/gunicorn_conf.py).
+
+`flaskhub run` prepares (migrations, admins, recovery) and then becomes the
+arbiter, so the hub is two kinds of process only: the arbiter, which starts and
+supervises CHP, says when the hub serves, and at exit stops user servers and
+CHP; and its workers. The arbiter imports neither Flask nor an HTTP library
+until exit: it stays small, and its workers, which fork from it and then
+monkey-patch, find no ssl or sockets in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from app.config import Settings
+from proxy.launcher import ProxyProcess, ProxyStartError, http_get
+
+log = logging.getLogger("flaskhub")
+
+LOG_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
+READY_TIMEOUT = 60.0
+
+
+def configure_logging(settings: Settings) -> None:
+    """FlaskHub's log lines, in the arbiter and (inherited at fork) in every worker."""
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+
+
+def start_proxy(settings: Settings) -> ProxyProcess:
+    """Start CHP and supervise it; exit with the reason if it cannot start."""
+    log_file = Path(settings.data_dir) / "logs" / "proxy.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    proxy = ProxyProcess(
+        ip=settings.ip,
+        port=settings.port,
+        api_ip="127.0.0.1",
+        api_port=settings.proxy_api_port,
+        default_target=settings.hub_url,
+        error_target=f"{settings.hub_url}/hub/error",
+        auth_token=settings.proxy_auth_token,
+        log_file=str(log_file),
+    )
+    try:
+        proxy.start()
+    except ProxyStartError as e:
+        print(f"Error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    proxy.supervise()
+    log.info("configurable-http-proxy (pid %s) on %s", proxy.pid, settings.public_url)
+    return proxy
+
+
+def announce_when_ready(settings: Settings) -> None:
+    """Say, once a worker answers, where to open the hub (in a thread: the arbiter goes on)."""
+
+    def wait() -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if http_get(settings.hub_ip, settings.hub_port, "/hub/health")[0] == 200:
+                print(
+                    f"FlaskHub is running: open {settings.public_url}/ (Ctrl-C to stop)", flush=True
+                )
+                return
+            time.sleep(0.05)
+        log.error("The hub did not answer on %s within %g s", settings.hub_url, READY_TIMEOUT)
+
+    threading.Thread(target=wait, name="announce", daemon=True).start()
+
+
+def shut_down(settings: Settings, proxy: ProxyProcess | None) -> None:
+    """After the workers stopped: user servers (unless cleanup_servers=false), then CHP."""
+    if settings.cleanup_servers:
+        from app import create_app
+        from app.servers import get_servers
+
+        get_servers(create_app()).stop_all()
+    if proxy is not None:
+        proxy.stop()
+    print("FlaskHub stopped.", flush=True)
