@@ -20,12 +20,16 @@ def _address(ip: str) -> str:
 
 
 def _container_ips() -> list[str]:
-    """With the docker spawner: where containers reach the hub (the network's gateway)."""
-    if _settings.spawner != "docker":
+    """With the docker and swarm spawners: where servers reach the hub (a gateway of the host)."""
+    # Only then: the Docker SDK would otherwise be imported before gevent patches.
+    if _settings.spawner not in ("docker", "swarm"):
         return []
-    from app.spawners.docker import hub_connect_ips
+    from app.spawners import BUILTIN
+    from app.spawners.docker import DockerSpawner
 
-    return hub_connect_ips(_settings)
+    spawner = BUILTIN[_settings.spawner]
+    assert issubclass(spawner, DockerSpawner)
+    return spawner.hub_connect_ips(_settings)
 
 
 bind = [_address(ip) for ip in [_settings.hub_ip, *_container_ips()]]

@@ -7,11 +7,13 @@ import importlib
 from app.spawners.base import Spawner, SpawnerError
 from app.spawners.docker import DockerSpawner
 from app.spawners.local import LocalProcessSpawner, SimpleLocalProcessSpawner
+from app.spawners.swarm import SwarmSpawner
 
 BUILTIN: dict[str, type[Spawner]] = {
     "local": LocalProcessSpawner,
     "simple": SimpleLocalProcessSpawner,
     "docker": DockerSpawner,
+    "swarm": SwarmSpawner,
 }
 
 
