@@ -93,14 +93,12 @@ def run() -> None:
 
 
 def _hub_ips(settings: Settings) -> list[str]:
-    """Where the hub listens: hub_ip, and where containers reach it (docker spawner)."""
-    if settings.spawner != "docker":
-        return [settings.hub_ip]
+    """Where the hub listens: hub_ip, and where servers in containers reach it."""
+    from app.spawners import spawner_class
     from app.spawners.base import SpawnerError
-    from app.spawners.docker import hub_connect_ips
 
     try:
-        return [settings.hub_ip, *hub_connect_ips(settings)]
+        return [settings.hub_ip, *spawner_class(settings.spawner).hub_connect_ips(settings)]
     except SpawnerError as e:
         raise click.ClickException(str(e)) from None
 

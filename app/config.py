@@ -35,6 +35,11 @@ CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "flaskhub.toml"
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# A swarm service's name is one DNS label (swarmkit refuses '.' and more than 63 characters).
+SERVICE_NAME_RE = re.compile(r"[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9]+)*")
+SWARM_ADDRESSES = ("docker_gwbridge", "network")
+# Leaves room in a service name for the user and server.
+MAX_SWARM_PREFIX = 40
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 
 
@@ -87,7 +92,8 @@ class Settings:
     spawner: str = setting(
         "local",
         "`local` (as root: each user's own system account), `simple` (the hub's account), "
-        "`docker` (a container each), or a dotted path `module:Class`.",
+        "`docker` (a container each), `swarm` (a Swarm service each), or a dotted path "
+        "`module:Class`.",
     )
     spawner_cmd: list[str] = setting(
         ["flaskhub", "singleuser"], "Command that starts a user's server."
@@ -138,7 +144,7 @@ class Settings:
     max_body_size: int = setting(
         4 * 1024 * 1024, "Largest request body the hub reads, in bytes (larger: 413)."
     )
-    # The docker spawner (spawner = "docker"); README, Containers.
+    # The docker and swarm spawners (spawner = "docker", "swarm"); README, Containers.
     hub_connect_ip: str = setting(
         "", "Address user servers reach the hub at (default hub_ip; docker: the network gateway)."
     )
@@ -169,6 +175,20 @@ class Settings:
         "", "Memory limit of a user container: bytes or 512m, 2g (empty: none)."
     )
     cpu_limit: float = setting(0.0, "CPUs a user container may use, e.g. 1.5 (0: no limit).")
+    mem_guarantee: str = setting(
+        "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."
+    )
+    cpu_guarantee: float = setting(0.0, "CPUs reserved for a user's service (swarm; 0: none).")
+    swarm_placement: list[str] = setting(
+        [], 'Placement constraints of user services, e.g. ["node.labels.users==true"].'
+    )
+    swarm_address: str = setting(
+        "docker_gwbridge",
+        "Which address of a task the hub and CHP use: docker_gwbridge or network.",
+    )
+    swarm_volume_driver: str = setting(
+        "", "Volume driver of the home volume of user services (empty: local, on each node)."
+    )
 
     @property
     def hub_url(self) -> str:
@@ -402,10 +422,38 @@ def _validate_docker(settings: Settings) -> None:
         raise ConfigError(
             f"setting 'docker_port' must be a port number, got {settings.docker_port}"
         )
-    if settings.mem_limit and not MEM_LIMIT_RE.fullmatch(settings.mem_limit):
+    for name in ("mem_limit", "mem_guarantee"):
+        value = getattr(settings, name)
+        if value and not MEM_LIMIT_RE.fullmatch(value):
+            raise ConfigError(
+                f"setting {name!r} must be bytes or a number with b, k, m or g, got {value!r}"
+            )
+    _validate_swarm(settings)
+
+
+def _validate_swarm(settings: Settings) -> None:
+    """The swarm spawner's service names, placement and addresses."""
+    prefix = settings.docker_prefix
+    swarm = settings.spawner == "swarm"
+    if swarm and not (SERVICE_NAME_RE.fullmatch(prefix) and len(prefix) <= MAX_SWARM_PREFIX):
         raise ConfigError(
-            f"setting 'mem_limit' must be bytes or a number with b, k, m or g, got "
-            f"{settings.mem_limit!r}"
+            f"setting 'docker_prefix' must be at most {MAX_SWARM_PREFIX} letters and digits "
+            f"joined by - or _ (swarm service names), got {prefix!r}"
+        )
+    if not all(isinstance(c, str) and ("==" in c or "!=" in c) for c in settings.swarm_placement):
+        raise ConfigError(
+            "setting 'swarm_placement' must be a list of constraints such as "
+            f"'node.role==worker', got {settings.swarm_placement!r}"
+        )
+    if settings.swarm_address not in SWARM_ADDRESSES:
+        raise ConfigError(
+            f"setting 'swarm_address' must be one of {', '.join(SWARM_ADDRESSES)}, "
+            f"got {settings.swarm_address!r}"
+        )
+    if swarm and settings.swarm_address == "network" and not settings.hub_connect_ip:
+        raise ConfigError(
+            "setting 'hub_connect_ip' must name the hub on docker_network when "
+            "swarm_address = 'network' (e.g. its service name there)"
         )
 
 

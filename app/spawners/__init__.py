@@ -12,6 +12,7 @@ BUILTIN: dict[str, str] = {
     "local": "app.spawners.local:LocalProcessSpawner",
     "simple": "app.spawners.local:SimpleLocalProcessSpawner",
     "docker": "app.spawners.docker:DockerSpawner",
+    "swarm": "app.spawners.swarm:SwarmSpawner",
 }
 
 

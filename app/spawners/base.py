@@ -81,6 +81,11 @@ class Spawner:
             return self.user_name
         return f"{self.user_name}{SERVER_SEPARATOR}{self.server_name}"
 
+    @classmethod
+    def hub_connect_ips(cls, settings: Settings) -> list[str]:
+        """Addresses the hub must listen on besides hub_ip for servers to reach it."""
+        return []
+
     def hub_connect_url(self) -> str:
         """The hub's URL as the server reaches it (`hub_connect_ip`, else the hub's own)."""
         if not self.settings.hub_connect_ip:

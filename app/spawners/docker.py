@@ -4,9 +4,9 @@ Containers join one user-defined bridge network (`docker_network`, created if
 missing). The hub reaches a server at its container's address on that network;
 the server reaches the hub at `hub_connect_ip`, by default the network's
 gateway, which is the host itself: `flaskhub run` also binds the hub there (see
-`hub_connect_ips`). Every call to the engine goes through the Docker SDK over
-its socket, which gevent's monkey patching makes cooperative; each carries a
-timeout.
+`DockerSpawner.hub_connect_ips`). Every call to the engine goes through the
+Docker SDK over its socket, which gevent's monkey patching makes cooperative;
+each carries a timeout.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -58,16 +59,16 @@ def docker_client() -> docker.DockerClient:
     return _clients[pid]
 
 
-def safe_name(text: str) -> str:
-    """text as part of a Docker name: other characters than [a-zA-Z0-9.-] become _xx (hex),
-    so two texts never give one name; a long one is cut and ends in a hash of the whole."""
+def safe_name(text: str, safe: re.Pattern[str] = NAME_SAFE, longest: int = MAX_NAME_PART) -> str:
+    """text as part of a Docker name: characters not `safe` become _xx (hex), so two
+    texts never give one name; one longer than `longest` is cut and ends in a hash of the whole."""
     escaped = "".join(
-        c if NAME_SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in text
+        c if safe.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in text
     )
-    if len(escaped) <= MAX_NAME_PART:
+    if len(escaped) <= longest:
         return escaped
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return f"{escaped[: MAX_NAME_PART - 13]}-{digest}"
+    return f"{escaped[: longest - 13]}-{digest}"
 
 
 def network_name(settings: Settings) -> str:
@@ -75,8 +76,10 @@ def network_name(settings: Settings) -> str:
     return settings.docker_network or settings.docker_prefix
 
 
-def ensure_network(client: docker.DockerClient, settings: Settings) -> Network:
-    """The network of user containers, created (a bridge, labelled) if it is missing."""
+def ensure_network(
+    client: docker.DockerClient, settings: Settings, driver: str = "bridge", **options: Any
+) -> Network:
+    """The network of user containers, created (labelled; a bridge unless told) if missing."""
     name = network_name(settings)
     try:
         return client.networks.get(name)
@@ -84,9 +87,9 @@ def ensure_network(client: docker.DockerClient, settings: Settings) -> Network:
         pass
     try:
         created = client.networks.create(
-            name, driver="bridge", labels={LABEL_HUB: settings.docker_prefix}
+            name, driver=driver, labels={LABEL_HUB: settings.docker_prefix}, **options
         )
-        log.info("Created Docker network %s for user containers", name)
+        log.info("Created Docker %s network %s for user servers", driver, name)
         return client.networks.get(created.id)
     except APIError:
         # Another worker created it meanwhile.
@@ -105,12 +108,13 @@ def network_gateway(network: Network) -> str:
     )
 
 
-def hub_connect_ips(settings: Settings) -> list[str]:
-    """Addresses the hub must listen on besides hub_ip so that containers reach it:
-    the network's gateway, unless hub_connect_ip is set or hub_ip is a wildcard."""
-    if settings.hub_connect_ip or settings.hub_ip in ("", "0.0.0.0", "::"):
-        return []
-    return [network_gateway(ensure_network(docker_client(), settings))]
+def backoff() -> Iterator[None]:
+    """Pauses of a wait on the engine (each next() sleeps): 0.05 s, doubling up to 0.5 s."""
+    delay = 0.05
+    while True:
+        gevent.sleep(delay)
+        yield
+        delay = min(delay * 2, 0.5)
 
 
 class DockerSpawner(Spawner):
@@ -142,11 +146,23 @@ class DockerSpawner(Spawner):
             LABEL_HUB: self.settings.docker_prefix,
         }
 
+    @classmethod
+    def hub_connect_ips(cls, settings: Settings) -> list[str]:
+        """Addresses the hub must listen on besides hub_ip so that servers reach it:
+        the host's gateway, unless hub_connect_ip is set or hub_ip is a wildcard."""
+        if settings.hub_connect_ip or settings.hub_ip in ("", "0.0.0.0", "::"):
+            return []
+        return [cls.host_gateway(settings)]
+
+    @classmethod
+    def host_gateway(cls, settings: Settings) -> str:
+        """The host's address as servers reach it: the gateway of their network."""
+        return network_gateway(ensure_network(docker_client(), settings))
+
     def hub_connect_url(self) -> str:
         if self.settings.hub_connect_ip:
             return super().hub_connect_url()
-        gateway = network_gateway(ensure_network(self.client, self.settings))
-        return f"http://{gateway}:{self.settings.hub_port}"
+        return f"http://{self.host_gateway(self.settings)}:{self.settings.hub_port}"
 
     # -- starting ------------------------------------------------------------
 
@@ -160,7 +176,9 @@ class DockerSpawner(Spawner):
         try:
             container.start()
         except APIError as e:
-            raise SpawnerError(f"Container {self.container_name} did not start: {_why(e)}") from e
+            raise SpawnerError(
+                f"Container {self.container_name} did not start: {engine_says(e)}"
+            ) from e
         ip = self._wait_for_port(container)
         self.report_progress(80, f"Container {self.container_name} started at {ip}")
         log.info("Started container %s for %s at %s", self.container_name, self.user_name, ip)
@@ -181,8 +199,8 @@ class DockerSpawner(Spawner):
             self.client.images.pull(image)
         except (APIError, ImageNotFound) as e:
             raise SpawnerError(
-                f"Image {image} is not on the Docker engine and pulling it failed: {_why(e)}. "
-                "Build it there (images/build) or set docker_image."
+                f"Image {image} is not on the Docker engine and pulling it failed: "
+                f"{engine_says(e)}. Build it there (images/build) or set docker_image."
             ) from e
 
     def _remove_leftover(self) -> None:
@@ -209,7 +227,9 @@ class DockerSpawner(Spawner):
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
             )
         except APIError as e:
-            raise SpawnerError(f"Cannot create container {self.container_name}: {_why(e)}") from e
+            raise SpawnerError(
+                f"Cannot create container {self.container_name}: {engine_says(e)}"
+            ) from e
 
     def container_env(self) -> dict[str, str]:
         """docker_env, then the JUPYTERHUB_* variables; none of the hub's own environment."""
@@ -237,16 +257,15 @@ class DockerSpawner(Spawner):
         A container that exits first fails the spawn with its status and last log
         lines. Bounded by start_timeout (the hub's gevent.Timeout).
         """
-        delay = 0.05
+        pause = backoff()
         while True:
             container.reload()
             if container.status in ("exited", "dead"):
                 raise self._exited(container)
             ip = self._ip(container)
-            if ip and _accepts(ip, self.settings.docker_port):
+            if ip and accepts(ip, self.settings.docker_port):
                 return ip
-            gevent.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            next(pause)
 
     def _ip(self, container: Container) -> str:
         networks = container.attrs["NetworkSettings"]["Networks"]
@@ -254,10 +273,14 @@ class DockerSpawner(Spawner):
 
     def _exited(self, container: Container) -> SpawnerError:
         code = container.attrs["State"]["ExitCode"]
-        lines = container.logs(tail=LOG_LINES).decode(errors="replace").rstrip()
+        lines = container.logs(tail=LOG_LINES).decode(errors="replace")
+        return self.exited_error(f"Container {self.container_name}", code, lines)
+
+    def exited_error(self, what: str, code: int, lines: str) -> SpawnerError:
+        """A server that exited as it started: its status and last log lines."""
         return SpawnerError(
-            f"Container {self.container_name} (image {self.settings.docker_image}) exited with "
-            f"status {code} as it started. Its last log lines:\n{lines or '(none)'}"
+            f"{what} (image {self.settings.docker_image}) exited with status {code} as it "
+            f"started. Its last log lines:\n{lines.rstrip() or '(none)'}"
         )
 
     # -- watching and stopping -----------------------------------------------
@@ -303,7 +326,7 @@ class DockerSpawner(Spawner):
         except NotFound:
             return
         except APIError as e:
-            log.warning("Could not remove volume %s: %s", self.volume_name, _why(e))
+            log.warning("Could not remove volume %s: %s", self.volume_name, engine_says(e))
             return
         log.info("Removed volume %s of deleted user %s", self.volume_name, self.user_name)
 
@@ -317,7 +340,7 @@ class DockerSpawner(Spawner):
         self.container_id = None
 
 
-def _accepts(ip: str, port: int) -> bool:
+def accepts(ip: str, port: int) -> bool:
     """True if something listens on ip:port."""
     try:
         with socket.create_connection((ip, port), timeout=1):
@@ -326,6 +349,6 @@ def _accepts(ip: str, port: int) -> bool:
         return False
 
 
-def _why(error: DockerException) -> str:
+def engine_says(error: DockerException) -> str:
     """The engine's own words for an error."""
     return str(getattr(error, "explanation", None) or error)

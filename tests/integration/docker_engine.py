@@ -4,7 +4,8 @@
 at the end) if none answers and we are root; without one the tests skip with
 the reason, but under CI=true that is a failure. `docker_images` builds the
 default single-user image (and, without a registry, its base) with images/build.
-Import the fixtures into a test module to use them.
+`docker_swarm` makes the engine a single-node swarm for the session unless it is
+a swarm manager already. Import the fixtures into a test module to use them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from pathlib import Path
 
 import docker
 import pytest
+from docker.models.containers import Container
 
 from app.spawners.docker import LABEL_HUB
+from app.spawners.swarm import GWBRIDGE
 from app.version import __version__
 from tests.helpers import wait_for
+from tests.integration.conftest import Hub
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 900
@@ -120,12 +124,57 @@ def docker_images(docker_client: docker.DockerClient) -> str:
     return f"flaskhub/singleuser:{__version__}"
 
 
+@pytest.fixture(scope="session")
+def docker_swarm(docker_client: docker.DockerClient) -> Iterator[None]:
+    """A swarm manager: the engine, made a single-node swarm for the session if need be
+    (then left at the end, with the docker_gwbridge network the swarm brought)."""
+    swarm = docker_client.info()["Swarm"]
+    if swarm["LocalNodeState"] == "active":
+        if not swarm.get("ControlAvailable"):
+            _no_engine("the Docker engine is a swarm worker, not a manager")
+        yield
+        return
+    had_gwbridge = bool(docker_client.networks.list(names=[GWBRIDGE]))
+    docker_client.swarm.init(advertise_addr="127.0.0.1")
+    yield
+    docker_client.swarm.leave(force=True)
+    if not had_gwbridge:
+        for network in docker_client.networks.list(names=[GWBRIDGE]):
+            network.remove()
+
+
 def remove_labelled(client: docker.DockerClient, hub: str) -> None:
-    """Remove every container, volume and network a hub (its docker_prefix) made."""
+    """Remove every service, container, volume and network a hub (its docker_prefix) made."""
     selector = {"label": f"{LABEL_HUB}={hub}"}
+    if client.info()["Swarm"].get("ControlAvailable"):
+        for service in client.services.list(filters=selector):
+            service.remove()
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True)
     for volume in client.volumes.list(filters=selector):
         volume.remove(force=True)
     for network in client.networks.list(filters=selector):
         network.remove()
+
+
+def spawn(hub: Hub, name: str) -> None:
+    """Create user name and start their server unless it runs; wait until it is ready."""
+    hub.api("POST", f"/users/{name}")
+    if hub.api("GET", f"/users/{name}").json()["server"]:
+        return
+    response = hub.api("POST", f"/users/{name}/server")
+    assert response.status_code in (201, 202), response.text
+    wait_for(lambda: hub.api("GET", f"/users/{name}").json()["servers"][""]["ready"], 60)
+
+
+def stop(hub: Hub, name: str) -> None:
+    """Stop user name's server and wait until it is gone."""
+    assert hub.api("DELETE", f"/users/{name}/server").status_code in (202, 204)
+    wait_for(lambda: not hub.api("GET", f"/users/{name}").json()["servers"], 60)
+
+
+def run_in(container: Container, command: str) -> str:
+    """The output of a shell command run in a container (which must succeed)."""
+    code, output = container.exec_run(["sh", "-c", command])
+    assert code == 0, output
+    return output.decode()

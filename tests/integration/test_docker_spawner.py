@@ -23,6 +23,9 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
     remove_labelled,
+    run_in,
+    spawn,
+    stop,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -55,21 +58,6 @@ def docker_hub(
     return hub_factory(**SETTINGS)
 
 
-def spawn(hub: Hub, name: str) -> None:
-    """Create user name and start their server unless it runs; wait until it is ready."""
-    hub.api("POST", f"/users/{name}")
-    if hub.api("GET", f"/users/{name}").json()["server"]:
-        return
-    response = hub.api("POST", f"/users/{name}/server")
-    assert response.status_code in (201, 202), response.text
-    wait_for(lambda: hub.api("GET", f"/users/{name}").json()["servers"][""]["ready"], 60)
-
-
-def stop(hub: Hub, name: str) -> None:
-    assert hub.api("DELETE", f"/users/{name}/server").status_code in (202, 204)
-    wait_for(lambda: not hub.api("GET", f"/users/{name}").json()["servers"], 60)
-
-
 def container_of(client: docker.DockerClient, name: str) -> Container:
     return client.containers.get(f"{PREFIX}-{name}")
 
@@ -78,12 +66,6 @@ def home_volume(client: docker.DockerClient, name: str) -> str:
     """The name of the volume mounted as a user's home."""
     mounts = container_of(client, name).attrs["Mounts"]
     return next(m["Name"] for m in mounts if m["Destination"] == HOME)
-
-
-def run_in(container: Container, command: str) -> str:
-    code, output = container.exec_run(["sh", "-c", command])
-    assert code == 0, output
-    return output.decode()
 
 
 def test_spawn_runs_a_labelled_container_and_reports_progress(

@@ -1,0 +1,291 @@
+"""SwarmSpawner: one Docker Swarm service per server (one replica, never restarted).
+
+It is the DockerSpawner's design on a swarm: the same names, labels, home
+volume, environment and failure messages, through a swarm manager's engine.
+Services join `docker_network`, an attachable overlay network (created if
+missing). The host is on no overlay network, but every task also joins the
+node's `docker_gwbridge` bridge: with `swarm_address = "docker_gwbridge"` (one
+node, the hub on it) the hub and CHP reach a task at its address there, and the
+task reaches the hub at that bridge's gateway. With `swarm_address = "network"`
+the hub and CHP run on the overlay network themselves (as swarm services or
+attached containers) and use the task's address on it. Services publish no
+ports and skip the virtual IP (`dnsrr`): the routing mesh needs IPVS.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import docker
+import gevent
+from docker.errors import APIError, DockerException, NotFound
+from docker.models.networks import Network
+from docker.models.services import Service
+from docker.types import DriverConfig, EndpointSpec, Mount, Resources, RestartPolicy
+from docker.utils import parse_bytes
+
+from app.config import MAX_SWARM_PREFIX, Settings
+from app.spawners.base import SpawnerError
+from app.spawners.docker import (
+    LOG_LINES,
+    STOP_GRACE_SECONDS,
+    DockerSpawner,
+    accepts,
+    backoff,
+    docker_client,
+    engine_says,
+    ensure_network,
+    network_gateway,
+    safe_name,
+)
+
+log = logging.getLogger(__name__)
+
+GWBRIDGE = "docker_gwbridge"
+# What dockerd itself gives docker_gwbridge when it makes it for the first task.
+GWBRIDGE_OPTIONS = {
+    "com.docker.network.bridge.name": GWBRIDGE,
+    "com.docker.network.bridge.enable_icc": "false",
+    "com.docker.network.bridge.enable_ip_masquerade": "true",
+}
+# A service name is one DNS label: letters, digits, - and _, at most 63 characters.
+SERVICE_NAME_MAX = 63
+SERVICE_SAFE = re.compile(r"[a-zA-Z0-9]")
+# Task states after which the task never runs again (swarmkit's names).
+ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+SERVICE_LABEL = "com.docker.swarm.service.id"
+
+
+def ensure_gwbridge(client: docker.DockerClient) -> Network:
+    """The node's docker_gwbridge, made as dockerd makes it if no task has made it yet."""
+    try:
+        return client.networks.get(GWBRIDGE)
+    except NotFound:
+        pass
+    try:
+        client.networks.create(GWBRIDGE, driver="bridge", options=GWBRIDGE_OPTIONS)
+        log.info("Created %s, through which the hub and its servers reach each other", GWBRIDGE)
+    except APIError:
+        pass  # Made meanwhile by dockerd or another worker.
+    return client.networks.get(GWBRIDGE)
+
+
+class SwarmSpawner(DockerSpawner):
+    """Runs each server as a one-replica swarm service of `docker_image`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service_id: str | None = None
+
+    @classmethod
+    def host_gateway(cls, settings: Settings) -> str:
+        """The host's address as tasks reach it: docker_gwbridge's gateway."""
+        return network_gateway(ensure_gwbridge(docker_client()))
+
+    @property
+    def service_name(self) -> str:
+        """docker_prefix, then the user and server with all but letters and digits escaped."""
+        room = SERVICE_NAME_MAX - len(self.settings.docker_prefix) - 1
+        assert room >= SERVICE_NAME_MAX - MAX_SWARM_PREFIX - 1
+        return f"{self.settings.docker_prefix}-{safe_name(self.file_stem, SERVICE_SAFE, room)}"
+
+    def network(self) -> Network:
+        """docker_network: an attachable overlay network, made if missing."""
+        return ensure_network(self.client, self.settings, driver="overlay", attachable=True)
+
+    # -- starting ------------------------------------------------------------
+
+    def start(self) -> str:
+        self._look_up_image()
+        self._remove_leftover()
+        self.report_progress(40, f"Creating service {self.service_name}")
+        service = self._create()
+        self.service_id = service.id
+        ip = self._wait_for_task(service)
+        self.report_progress(80, f"Service {self.service_name} running at {ip}")
+        log.info("Started service %s for %s at %s", self.service_name, self.user_name, ip)
+        return f"http://{ip}:{self.settings.docker_port}"
+
+    def _look_up_image(self) -> None:
+        """Say whether this engine has docker_image; the node of the task pulls it if need be."""
+        image = self.settings.docker_image
+        self.report_progress(10, f"Looking up image {image}")
+        if not self.client.images.list(name=image):
+            self.report_progress(20, f"Image {image} is not on this node: the task's node pulls it")
+
+    def _remove_leftover(self) -> None:
+        """Remove a service of this server's name left by a crash of the hub."""
+        try:
+            old = self.client.services.get(self.service_name)
+        except NotFound:
+            return
+        log.info("Removing the old service %s of %s", self.service_name, self.user_name)
+        old.remove()
+
+    def _create(self) -> Service:
+        settings = self.settings
+        try:
+            return self.client.services.create(
+                settings.docker_image,
+                args=settings.docker_cmd or None,
+                name=self.service_name,
+                labels=self.labels(),
+                container_labels=self.labels(),
+                env=self.container_env(),
+                mounts=self.mount_specs(),
+                networks=[self.network().name],
+                resources=self.resources(),
+                constraints=settings.swarm_placement or None,
+                restart_policy=RestartPolicy(condition="none"),
+                endpoint_spec=EndpointSpec(mode="dnsrr"),
+                stop_grace_period=STOP_GRACE_SECONDS * 10**9,
+            )
+        except APIError as e:
+            raise SpawnerError(
+                f"Cannot create service {self.service_name}: {engine_says(e)}"
+            ) from e
+
+    def mount_specs(self) -> list[Mount]:
+        """mounts() as the mounts of a service: volumes (made by the task's node) or host paths."""
+        specs = []
+        for source, target in self.mounts().items():
+            home = source == self.volume_name
+            driver = self.settings.swarm_volume_driver
+            specs.append(
+                Mount(
+                    target["bind"],
+                    source,
+                    type="bind" if source.startswith("/") else "volume",
+                    read_only=target["mode"] == "ro",
+                    labels=self.labels() if home else None,
+                    driver_config=DriverConfig(driver) if home and driver else None,
+                )
+            )
+        return specs
+
+    def resources(self) -> Resources:
+        """mem_limit and cpu_limit as limits, mem_guarantee and cpu_guarantee as reservations."""
+        settings = self.settings
+        return Resources(
+            mem_limit=parse_bytes(settings.mem_limit) if settings.mem_limit else None,
+            cpu_limit=int(settings.cpu_limit * 1e9) or None,
+            mem_reservation=parse_bytes(settings.mem_guarantee) if settings.mem_guarantee else None,
+            cpu_reservation=int(settings.cpu_guarantee * 1e9) or None,
+        )
+
+    def _wait_for_task(self, service: Service) -> str:
+        """Wait until the task runs and its port accepts connections; its address.
+
+        A task that ends first fails the spawn with its error, exit status and
+        last log lines. Bounded by start_timeout (the hub's gevent.Timeout).
+        """
+        reported: set[str] = set()
+        pause = backoff()
+        while True:
+            task = _latest(service.tasks())
+            state = task["Status"]["State"] if task else "new"
+            if state in ENDED:
+                raise self._ended(service, task)
+            if state not in reported:
+                reported.add(state)
+                self._report_state(state, task)
+            ip = self._address(task) if state == "running" else ""
+            if ip and accepts(ip, self.settings.docker_port):
+                return ip
+            next(pause)
+
+    def _report_state(self, state: str, task: dict[str, Any] | None) -> None:
+        if state == "assigned" and task:
+            self.report_progress(50, f"Task of {self.service_name} scheduled on a node")
+        elif state == "running":
+            self.report_progress(70, f"Task of {self.service_name} running")
+
+    def _address(self, task: dict[str, Any] | None) -> str:
+        """The task's address the hub reaches it at (per swarm_address), or "" if not yet known."""
+        if task is None:
+            return ""
+        if self.settings.swarm_address == "network":
+            for attachment in task.get("NetworksAttachments") or []:
+                if attachment["Network"]["Spec"]["Name"] == self.network().name:
+                    return str(attachment["Addresses"][0].split("/")[0])
+            return ""
+        container_id = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
+        endpoints = ensure_gwbridge(self.client).attrs.get("Containers") or {}
+        address = endpoints.get(container_id, {}).get("IPv4Address", "")
+        return str(address.split("/")[0])
+
+    def _ended(self, service: Service, task: dict[str, Any] | None) -> SpawnerError:
+        """Why a task ended as it started: the engine's error, else its status and log."""
+        status = task["Status"] if task else {}
+        code = status.get("ContainerStatus", {}).get("ExitCode", 0)
+        what = f"Service {self.service_name}"
+        if not code:
+            why = status.get("Err") or status.get("Message") or status.get("State")
+            return SpawnerError(
+                f"{what} (image {self.settings.docker_image}) could not start its server: {why}"
+            )
+        lines = b"".join(service.logs(stdout=True, stderr=True, tail=LOG_LINES))
+        return self.exited_error(what, code, lines.decode(errors="replace"))
+
+    # -- watching and stopping -----------------------------------------------
+
+    def _service(self) -> Service | None:
+        if self.service_id is None:
+            return None
+        try:
+            return self.client.services.get(self.service_id)
+        except NotFound:
+            return None
+
+    def poll(self) -> int | None:
+        try:
+            service = self._service()
+            task = _latest(service.tasks()) if service else None
+        except DockerException as e:
+            log.warning("Cannot poll service of %s: %s", self.user_name, e)
+            return None
+        if task is None:
+            return 0
+        status = task["Status"]
+        if status["State"] not in ENDED:
+            return None
+        return int(status.get("ContainerStatus", {}).get("ExitCode") or 0)
+
+    def stop(self, now: bool = False) -> None:
+        service = self._service()
+        if service is None:
+            return
+        service.remove()
+        log.info("Removed service %s of %s", self.service_name, self.user_name)
+        self._wait_for_containers(now)
+
+    def _wait_for_containers(self, now: bool) -> None:
+        """Wait (bounded) until the service's containers on this node are gone: the next
+        start may mount the same volume. `now`: remove them rather than wait."""
+        selector = {"label": f"{SERVICE_LABEL}={self.service_id}"}
+        pause = backoff()
+        # Past the grace period and a margin, dockerd has killed them: stop waiting.
+        with gevent.Timeout(STOP_GRACE_SECONDS + 5, False):
+            while containers := self.client.containers.list(all=True, filters=selector):
+                for container in containers if now else []:
+                    try:
+                        container.remove(force=True)
+                    except NotFound:
+                        pass
+                next(pause)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"service_id": self.service_id}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.service_id = state.get("service_id")
+
+    def clear_state(self) -> None:
+        self.service_id = None
+
+
+def _latest(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest task of a service (one replica, never restarted: the only one)."""
+    return max(tasks, key=lambda t: t["CreatedAt"], default=None)

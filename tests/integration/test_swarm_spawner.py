@@ -1,0 +1,211 @@
+"""The swarm spawner on a real single-node swarm: real services, real CHP, `flaskhub run`.
+
+The hub runs on the host (swarm_address = "docker_gwbridge"): CHP reaches each
+task at its docker_gwbridge address and the task reaches the hub at that
+bridge's gateway. The module's docker_prefix labels every service, volume and
+network it makes; all are removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+from docker.models.containers import Container
+from docker.models.services import Service
+
+from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_USER
+from app.spawners.swarm import GWBRIDGE
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub
+from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    docker_client,
+    docker_images,
+    docker_swarm,
+    remove_labelled,
+    run_in,
+    spawn,
+    stop,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+PREFIX = f"fhswarm-{secrets.token_hex(3)}"
+SETTINGS: dict[str, Any] = {
+    "spawner": "swarm",
+    "docker_prefix": PREFIX,
+    "cleanup_servers": False,
+    "mem_limit": "256m",
+    "cpu_limit": 0.5,
+    "mem_guarantee": "64m",
+    "cpu_guarantee": 0.25,
+    "swarm_placement": ["node.role==manager"],
+    "swarm_volume_driver": "local",
+    "docker_env": {"GREETING": "hello"},
+}
+HOME = "/home/jovyan"
+
+
+@pytest.fixture(scope="module")
+def leftovers(
+    docker_swarm: None,  # noqa: F811
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> Iterator[None]:
+    """Remove what this module's hubs made (requested before the hubs: runs after them)."""
+    yield
+    remove_labelled(docker_client, PREFIX)
+
+
+@pytest.fixture(scope="module")
+def swarm_hub(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> Hub:
+    return hub_factory(**SETTINGS)
+
+
+def service_of(client: docker.DockerClient, name: str) -> Service:
+    return client.services.get(f"{PREFIX}-{name}")
+
+
+def container_of(client: docker.DockerClient, name: str) -> Container:
+    """The running container of a user's task."""
+    selector = {"label": f"com.docker.swarm.service.name={PREFIX}-{name}", "status": "running"}
+    (container,) = client.containers.list(filters=selector)
+    return container
+
+
+def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:
+    return dict(service_of(client, name).attrs["Spec"]["TaskTemplate"])
+
+
+def get_as(hub: Hub, owner: str, name: str) -> Any:
+    """GET /user/<owner>/ through CHP with name's token."""
+    return hub.get(f"/user/{owner}/", headers={"Authorization": f"token {hub.token(name)}"})
+
+
+def test_spawn_runs_a_labelled_service_and_reports_progress(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "alice")
+    service = service_of(docker_client, "alice")
+    labels = service.attrs["Spec"]["Labels"]
+    assert labels[LABEL_USER] == "alice"
+    assert labels[LABEL_SERVER] == ""
+    assert labels[LABEL_HUB] == PREFIX
+    assert service.attrs["Spec"]["Mode"] == {"Replicated": {"Replicas": 1}}
+    assert spec_of(docker_client, "alice")["RestartPolicy"]["Condition"] == "none"
+    assert container_of(docker_client, "alice").labels[LABEL_USER] == "alice"
+    (stored,) = swarm_hub.query(
+        "SELECT progress_events FROM servers JOIN users ON users.id = servers.user_id "
+        "WHERE users.name = 'alice'"
+    )[0]
+    messages = [event["message"] for event in json.loads(stored)]
+    steps = ("Looking up image", "Creating service", "Task of", "Service")
+    for step in steps:
+        assert any(m.startswith(step) for m in messages), messages
+    assert any("running" in m for m in messages if m.startswith("Task of")), messages
+
+
+def test_owner_reaches_the_server_through_the_proxy_others_do_not(swarm_hub: Hub) -> None:
+    spawn(swarm_hub, "alice")
+    swarm_hub.api("POST", "/users/mallory")
+    assert get_as(swarm_hub, "alice", "alice").status_code == 200
+    assert get_as(swarm_hub, "alice", "mallory").status_code == 403
+
+
+def test_limits_reservations_placement_and_environment(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "alice")
+    spec = spec_of(docker_client, "alice")
+    assert spec["Resources"] == {
+        "Limits": {"MemoryBytes": 256 * 1024 * 1024, "NanoCPUs": 500_000_000},
+        "Reservations": {"MemoryBytes": 64 * 1024 * 1024, "NanoCPUs": 250_000_000},
+    }
+    assert spec["Placement"]["Constraints"] == ["node.role==manager"]
+    env = dict(item.split("=", 1) for item in spec["ContainerSpec"]["Env"])
+    assert env["GREETING"] == "hello" and env["JUPYTERHUB_USER"] == "alice"
+    assert "PYTHONPATH" not in env and not any(k.startswith("FLASKHUB_") for k in env)
+    gateway = docker_client.networks.get(GWBRIDGE).attrs["IPAM"]["Config"][0]["Gateway"]
+    assert env["JUPYTERHUB_API_URL"].startswith(f"http://{gateway}:")
+    network = docker_client.networks.get(PREFIX)
+    assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"]
+
+
+def test_home_survives_stop_and_start_and_stop_removes_the_service(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "carol")
+    first = service_of(docker_client, "carol")
+    (home,) = spec_of(docker_client, "carol")["ContainerSpec"]["Mounts"]
+    storage_id = swarm_hub.query("SELECT storage_id FROM users WHERE name = 'carol'")[0][0]
+    assert home["Source"] == f"{PREFIX}-home-{storage_id}" and home["Target"] == HOME
+    assert home["VolumeOptions"]["DriverConfig"]["Name"] == "local"
+    run_in(container_of(docker_client, "carol"), f"echo kept > {HOME}/notes.txt")
+    stop(swarm_hub, "carol")
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.services.get(first.id)
+    volume = docker_client.volumes.get(home["Source"])
+    assert volume.attrs["Labels"][LABEL_USER] == "carol"
+    spawn(swarm_hub, "carol")
+    assert service_of(docker_client, "carol").id != first.id
+    assert run_in(container_of(docker_client, "carol"), f"cat {HOME}/notes.txt") == "kept\n"
+    page = get_as(swarm_hub, "carol", "carol")
+    assert page.status_code == 200 and "notes.txt" in page.text
+
+
+def test_a_hub_restart_keeps_the_service_routed(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "alice")
+    before = service_of(docker_client, "alice").id
+    swarm_hub.restart()
+    assert service_of(docker_client, "alice").id == before
+    wait_for(lambda: "/user/alice" in swarm_hub.routes(), 30)
+    assert get_as(swarm_hub, "alice", "alice").status_code == 200
+    assert swarm_hub.api("GET", "/users/alice").json()["servers"][""]["ready"]
+
+
+def test_a_missing_image_fails_naming_it_and_is_not_retried(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    image = "flaskhub/no-such-image:0"
+    hub = hub_factory(**{**SETTINGS, "docker_image": image})
+    hub.api("POST", "/users/dora")
+    response = hub.api("POST", "/users/dora/server")
+    assert response.status_code == 500
+    message = response.json()["message"]
+    assert f"No such image: {image}" in message and "could not start its server" in message
+    started = hub.query("SELECT started FROM servers")
+    token = hub.token("dora")
+    for _ in range(2):
+        page = hub.get("/hub/user/dora/", headers={"Authorization": f"token {token}"})
+        assert page.status_code == 500 and image in page.text
+    assert hub.query("SELECT started FROM servers") == started
+    # The failed service is removed, not left to be retried by the swarm.
+    assert docker_client.services.list(filters={"name": f"{PREFIX}-dora"}) == []
+
+
+def test_a_task_that_exits_at_once_fails_with_its_status_and_log(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    hub = hub_factory(**{**SETTINGS, "docker_cmd": ["sh", "-c", "echo cannot go on; exit 3"]})
+    hub.api("POST", "/users/erin")
+    response = hub.api("POST", "/users/erin/server")
+    assert response.status_code == 500
+    message = response.json()["message"]
+    assert "exited with status 3" in message and "cannot go on" in message
