@@ -49,6 +49,15 @@ def post_worker_init(worker: Any) -> None:
     background.start(worker.wsgi)
 
 
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Let other connections' greenlets run before this keep-alive connection's next
+    request: without it one busy connection is served again and again while the others
+    wait (p99 of seconds at 32 connections, PITFALLS.md)."""
+    import gevent
+
+    gevent.sleep(0)
+
+
 def on_starting(server: Any) -> None:
     """Log as FlaskHub does, reset the metrics, start CHP."""
     global _proxy
