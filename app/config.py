@@ -34,6 +34,9 @@ DEFAULT_CONFIG_FILE = "flaskhub.toml"
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
+# Authenticators whose users come from an identity provider: they must say who may log in.
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ()
+AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
 class ConfigError(ValueError):
@@ -77,6 +80,22 @@ class Settings:
         "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
     )
     dummy_password: str = setting("", "With the dummy authenticator: the one password accepted.")
+    # Who may log in (README, Authentication).
+    allowed_users: list[str] = setting(
+        [], "Names that may log in (besides allowed_groups and admins)."
+    )
+    blocked_users: list[str] = setting([], "Names that may never log in, whatever else says.")
+    allowed_groups: list[str] = setting(
+        [], "Members of these provider groups may log in (ldap, oidc, oauth2)."
+    )
+    admin_groups: list[str] = setting(
+        [], "Members of these provider groups are admins (re-read at every login) and may log in."
+    )
+    allow_all: bool = setting(
+        False,
+        "Everyone the authenticator accepts may log in (needed for ldap/oidc/oauth2 "
+        "without allowed_users or allowed_groups).",
+    )
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
     services: list[dict[str, Any]] = setting(
         [],
@@ -320,8 +339,11 @@ def _validate_template(template: str) -> None:
 
 def _validate(settings: Settings) -> None:
     """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
-    if settings.authenticator not in ("dummy", "password"):
-        raise ConfigError("setting 'authenticator' must be 'dummy' or 'password'")
+    if settings.authenticator not in AUTHENTICATOR_NAMES:
+        raise ConfigError(
+            f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
+        )
+    _validate_access(settings)
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:
@@ -368,6 +390,20 @@ def _validate(settings: Settings) -> None:
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
     _validate_docker(settings)
+
+
+def _validate_access(settings: Settings) -> None:
+    """The lists of who may log in; a provider's hub must say who may (else nobody could)."""
+    for name in ("allowed_users", "blocked_users", "allowed_groups", "admin_groups"):
+        if not all(isinstance(v, str) and v.strip() for v in getattr(settings, name)):
+            raise ConfigError(f"setting {name!r} must be a list of non-empty strings")
+    allows = settings.allow_all or settings.allowed_users or settings.allowed_groups
+    if settings.authenticator in PROVIDER_AUTHENTICATORS and not allows:
+        raise ConfigError(
+            f"with authenticator {settings.authenticator!r} nobody may log in: set "
+            "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
+            "the provider accepts"
+        )
 
 
 def _validate_service_extras(service: dict[str, Any]) -> None:

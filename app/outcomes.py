@@ -36,6 +36,7 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not-found"
     CONFLICT = "conflict"
     INVALID = "invalid"
+    FORBIDDEN = "forbidden"  # who asks may not do it (a login the settings do not allow)
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,7 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     outcome = Outcome.INVALID
+
+
+class Forbidden(DomainError):
+    outcome = Outcome.FORBIDDEN

@@ -16,6 +16,8 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.auth.access import admit
+from app.auth.authenticators import AuthResult
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.logins import get_throttle
@@ -89,18 +91,20 @@ def login() -> ResponseReturnValue:
             return redirect(next_url)
         return render_template("login.html", next=next_url, error=None, username="")
     name = request.form.get("username", "")
-    username = _authenticate(name, next_url)
-    user = get_users().get_or_create(username)
-    if username in {n.strip().lower() for n in current_settings().admin_users} and not user.admin:
-        get_users().set_admin(username, True)
+    return finish_login(_authenticate(name, next_url), next_url)
+
+
+def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
+    """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
+    user = admit(get_users(), current_settings(), result)
     login_user(user)
-    log.info("User %s logged in", username)
+    log.info("User %s logged in", user.name)
     return redirect(next_url)
 
 
-def _authenticate(name: str, next_url: str) -> str:
-    """The username the form proves, or the form again with why not (403, or 429 after
-    too many failures for the name or from the address, whether the name exists or not)."""
+def _authenticate(name: str, next_url: str) -> AuthResult:
+    """Who the form proves, or the form again with why not (403, or 429 after too
+    many failures for the name or from the address, whether the name exists or not)."""
     keys = [f"name:{name.strip().lower()[:256]}", f"addr:{request.remote_addr}"]
     throttle = get_throttle()
     wait = throttle.retry_after(keys)
@@ -108,18 +112,18 @@ def _authenticate(name: str, next_url: str) -> str:
         refusal = f"Too many failed logins. Try again in {wait} seconds."
         html = render_template("login.html", next=next_url, error=refusal, username=name)
         abort(Response(html, status=429, headers={"Retry-After": str(wait)}))
-    username: str | None
+    result: AuthResult | None
     try:
-        username = get_authenticator().authenticate(name, request.form.get("password", ""))
-        error = None if username else "Invalid username or password."
+        result = get_authenticator().authenticate(name, request.form.get("password", ""))
+        error = None if result else "Invalid username or password."
     except Invalid as e:
-        username, error = None, str(e)
-    if username is None:
+        result, error = None, str(e)
+    if result is None:
         throttle.failed(keys)
         html = render_template("login.html", next=next_url, error=error, username=name)
         abort(Response(html, status=403))
     throttle.succeeded(keys[0])
-    return username
+    return result
 
 
 @bp.get("/hub/logout")
