@@ -34,8 +34,9 @@ DEFAULT_CONFIG_FILE = "flaskhub.toml"
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Authenticators whose users come from an identity provider: they must say who may log in.
-PROVIDER_AUTHENTICATORS: tuple[str, ...] = ()
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap",)
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
@@ -96,6 +97,33 @@ class Settings:
         "Everyone the authenticator accepts may log in (needed for ldap/oidc/oauth2 "
         "without allowed_users or allowed_groups).",
     )
+    # authenticator = "ldap" (README, Authentication).
+    ldap_url: str = setting("", "The LDAP server: ldaps://host[:port], or ldap://host[:port].")
+    ldap_start_tls: bool = setting(
+        True, "StartTLS on an ldap:// URL; false is allowed only for a server on loopback."
+    )
+    ldap_ca_file: str = setting(
+        "", "CA certificates (PEM) that sign the LDAP server's (empty: the system's)."
+    )
+    ldap_bind_dn_template: list[str] = setting(
+        [], "Direct bind: DNs to try with {username}, e.g. uid={username},ou=people,dc=x,dc=org."
+    )
+    ldap_search_base: str = setting(
+        "", "Search-then-bind: where to look for the user's entry (instead of templates)."
+    )
+    ldap_search_filter: str = setting(
+        "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
+    )
+    ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
+    ldap_bind_password: str = setting("", "The service account's password.")
+    ldap_group_search_base: str = setting(
+        "", "Where the groups are (empty: no groups; allowed_groups, admin_groups then unusable)."
+    )
+    ldap_group_search_filter: str = setting(
+        "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
+        "The groups of a user, with {dn} (the user's DN) and {username}; named by cn.",
+    )
+    ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
     services: list[dict[str, Any]] = setting(
         [],
@@ -344,6 +372,8 @@ def _validate(settings: Settings) -> None:
             f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
         )
     _validate_access(settings)
+    if settings.authenticator == "ldap":
+        _validate_ldap(settings)
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:
@@ -404,6 +434,40 @@ def _validate_access(settings: Settings) -> None:
             "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
             "the provider accepts"
         )
+
+
+def _validate_ldap(settings: Settings) -> None:
+    """An LDAP URL that keeps passwords off the wire, and one way to find the user's DN."""
+    scheme, _, rest = settings.ldap_url.partition("://")
+    host = rest.split("/")[0].rpartition("@")[2].rsplit(":", 1)[0].strip("[]")
+    if scheme not in ("ldap", "ldaps") or not host:
+        raise ConfigError("setting 'ldap_url' must be ldaps://host[:port] or ldap://host[:port]")
+    if scheme == "ldap" and not settings.ldap_start_tls and host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            "setting 'ldap_start_tls' may be false only for a server on loopback: passwords "
+            f"would cross the network in clear to {host}; use ldaps:// or StartTLS"
+        )
+    templates = settings.ldap_bind_dn_template
+    if bool(templates) == bool(settings.ldap_search_base):
+        raise ConfigError(
+            "set one of 'ldap_bind_dn_template' (direct bind) or 'ldap_search_base' "
+            "(search-then-bind)"
+        )
+    for template in templates:
+        if not isinstance(template, str) or "{username}" not in template:
+            raise ConfigError("each of 'ldap_bind_dn_template' must contain {username}")
+        _check_fields("ldap_bind_dn_template", template, "username")
+    _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
+    _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
+
+
+def _check_fields(name: str, template: str, *allowed: str) -> None:
+    """A template may use only the named {fields}."""
+    try:
+        template.format(**dict.fromkeys(allowed, "x"))
+    except (KeyError, IndexError, ValueError) as e:
+        fields_ = ", ".join(f"{{{a}}}" for a in allowed)
+        raise ConfigError(f"setting {name!r} may use only {fields_} ({e})") from None
 
 
 def _validate_service_extras(service: dict[str, Any]) -> None:

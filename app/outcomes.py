@@ -36,6 +36,7 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not-found"
     CONFLICT = "conflict"
     INVALID = "invalid"
+    UNAVAILABLE = "unavailable"  # a service the hub depends on (an identity provider) is down
     FORBIDDEN = "forbidden"  # who asks may not do it (a login the settings do not allow)
 
 
@@ -75,3 +76,7 @@ class Invalid(DomainError):
 
 class Forbidden(DomainError):
     outcome = Outcome.FORBIDDEN
+
+
+class Unavailable(DomainError):
+    outcome = Outcome.UNAVAILABLE

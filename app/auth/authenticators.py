@@ -92,7 +92,11 @@ def _verify(password_hash: str, password: str) -> bool:
 
 _DUMMY_HASH = _hasher.hash("not a password anyone has")
 
-AUTHENTICATORS: dict[str, type[Authenticator]] = {
-    "dummy": DummyAuthenticator,
-    "password": PasswordAuthenticator,
-}
+
+def authenticator_class(name: str) -> type[Authenticator]:
+    """The class of an `authenticator` setting (the providers' modules load only if chosen)."""
+    if name == "ldap":
+        from app.auth.ldap import LDAPAuthenticator
+
+        return LDAPAuthenticator
+    return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]
