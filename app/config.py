@@ -36,7 +36,7 @@ DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Authenticators whose users come from an identity provider: they must say who may log in.
-PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap",)
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
@@ -123,6 +123,28 @@ class Settings:
         "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
         "The groups of a user, with {dn} (the user's DN) and {username}; named by cn.",
     )
+    # authenticator = "oidc" or "oauth2" (README, Authentication).
+    oauth_issuer: str = setting(
+        "", "oidc: the provider's issuer URL (https); its endpoints come from discovery."
+    )
+    oauth_client_id: str = setting("", "The client id the provider gave this hub.")
+    oauth_client_secret: str = setting("", "The client secret the provider gave this hub.")
+    oauth_scopes: list[str] = setting(
+        ["openid", "profile", "email"], "Scopes asked for (add the one that brings groups)."
+    )
+    oauth_callback_url: str = setting(
+        "", "Registered at the provider (default <public URL>/hub/oauth_callback)."
+    )
+    username_claim: str = setting(
+        "preferred_username", "The claim that names the user (normalised like every name)."
+    )
+    groups_claim: str = setting(
+        "groups", "The claim that lists the user's groups (id token or userinfo)."
+    )
+    oauth_ca_file: str = setting(
+        "", "CA certificates (PEM) that sign the provider's (empty: the system's)."
+    )
+    oauth_timeout: float = setting(10.0, "Seconds to wait for the provider's answers.")
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
     services: list[dict[str, Any]] = setting(
@@ -374,6 +396,8 @@ def _validate(settings: Settings) -> None:
     _validate_access(settings)
     if settings.authenticator == "ldap":
         _validate_ldap(settings)
+    if settings.authenticator == "oidc":
+        _validate_oauth(settings, "oauth_issuer")
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:
@@ -459,6 +483,25 @@ def _validate_ldap(settings: Settings) -> None:
         _check_fields("ldap_bind_dn_template", template, "username")
     _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
     _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
+
+
+def _validate_oauth(settings: Settings, *urls: str) -> None:
+    """The provider's URLs (https), the client's credentials, the claims."""
+    for name in urls:
+        if not getattr(settings, name).startswith("https://"):
+            raise ConfigError(f"setting {name!r} must be an https:// URL of the provider")
+    for name in ("oauth_client_id", "oauth_client_secret", "username_claim"):
+        if not getattr(settings, name):
+            raise ConfigError(
+                f"setting {name!r} must be set for authenticator {settings.authenticator!r}"
+            )
+    if not all(isinstance(s, str) and s for s in settings.oauth_scopes):
+        raise ConfigError("setting 'oauth_scopes' must be a list of scope names")
+    if settings.authenticator == "oidc" and "openid" not in settings.oauth_scopes:
+        raise ConfigError("setting 'oauth_scopes' must contain 'openid' for authenticator 'oidc'")
+    callback = settings.oauth_callback_url
+    if callback and not callback.startswith(("https://", "http://")):
+        raise ConfigError("setting 'oauth_callback_url' must be an http(s):// URL")
 
 
 def _check_fields(name: str, template: str, *allowed: str) -> None:

@@ -99,4 +99,8 @@ def authenticator_class(name: str) -> type[Authenticator]:
         from app.auth.ldap import LDAPAuthenticator
 
         return LDAPAuthenticator
+    if name == "oidc":
+        from app.auth.oidc import OIDCAuthenticator
+
+        return OIDCAuthenticator
     return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]

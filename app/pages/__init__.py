@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 from flask import (
     Blueprint,
@@ -12,12 +12,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
 )
 from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
 from app.auth.access import admit
 from app.auth.authenticators import AuthResult
+from app.auth.oidc import RedirectAuthenticator
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.logins import get_throttle
@@ -89,7 +91,10 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         if current_identity().user is not None and current_identity().via_cookie:
             return redirect(next_url)
-        return render_template("login.html", next=next_url, error=None, username="")
+        provider = isinstance(get_authenticator(), RedirectAuthenticator)
+        return render_template(
+            "login.html", next=next_url, error=None, username="", provider=provider
+        )
     name = request.form.get("username", "")
     return finish_login(_authenticate(name, next_url), next_url)
 
@@ -126,9 +131,44 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
     return result
 
 
+@bp.get("/hub/oauth_login")
+def oauth_login() -> ResponseReturnValue:
+    """Off to the identity provider, keeping state, nonce and PKCE verifier for the callback."""
+    url, pending = _redirect_authenticator().begin()
+    session["oauth_pending"] = {**pending, "next": _safe_next(request.args.get("next"))}
+    return redirect(url)
+
+
+@bp.get("/hub/oauth_callback")
+def oauth_callback() -> ResponseReturnValue:
+    """Back from the provider: log in whom it vouches for (each state works once)."""
+    authenticator = _redirect_authenticator()
+    pending = session.pop("oauth_pending", None)
+    result = authenticator.finish(pending, request.args.to_dict())
+    response = finish_login(result, _safe_next(pending and pending.get("next")))
+    # For ending the provider's session at logout (login_user started a new session).
+    session["id_token"] = (result.auth_state or {}).get("id_token")
+    return response
+
+
+def _redirect_authenticator() -> RedirectAuthenticator:
+    authenticator = get_authenticator()
+    if not isinstance(authenticator, RedirectAuthenticator):
+        raise HubError(404, "This hub logs in with its own form: /hub/login.")
+    return authenticator
+
+
 @bp.get("/hub/logout")
 def logout() -> ResponseReturnValue:
+    """Log out here, and at the identity provider when it publishes where."""
+    id_token = session.get("id_token")
     logout_user()
+    authenticator = get_authenticator()
+    if isinstance(authenticator, RedirectAuthenticator):
+        back = urljoin(authenticator.callback_url, "/hub/login")
+        url = authenticator.logout_url(id_token, back)
+        if url:
+            return redirect(url)
     return redirect("/hub/login")
 
 
