@@ -41,6 +41,10 @@ SWARM_ADDRESSES = ("docker_gwbridge", "network")
 # Leaves room in a service name for the user and server.
 MAX_SWARM_PREFIX = 40
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+# Authenticators whose users come from an identity provider: they must say who may log in.
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc")
+AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
 class ConfigError(ValueError):
@@ -84,6 +88,71 @@ class Settings:
         "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
     )
     dummy_password: str = setting("", "With the dummy authenticator: the one password accepted.")
+    # Who may log in (README, Authentication).
+    allowed_users: list[str] = setting(
+        [], "Names that may log in (besides allowed_groups and admins)."
+    )
+    blocked_users: list[str] = setting([], "Names that may never log in, whatever else says.")
+    allowed_groups: list[str] = setting(
+        [], "Members of these provider groups may log in (ldap, oidc, oauth2)."
+    )
+    admin_groups: list[str] = setting(
+        [], "Members of these provider groups are admins (re-read at every login) and may log in."
+    )
+    allow_all: bool = setting(
+        False,
+        "Everyone the authenticator accepts may log in (needed for ldap/oidc/oauth2 "
+        "without allowed_users or allowed_groups).",
+    )
+    # authenticator = "ldap" (README, Authentication).
+    ldap_url: str = setting("", "The LDAP server: ldaps://host[:port], or ldap://host[:port].")
+    ldap_start_tls: bool = setting(
+        True, "StartTLS on an ldap:// URL; false is allowed only for a server on loopback."
+    )
+    ldap_ca_file: str = setting(
+        "", "CA certificates (PEM) that sign the LDAP server's (empty: the system's)."
+    )
+    ldap_bind_dn_template: list[str] = setting(
+        [], "Direct bind: DNs to try with {username}, e.g. uid={username},ou=people,dc=x,dc=org."
+    )
+    ldap_search_base: str = setting(
+        "", "Search-then-bind: where to look for the user's entry (instead of templates)."
+    )
+    ldap_search_filter: str = setting(
+        "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
+    )
+    ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
+    ldap_bind_password: str = setting("", "The service account's password.")
+    ldap_group_search_base: str = setting(
+        "", "Where the groups are (empty: no groups; allowed_groups, admin_groups then unusable)."
+    )
+    ldap_group_search_filter: str = setting(
+        "(|(member={dn})(uniqueMember={dn})(memberUid={username}))",
+        "The groups of a user, with {dn} (the user's DN) and {username}; named by cn.",
+    )
+    # authenticator = "oidc" or "oauth2" (README, Authentication).
+    oauth_issuer: str = setting(
+        "", "oidc: the provider's issuer URL (https); its endpoints come from discovery."
+    )
+    oauth_client_id: str = setting("", "The client id the provider gave this hub.")
+    oauth_client_secret: str = setting("", "The client secret the provider gave this hub.")
+    oauth_scopes: list[str] = setting(
+        ["openid", "profile", "email"], "Scopes asked for (add the one that brings groups)."
+    )
+    oauth_callback_url: str = setting(
+        "", "Registered at the provider (default <public URL>/hub/oauth_callback)."
+    )
+    username_claim: str = setting(
+        "preferred_username", "The claim that names the user (normalised like every name)."
+    )
+    groups_claim: str = setting(
+        "groups", "The claim that lists the user's groups (id token or userinfo)."
+    )
+    oauth_ca_file: str = setting(
+        "", "CA certificates (PEM) that sign the provider's (empty: the system's)."
+    )
+    oauth_timeout: float = setting(10.0, "Seconds to wait for the provider's answers.")
+    ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
     services: list[dict[str, Any]] = setting(
         [],
@@ -342,8 +411,15 @@ def _validate_template(template: str) -> None:
 
 def _validate(settings: Settings) -> None:
     """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
-    if settings.authenticator not in ("dummy", "password"):
-        raise ConfigError("setting 'authenticator' must be 'dummy' or 'password'")
+    if settings.authenticator not in AUTHENTICATOR_NAMES:
+        raise ConfigError(
+            f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
+        )
+    _validate_access(settings)
+    if settings.authenticator == "ldap":
+        _validate_ldap(settings)
+    if settings.authenticator == "oidc":
+        _validate_oauth(settings, "oauth_issuer")
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:
@@ -390,6 +466,73 @@ def _validate(settings: Settings) -> None:
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
     _validate_docker(settings)
+
+
+def _validate_access(settings: Settings) -> None:
+    """The lists of who may log in; a provider's hub must say who may (else nobody could)."""
+    for name in ("allowed_users", "blocked_users", "allowed_groups", "admin_groups"):
+        if not all(isinstance(v, str) and v.strip() for v in getattr(settings, name)):
+            raise ConfigError(f"setting {name!r} must be a list of non-empty strings")
+    allows = settings.allow_all or settings.allowed_users or settings.allowed_groups
+    if settings.authenticator in PROVIDER_AUTHENTICATORS and not allows:
+        raise ConfigError(
+            f"with authenticator {settings.authenticator!r} nobody may log in: set "
+            "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
+            "the provider accepts"
+        )
+
+
+def _validate_ldap(settings: Settings) -> None:
+    """An LDAP URL that keeps passwords off the wire, and one way to find the user's DN."""
+    scheme, _, rest = settings.ldap_url.partition("://")
+    host = rest.split("/")[0].rpartition("@")[2].rsplit(":", 1)[0].strip("[]")
+    if scheme not in ("ldap", "ldaps") or not host:
+        raise ConfigError("setting 'ldap_url' must be ldaps://host[:port] or ldap://host[:port]")
+    if scheme == "ldap" and not settings.ldap_start_tls and host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            "setting 'ldap_start_tls' may be false only for a server on loopback: passwords "
+            f"would cross the network in clear to {host}; use ldaps:// or StartTLS"
+        )
+    templates = settings.ldap_bind_dn_template
+    if bool(templates) == bool(settings.ldap_search_base):
+        raise ConfigError(
+            "set one of 'ldap_bind_dn_template' (direct bind) or 'ldap_search_base' "
+            "(search-then-bind)"
+        )
+    for template in templates:
+        if not isinstance(template, str) or "{username}" not in template:
+            raise ConfigError("each of 'ldap_bind_dn_template' must contain {username}")
+        _check_fields("ldap_bind_dn_template", template, "username")
+    _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
+    _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
+
+
+def _validate_oauth(settings: Settings, *urls: str) -> None:
+    """The provider's URLs (https), the client's credentials, the claims."""
+    for name in urls:
+        if not getattr(settings, name).startswith("https://"):
+            raise ConfigError(f"setting {name!r} must be an https:// URL of the provider")
+    for name in ("oauth_client_id", "oauth_client_secret", "username_claim"):
+        if not getattr(settings, name):
+            raise ConfigError(
+                f"setting {name!r} must be set for authenticator {settings.authenticator!r}"
+            )
+    if not all(isinstance(s, str) and s for s in settings.oauth_scopes):
+        raise ConfigError("setting 'oauth_scopes' must be a list of scope names")
+    if settings.authenticator == "oidc" and "openid" not in settings.oauth_scopes:
+        raise ConfigError("setting 'oauth_scopes' must contain 'openid' for authenticator 'oidc'")
+    callback = settings.oauth_callback_url
+    if callback and not callback.startswith(("https://", "http://")):
+        raise ConfigError("setting 'oauth_callback_url' must be an http(s):// URL")
+
+
+def _check_fields(name: str, template: str, *allowed: str) -> None:
+    """A template may use only the named {fields}."""
+    try:
+        template.format(**dict.fromkeys(allowed, "x"))
+    except (KeyError, IndexError, ValueError) as e:
+        fields_ = ", ".join(f"{{{a}}}" for a in allowed)
+        raise ConfigError(f"setting {name!r} may use only {fields_} ({e})") from None
 
 
 def _validate_service_extras(service: dict[str, Any]) -> None:

@@ -29,6 +29,8 @@ STATUS: dict[Outcome, int] = {
     Outcome.NOT_FOUND: 404,
     Outcome.CONFLICT: 409,
     Outcome.INVALID: 400,
+    Outcome.FORBIDDEN: 403,
+    Outcome.UNAVAILABLE: 503,
 }
 
 # A refused OAuth token request: 400, or 401 for a client that failed to authenticate

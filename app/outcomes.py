@@ -36,6 +36,8 @@ class Outcome(enum.StrEnum):
     NOT_FOUND = "not-found"
     CONFLICT = "conflict"
     INVALID = "invalid"
+    UNAVAILABLE = "unavailable"  # a service the hub depends on (an identity provider) is down
+    FORBIDDEN = "forbidden"  # who asks may not do it (a login the settings do not allow)
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,11 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     outcome = Outcome.INVALID
+
+
+class Forbidden(DomainError):
+    outcome = Outcome.FORBIDDEN
+
+
+class Unavailable(DomainError):
+    outcome = Outcome.UNAVAILABLE

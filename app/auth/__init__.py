@@ -13,7 +13,7 @@ from flask import Flask, current_app, g, has_app_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.auth.authenticators import AUTHENTICATORS, Authenticator
+from app.auth.authenticators import Authenticator, authenticator_class
 from app.config import current_settings, get_settings
 from app.groups import get_groups
 from app.models import APIToken, User
@@ -240,7 +240,7 @@ def init_app(app: Flask) -> None:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.session_interface = HubSessionInterface()
     settings = get_settings(app)
-    cls = AUTHENTICATORS[settings.authenticator]
+    cls = authenticator_class(settings.authenticator)
     app.extensions["flaskhub.authenticator"] = cls(settings, get_users(app))
     app.jinja_env.globals["csrf_token"] = csrf_token
 

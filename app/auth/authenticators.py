@@ -1,14 +1,17 @@
-"""Authenticators: who may log in. Chosen by the `authenticator` setting.
+"""Authenticators: who someone is. Chosen by the `authenticator` setting.
 
 An Authenticator checks a name and password from the login form and returns
-the normalised username on success, None on failure. It never raises for
-bad credentials; a name that is not a valid username raises Invalid
-(shown on the form).
+an AuthResult (the normalised username, the groups the provider says the user
+is in, the provider's tokens and claims) on success, None on failure. It never
+raises for bad credentials; a name that is not a valid username raises Invalid
+(shown on the form). Whether that person may log in is decided afterwards, the
+same way for every authenticator (app.auth.access).
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -31,39 +34,53 @@ def _in_threadpool(fn: Any, *args: Any) -> Any:
     return gevent.get_hub().threadpool.apply(fn, args)
 
 
+@dataclass(frozen=True)
+class AuthResult:
+    """Who the authenticator says someone is."""
+
+    #: The normalised, validated username.
+    name: str
+    #: The provider's groups of the user; None when the authenticator knows no groups
+    #: (then admin_groups can neither grant nor take away admin).
+    groups: frozenset[str] | None = None
+    #: What the provider handed over (tokens, claims), kept encrypted as auth state.
+    auth_state: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
 class Authenticator:
-    """Base class: authenticate(name, password) -> username or None."""
+    """Base class: authenticate(name, password) -> AuthResult, or None for bad credentials."""
 
     def __init__(self, settings: Settings, users: UserService) -> None:
         self.settings = settings
         self.users = users
 
-    def authenticate(self, name: str, password: str) -> str | None:
+    def authenticate(self, name: str, password: str) -> AuthResult | None:
         raise NotImplementedError
 
 
 class DummyAuthenticator(Authenticator):
     """Any name; with dummy_password set, only that password."""
 
-    def authenticate(self, name: str, password: str) -> str | None:
+    def authenticate(self, name: str, password: str) -> AuthResult | None:
         username = normalize_username(name)
         expected = self.settings.dummy_password
         if expected and not hmac.compare_digest(expected.encode(), password.encode()):
             return None
-        return username
+        return AuthResult(username)
 
 
 class PasswordAuthenticator(Authenticator):
     """Accounts with argon2-hashed passwords (`flaskhub user add NAME`)."""
 
-    def authenticate(self, name: str, password: str) -> str | None:
+    def authenticate(self, name: str, password: str) -> AuthResult | None:
         username = normalize_username(name)
         user = self.users.get(username)
         if user is None or not user.password_hash:
             # Same cost as a real check, so response times do not reveal accounts.
             _in_threadpool(_verify, _DUMMY_HASH, password)
             return None
-        return username if _in_threadpool(_verify, user.password_hash, password) else None
+        ok = _in_threadpool(_verify, user.password_hash, password)
+        return AuthResult(username) if ok else None
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -75,7 +92,15 @@ def _verify(password_hash: str, password: str) -> bool:
 
 _DUMMY_HASH = _hasher.hash("not a password anyone has")
 
-AUTHENTICATORS: dict[str, type[Authenticator]] = {
-    "dummy": DummyAuthenticator,
-    "password": PasswordAuthenticator,
-}
+
+def authenticator_class(name: str) -> type[Authenticator]:
+    """The class of an `authenticator` setting (the providers' modules load only if chosen)."""
+    if name == "ldap":
+        from app.auth.ldap import LDAPAuthenticator
+
+        return LDAPAuthenticator
+    if name == "oidc":
+        from app.auth.oidc import OIDCAuthenticator
+
+        return OIDCAuthenticator
+    return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 from flask import (
     Blueprint,
@@ -12,10 +12,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
 )
 from flask.typing import ResponseReturnValue
 
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.auth.access import admit
+from app.auth.authenticators import AuthResult
+from app.auth.oidc import RedirectAuthenticator
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.logins import get_throttle
@@ -87,20 +91,25 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         if current_identity().user is not None and current_identity().via_cookie:
             return redirect(next_url)
-        return render_template("login.html", next=next_url, error=None, username="")
+        provider = isinstance(get_authenticator(), RedirectAuthenticator)
+        return render_template(
+            "login.html", next=next_url, error=None, username="", provider=provider
+        )
     name = request.form.get("username", "")
-    username = _authenticate(name, next_url)
-    user = get_users().get_or_create(username)
-    if username in {n.strip().lower() for n in current_settings().admin_users} and not user.admin:
-        get_users().set_admin(username, True)
+    return finish_login(_authenticate(name, next_url), next_url)
+
+
+def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
+    """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
+    user = admit(get_users(), current_settings(), result)
     login_user(user)
-    log.info("User %s logged in", username)
+    log.info("User %s logged in", user.name)
     return redirect(next_url)
 
 
-def _authenticate(name: str, next_url: str) -> str:
-    """The username the form proves, or the form again with why not (403, or 429 after
-    too many failures for the name or from the address, whether the name exists or not)."""
+def _authenticate(name: str, next_url: str) -> AuthResult:
+    """Who the form proves, or the form again with why not (403, or 429 after too
+    many failures for the name or from the address, whether the name exists or not)."""
     keys = [f"name:{name.strip().lower()[:256]}", f"addr:{request.remote_addr}"]
     throttle = get_throttle()
     wait = throttle.retry_after(keys)
@@ -108,23 +117,58 @@ def _authenticate(name: str, next_url: str) -> str:
         refusal = f"Too many failed logins. Try again in {wait} seconds."
         html = render_template("login.html", next=next_url, error=refusal, username=name)
         abort(Response(html, status=429, headers={"Retry-After": str(wait)}))
-    username: str | None
+    result: AuthResult | None
     try:
-        username = get_authenticator().authenticate(name, request.form.get("password", ""))
-        error = None if username else "Invalid username or password."
+        result = get_authenticator().authenticate(name, request.form.get("password", ""))
+        error = None if result else "Invalid username or password."
     except Invalid as e:
-        username, error = None, str(e)
-    if username is None:
+        result, error = None, str(e)
+    if result is None:
         throttle.failed(keys)
         html = render_template("login.html", next=next_url, error=error, username=name)
         abort(Response(html, status=403))
     throttle.succeeded(keys[0])
-    return username
+    return result
+
+
+@bp.get("/hub/oauth_login")
+def oauth_login() -> ResponseReturnValue:
+    """Off to the identity provider, keeping state, nonce and PKCE verifier for the callback."""
+    url, pending = _redirect_authenticator().begin()
+    session["oauth_pending"] = {**pending, "next": _safe_next(request.args.get("next"))}
+    return redirect(url)
+
+
+@bp.get("/hub/oauth_callback")
+def oauth_callback() -> ResponseReturnValue:
+    """Back from the provider: log in whom it vouches for (each state works once)."""
+    authenticator = _redirect_authenticator()
+    pending = session.pop("oauth_pending", None)
+    result = authenticator.finish(pending, request.args.to_dict())
+    response = finish_login(result, _safe_next(pending and pending.get("next")))
+    # For ending the provider's session at logout (login_user started a new session).
+    session["id_token"] = (result.auth_state or {}).get("id_token")
+    return response
+
+
+def _redirect_authenticator() -> RedirectAuthenticator:
+    authenticator = get_authenticator()
+    if not isinstance(authenticator, RedirectAuthenticator):
+        raise HubError(404, "This hub logs in with its own form: /hub/login.")
+    return authenticator
 
 
 @bp.get("/hub/logout")
 def logout() -> ResponseReturnValue:
+    """Log out here, and at the identity provider when it publishes where."""
+    id_token = session.get("id_token")
     logout_user()
+    authenticator = get_authenticator()
+    if isinstance(authenticator, RedirectAuthenticator):
+        back = urljoin(authenticator.callback_url, "/hub/login")
+        url = authenticator.logout_url(id_token, back)
+        if url:
+            return redirect(url)
     return redirect("/hub/login")
 
 

@@ -14,7 +14,12 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.auth import ANONYMOUS, Identity
-from app.auth.authenticators import DummyAuthenticator, PasswordAuthenticator, hash_password
+from app.auth.authenticators import (
+    AuthResult,
+    DummyAuthenticator,
+    PasswordAuthenticator,
+    hash_password,
+)
 from app.config import Settings, get_settings, load
 from app.db import Database
 from app.migrations import upgrade
@@ -57,7 +62,7 @@ def test_dummy_accepts_any_name(
     make_settings: Callable[..., Settings], users: UserService, password: str
 ) -> None:
     authenticator = DummyAuthenticator(make_settings(), users)
-    assert authenticator.authenticate(" Alice ", password) == "alice"
+    assert authenticator.authenticate(" Alice ", password) == AuthResult("alice")
 
 
 @pytest.mark.parametrize(
@@ -68,7 +73,7 @@ def test_dummy_password(
     make_settings: Callable[..., Settings], users: UserService, password: str, expected: str | None
 ) -> None:
     authenticator = DummyAuthenticator(make_settings(dummy_password="sesame"), users)
-    assert authenticator.authenticate("alice", password) == expected
+    assert authenticator.authenticate("alice", password) == (expected and AuthResult(expected))
 
 
 @pytest.mark.parametrize("authenticator_class", [DummyAuthenticator, PasswordAuthenticator])
@@ -118,7 +123,8 @@ def password_authenticator(
 def test_password_authenticator(
     password_authenticator: PasswordAuthenticator, name: str, password: str, expected: str | None
 ) -> None:
-    assert password_authenticator.authenticate(name, password) == expected
+    result = password_authenticator.authenticate(name, password)
+    assert result == (expected and AuthResult(expected))
 
 
 # -- who may do what ----------------------------------------------------------

@@ -215,7 +215,7 @@ def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
         ("headers", {"X-Frame-Options": 1}),
         ("headers", "X-Frame-Options: deny"),
         ("headers", {"X-Frame-Options": "deny\r\nSet-Cookie: x=y"}),
-        ("authenticator", "ldap"),
+        ("authenticator", "kerberos"),
         ("admin_users", [1]),
         ("proxy_auto_start", "maybe"),
         ("proxy_auto_start", 1),

@@ -1,4 +1,4 @@
-"""app/auth/scopes.py and Identity's use of it: JupyterHub's scope rules as tables."""
+"""app/scopes.py and Identity's use of it: JupyterHub's scope rules as tables."""
 
 from __future__ import annotations
 

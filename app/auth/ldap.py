@@ -1,0 +1,142 @@
+"""authenticator = "ldap": a name and password checked by binding to an LDAP server (ldap3).
+
+The user's DN comes from `ldap_bind_dn_template` (each template tried in turn,
+the name escaped as an RDN value) or from a search under `ldap_search_base`
+with `ldap_search_filter` (the name escaped for a filter), done anonymously or
+as `ldap_bind_dn`. The password is then proved by binding as that DN; an
+empty password is refused before anything is sent (LDAP would take it as an
+anonymous bind). Groups (their `cn`) come from `ldap_group_search_filter`
+under `ldap_group_search_base`. An unreachable server raises Unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from typing import Any
+
+import ldap3
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn
+
+from app.auth.authenticators import Authenticator, AuthResult
+from app.outcomes import Unavailable
+from app.users import normalize_username
+
+log = logging.getLogger(__name__)
+
+
+class LDAPAuthenticator(Authenticator):
+    """Bind as the user (direct or search-then-bind); groups from a search."""
+
+    def authenticate(self, name: str, password: str) -> AuthResult | None:
+        username = normalize_username(name)
+        if not password:
+            return None
+        try:
+            return self._authenticate(username, password)
+        except LDAPException as e:
+            log.error("LDAP server %s failed: %s", self.settings.ldap_url, e)
+            raise Unavailable(
+                "The login service (LDAP) cannot be reached right now: try again in a "
+                "moment, and tell the hub's administrators if it lasts."
+            ) from None
+
+    def _authenticate(self, username: str, password: str) -> AuthResult | None:
+        for dn in self._candidate_dns(username):
+            conn = self._bind(dn, password)
+            if conn is not None:
+                try:
+                    return AuthResult(username, self._groups(conn, dn, username))
+                finally:
+                    conn.unbind()
+        log.info("LDAP refused the password of %s", username)
+        return None
+
+    def _candidate_dns(self, username: str) -> list[str]:
+        """The DNs the user may be: from the templates, or the one entry the search finds."""
+        s = self.settings
+        if s.ldap_bind_dn_template:
+            return [t.format(username=escape_rdn(username)) for t in s.ldap_bind_dn_template]
+        # (ldap3's `with` leaves a connection that was bound before it open: unbind closes.)
+        conn = self._service()
+        try:
+            query = s.ldap_search_filter.format(username=escape_filter_chars(username))
+            conn.search(s.ldap_search_base, query, ldap3.SUBTREE, attributes=[])
+            found = [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
+        finally:
+            conn.unbind()
+        if len(found) != 1:
+            log.info("LDAP search for %s found %d entries (wanted one)", username, len(found))
+            return []
+        return found
+
+    def _groups(self, conn: ldap3.Connection, dn: str, username: str) -> frozenset[str] | None:
+        """The cn of every group the user is in; None without ldap_group_search_base."""
+        s = self.settings
+        if not s.ldap_group_search_base:
+            return None
+        query = s.ldap_group_search_filter.format(
+            dn=escape_filter_chars(dn), username=escape_filter_chars(username)
+        )
+        conn.search(s.ldap_group_search_base, query, ldap3.SUBTREE, attributes=["cn"])
+        return frozenset(
+            str(cn)
+            for entry in conn.response or []
+            if entry.get("type") == "searchResEntry"
+            for cn in _values(entry["attributes"].get("cn"))
+        )
+
+    def _service(self) -> ldap3.Connection:
+        """A connection bound as the service account (or anonymous), for searching."""
+        s = self.settings
+        conn = self._bind(s.ldap_bind_dn or None, s.ldap_bind_password or None)
+        if conn is None:
+            raise Unavailable(
+                "The hub cannot search the LDAP directory: its service account "
+                "(ldap_bind_dn) was refused. Tell the hub's administrators."
+            )
+        return conn
+
+    def _bind(self, dn: str | None, password: str | None) -> ldap3.Connection | None:
+        """A connection bound as dn, or None when the server refuses the credentials."""
+        s = self.settings
+        # ldap3 checks no certificate unless told to (its Tls() default is CERT_NONE).
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=s.ldap_ca_file or None)
+        server = ldap3.Server(
+            s.ldap_url, tls=tls, connect_timeout=s.ldap_timeout, get_info=ldap3.NONE
+        )
+        conn = ldap3.Connection(
+            server,
+            user=dn,
+            password=password,
+            receive_timeout=math.ceil(s.ldap_timeout),
+            read_only=True,
+        )
+        try:
+            conn.open()
+            if s.ldap_url.startswith("ldap://") and s.ldap_start_tls:
+                conn.start_tls()
+            if conn.bind():
+                return conn
+        except LDAPException:
+            _close(conn)
+            raise
+        conn.unbind()
+        return None
+
+
+def _close(conn: ldap3.Connection) -> None:
+    """Close the socket of a connection that failed to open (ldap3 leaves it open)."""
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        sock.close()
+    conn.unbind()
+
+
+def _values(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -1,0 +1,66 @@
+"""authenticator = "oidc": settings, and a provider that does not answer (no process here;
+the flows run in tests/browser/test_oidc.py against a real provider)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from app.config import ConfigError, load
+from tests.helpers import free_port
+
+OIDC = {
+    "authenticator": "oidc",
+    "oauth_issuer": "https://id.example.org",
+    "oauth_client_id": "hub",
+    "oauth_client_secret": "secret",
+}
+
+
+def test_oidc_without_allow_settings_does_not_start(clean_env: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load(environ={}, overrides=OIDC)
+    for name in ("allowed_users", "allowed_groups", "allow_all"):
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"oauth_issuer": ""}, "oauth_issuer"),
+        ({"oauth_issuer": "http://id.example.org"}, "oauth_issuer"),
+        ({"oauth_client_id": ""}, "oauth_client_id"),
+        ({"oauth_client_secret": ""}, "oauth_client_secret"),
+        ({"oauth_scopes": ["profile"]}, "oauth_scopes"),
+        ({"oauth_scopes": [""]}, "oauth_scopes"),
+        ({"username_claim": ""}, "username_claim"),
+        ({"oauth_callback_url": "/hub/oauth_callback"}, "oauth_callback_url"),
+    ],
+)
+def test_bad_oidc_settings_are_named(clean_env: Path, changes: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(environ={}, overrides={**OIDC, "allow_all": True, **changes})
+
+
+def test_provider_down_is_a_clear_error_page(make_app: Callable[..., Flask]) -> None:
+    hub = make_app(**{**OIDC, "oauth_issuer": f"https://127.0.0.1:{free_port()}"}, allow_all=True)
+    client = hub.test_client()
+    assert 'id="provider-login"' in client.get("/hub/login").text
+    response = client.get("/hub/oauth_login")
+    assert response.status_code == 503
+    assert "The identity provider cannot be reached" in response.text
+
+
+def test_callback_without_a_login_started_is_refused(make_app: Callable[..., Flask]) -> None:
+    hub = make_app(**OIDC, allow_all=True)
+    response = hub.test_client().get("/hub/oauth_callback?code=x&state=y")
+    assert response.status_code == 403
+    assert "start again from the login page" in response.text
+
+
+def test_form_hub_has_no_provider_routes(make_app: Callable[..., Flask]) -> None:
+    assert make_app().test_client().get("/hub/oauth_login").status_code == 404
