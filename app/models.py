@@ -127,7 +127,31 @@ class Group(Base):
     )
 
 
-class Server(Base):
+class ServerStatus:
+    """What a server's state and URL say (for rows and for the plain views of lists)."""
+
+    state: Any
+    url: Any
+
+    @property
+    def pending(self) -> str | None:
+        """'spawn' while spawning, 'stop' while stopping, else None."""
+        return {ServerState.SPAWNING: "spawn", ServerState.STOPPING: "stop"}.get(
+            ServerState(self.state)
+        )
+
+    @property
+    def ready(self) -> bool:
+        """Not pending and has a URL."""
+        return self.pending is None and self.state == ServerState.RUNNING and bool(self.url)
+
+    @property
+    def active(self) -> bool:
+        """Pending or ready."""
+        return self.pending is not None or self.ready
+
+
+class Server(ServerStatus, Base):
     __tablename__ = "servers"
     __table_args__ = (UniqueConstraint("user_id", "name", name="uq_servers_user_id_name"),)
 
@@ -155,23 +179,6 @@ class Server(Base):
     )
 
     user: Mapped[User] = relationship(back_populates="servers", lazy="joined")
-
-    @property
-    def pending(self) -> str | None:
-        """'spawn' while spawning, 'stop' while stopping, else None."""
-        return {ServerState.SPAWNING: "spawn", ServerState.STOPPING: "stop"}.get(
-            ServerState(self.state)
-        )
-
-    @property
-    def ready(self) -> bool:
-        """Not pending and has a URL."""
-        return self.pending is None and self.state == ServerState.RUNNING and bool(self.url)
-
-    @property
-    def active(self) -> bool:
-        """Pending or ready."""
-        return self.pending is not None or self.ready
 
 
 class APIToken(Base):

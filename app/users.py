@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload
 from app.db import Database
 from app.models import Server, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
+from app.user_views import UserView, user_views
 
 # A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
 # (128 ASCII characters), so that every spawner can use it.
@@ -78,15 +79,15 @@ class UserService:
 
     def page(
         self, *, offset: int = 0, limit: int | None = None, state: str | None = None
-    ) -> tuple[list[User], int]:
-        """A page of users ordered by id, and the total matching."""
+    ) -> tuple[list[UserView], int]:
+        """A page of users ordered by id (plain views, for the user model), and the total."""
         with self.db.read() as session:
             query = select(User)
             if state:
                 query = query.where(_state_filter(state))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            users = session.scalars(query.order_by(User.id).offset(offset).limit(limit)).all()
-            return list(users), total
+            page = query.order_by(User.id).offset(offset).limit(limit)
+            return user_views(session, page), total
 
     def count(self) -> int:
         with self.db.read() as session:

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.models import Server, User
 from app.servers import url_prefix
+from app.user_views import ServerView, UserView
 
 
 def isoformat(dt: datetime | None) -> str | None:
@@ -17,7 +18,7 @@ def isoformat(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def server_model(server: Server) -> dict[str, Any]:
+def server_model(server: Server | ServerView) -> dict[str, Any]:
     prefix = url_prefix(server.user.name, server.name)
     progress = f"/hub/api/users/{server.user.name}/server/progress"
     if server.name:
@@ -35,7 +36,7 @@ def server_model(server: Server) -> dict[str, Any]:
     }
 
 
-def user_model(user: User) -> dict[str, Any]:
+def user_model(user: User | UserView) -> dict[str, Any]:
     default = user.server("")
     active = {s.name: server_model(s) for s in user.servers if s.active}
     return {

@@ -30,11 +30,13 @@ def list_users() -> Response:
     state = request.args.get("state") or None
     if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
         users, total = get_users().page(offset=offset, limit=limit, state=state)
+        models = [user_model(u) for u in users]
     else:
         # Without the right to list users a caller sees only themself.
-        users = [identity.user] if identity.user is not None and offset == 0 else []
-        total = 1 if identity.user is not None else 0
-    return jsonify(paginated([user_model(u) for u in users], offset, limit, total))
+        me = identity.user
+        models = [user_model(me)] if me is not None and offset == 0 else []
+        total = 1 if me is not None else 0
+    return jsonify(paginated(models, offset, limit, total))
 
 
 @bp.post("/users")
