@@ -2,16 +2,16 @@
 
 One loop runs at a time across all workers and hosts: the holder of the
 `reconcile` lease row runs it and renews the lease; when the holder dies its
-lease expires and another worker takes over.
+lease expires and another worker takes over (at once on the holder's host,
+which can tell that the holder's process is gone). Other workers only read the
+lease: the write lock is taken to renew our own lease or to take a free one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import gevent
 from flask import Flask
@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from app.config import get_settings
 from app.db import get_db
 from app.models import Lease, utcnow
+from app.processes import process_alive, this_process
 from app.servers import ServerManager, get_servers
 from proxy.client import ProxyError
 
@@ -34,16 +35,22 @@ EXTERNAL_ROUTE_CHECK_SECONDS = 30.0
 def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
     """Take or renew the reconcile lease; True if this holder has it now."""
     now = utcnow()
+    db = get_db(app)
+    with db.read() as session:
+        if held_by_another(session.get(Lease, LEASE_NAME), holder, now):
+            return False
     try:
-        with get_db(app).write() as session:
+        with db.write() as session:
             lease = session.get(Lease, LEASE_NAME)
             if lease is None:
                 session.add(
                     Lease(name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=ttl))
                 )
                 return True  # committed on leaving the block, or IntegrityError
-            if lease.holder != holder and lease.expires_at > now:
+            if held_by_another(lease, holder, now):
                 return False
+            if lease.holder != holder:
+                log.info("Taking over the reconcile loop from %s", lease.holder)
             lease.holder = holder
             lease.expires_at = now + timedelta(seconds=ttl)
             return True
@@ -53,13 +60,23 @@ def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
         return False
 
 
+def held_by_another(lease: Lease | None, holder: str, now: datetime) -> bool:
+    """True if another process holds the lease: unexpired, and not known to be dead."""
+    return (
+        lease is not None
+        and lease.holder != holder
+        and lease.expires_at > now
+        and process_alive(lease.holder) is not False
+    )
+
+
 class Reconciler:
     """Runs the route check and poll_all on their intervals while holding the lease."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.settings = get_settings(app)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = this_process()
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS
             if self.settings.proxy_auto_start
@@ -68,7 +85,8 @@ class Reconciler:
 
     def run_forever(self) -> None:
         next_routes = next_poll = 0.0
-        ttl = max(self.route_interval * 3, 15.0)
+        # Renewed every tick; expired within one route interval after its holder died.
+        ttl = max(self.route_interval - TICK_SECONDS, 3 * TICK_SECONDS)
         while True:
             try:
                 if acquire_lease(self.app, self.holder, ttl):
