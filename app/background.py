@@ -71,7 +71,8 @@ def held_by_another(lease: Lease | None, holder: str, now: datetime) -> bool:
 
 
 class Reconciler:
-    """Runs the route check and poll_all on their intervals while holding the lease."""
+    """While holding the lease: settles abandoned spawns every tick, runs the route
+    check and poll_all on their intervals."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -92,6 +93,8 @@ class Reconciler:
                 if acquire_lease(self.app, self.holder, ttl):
                     now = time.monotonic()
                     servers = get_servers(self.app)
+                    # Spawns and stops whose worker or replica died: every tick.
+                    servers.settle_abandoned()
                     if now >= next_routes:
                         next_routes = now + self.route_interval
                         self._check_routes(servers)

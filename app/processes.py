@@ -38,8 +38,10 @@ def process_alive(name: str | None) -> bool | None:
 
 def describe(name: str | None) -> str:
     """A process's name as a message shows it: "pid 12 on host"."""
-    parts = (name or "").rsplit(":", 2)
-    return f"pid {parts[1]} on {parts[0]}" if len(parts) == 3 else repr(name)
+    if name is None:
+        return "an earlier hub"
+    parts = name.rsplit(":", 2)
+    return f"pid {parts[1]} on {parts[0]}" if len(parts) == 3 else name
 
 
 def _start_stamp(pid: int) -> str | None:
