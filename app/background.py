@@ -19,9 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
 from app.db import get_db
-from app.models import Lease, utcnow
+from app.models import Lease, ServerState, utcnow
 from app.processes import process_alive, this_process
-from app.servers import ServerManager, get_servers
+from app.servers import ServerManager, get_servers, url_prefix
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class Reconciler:
         self.app = app
         self.settings = get_settings(app)
         self.holder = this_process()
+        # A route the last route check left in the proxy (see _routes_lost).
+        self.sentinel: str | None = None
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS
             if self.settings.proxy_auto_start
@@ -95,7 +97,7 @@ class Reconciler:
                     servers = get_servers(self.app)
                     # Spawns and stops whose worker or replica died: every tick.
                     servers.settle_abandoned()
-                    if now >= next_routes:
+                    if now >= next_routes or self._routes_lost(servers):
                         next_routes = now + self.route_interval
                         self._check_routes(servers)
                     if now >= next_poll:
@@ -110,6 +112,27 @@ class Reconciler:
             servers.check_routes()
         except ProxyError as e:
             log.error("Route check skipped: %s", e)
+            return
+        self.sentinel = None
+
+    def _routes_lost(self, servers: ServerManager) -> bool:
+        """True if the proxy lost a running server's route: it restarted.
+
+        One route looked up each tick, so a restarted CHP gets its routes back
+        within a tick or two instead of at the next check.
+        """
+        if self.sentinel is None:
+            running = servers.rows.in_states(ServerState.RUNNING)
+            if not running:
+                return False
+            self.sentinel = url_prefix(running[0].user.name, running[0].name)
+        try:
+            lost = servers.routes.get(self.sentinel) is None
+        except ProxyError:
+            return False  # down: its supervisor restarts it, and we look again
+        if lost:
+            log.warning("The proxy lost the route %s (restarted?): checking all", self.sentinel)
+        return lost
 
 
 def start(app: Flask) -> gevent.Greenlet:

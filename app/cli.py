@@ -90,9 +90,13 @@ def run() -> None:
     _ensure_admins(settings)
     _recover()
     proxy = _start_proxy(settings) if settings.proxy_auto_start else None
+    from proxy.lifeline import die_with_parent
+
     hub = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "app:create_app()"],
         env=_hub_env(settings),
+        # Killed with SIGKILL, `flaskhub run` cannot stop gunicorn: the kernel does.
+        preexec_fn=die_with_parent,
     )
     stopping = False
 

@@ -17,6 +17,7 @@ from typing import IO
 import requests
 
 from proxy.client import ProxyClient
+from proxy.lifeline import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +266,8 @@ class ProxyProcess:
                 stderr=subprocess.STDOUT,
                 # Ctrl-C in a terminal must not reach CHP directly: stop() ends it.
                 start_new_session=True,
+                # A killed `flaskhub run` must not leave CHP holding its ports.
+                preexec_fn=die_with_parent,
             )
         except OSError as e:
             output.close()

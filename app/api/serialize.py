@@ -17,11 +17,13 @@ def isoformat(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def server_model(server: Server) -> dict[str, Any]:
-    prefix = url_prefix(server.user.name, server.name)
-    progress = f"/hub/api/users/{server.user.name}/server/progress"
+def server_model(server: Server, user: User | None = None) -> dict[str, Any]:
+    """A server's model; `user` is its owner when already loaded (server.user may not be)."""
+    owner = (user or server.user).name
+    prefix = url_prefix(owner, server.name)
+    progress = f"/hub/api/users/{owner}/server/progress"
     if server.name:
-        progress = f"/hub/api/users/{server.user.name}/servers/{server.name}/progress"
+        progress = f"/hub/api/users/{owner}/servers/{server.name}/progress"
     return {
         "name": server.name,
         "ready": server.ready,
@@ -37,7 +39,7 @@ def server_model(server: Server) -> dict[str, Any]:
 
 def user_model(user: User) -> dict[str, Any]:
     default = user.server("")
-    active = {s.name: server_model(s) for s in user.servers if s.active}
+    active = {s.name: server_model(s, user) for s in user.servers if s.active}
     return {
         "kind": "user",
         "name": user.name,
