@@ -2,16 +2,16 @@
 
 One loop runs at a time across all workers and hosts: the holder of the
 `reconcile` lease row runs it and renews the lease; when the holder dies its
-lease expires and another worker takes over.
+lease expires and another worker takes over (at once on the holder's host,
+which can tell that the holder's process is gone). Other workers only read the
+lease: the write lock is taken to renew our own lease or to take a free one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import gevent
 from flask import Flask
@@ -19,8 +19,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
 from app.db import get_db
-from app.models import Lease, utcnow
-from app.servers import ServerManager, get_servers
+from app.models import Lease, ServerState, utcnow
+from app.processes import process_alive, this_process
+from app.servers import ServerManager, get_servers, url_prefix
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,22 @@ EXTERNAL_ROUTE_CHECK_SECONDS = 30.0
 def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
     """Take or renew the reconcile lease; True if this holder has it now."""
     now = utcnow()
+    db = get_db(app)
+    with db.read() as session:
+        if held_by_another(session.get(Lease, LEASE_NAME), holder, now):
+            return False
     try:
-        with get_db(app).write() as session:
+        with db.write() as session:
             lease = session.get(Lease, LEASE_NAME)
             if lease is None:
                 session.add(
                     Lease(name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=ttl))
                 )
                 return True  # committed on leaving the block, or IntegrityError
-            if lease.holder != holder and lease.expires_at > now:
+            if held_by_another(lease, holder, now):
                 return False
+            if lease.holder != holder:
+                log.info("Taking over the reconcile loop from %s", lease.holder)
             lease.holder = holder
             lease.expires_at = now + timedelta(seconds=ttl)
             return True
@@ -53,13 +60,26 @@ def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
         return False
 
 
+def held_by_another(lease: Lease | None, holder: str, now: datetime) -> bool:
+    """True if another process holds the lease: unexpired, and not known to be dead."""
+    return (
+        lease is not None
+        and lease.holder != holder
+        and lease.expires_at > now
+        and process_alive(lease.holder) is not False
+    )
+
+
 class Reconciler:
-    """Runs the route check and poll_all on their intervals while holding the lease."""
+    """While holding the lease: settles abandoned spawns every tick, runs the route
+    check and poll_all on their intervals."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.settings = get_settings(app)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = this_process()
+        # A route the last route check left in the proxy (see _routes_lost).
+        self.sentinel: str | None = None
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS
             if self.settings.proxy_auto_start
@@ -68,13 +88,16 @@ class Reconciler:
 
     def run_forever(self) -> None:
         next_routes = next_poll = 0.0
-        ttl = max(self.route_interval * 3, 15.0)
+        # Renewed every tick; expired within one route interval after its holder died.
+        ttl = max(self.route_interval - TICK_SECONDS, 3 * TICK_SECONDS)
         while True:
             try:
                 if acquire_lease(self.app, self.holder, ttl):
                     now = time.monotonic()
                     servers = get_servers(self.app)
-                    if now >= next_routes:
+                    # Spawns and stops whose worker or replica died: every tick.
+                    servers.settle_abandoned()
+                    if now >= next_routes or self._routes_lost(servers):
                         next_routes = now + self.route_interval
                         self._check_routes(servers)
                     if now >= next_poll:
@@ -89,6 +112,27 @@ class Reconciler:
             servers.check_routes()
         except ProxyError as e:
             log.error("Route check skipped: %s", e)
+            return
+        self.sentinel = None
+
+    def _routes_lost(self, servers: ServerManager) -> bool:
+        """True if the proxy lost a running server's route: it restarted.
+
+        One route looked up each tick, so a restarted CHP gets its routes back
+        within a tick or two instead of at the next check.
+        """
+        if self.sentinel is None:
+            running = servers.rows.in_states(ServerState.RUNNING)
+            if not running:
+                return False
+            self.sentinel = url_prefix(running[0].user.name, running[0].name)
+        try:
+            lost = servers.routes.get(self.sentinel) is None
+        except ProxyError:
+            return False  # down: its supervisor restarts it, and we look again
+        if lost:
+            log.warning("The proxy lost the route %s (restarted?): checking all", self.sentinel)
+        return lost
 
 
 def start(app: Flask) -> gevent.Greenlet:

@@ -12,10 +12,13 @@ lock taken first thing (no serialization failures to retry; reads never wait).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import gevent
 import gevent.lock
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event, text
@@ -27,11 +30,18 @@ from app.config import get_settings
 # pg_advisory_xact_lock key of FlaskHub's write transactions (any constant bigint;
 # advisory locks are per database).
 PG_WRITE_LOCK_KEY = 0x466C61736B487562  # "FlaskHub"
-# How long a PostgreSQL write waits for the lock before failing (SQLite: busy_timeout).
-PG_WRITE_LOCK_TIMEOUT = "10s"
+# How long a write waits for the write lock before failing.
+WRITE_LOCK_TIMEOUT = 10.0
+PG_WRITE_LOCK_TIMEOUT = f"{WRITE_LOCK_TIMEOUT:g}s"
+# SQLite: the longest nap between two tries of BEGIN IMMEDIATE.
+SQLITE_RETRY_MAX_DELAY = 0.05
 # SQLite connections kept per process, and how many more concurrent greenlets may open.
 SQLITE_POOL_SIZE = 8
 SQLITE_POOL_OVERFLOW = 64
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database did not answer, or its write lock stayed taken too long."""
 
 
 class Database:
@@ -42,8 +52,8 @@ class Database:
         self.is_postgresql = url.startswith("postgresql")
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite's busy wait is a real sleep that freezes every greenlet of the
-        # worker; serialising writers inside the process avoids it entirely.
+        # Serialising writers inside the process: only one greenlet at a time waits
+        # for (SQLite) or holds the database's write lock.
         self.write_lock = gevent.lock.RLock()
 
     @contextmanager
@@ -81,14 +91,19 @@ class Database:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine; on SQLite: WAL, a busy timeout, foreign keys, and BEGIN issued by us."""
+    """An engine; on SQLite: WAL, foreign keys, and BEGIN issued by us.
+
+    SQLite's own busy wait sleeps in C and would freeze every greenlet of the
+    worker while another process writes: it is off (busy_timeout 0), and
+    ``BEGIN IMMEDIATE`` is retried cooperatively instead (`begin_immediate`).
+    """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     # A pool per process: a new connection costs its PRAGMAs (~1 ms) on every request.
     # Greenlets take turns on one thread, so a connection may move between them.
     engine = create_engine(
         url,
-        connect_args={"timeout": 5, "check_same_thread": False},
+        connect_args={"timeout": 0, "check_same_thread": False},
         poolclass=QueuePool,
         pool_size=SQLITE_POOL_SIZE,
         max_overflow=SQLITE_POOL_OVERFLOW,
@@ -102,15 +117,42 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA busy_timeout=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("flaskhub_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get("flaskhub_immediate"):
+            begin_immediate(conn.connection.driver_connection)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def begin_immediate(connection: sqlite3.Connection, timeout: float | None = None) -> None:
+    """BEGIN IMMEDIATE, retried with gevent naps while another process writes.
+
+    Raises DatabaseUnavailable if the lock is still taken after `timeout` seconds
+    (default WRITE_LOCK_TIMEOUT).
+    """
+    timeout = WRITE_LOCK_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(
+                    f"The database stayed locked by another process for {timeout:g} seconds; "
+                    "try again (if it keeps happening, look for a hub process stuck in a write)."
+                ) from e
+        gevent.sleep(delay)
+        delay = min(delay * 2, SQLITE_RETRY_MAX_DELAY)
 
 
 def init_app(app: Flask) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
+from app.db import DatabaseUnavailable
 from app.oauth import OAuthError
 from app.outcomes import DomainError, Outcome, Result
 
@@ -32,6 +34,10 @@ STATUS: dict[Outcome, int] = {
     Outcome.FORBIDDEN: 403,
     Outcome.UNAVAILABLE: 503,
 }
+
+# The database's errors that mean "not reachable now" rather than a bug.
+DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
+DATABASE_DOWN_RETRY_AFTER = "5"
 
 # A refused OAuth token request: 400, or 401 for a client that failed to authenticate
 # (RFC 6749 5.2).
@@ -107,6 +113,18 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain_error(e: DomainError) -> Response:
         return error_response(STATUS[e.outcome], e.message)
+
+    def _database_down(e: Exception) -> Response:
+        # The driver's message names hosts and ports: the log gets it, the visitor not.
+        cause = getattr(e, "orig", None) or e
+        log.error("Database unavailable on %s %s: %s", request.method, request.path, cause)
+        message = "The hub's database is unavailable right now; try again in a moment."
+        if isinstance(e, DatabaseUnavailable):
+            message = str(e)
+        return error_response(503, message, {"Retry-After": DATABASE_DOWN_RETRY_AFTER})
+
+    for kind in DATABASE_DOWN:
+        app.register_error_handler(kind, _database_down)
 
     @app.errorhandler(OAuthError)
     def _oauth_error(e: OAuthError) -> Response:

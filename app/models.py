@@ -172,6 +172,9 @@ class Server(ServerStatus, Base):
     # Why a server that was running stopped on its own (shown, never auto-restarted).
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The hub process (app.processes: host:pid:start) running its spawn or stop, while
+    # it is spawning or stopping: if that process dies, the reconcile loop takes over.
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # What the spawner reported during the current (or last) spawn, for the progress
     # stream, which any worker may serve: [{"progress": int, "message": str}, ...].
     progress_events: Mapped[list[dict[str, Any]]] = mapped_column(

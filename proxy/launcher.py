@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from proxy.lifeline import die_with_parent
+
 logger = logging.getLogger(__name__)
 
 CHP_SCRIPT = Path("node_modules", "configurable-http-proxy", "bin", "configurable-http-proxy")
@@ -261,6 +263,8 @@ class ProxyProcess:
                 stderr=subprocess.STDOUT,
                 # Ctrl-C in a terminal must not reach CHP directly: stop() ends it.
                 start_new_session=True,
+                # A killed `flaskhub run` must not leave CHP holding its ports.
+                preexec_fn=die_with_parent,
             )
         except OSError as e:
             output.close()

@@ -19,10 +19,11 @@ def isoformat(dt: datetime | None) -> str | None:
 
 
 def server_model(server: Server | ServerView) -> dict[str, Any]:
-    prefix = url_prefix(server.user.name, server.name)
-    progress = f"/hub/api/users/{server.user.name}/server/progress"
+    owner = server.user.name
+    prefix = url_prefix(owner, server.name)
+    progress = f"/hub/api/users/{owner}/server/progress"
     if server.name:
-        progress = f"/hub/api/users/{server.user.name}/servers/{server.name}/progress"
+        progress = f"/hub/api/users/{owner}/servers/{server.name}/progress"
     return {
         "name": server.name,
         "ready": server.ready,

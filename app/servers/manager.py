@@ -19,8 +19,9 @@ import requests
 
 from app.config import Settings
 from app.db import Database
-from app.models import Server, ServerState, User
+from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
+from app.processes import describe, process_alive, this_process
 from app.servers.counts import state_counts
 from app.servers.names import url_prefix
 from app.servers.recorder import SpawnStatus
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SLOW_STOP_TIMEOUT = 10.0
 REMOVE_WAIT_SECONDS = 120.0
+# A spawn or stop owned by a process whose life cannot be checked (another host) is
+# taken as abandoned once it outlived its own timeouts by this much.
+ABANDONED_AFTER_SECONDS = 60.0
 
 
 class ServerManager:
@@ -319,20 +323,65 @@ class ServerManager:
         return self.routes.ensure(server)
 
     def recover(self) -> None:
-        """After a hub restart: fail interrupted spawns, finish interrupted stops.
+        """After a hub restart: settle what its dead processes left, then poll.
 
         Runs once, in `flaskhub run`, before any worker exists.
         """
-        for server in self.rows.in_states(ServerState.SPAWNING, ServerState.STOPPING):
-            _stop_quietly(self.spawner_for(server))
-            self.routes.delete(url_prefix(server.user.name, server.name))
-            if server.state == ServerState.SPAWNING:
-                error = SpawnerError("The hub restarted while the server was starting.")
-                self._record_failure(server.id, None, error)
-            else:
-                self._mark_stopped(server.id, reason=None)
-            self.spawners.pop(server.id, None)
+        self.settle_abandoned()
         self.poll_all()
+
+    def settle_abandoned(self) -> int:
+        """Fail spawns and finish stops whose hub process died; how many it settled.
+
+        The reconcile loop runs this every tick: a worker or replica killed
+        mid-spawn leaves its server spawning, and only another process can tell.
+        """
+        settled = 0
+        for server in self.rows.in_states(ServerState.SPAWNING, ServerState.STOPPING):
+            if server.id in self.spawns or server.id in self.stops:
+                continue
+            why = self._abandoned_because(server)
+            if why is not None and self.rows.take_over(server.id, server.owner):
+                self._settle(server, why)
+                settled += 1
+        return settled
+
+    def _abandoned_because(self, server: Server) -> str | None:
+        """Why the server's spawn or stop has no live owner, or None if it has one."""
+        starting = server.state == ServerState.SPAWNING
+        what = "starting" if starting else "stopping"
+        alive = process_alive(server.owner) if server.owner is not None else False
+        if server.owner == this_process():
+            return None
+        if alive is False:
+            return (
+                f"The hub process that was {what} this server ({describe(server.owner)}) "
+                "stopped before it finished."
+            )
+        limit = ABANDONED_AFTER_SECONDS + (
+            self.settings.start_timeout + self.settings.http_timeout
+            if starting
+            else SLOW_STOP_TIMEOUT
+        )
+        since = server.started if starting else None
+        if alive is None and since is not None and (utcnow() - since).total_seconds() > limit:
+            return (
+                f"The hub process that was {what} this server ({describe(server.owner)}) "
+                f"did not finish within {limit:g} seconds."
+            )
+        return None
+
+    def _settle(self, server: Server, why: str) -> None:
+        """Clean up after a dead owner: the process, the route, then the state."""
+        log.warning("Server of %s: %s Cleaning up.", server.user.name, why)
+        _stop_quietly(self.spawner_for(server))
+        self.routes.delete(url_prefix(server.user.name, server.name))
+        if server.state == ServerState.SPAWNING:
+            error = SpawnerError(f"{why} Start the server again.")
+            self._record_failure(server.id, None, error)
+        else:
+            self._mark_stopped(server.id, reason=None)
+        self.spawners.pop(server.id, None)
 
     # -- handles -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.models import Server, ServerState, User, utcnow
 from app.oauth import OAuthService
+from app.processes import this_process
 from app.servers.names import access_scopes, client_id, url_prefix
 from app.tokens import TokenService
 
@@ -80,17 +81,32 @@ class ServerRows:
             if server is not None and server.state == ServerState.SPAWNING:
                 server.progress_events = [*server.progress_events, event]
 
+    def take_over(self, server_id: int, owner: str | None) -> bool:
+        """Become the owner of a spawn or stop whose owner died; False if it moved on."""
+        with self.db.write() as session:
+            server = session.get(Server, server_id)
+            if server is None or server.owner != owner:
+                return False
+            if server.state not in (ServerState.SPAWNING, ServerState.STOPPING):
+                return False
+            server.owner = this_process()
+            return True
+
     def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
-        """SPAWNING → RUNNING; False if a stop took the server meanwhile (it wins)."""
+        """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
+        abandoned) took the server meanwhile: it wins."""
         with self.db.write() as session:
             server = session.get(Server, server_id)
             if server is None or server.state != ServerState.SPAWNING:
+                return False
+            if server.owner != this_process():
                 return False
             server.state = ServerState.RUNNING
             server.url = url
             server.version = version
             server.spawner_state = state
             server.last_activity = utcnow()
+            server.owner = None
             return True
 
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
@@ -104,6 +120,7 @@ class ServerRows:
                 server.failure_message = message
                 server.failure_status = status
             server.url = None
+            server.owner = None
             server.spawner_state = {}
             self.tokens.revoke_for_server(session, server.id)
 
@@ -121,6 +138,7 @@ class ServerRows:
             if server.state == ServerState.STOPPING:
                 return server.id, False
             server.state = ServerState.STOPPING
+            server.owner = this_process()
             return server.id, True
 
     def mark_stopped(self, server_id: int, reason: str | None) -> None:
@@ -132,6 +150,7 @@ class ServerRows:
                 server.url = None
                 server.spawner_state = {}
                 server.stop_reason = reason
+                server.owner = None
                 self.tokens.revoke_for_server(session, server.id)
 
     def remove(self, user_name: str, server_name: str) -> int | None:

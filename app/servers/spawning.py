@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
+from app.processes import this_process
 from app.servers.counts import state_counts
 from app.servers.names import access_scopes, client_id, url_prefix
 from app.spawners import Spawner, SpawnerError
@@ -64,6 +65,7 @@ def claim(
     server.user_options = options
     server.progress_events = []
     server.started = utcnow()
+    server.owner = this_process()
     session.flush()
     return server.id
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
 import pytest
 from sqlalchemy import text
 
-from app.db import Database
+from app.db import Database, DatabaseUnavailable, begin_immediate
 
 
 @pytest.fixture
@@ -21,7 +24,7 @@ def db(tmp_path: Path) -> Database:
 
 @pytest.mark.parametrize(
     ("pragma", "expected"),
-    [("journal_mode", "wal"), ("foreign_keys", 1), ("busy_timeout", 5000), ("synchronous", 1)],
+    [("journal_mode", "wal"), ("foreign_keys", 1), ("busy_timeout", 0), ("synchronous", 1)],
 )
 def test_sqlite_settings(db: Database, pragma: str, expected: object) -> None:
     with db.read() as session:
@@ -55,3 +58,54 @@ def test_greenlets_that_yield_inside_a_write_do_not_lock_each_other(db: Database
     gevent.joinall(greenlets, timeout=30, raise_error=True)
     with db.read() as session:
         assert session.execute(text("SELECT count(*) FROM t")).scalar() == 20
+
+
+@contextlib.contextmanager
+def write_lock_held_elsewhere(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection (as another process would) holds the write lock until the end."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield other
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")
+
+
+def test_a_write_waits_for_another_process_without_freezing_the_worker(
+    db: Database, tmp_path: Path
+) -> None:
+    served: list[int] = []
+
+    def write() -> None:
+        with db.write() as session:
+            session.execute(text("INSERT INTO t VALUES (2)"))
+
+    def read() -> None:
+        with db.read() as session:
+            served.append(session.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+    with write_lock_held_elsewhere(tmp_path / "test.sqlite") as other:
+        other.execute("INSERT INTO t VALUES (1)")
+        writer = gevent.spawn(write)
+        readers = [gevent.spawn(read) for _ in range(5)]
+        # The writer waits (cooperatively) while every reader is served.
+        gevent.joinall(readers, timeout=30, raise_error=True)
+        assert served == [0] * 5
+        assert not writer.dead
+        other.execute("COMMIT")
+        writer.join(timeout=30)
+    assert writer.successful(), writer.exception
+    read()
+    assert served[-1] == 2
+
+
+def test_a_write_lock_held_too_long_is_a_clear_error(db: Database, tmp_path: Path) -> None:
+    with write_lock_held_elsewhere(tmp_path / "test.sqlite"):
+        with db.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            with pytest.raises(DatabaseUnavailable, match="locked by another process"):
+                begin_immediate(raw, timeout=0.2)
+            assert not raw.in_transaction
+    # The connections given back to the pool still work.
+    test_write_commits_and_read_sees_it(db)

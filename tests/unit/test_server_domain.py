@@ -3,7 +3,9 @@ the limits, what a state means for a visitor, and how outcomes become HTTP."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,8 +13,9 @@ from flask import Flask
 
 from app.db import get_db
 from app.errors import STATUS, headers_of, status_of
-from app.models import Server, ServerState
+from app.models import Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
+from app.processes import _name_of
 from app.servers import Next, SpawnStatus, get_servers
 from app.servers.spawning import check_limits, claim
 from app.servers.visit import visit_of
@@ -254,3 +257,55 @@ def test_every_outcome_has_a_status() -> None:
 def test_results_as_http(result: Result, status: int, headers: dict[str, str]) -> None:
     assert status_of(result) == status
     assert headers_of(result) == headers
+
+
+# -- spawns and stops whose hub process died ------------------------------------
+
+DEAD_OWNER = f"{socket.gethostname()}:4194399:1"  # no such pid (pid_max <= 2**22)
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("state", "owner", "started", "settled_as", "message"),
+    [
+        (ServerState.SPAWNING, DEAD_OWNER, None, ServerState.FAILED, "stopped before it finished"),
+        (ServerState.SPAWNING, None, None, ServerState.FAILED, "stopped before it finished"),
+        (ServerState.STOPPING, DEAD_OWNER, None, ServerState.STOPPED, None),
+        # Another host's process: taken as dead only once past every timeout.
+        (ServerState.SPAWNING, "elsewhere:7:7", LONG_AGO, ServerState.FAILED, "did not finish"),
+        (ServerState.SPAWNING, "elsewhere:7:7", "now", ServerState.SPAWNING, None),
+        # A live process (pid 1) keeps its spawn.
+        (ServerState.SPAWNING, "pid1", LONG_AGO, ServerState.SPAWNING, None),
+    ],
+)
+def test_abandoned_spawns_fail_and_stops_finish(
+    app: Flask,
+    add_server: Callable[..., int],
+    state: ServerState,
+    owner: str | None,
+    started: object,
+    settled_as: ServerState,
+    message: str | None,
+) -> None:
+    owner = _name_of(1) if owner == "pid1" else owner
+    when = utcnow() if started == "now" else started
+    server_id = add_server("ann", state, owner=owner, started=when or utcnow())
+    servers = get_servers(app)
+    assert servers.settle_abandoned() == (0 if settled_as == state else 1)
+    server = servers.rows.by_id(server_id)
+    assert server is not None and server.state == settled_as
+    if message is not None:
+        assert message in (server.failure_message or "")
+        assert "Start the server again." in (server.failure_message or "")
+    if settled_as != state:
+        assert server.owner is None
+
+
+def test_a_spawn_taken_over_as_abandoned_is_not_marked_running_by_its_owner(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    server_id = add_server("ann", ServerState.SPAWNING, owner="elsewhere:7:7")
+    rows = get_servers(app).rows
+    assert rows.take_over(server_id, "elsewhere:7:7")
+    assert not rows.take_over(server_id, "elsewhere:7:7")  # it moved on
+    assert rows.mark_running(server_id, "http://127.0.0.1:9", "5.4.0", {}) is True  # ours now

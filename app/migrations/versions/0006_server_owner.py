@@ -1,0 +1,24 @@
+"""servers.owner: the hub process running a server's spawn or stop
+
+Revision ID: 0006
+Revises: 0005
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("servers") as batch:
+        batch.add_column(sa.Column("owner", sa.String(length=255), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("servers") as batch:
+        batch.drop_column("owner")
