@@ -154,8 +154,8 @@ def _start_proxy(settings: Settings) -> ProxyProcess:
         port=settings.port,
         api_ip="127.0.0.1",
         api_port=settings.proxy_api_port,
-        default_target=settings.hub_url,
-        error_target=f"{settings.hub_url}/hub/error",
+        default_target=settings.hub_connect_url,
+        error_target=f"{settings.hub_connect_url}/hub/error",
         auth_token=settings.proxy_auth_token,
         log_file=str(log_file),
     )

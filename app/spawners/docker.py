@@ -144,7 +144,7 @@ class DockerSpawner(Spawner):
 
     def hub_connect_url(self) -> str:
         if self.settings.hub_connect_ip:
-            return super().hub_connect_url()
+            return self.settings.hub_connect_url
         gateway = network_gateway(ensure_network(self.client, self.settings))
         return f"http://{gateway}:{self.settings.hub_port}"
 
