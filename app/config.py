@@ -215,7 +215,9 @@ class Settings:
     )
     # The docker and swarm spawners (spawner = "docker", "swarm"); README, Containers.
     hub_connect_ip: str = setting(
-        "", "Address user servers reach the hub at (default hub_ip; docker: the network gateway)."
+        "",
+        "Address user servers and the proxy reach the hub at (default hub_ip; docker: the "
+        "network gateway).",
     )
     docker_image: str = setting(
         f"flaskhub/singleuser:{__version__}", "Image of user containers (images/build)."
@@ -262,6 +264,15 @@ class Settings:
     @property
     def hub_url(self) -> str:
         return f"http://{_host(self.hub_ip)}:{self.hub_port}"
+
+    @property
+    def hub_connect_url(self) -> str:
+        """The hub as others reach it: the proxy's route to it, user servers' API URL."""
+        return (
+            f"http://{_host(self.hub_connect_ip)}:{self.hub_port}"
+            if self.hub_connect_ip
+            else self.hub_url
+        )
 
     @property
     def public_url(self) -> str:

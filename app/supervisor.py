@@ -39,8 +39,9 @@ def start_proxy(settings: Settings) -> ProxyProcess:
         port=settings.port,
         api_ip="127.0.0.1",
         api_port=settings.proxy_api_port,
-        default_target=settings.hub_url,
-        error_target=f"{settings.hub_url}/hub/error",
+        # The proxy may be elsewhere (docker-compose): it reaches the hub as servers do.
+        default_target=settings.hub_connect_url,
+        error_target=f"{settings.hub_connect_url}/hub/error",
         auth_token=settings.proxy_auth_token,
         log_file=str(log_file),
     )

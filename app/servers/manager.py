@@ -316,7 +316,8 @@ class ServerManager:
 
     def check_routes(self) -> dict[str, int]:
         """Make the proxy's table match the database now (see Routes.check)."""
-        return self.routes.check(self.db, self.users, self.settings.hub_url)
+        # The proxy may be elsewhere (docker-compose): it reaches the hub as servers do.
+        return self.routes.check(self.db, self.users, self.settings.hub_connect_url)
 
     def ensure_route(self, server: Server) -> bool:
         """Re-add a running server's route if the proxy lost it; True if it did."""

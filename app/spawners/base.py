@@ -88,10 +88,7 @@ class Spawner:
 
     def hub_connect_url(self) -> str:
         """The hub's URL as the server reaches it (`hub_connect_ip`, else the hub's own)."""
-        if not self.settings.hub_connect_ip:
-            return self.settings.hub_url
-        ip = self.settings.hub_connect_ip
-        return f"http://{f'[{ip}]' if ':' in ip else ip}:{self.settings.hub_port}"
+        return self.settings.hub_connect_url
 
     def start(self) -> str:
         """Launch the server; return its URL (``http://ip:port``)."""

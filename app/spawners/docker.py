@@ -161,7 +161,7 @@ class DockerSpawner(Spawner):
 
     def hub_connect_url(self) -> str:
         if self.settings.hub_connect_ip:
-            return super().hub_connect_url()
+            return self.settings.hub_connect_url
         return f"http://{self.host_gateway(self.settings)}:{self.settings.hub_port}"
 
     # -- starting ------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""docker-compose.yml stays valid and consistent with the settings table.
+"""docker-compose.yml stays valid and consistent with the settings table and the images.
 
-No Docker engine runs here; Debian's docker-compose validates the file.
+No Docker engine is needed; Debian's docker-compose validates the file.
+tests/integration/test_compose_stack.py runs it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from app.config import BY_NAME, ENV_PREFIX
+from app.config import BY_NAME, ENV_PREFIX, Settings
+from app.version import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")
@@ -37,7 +41,7 @@ def _config(**env: str) -> subprocess.CompletedProcess[str]:
 def test_compose_file_is_valid() -> None:
     result = _config(CONFIGPROXY_AUTH_TOKEN="secret-for-test")
     assert result.returncode == 0, result.stderr
-    for service in ("db:", "hub:", "proxy:"):
+    for service in ("db:", "hub:", "proxy:", "singleuser:"):
         assert f"\n  {service}" in result.stdout
 
 
@@ -60,3 +64,53 @@ def test_compose_hub_uses_postgres_and_an_external_proxy() -> None:
     assert "FLASKHUB_DB_URL: postgresql+psycopg://" in result.stdout
     assert re.search(r"FLASKHUB_PROXY_AUTO_START: ['\"]false", result.stdout)
     assert "pg_isready" in result.stdout
+
+
+def _services(**env: str) -> dict[str, Any]:
+    result = _config(CONFIGPROXY_AUTH_TOKEN="secret-for-test", **env)
+    assert result.returncode == 0, result.stderr
+    return dict(yaml.safe_load(result.stdout))
+
+
+def test_compose_builds_the_default_single_user_image_and_starts_none() -> None:
+    singleuser = _services()["services"]["singleuser"]
+    assert singleuser["image"] == f"flaskhub/singleuser:{__version__}" == Settings().docker_image
+    assert singleuser["build"]["dockerfile"] == "images/singleuser/Dockerfile"
+    assert singleuser["scale"] == 0
+
+
+def test_compose_hub_spawns_containers_on_the_compose_network_it_names() -> None:
+    config = _services(FLASKHUB_DOCKER_PREFIX="site")
+    env = config["services"]["hub"]["environment"]
+    assert env["FLASKHUB_SPAWNER"] == "docker"
+    assert env["FLASKHUB_HUB_IP"] == "0.0.0.0" and env["FLASKHUB_HUB_CONNECT_IP"] == "hub"
+    # Compose would prefix the project's name; the hub must find the network by its name.
+    assert config["networks"]["flaskhub"]["name"] == env["FLASKHUB_DOCKER_NETWORK"] == "site"
+    assert env["FLASKHUB_DOCKER_PREFIX"] == "site"
+    assert "/var/run/docker.sock:/var/run/docker.sock" in str(config["services"]["hub"]["volumes"])
+    assert set(config["services"]["hub"]["networks"]) == {"flaskhub", "backend"}
+
+
+def test_compose_keeps_the_database_and_the_proxy_api_off_the_users_network() -> None:
+    services = _services()["services"]
+    assert set(services["db"]["networks"]) == {"backend"}
+    proxy = services["proxy"]
+    assert proxy["networks"]["backend"]["aliases"] == ["proxy-api"]
+    assert "--api-ip=proxy-api" in proxy["command"]
+    assert "--default-target=http://hub:8081" in proxy["command"]
+    assert services["hub"]["environment"]["FLASKHUB_PROXY_API_URL"] == "http://proxy-api:8001"
+
+
+def test_every_image_not_built_here_has_a_stand_in() -> None:
+    """Without a registry each base image must be made locally (images/standins/make)."""
+    services = _services()["services"].values()
+    named = {s["image"] for s in services if "build" not in s}
+    dockerfiles = [
+        REPO / "Dockerfile",
+        REPO / "proxy/Dockerfile",
+        REPO / "images/singleuser/Dockerfile",
+    ]
+    bases = {re.search(r"^FROM (\S+)", f.read_text(), re.M).group(1) for f in dockerfiles}  # type: ignore[union-attr]
+    script = (REPO / "images/standins/make").read_text()
+    known = set(re.search(r"^all=\((.*)\)$", script, re.M).group(1).split())  # type: ignore[union-attr]
+    assert named | bases == known

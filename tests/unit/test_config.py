@@ -325,6 +325,21 @@ def test_postgresql_urls_use_psycopg_3(given: str, used: str) -> None:
     assert load(environ={}, overrides={"db_url": given}).db_url == used
 
 
+@pytest.mark.parametrize(
+    ("overrides", "url"),
+    [
+        ({}, "http://127.0.0.1:8081"),
+        ({"hub_ip": "0.0.0.0", "hub_port": 9000}, "http://127.0.0.1:9000"),
+        ({"hub_ip": "0.0.0.0", "hub_connect_ip": "hub"}, "http://hub:8081"),
+        ({"hub_connect_ip": "fd00::5"}, "http://[fd00::5]:8081"),
+    ],
+)
+def test_hub_connect_url_is_where_the_proxy_and_servers_reach_the_hub(
+    overrides: dict[str, Any], url: str
+) -> None:
+    assert load(environ={}, overrides=overrides).hub_connect_url == url
+
+
 def test_a_blocking_postgresql_driver_is_refused() -> None:
     with pytest.raises(ConfigError, match="db_url.*psycopg2.*postgresql\\+psycopg://"):
         load(environ={}, overrides={"db_url": "postgresql+psycopg2://u@db/hub"})

@@ -1,0 +1,260 @@
+"""The docker-compose deployment end to end: build, up, an admin, a login, a container, down.
+
+Runs the repository's docker-compose.yml as it is, under a project name and a
+docker_prefix of its own (so its network, volumes and the hub's containers are
+its own) and on a free port, against the engine of docker_engine.py. The images
+are made once per session: images/standins/make for any base image that is
+missing, then `docker-compose build`, whose layer cache makes a rebuild quick.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+import pytest
+import requests
+
+from app.spawners.docker import LABEL_HUB
+from tests.helpers import free_port, wait_for, xsrf_token
+from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    BUILD_TIMEOUT,
+    REPO,
+    docker_client,
+    remove_labelled,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+COMPOSE = shutil.which("docker-compose")
+PROJECT = f"fhcompose{secrets.token_hex(3)}"
+PASSWORD = "correct horse battery"
+HOME = "/home/jovyan"
+
+
+@dataclass
+class Stack:
+    """A running compose project: its public URL and the environment compose needs."""
+
+    url: str
+    env: dict[str, str]
+
+    def compose(
+        self, *args: str, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        assert COMPOSE is not None
+        return subprocess.run(
+            [COMPOSE, "-p", PROJECT, *args],
+            cwd=REPO,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def flaskhub(self, *args: str, input: str | None = None) -> str:
+        """`docker-compose exec hub flaskhub ARGS`: its output."""
+        result = self.compose("exec", "-T", "hub", "flaskhub", *args, input=input)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def token(self, name: str) -> str:
+        return self.flaskhub("token", name).strip().splitlines()[-1]
+
+
+def compose_env() -> dict[str, str]:
+    """Our environment without FlaskHub's, plus what the file asks for; a free port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
+    env.update(
+        CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(32),
+        FLASKHUB_PORT=str(free_port()),
+        FLASKHUB_DOCKER_PREFIX=PROJECT,
+    )
+    return env
+
+
+def run(*command: str, env: dict[str, str], timeout: float = BUILD_TIMEOUT) -> None:
+    result = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}", False)
+
+
+@pytest.fixture(scope="session")
+def compose_images(docker_client: docker.DockerClient) -> None:  # noqa: F811
+    """Every image docker-compose.yml names, made or built once per session."""
+    if COMPOSE is None:
+        pytest.skip("docker-compose is not installed")
+    env = compose_env()
+    run(str(REPO / "images" / "standins" / "make"), env=env)
+    run(COMPOSE, "build", env=env)
+
+
+def project_leftovers(client: docker.DockerClient) -> list[str]:
+    """Containers, networks and volumes of the project or labelled by its hub."""
+    found = []
+    for selector in (f"com.docker.compose.project={PROJECT}", f"{LABEL_HUB}={PROJECT}"):
+        filters = {"label": selector}
+        found += [f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
+        found += [f"network {n.name}" for n in client.networks.list(filters=filters)]
+        found += [f"volume {v.name}" for v in client.volumes.list(filters=filters)]
+    return sorted(set(found))
+
+
+def service_health(client: docker.DockerClient, service: str) -> str:
+    labels = [f"com.docker.compose.project={PROJECT}", f"com.docker.compose.service={service}"]
+    (container,) = client.containers.list(filters={"label": labels})
+    return str(container.attrs["State"].get("Health", {}).get("Status", ""))
+
+
+@pytest.fixture(scope="module")
+def stack(
+    compose_images: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> Iterator[Stack]:
+    env = compose_env()
+    stack = Stack(url=f"http://127.0.0.1:{env['FLASKHUB_PORT']}", env=env)
+    try:
+        result = stack.compose("up", "-d")
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: service_health(docker_client, "hub") == "healthy", 120, 0.5)
+        wait_for(lambda: answers(f"{stack.url}/hub/health"), 60, 0.2)
+        yield stack
+    finally:
+        stack.compose("down", "-v", "--remove-orphans")
+        remove_labelled(docker_client, PROJECT)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def login(stack: Stack, name: str, password: str) -> requests.Session:
+    """A browser-like session logged in through the login form."""
+    session = requests.Session()
+    session.headers["Accept"] = "text/html"
+    page = session.get(f"{stack.url}/hub/login", timeout=30)
+    response = session.post(
+        f"{stack.url}/hub/login",
+        data={"username": name, "password": password, "_xsrf": xsrf_token(page.text)},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 302, response.text
+    return session
+
+
+def api(stack: Stack, method: str, path: str, token: str) -> requests.Response:
+    return requests.request(
+        method,
+        f"{stack.url}/hub/api{path}",
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
+
+
+def test_only_the_stack_s_services_run_and_the_proxy_is_not_in_the_hub_s_namespace(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    running = docker_client.containers.list(
+        filters={"label": f"com.docker.compose.project={PROJECT}"}
+    )
+    services = sorted(c.labels["com.docker.compose.service"] for c in running)
+    assert services == ["db", "hub", "proxy"]  # the single-user image is only built
+    network = docker_client.networks.get(PROJECT)
+    attached = {c["Name"] for c in network.attrs["Containers"].values()}
+    assert {f"{PROJECT}_hub_1", f"{PROJECT}_proxy_1"} <= attached
+
+
+def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    out = stack.flaskhub("user", "add", "admin", "--admin", "--password-stdin", input=PASSWORD)
+    assert "admin" in out
+    session = login(stack, "admin", PASSWORD)
+    # Start My Server, then the server's OAuth round trip with the hub (at hub:8081).
+    page = session.get(f"{stack.url}/hub/spawn", timeout=120)
+    assert page.status_code == 200, page.text
+    assert page.url == f"{stack.url}/user/admin/" and "admin" in page.text
+    container = docker_client.containers.get(f"{PROJECT}-admin")
+    assert container.labels[LABEL_HUB] == PROJECT
+    assert PROJECT in container.attrs["NetworkSettings"]["Networks"]
+
+
+def test_owner_reaches_the_server_through_the_proxy_others_do_not(stack: Stack) -> None:
+    admin, alice, bob = (stack.token(name) for name in ("admin", "alice", "bob"))
+    response = api(stack, "POST", "/users/alice/server", admin)
+    assert response.status_code in (201, 202), response.text
+    wait_for(lambda: api(stack, "GET", "/users/alice", admin).json()["servers"][""]["ready"], 120)
+    for token, status in ((alice, 200), (bob, 403)):
+        response = requests.get(
+            f"{stack.url}/user/alice/", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert response.status_code == status, response.text
+
+
+def test_a_user_container_reaches_the_hub_but_not_the_database_or_the_proxy_api(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    container = docker_client.containers.get(f"{PROJECT}-admin")
+    probe = (
+        "import socket\n"
+        "for host, port in (('hub', 8081), ('proxy', 8000), ('db', 5432), ('proxy-api', 8001)):\n"
+        "    try:\n"
+        "        socket.create_connection((host, port), timeout=2).close()\n"
+        "        print(host, 'open')\n"
+        "    except OSError:\n"
+        "        print(host, 'closed')\n"
+    )
+    code, output = container.exec_run(["python3", "-c", probe])
+    assert code == 0, output
+    assert output.decode().split() == [
+        *("hub", "open", "proxy", "open"),
+        *("db", "closed", "proxy-api", "closed"),
+    ]
+
+
+def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    container = docker_client.containers.get(f"{PROJECT}-admin")
+    assert container.exec_run(["sh", "-c", f"echo kept > {HOME}/notes.txt"]).exit_code == 0
+    result = stack.compose("down", timeout=180)
+    assert result.returncode == 0, result.stderr
+    # The hub stopped its containers on the way out, so the network could go too.
+    left = project_leftovers(docker_client)
+    assert left and all(item.startswith("volume ") for item in left), left
+    assert f"volume {PROJECT}_db-data" in left
+    homes = docker_client.volumes.list(filters={"label": f"{LABEL_HUB}={PROJECT}"})
+    assert len(homes) == 2  # admin's and alice's
+
+    result = stack.compose("down", "-v", timeout=180)
+    assert result.returncode == 0, result.stderr
+    left = project_leftovers(docker_client)
+    assert left == sorted(f"volume {v.name}" for v in homes)  # -v: compose's volumes only
+    cleanup = readme_cleanup().replace("org.flaskhub.hub=flaskhub", f"org.flaskhub.hub={PROJECT}")
+    subprocess.run(["sh", "-c", cleanup], check=True, capture_output=True, timeout=60)
+    assert project_leftovers(docker_client) == []
+
+
+def readme_cleanup() -> str:
+    """The README's one line that removes the users' volumes after `down -v`."""
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"^(docker volume ls .*org\.flaskhub\.hub=flaskhub .*)$", text, re.M)
+    assert match, "the README gives the command that removes the users' volumes"
+    return match.group(1)
