@@ -9,7 +9,7 @@ RUN mkdir app proxy && touch README.md app/__init__.py proxy/__init__.py \
     && pip uninstall -y -q flaskhub && rm -rf README.md app proxy build ./*.egg-info
 COPY README.md wsgi.py ./
 COPY app ./app
-COPY proxy/__init__.py proxy/client.py proxy/launcher.py proxy/package.json proxy/package-lock.json ./proxy/
+COPY proxy/*.py proxy/package.json proxy/package-lock.json ./proxy/
 RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
 EXPOSE 8081
 CMD ["flaskhub", "run"]

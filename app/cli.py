@@ -80,6 +80,8 @@ def run() -> None:
         level=settings.log_level.upper(),
         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
     )
+    # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
     _migrate(settings)
     _ensure_admins(settings)
