@@ -70,8 +70,6 @@ def measure_hub(hub: hubs.RunningHub, args: argparse.Namespace) -> dict[str, Any
 
 def spawns(hub: hubs.RunningHub, api: measure.Client, count: int, args: argparse.Namespace) -> dict:
     """The physical limit (the same servers started directly), then `count` spawns at once."""
-    if count > max(args.users):
-        raise SystemExit(f"--spawns {count} needs at least as many users (--users)")
     log(f"{hub.name}: {count} tiny servers started directly (the physical limit)")
     ports = hubs.free_ports(count)
     physical = measure.physical_limit(hubs.tiny_command(hub.tag), count, ports, args.spawn_timeout)
@@ -127,7 +125,9 @@ def row(figure: str, flask: Any, jupyter: Any, goal: str = "", met: bool | None 
 def show(value: Any) -> str:
     if value is None:
         return "failed"
-    return f"{value:,.1f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:#.3g}"
 
 
 def ratio_goal(
@@ -231,6 +231,8 @@ def main() -> None:
     order = [h for h in args.hubs.split(",") if h]
     if not set(order) <= set(HUBS):
         raise SystemExit(f"--hubs: choose among {', '.join(HUBS)}")
+    if max(args.spawns, default=0) > max(args.users):
+        raise SystemExit("--spawns: each count needs at least as many users (--users)")
     if shutil.which("wrk") is None:
         raise SystemExit(measure.WRK_MISSING)
     if not hubs.CHP.exists():
