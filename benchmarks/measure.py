@@ -286,10 +286,16 @@ def stop_all(api: Client, names: list[str], timeout: float) -> float | None:
         list(pool.map(lambda n: api.request("DELETE", f"/hub/api/users/{n}/server"), names))
     remaining = list(names)
     while remaining and time.perf_counter() - t0 < timeout:
-        remaining = [n for n in remaining if api.json("GET", f"/hub/api/users/{n}")[1]["servers"]]
+        remaining = [n for n in remaining if listed(api, n)]
         if remaining:
             time.sleep(POLL_INTERVAL)
     return None if remaining else round(time.perf_counter() - t0, 3)
+
+
+def listed(api: Client, name: str) -> bool:
+    """True while the hub lists a server of `name` (or does not answer)."""
+    status, body = api.json("GET", f"/hub/api/users/{name}")
+    return status != 200 or bool(body.get("servers"))
 
 
 def physical_limit(command: list[str], count: int, ports: list[int], timeout: float) -> dict:
