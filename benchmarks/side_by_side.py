@@ -242,11 +242,13 @@ def main() -> None:
         venv = hubs.jupyterhub_venv(Path(args.bench_dir).expanduser())
     results: dict[str, Any] = {"args": vars(args), "cpus": os.cpu_count()}
     results["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for which in order:
-        results[which] = run_hub(which, args, venv)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, indent=1))
-        log(f"wrote {args.json_out}")
+    try:
+        for which in order:
+            results[which] = run_hub(which, args, venv)
+    finally:  # what was measured, even when a later hub failed
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=1))
+            log(f"wrote {args.json_out}")
     if set(order) == set(HUBS):
         print(table(results["flaskhub"], results["jupyterhub"], args))
     else:
