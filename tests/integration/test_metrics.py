@@ -210,9 +210,16 @@ def test_chp_restart_restores_routes(hub: Hub) -> None:
 
 
 def worker_pids(hub: Hub) -> set[int]:
-    """The gunicorn workers: children of the gunicorn master, a child of `flaskhub run`."""
-    masters = children(hub.process.pid)
-    return {pid for master in masters for pid in children(master)}
+    """The gunicorn workers: the children of `flaskhub run` (which becomes gunicorn's
+    master) that run gunicorn (CHP is a child too)."""
+    return {pid for pid in children(hub.process.pid) if _runs_gunicorn(pid)}
+
+
+def _runs_gunicorn(pid: int) -> bool:
+    try:
+        return b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def children(parent: int) -> set[int]:
