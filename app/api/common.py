@@ -58,6 +58,12 @@ def user_or_404(name: str) -> User:
     return user
 
 
+def include_stopped() -> bool:
+    """?include_stopped_servers: stopped servers in user models too (absent, 0, false: no)."""
+    value = request.args.get("include_stopped_servers")
+    return value is not None and value.lower() not in ("0", "false")
+
+
 def json_body(default: Any = None) -> Any:
     """The parsed JSON body (default when empty), or 400 saying what is wrong (413 when
     it is larger than max_body_size)."""

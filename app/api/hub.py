@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.common import require_identity, require_scope
+from app.api.common import include_stopped, require_identity, require_scope
 from app.api.serialize import user_model
 from app.config import current_settings
 from app.version import __version__
@@ -71,4 +71,5 @@ def whoami() -> Response:
                 "scopes": scopes,
             }
         )
-    return jsonify({**user_model(identity.user), "scopes": scopes})
+    model = user_model(identity.user, include_stopped=include_stopped())
+    return jsonify({**model, "scopes": scopes})

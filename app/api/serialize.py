@@ -37,9 +37,10 @@ def server_model(server: Server | ServerView) -> dict[str, Any]:
     }
 
 
-def user_model(user: User | UserView) -> dict[str, Any]:
+def user_model(user: User | UserView, *, include_stopped: bool = False) -> dict[str, Any]:
+    """The user model; its servers are the active ones, or all with `include_stopped`."""
     default = user.server("")
-    active = {s.name: server_model(s) for s in user.servers if s.active}
+    active = {s.name: server_model(s) for s in user.servers if s.active or include_stopped}
     return {
         "kind": "user",
         "name": user.name,

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.api.common import created_response, json_body, require_identity, require_scope, user_or_404
+from app.api.common import (
+    created_response,
+    include_stopped,
+    json_body,
+    require_identity,
+    require_scope,
+    user_or_404,
+)
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
 from app.auth import Identity
 from app.errors import HubError, result_response
 from app.models import utcnow
-from app.outcomes import Outcome, shown
+from app.outcomes import Conflict, Outcome, shown
 from app.servers import get_servers
 from app.users import get_users, normalize_username
 
@@ -27,14 +35,21 @@ MAX_ACTIVITY_AHEAD = timedelta(hours=1)
 def list_users() -> Response:
     identity = require_identity()
     offset, limit = page_args()
-    state = request.args.get("state") or None
+    args = request.args
+    stopped = include_stopped()
     if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
-        users, total = get_users().page(offset=offset, limit=limit, state=state)
-        models = [user_model(u) for u in users]
+        users, total = get_users().page(
+            offset=offset,
+            limit=limit,
+            state=args.get("state") or None,
+            name_filter=args.get("name_filter") or None,
+            sort=args.get("sort") or "id",
+        )
+        models = [user_model(u, include_stopped=stopped) for u in users]
     else:
         # Without the right to list users a caller sees only themself.
         me = identity.user
-        models = [user_model(me)] if me is not None and offset == 0 else []
+        models = [user_model(me, include_stopped=stopped)] if me is not None and offset == 0 else []
         total = 1 if me is not None else 0
     return jsonify(paginated(models, offset, limit, total))
 
@@ -59,7 +74,7 @@ def create_users() -> Response:
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
     require_scope("read:users", user=name)
-    return jsonify(user_model(user_or_404(name)))
+    return jsonify(user_model(user_or_404(name), include_stopped=include_stopped()))
 
 
 @bp.post("/users/<name>")
@@ -79,16 +94,20 @@ def create_user(name: str) -> Response:
 
 @bp.patch("/users/<name>")
 def update_user(name: str) -> Response:
+    """Change any of name, admin and groups (JupyterHub's: a taken name is 400)."""
     identity = require_scope("admin:users")
-    body = json_body({})
-    if not isinstance(body, dict) or set(body) - {"name", "admin"}:
-        raise HubError(400, 'Send {"name": ..., "admin": ...} (either or both).')
+    body = _user_changes(json_body({}))
+    target = user_or_404(name)
+    if not identity.admin and target.admin:
+        raise HubError(403, "Only admins can modify other admins")
     _check_may_grant_admin(identity, body)
     new_name = normalize_username(body["name"]) if "name" in body else None
-    admin = body.get("admin")
-    if admin is not None and not isinstance(admin, bool):
-        raise HubError(400, "admin must be true or false")
-    user = get_users().update(name, new_name=new_name, admin=admin)
+    try:
+        user = get_users().update(
+            name, new_name=new_name, admin=body.get("admin"), groups=body.get("groups")
+        )
+    except Conflict as e:
+        raise HubError(400, f"{e.message}, username must be unique") from None
     # Read again, not from the identity: this request changed the user.
     return jsonify(user_model(get_users().get(user.name) or user))
 
@@ -154,6 +173,25 @@ def activity(name: str) -> Response:
         stamps[server_name] = _parse_time(info["last_activity"])
     get_users().record_activity(user.id, when, stamps)
     return Response(status=200)
+
+
+# What PATCH /users/<name> may change, and the JSON type of each.
+USER_CHANGES: dict[str, type] = {"name": str, "admin": bool, "groups": list}
+
+
+def _user_changes(body: object) -> dict[str, Any]:
+    """The body of PATCH /users/<name>, checked: known keys of the right types."""
+    if not isinstance(body, dict) or not body.keys() <= USER_CHANGES.keys():
+        keys = ", ".join(f'"{k}"' for k in USER_CHANGES)
+        raise HubError(400, f"Send an object with any of {keys}; got {shown(body)}")
+    for key, value in body.items():
+        if not isinstance(value, USER_CHANGES[key]):
+            raise HubError(
+                400, f"user.{key} must be a {USER_CHANGES[key].__name__}, not {shown(value)}"
+            )
+    if not all(isinstance(g, str) for g in body.get("groups", ())):
+        raise HubError(400, "user.groups must be a list of group names")
+    return body
 
 
 def _admin_flag(body: dict) -> bool:
