@@ -25,7 +25,11 @@ SORT_KEYS = ("id", "name", "last_activity")
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # Loading one user: a join instead of the two further queries of "selectin".
 # (Server.user is named: a join does not fill in the way back to the parent by itself.)
-ONE_USER_LOADS = (joinedload(User.servers).joinedload(Server.user), joinedload(User.groups))
+ONE_USER_LOADS = (
+    joinedload(User.servers).joinedload(Server.user),
+    joinedload(User.groups),
+    joinedload(User.roles),
+)
 
 
 def normalize_username(name: str) -> str:
@@ -62,7 +66,7 @@ class UserService:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
-                user = _new_user(name, admin)
+                user = new_user(name, admin)
                 session.add(user)
                 session.flush()
             return user
@@ -72,7 +76,7 @@ class UserService:
         wanted = list(dict.fromkeys(normalize_username(n) for n in names))
         with self.db.write() as session:
             existing = set(session.scalars(select(User.name).where(User.name.in_(wanted))))
-            created = [_new_user(n, admin) for n in wanted if n not in existing]
+            created = [new_user(n, admin) for n in wanted if n not in existing]
             session.add_all(created)
             session.flush()
             for user in created:
@@ -129,9 +133,10 @@ class UserService:
         new_name: str | None,
         admin: bool | None,
         groups: list[str] | None = None,
+        roles: list[str] | None = None,
     ) -> User:
-        """Rename, change admin and/or set the groups (exactly those, which must exist);
-        NotFound if absent, Conflict if the new name is taken."""
+        """Rename, change admin and/or set the groups and stored roles (exactly those,
+        which must exist); NotFound if absent, Conflict if the new name is taken."""
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
@@ -146,6 +151,10 @@ class UserService:
                 user.admin = admin
             if groups is not None:
                 user.groups = _existing_groups(session, groups)
+            if roles is not None:
+                from app.roles import stored_roles
+
+                user.roles = stored_roles(session, roles)
             return user
 
     def record_activity(
@@ -202,7 +211,7 @@ def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def _new_user(name: str, admin: bool) -> User:
+def new_user(name: str, admin: bool) -> User:
     return User(name=name, admin=admin, created=utcnow(), cookie_id=uuid.uuid4().hex)
 
 

@@ -118,7 +118,7 @@ def group_model(group: Group) -> dict[str, Any]:
     return {
         "kind": "group",
         "name": group.name,
-        "roles": [],
+        "roles": [role.name for role in group.roles],
         "users": sorted(user.name for user in group.users),
         "properties": group.properties or {},
     }

@@ -12,6 +12,8 @@ from flask import Blueprint, Response, jsonify
 from app.api.common import include_stopped, require_identity, require_scope
 from app.api.serialize import user_model
 from app.config import current_settings
+from app.roles import get_roles
+from app.tokens import Service
 from app.version import __version__
 
 bp = Blueprint("hub", __name__)
@@ -55,6 +57,13 @@ def info() -> Response:
     )
 
 
+def service_roles(service: Service) -> list[str]:
+    """A service's roles: `admin` if it is one, and those load_roles gives it."""
+    return sorted(
+        {*(["admin"] if service.admin else []), *get_roles().service_roles()[service.name]}
+    )
+
+
 @bp.get("/user")
 def whoami() -> Response:
     """The model of the credential's owner, with the scopes the credential carries."""
@@ -67,7 +76,7 @@ def whoami() -> Response:
                 "kind": "service",
                 "name": identity.service.name,
                 "admin": identity.service.admin,
-                "roles": [],
+                "roles": service_roles(identity.service),
                 "scopes": scopes,
             }
         )

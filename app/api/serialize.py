@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.models import Server, User
+from app.models import Role, Server, User
 from app.servers import url_prefix
-from app.user_views import ServerView, UserView
+from app.user_views import GroupView, ServerView, UserView
 
 
 def isoformat(dt: datetime | None) -> str | None:
@@ -37,6 +38,11 @@ def server_model(server: Server | ServerView) -> dict[str, Any]:
     }
 
 
+def role_names(admin: bool, roles: Iterable[Role | GroupView]) -> list[str]:
+    """A user's roles: `user`, `admin` for admins, and those given to them."""
+    return sorted({"user", *(["admin"] if admin else []), *(r.name for r in roles)})
+
+
 def user_model(user: User | UserView, *, include_stopped: bool = False) -> dict[str, Any]:
     """The user model; its servers are the active ones, or all with `include_stopped`."""
     default = user.server("")
@@ -46,7 +52,7 @@ def user_model(user: User | UserView, *, include_stopped: bool = False) -> dict[
         "name": user.name,
         "admin": user.admin,
         "groups": [group.name for group in user.groups],
-        "roles": ["admin"] if user.admin else ["user"],
+        "roles": role_names(user.admin, user.roles),
         "server": url_prefix(user.name) if default is not None and default.ready else None,
         "pending": default.pending if default is not None else None,
         "created": isoformat(user.created),

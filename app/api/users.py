@@ -94,17 +94,21 @@ def create_user(name: str) -> Response:
 
 @bp.patch("/users/<name>")
 def update_user(name: str) -> Response:
-    """Change any of name, admin and groups (JupyterHub's: a taken name is 400)."""
+    """Change any of name, admin, groups and roles (JupyterHub's: a taken name is 400)."""
     identity = require_scope("admin:users")
     body = _user_changes(json_body({}))
     target = user_or_404(name)
-    if not identity.admin and target.admin:
-        raise HubError(403, "Only admins can modify other admins")
+    if not identity.admin and (target.admin or "roles" in body):
+        raise HubError(403, "Only admins can modify other admins or give roles")
     _check_may_grant_admin(identity, body)
     new_name = normalize_username(body["name"]) if "name" in body else None
     try:
         user = get_users().update(
-            name, new_name=new_name, admin=body.get("admin"), groups=body.get("groups")
+            name,
+            new_name=new_name,
+            admin=body.get("admin"),
+            groups=body.get("groups"),
+            roles=body.get("roles"),
         )
     except Conflict as e:
         raise HubError(400, f"{e.message}, username must be unique") from None
@@ -176,7 +180,7 @@ def activity(name: str) -> Response:
 
 
 # What PATCH /users/<name> may change, and the JSON type of each.
-USER_CHANGES: dict[str, type] = {"name": str, "admin": bool, "groups": list}
+USER_CHANGES: dict[str, type] = {"name": str, "admin": bool, "groups": list, "roles": list}
 
 
 def _user_changes(body: object) -> dict[str, Any]:
@@ -189,8 +193,14 @@ def _user_changes(body: object) -> dict[str, Any]:
             raise HubError(
                 400, f"user.{key} must be a {USER_CHANGES[key].__name__}, not {shown(value)}"
             )
-    if not all(isinstance(g, str) for g in body.get("groups", ())):
-        raise HubError(400, "user.groups must be a list of group names")
+    for key in ("groups", "roles"):
+        if not all(isinstance(item, str) for item in body.get(key, ())):
+            raise HubError(400, f"user.{key} must be a list of {key[:-1]} names")
+    if "roles" in body:
+        # The admin role is the admin flag.
+        in_roles = "admin" in body["roles"]
+        if body.setdefault("admin", in_roles) != in_roles:
+            raise HubError(400, "user.admin and the admin role in user.roles disagree")
     return body
 
 
