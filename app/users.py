@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database
@@ -92,14 +92,20 @@ class UserService:
         state: str | None = None,
         name_filter: str | None = None,
         sort: str = "id",
+        only: tuple[Iterable[str], Iterable[str]] | None = None,
     ) -> tuple[list[UserView], int]:
         """A page of users (plain views, for the user model), and the total.
 
         `name_filter` keeps names containing it (JupyterHub's); `sort` is a
-        column of SORT_KEYS, descending with a leading "-".
+        column of SORT_KEYS, descending with a leading "-"; `only` (names,
+        groups) keeps those users and the members of those groups.
         """
         order = _sort_order(sort)
         query = select(User)
+        if only is not None:
+            names, groups = only
+            in_groups = User.groups.any(Group.name.in_(list(groups)))
+            query = query.where(or_(User.name.in_(list(names)), in_groups))
         if state:
             query = query.where(_state_filter(state))
         if name_filter:

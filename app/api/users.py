@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from app.api.common import (
     created_response,
     include_stopped,
     json_body,
+    require_any_scope,
     require_identity,
     require_scope,
     user_or_404,
@@ -18,11 +20,14 @@ from app.api.common import (
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
+from app.api.visibility import USER_FIELDS, visibility
 from app.auth import Identity
 from app.errors import HubError, result_response
-from app.models import utcnow
+from app.models import User, utcnow
 from app.outcomes import Conflict, Outcome, shown
+from app.scopes import parse_scopes
 from app.servers import get_servers
+from app.user_views import UserView
 from app.users import get_users, normalize_username
 
 bp = Blueprint("users", __name__)
@@ -33,25 +38,30 @@ MAX_ACTIVITY_AHEAD = timedelta(hours=1)
 
 @bp.get("/users")
 def list_users() -> Response:
+    """Users the caller may list (all, or by its `list:users` filters; else only itself),
+    each model trimmed to what its read scopes show."""
     identity = require_identity()
     offset, limit = page_args()
     args = request.args
     stopped = include_stopped()
-    if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
+    only = _listable(identity)
+    users: Sequence[User | UserView] = []
+    if only is False:
+        total = 1 if identity.user is not None else 0
+        if identity.user is not None and offset == 0:
+            users = [identity.user]
+    else:
         users, total = get_users().page(
             offset=offset,
             limit=limit,
             state=args.get("state") or None,
             name_filter=args.get("name_filter") or None,
             sort=args.get("sort") or "id",
+            only=None if only is True else only,
         )
-        models = [user_model(u, include_stopped=stopped) for u in users]
-    else:
-        # Without the right to list users a caller sees only themself.
-        me = identity.user
-        models = [user_model(me, include_stopped=stopped)] if me is not None and offset == 0 else []
-        total = 1 if me is not None else 0
-    return jsonify(paginated(models, offset, limit, total))
+    seen = visibility(identity, users)
+    models = [seen.trim_user(user_model(u, include_stopped=stopped)) for u in users]
+    return jsonify(paginated([m for m in models if m], offset, limit, total))
 
 
 @bp.post("/users")
@@ -73,8 +83,13 @@ def create_users() -> Response:
 
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
-    require_scope("read:users", user=name)
-    return jsonify(user_model(user_or_404(name), include_stopped=include_stopped()))
+    """The user's model, with the fields the caller's read scopes show (JupyterHub's)."""
+    identity = require_identity()
+    if not _reads_a_server_of(identity, name):
+        require_any_scope(list(USER_FIELDS), user=name)
+    user = user_or_404(name)
+    model = user_model(user, include_stopped=include_stopped())
+    return jsonify(visibility(identity, [user]).trim_user(model))
 
 
 @bp.post("/users/<name>")
@@ -177,6 +192,27 @@ def activity(name: str) -> Response:
         stamps[server_name] = _parse_time(info["last_activity"])
     get_users().record_activity(user.id, when, stamps)
     return Response(status=200)
+
+
+def _reads_a_server_of(identity: Identity, name: str) -> bool:
+    """`read:servers!server=<name>/…`: enough to read that user's model (its servers)."""
+    filters = parse_scopes(identity.scopes).get("read:servers")
+    servers = filters.get("server", ()) if isinstance(filters, dict) else ()
+    return any(server.partition("/")[0] == name for server in servers)
+
+
+def _listable(identity: Identity) -> tuple[frozenset[str], frozenset[str]] | bool:
+    """Whom the caller may list: True (all), (names, groups) of its `list:users`
+    filters, or False (only itself)."""
+    if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
+        return True
+    filters = parse_scopes(identity.scopes).get("list:users")
+    if not isinstance(filters, dict):
+        return False
+    if set(filters) - {"user", "group"}:
+        # JupyterHub's: a !server= filter must not widen to whole users.
+        raise HubError(403, "list:users filtered by server or service cannot list users")
+    return filters.get("user", frozenset()), filters.get("group", frozenset())
 
 
 # What PATCH /users/<name> may change, and the JSON type of each.

@@ -513,7 +513,7 @@ def test_missing_or_bad_credentials_are_403(
 @pytest.mark.parametrize(
     ("method", "path", "body", "required"),
     [
-        ("GET", "/users/bob", None, "[read:users] on user bob"),
+        ("GET", "/users/bob", None, "any of [read:users, read:users:name"),
         ("POST", "/users", {"usernames": ["carol"]}, "[admin:users]"),
         ("DELETE", "/users/bob", None, "[delete:users]"),
         ("DELETE", "/users/bob/server", None, "[delete:servers] on user bob"),
