@@ -53,6 +53,7 @@ class ServerView(ServerStatus):
     started: datetime | None
     last_activity: datetime | None
     user_options: dict[str, Any]
+    spawner_state: dict[str, Any]
 
 
 def user_views(session: Session, query: Select[Any]) -> list[UserView]:
@@ -70,6 +71,7 @@ def user_views(session: Session, query: Select[Any]) -> list[UserView]:
         Server.started,
         Server.last_activity,
         Server.user_options,
+        Server.spawner_state,
     )
     for user_id, *values in session.execute(
         select(*server_columns).where(Server.user_id.in_(users)).order_by(Server.id)

@@ -60,7 +60,7 @@ def list_users() -> Response:
             only=None if only is True else only,
         )
     seen = visibility(identity, users)
-    models = [seen.trim_user(user_model(u, include_stopped=stopped)) for u in users]
+    models = [seen.trim_user(user_model(u, include_stopped=stopped, state=True)) for u in users]
     return jsonify(paginated([m for m in models if m], offset, limit, total))
 
 
@@ -88,7 +88,7 @@ def get_user(name: str) -> Response:
     if not _reads_a_server_of(identity, name):
         require_any_scope(list(USER_FIELDS), user=name)
     user = user_or_404(name)
-    model = user_model(user, include_stopped=include_stopped())
+    model = user_model(user, include_stopped=include_stopped(), state=True)
     return jsonify(visibility(identity, [user]).trim_user(model))
 
 

@@ -83,6 +83,12 @@ class Visibility:
             return {k: v for k, v in server.items() if k != "state"}
         return server
 
+    def strip_state(self, model: dict[str, Any]) -> dict[str, Any]:
+        """The user model with `state` only on servers the caller holds admin:server_state on."""
+        servers = model.get("servers", {}).items()
+        owner = model["name"]
+        return {**model, "servers": {n: self._trim_server(owner, s) for n, s in servers}}
+
     def trim_group(self, model: dict[str, Any]) -> dict[str, Any]:
         if self.sees_all:
             return model
