@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -114,6 +114,17 @@ class UserService:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             page = query.order_by(*order).offset(offset).limit(limit)
             return user_views(session, page), total
+
+    def active_counts(self, periods: dict[str, timedelta]) -> dict[str, int]:
+        """{period: users active within it} (last_activity), in one query."""
+        now = utcnow()
+        columns = [
+            func.count(User.id).filter(User.last_activity >= now - span).label(name)
+            for name, span in periods.items()
+        ]
+        with self.db.read() as session:
+            row = session.execute(select(*columns)).one()
+        return {name: int(row[i] or 0) for i, name in enumerate(periods)}
 
     def count(self) -> int:
         with self.db.read() as session:
