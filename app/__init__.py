@@ -29,6 +29,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         metrics,
         oauth,
         pages,
+        roles,
         servers,
         tokens,
         users,
@@ -39,6 +40,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     users.init_app(app)
     groups.init_app(app)
+    roles.init_app(app)
     tokens.init_app(app)
     oauth.init_app(app)  # issues tokens: after tokens
     logins.init_app(app)

@@ -85,6 +85,7 @@ def run() -> None:
     _warn_shared_account(settings)
     _migrate(settings)
     _ensure_admins(settings)
+    _load_roles(settings)
     _recover()
     binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
@@ -155,6 +156,18 @@ def _ensure_admins(settings: Settings) -> None:
     for name in map(normalize_username, settings.admin_users):
         users.get_or_create(name, admin=True)
         users.set_admin(name, True)
+
+
+def _load_roles(settings: Settings) -> None:
+    """Store the `load_roles` setting's roles and members (before any worker)."""
+    from app.db import Database
+    from app.outcomes import DomainError
+    from app.roles import RoleService
+
+    try:
+        RoleService(Database(settings.db_url)).load(settings.load_roles)
+    except DomainError as e:
+        raise click.ClickException(f"setting 'load_roles': {e.message}") from None
 
 
 @main.command()

@@ -158,6 +158,11 @@ class Settings:
         [],
         'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
     )
+    load_roles: list[dict[str, Any]] = setting(
+        [],
+        'Roles (JupyterHub\'s): [{"name", "description", "scopes", "users", "groups", '
+        '"services"}]; members are exactly those listed (applied at start-up).',
+    )
     spawner: str = setting(
         "local",
         "`local` (as root: each user's own system account), `simple` (the hub's account), "
@@ -451,6 +456,7 @@ def _validate(settings: Settings) -> None:
         if not isinstance(service.get("admin", False), bool):
             raise ConfigError(f"setting 'services': 'admin' of {service['name']!r} must be a bool")
         _validate_service_extras(service)
+    _validate_roles(settings)
     for name, value in settings.headers.items():
         if not isinstance(value, str):
             raise ConfigError(f"setting 'headers': value of {name!r} must be a string")
@@ -544,6 +550,16 @@ def _check_fields(name: str, template: str, *allowed: str) -> None:
     except (KeyError, IndexError, ValueError) as e:
         fields_ = ", ".join(f"{{{a}}}" for a in allowed)
         raise ConfigError(f"setting {name!r} may use only {fields_} ({e})") from None
+
+
+def _validate_roles(settings: Settings) -> None:
+    """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
+    from app.roles import check_role_specs
+
+    try:
+        check_role_specs(settings.load_roles, [s["name"] for s in settings.services])
+    except ValueError as e:
+        raise ConfigError(f"setting 'load_roles': {e}") from None
 
 
 def _validate_service_extras(service: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ lock taken first thing (no serialization failures to retry; reads never wait).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -84,6 +85,16 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def ping(self) -> bool:
+        """Whether the database answers a query now (for health checks); never raises."""
+        try:
+            with self.read() as session:
+                session.execute(text("SELECT 1"))
+            return True
+        except Exception as e:  # the drivers' errors vary: any of them means "not healthy"
+            logging.getLogger(__name__).warning("Database health check failed: %s", e)
+            return False
 
     def dispose(self) -> None:
         """Close pooled connections (after fork, at exit)."""

@@ -21,7 +21,9 @@ from app.users import normalize_username
 
 GROUP_NAME_RE = re.compile(r"[\w.@+:~-]{1,255}")
 # Members by name only: their servers and groups are not needed for a group's model.
-WITH_MEMBERS = selectinload(Group.users).options(lazyload(User.servers), lazyload(User.groups))
+WITH_MEMBERS = selectinload(Group.users).options(
+    lazyload(User.servers), lazyload(User.groups), lazyload(User.roles)
+)
 
 
 def validate_group_name(name: object) -> str:
@@ -65,7 +67,9 @@ class GroupService:
             if taken is not None:
                 raise Conflict(f"Group {taken} already exists")
             users = _users(session, usernames)
-            created = [Group(name=name, properties={}, users=list(users)) for name in wanted]
+            created = [
+                Group(name=name, properties={}, users=list(users), roles=[]) for name in wanted
+            ]
             session.add_all(created)
             session.flush()
             return created
@@ -137,7 +141,7 @@ def _users(session: Session, names: list[str]) -> list[User]:
     found = session.scalars(
         select(User)
         .where(User.name.in_(names))
-        .options(lazyload(User.servers), lazyload(User.groups))
+        .options(lazyload(User.servers), lazyload(User.groups), lazyload(User.roles))
     ).all()
     missing = set(names) - {u.name for u in found}
     if missing:

@@ -17,6 +17,7 @@ import enum
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -81,11 +82,13 @@ class Metrics:
     SERVER_POLL_DURATION_SECONDS: Histogram
     SERVER_STOP_SECONDS: Histogram
 
-    def exposition(self, counts: dict[str, int], total_users: int) -> str:
+    def exposition(
+        self, counts: dict[str, int], total_users: int, active: dict[str, int] | None = None
+    ) -> str:
         """The text exposition: recorded metrics (merged across workers), then gauges of now."""
         # No Accept negotiation: two OpenMetrics documents cannot be concatenated.
         recorded, _content_type = self.exporter.generate_metrics()
-        current = generate_latest(StateGauges(self.prefix, counts, total_users))
+        current = generate_latest(StateGauges(self.prefix, counts, total_users, active or {}))
         return str(recorded) + current.decode()
 
 
@@ -141,13 +144,24 @@ def make_metrics(prefix: str, spawn_buckets: Sequence[float]) -> Metrics:
     )
 
 
+# JupyterHub's periods of jupyterhub_active_users.
+ACTIVE_PERIODS: dict[str, timedelta] = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
 class StateGauges:
     """A collector of gauges computed at scrape time; nothing is recorded, so nothing sums."""
 
-    def __init__(self, prefix: str, counts: dict[str, int], total_users: int) -> None:
+    def __init__(
+        self, prefix: str, counts: dict[str, int], total_users: int, active: dict[str, int]
+    ) -> None:
         self.prefix = prefix
         self.counts = counts
         self.total_users = total_users
+        self.active = active
 
     def collect(self) -> Iterator[Metric]:
         prefix = self.prefix
@@ -165,6 +179,12 @@ class StateGauges:
         for state in ServerCount:
             servers.add_metric([state], self.counts[state])
         yield servers
+        active = GaugeMetricFamily(
+            f"{prefix}_active_users", "Users active within a period", labels=["period"]
+        )
+        for period in ACTIVE_PERIODS:
+            active.add_metric([period], self.active.get(period, 0))
+        yield active
 
 
 class MetricsRecorder(Recorder):
@@ -227,7 +247,9 @@ def may_read_metrics(identity: Identity) -> bool:
 def render(app: Flask) -> str:
     """The whole exposition of an app, with the state gauges computed now."""
     metrics: Metrics = app.extensions["flaskhub.metrics"]
-    return metrics.exposition(get_servers(app).counts(), get_users(app).count())
+    users = get_users(app)
+    active = users.active_counts(ACTIVE_PERIODS)
+    return metrics.exposition(get_servers(app).counts(), users.count(), active)
 
 
 @bp.get("/hub/metrics")

@@ -93,10 +93,16 @@ class User(Base):
     groups: Mapped[list[Group]] = relationship(
         secondary="user_group_map", back_populates="users", lazy="selectin", order_by="Group.name"
     )
+    # The roles given to the user directly (the user model's "roles"; scopes come from
+    # app.roles, which adds the roles of the user's groups).
+    roles: Mapped[list[Role]] = relationship(
+        secondary="user_role_map", lazy="selectin", order_by="Role.name"
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         # A new user is in no group: say so, so its model can be built once detached.
         kwargs.setdefault("groups", [])
+        kwargs.setdefault("roles", [])
         super().__init__(**kwargs)
 
     def server(self, name: str = "") -> Server | None:
@@ -124,6 +130,9 @@ class Group(Base):
     # Not loaded with the group: member lists can be long; ask for them (selectinload).
     users: Mapped[list[User]] = relationship(
         secondary=user_group_map, back_populates="groups", order_by=User.name
+    )
+    roles: Mapped[list[Role]] = relationship(
+        secondary="group_role_map", lazy="selectin", order_by="Role.name"
     )
 
 
@@ -260,3 +269,39 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+user_role_map = Table(
+    "user_role_map",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+group_role_map = Table(
+    "group_role_map",
+    Base.metadata,
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+# Services live in the settings, not in a table: they are named.
+service_role_map = Table(
+    "service_role_map",
+    Base.metadata,
+    Column("service", String(255), primary_key=True),
+    Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Role(Base):
+    """A named set of scopes granted to users, groups and services (JupyterHub's roles).
+
+    The default roles (user, admin, server, token) are not rows, except a `user`
+    role whose scopes `load_roles` redefined.
+    """
+
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-# A scope and the scopes it implies directly (JupyterHub 5's vocabulary, the part FlaskHub serves).
+# A scope and the scopes it implies directly: JupyterHub 5.4's whole vocabulary.
 SUBSCOPES: Final[Mapping[str, tuple[str, ...]]] = {
     "(no_scope)": (),
     "identify": (),
     "self": (),
     "inherit": (),
-    "admin:users": ("users", "delete:users", "admin:auth_state"),
+    "admin-ui": (),
+    "admin:users": ("admin:auth_state", "users", "read:roles:users", "delete:users"),
     "admin:auth_state": (),
     "users": ("read:users", "list:users", "users:activity"),
     "delete:users": (),
@@ -36,55 +37,83 @@ SUBSCOPES: Final[Mapping[str, tuple[str, ...]]] = {
     "read:users:name": (),
     "read:users:groups": (),
     "read:users:activity": (),
+    "read:roles": ("read:roles:users", "read:roles:services", "read:roles:groups"),
+    "read:roles:users": (),
+    "read:roles:services": (),
+    "read:roles:groups": (),
     "users:activity": ("read:users:activity",),
     "admin:servers": ("admin:server_state", "servers"),
     "admin:server_state": (),
     "servers": ("read:servers", "delete:servers"),
     "read:servers": ("read:users:name",),
     "delete:servers": (),
-    "access:servers": (),
     "tokens": ("read:tokens",),
     "read:tokens": (),
-    "admin:groups": ("groups", "delete:groups"),
+    "admin:groups": ("groups", "read:roles:groups", "delete:groups"),
     "groups": ("read:groups", "list:groups"),
     "list:groups": ("read:groups:name",),
     "read:groups": ("read:groups:name",),
     "read:groups:name": (),
     "delete:groups": (),
+    "admin:services": ("list:services", "read:services", "read:roles:services"),
     "list:services": ("read:services:name",),
     "read:services": ("read:services:name",),
     "read:services:name": (),
     "read:hub": (),
+    "access:servers": (),
+    "access:services": (),
+    "users:shares": ("read:users:shares",),
+    "read:users:shares": (),
+    "groups:shares": ("read:groups:shares",),
+    "read:groups:shares": (),
+    "read:shares": (),
+    "shares": ("access:servers", "read:shares", "users:shares", "groups:shares"),
     "proxy": (),
+    "shutdown": (),
     "read:metrics": (),
 }
 FILTER_KINDS: Final = ("user", "server", "group", "service")
 
-# What `self` means for a user: their own model, servers, tokens and activity.
+# What `self` means for a user: their own model, servers, tokens, shares and activity.
 SELF_SCOPES: Final = (
     "read:users",
+    "users:shares",
+    "read:shares",
     "users:activity",
     "servers",
     "tokens",
     "access:servers",
 )
-ROLES: Final[Mapping[str, tuple[str, ...]]] = {
+DEFAULT_ROLES: Final[Mapping[str, tuple[str, ...]]] = {
     "user": ("self",),
     "admin": (
+        "admin-ui",
         "admin:users",
         "admin:servers",
+        "admin:services",
         "tokens",
         "admin:groups",
         "list:services",
         "read:services",
         "read:hub",
         "proxy",
+        "shutdown",
+        "access:services",
         "access:servers",
+        "read:roles",
         "read:metrics",
+        "shares",
     ),
     "server": ("users:activity!user", "access:servers!server"),
     "token": ("inherit",),
 }
+DEFAULT_ROLE_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "user": "Standard user privileges",
+    "admin": "Elevated privileges (can do anything)",
+    "server": "Post activity only",
+    "token": "Token with same permissions as its owner",
+}
+ROLES = DEFAULT_ROLES
 # Every credential may ask who it belongs to (GET /hub/api/user).
 IDENTIFY: Final = frozenset({"identify", "(no_scope)"})
 
@@ -94,11 +123,15 @@ class ScopeError(ValueError):
 
 
 def check_scopes(scopes: Iterable[str]) -> None:
-    """Raise ScopeError naming the first unknown scope or malformed filter."""
+    """Raise ScopeError naming the unknown scopes, or the first malformed filter."""
+    scopes = list(scopes)
+    unknown = [s for s in scopes if s.partition("!")[0] not in SUBSCOPES]
+    if len(unknown) == 1:
+        raise ScopeError(f"Scope '{unknown[0]}' does not exist")
+    if unknown:
+        raise ScopeError("Scopes " + ", ".join(f"'{s}'" for s in unknown) + " do not exist")
     for scope in scopes:
         base, _, filter_ = scope.partition("!")
-        if base not in SUBSCOPES:
-            raise ScopeError(f"Scope '{scope}' does not exist")
         kind, eq, value = filter_.partition("=")
         if filter_ and (kind not in FILTER_KINDS or (eq and not value)):
             raise ScopeError(f"Scope filter '!{filter_}' in scope '{scope}' does not exist")
@@ -146,9 +179,9 @@ def _with_subscopes(base: str) -> set[str]:
 
 def role_scopes(role: str, *, user: str | None = None) -> frozenset[str]:
     """The expanded scopes of a default role, for a user owner if given."""
-    if role not in ROLES:
+    if role not in DEFAULT_ROLES:
         raise ScopeError(f"Role '{role}' does not exist")
-    return expand_scopes(ROLES[role], user=user)
+    return expand_scopes(DEFAULT_ROLES[role], user=user)
 
 
 ALL: Final = "*"

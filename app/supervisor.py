@@ -73,8 +73,12 @@ def announce_when_ready(settings: Settings) -> None:
 
 
 def shut_down(settings: Settings, proxy: ProxyProcess | None) -> None:
-    """After the workers stopped: user servers (unless cleanup_servers=false), then CHP."""
-    if settings.cleanup_servers:
+    """After the workers stopped: user servers (unless cleanup_servers=false, or a
+    shutdown through the API said otherwise), then CHP."""
+    from app.shutdown import take_request
+
+    asked = take_request(settings.data_dir)
+    if asked.servers if asked is not None else settings.cleanup_servers:
         from app import create_app
         from app.servers import get_servers
 

@@ -25,6 +25,7 @@ _owner = joinedload(APIToken.user)
 TOKEN_LOADS = (
     _owner.joinedload(User.servers).joinedload(Server.user),
     _owner.joinedload(User.groups),
+    _owner.joinedload(User.roles),
 )
 
 

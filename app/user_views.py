@@ -15,17 +15,19 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.models import Group, Server, ServerStatus, User, user_group_map
+from app.models import Group, Role, Server, ServerStatus, User, user_group_map, user_role_map
 
 
 @dataclass
 class GroupView:
+    """A group or a role: only its name."""
+
     name: str
 
 
 @dataclass
 class UserView:
-    """A user as the user model reads it (name, admin, times, servers, groups)."""
+    """A user as the user model reads it (name, admin, times, servers, groups, roles)."""
 
     id: int
     name: str
@@ -34,6 +36,7 @@ class UserView:
     last_activity: datetime | None
     servers: list[ServerView] = field(default_factory=list)
     groups: list[GroupView] = field(default_factory=list)
+    roles: list[GroupView] = field(default_factory=list)
 
     def server(self, name: str = "") -> ServerView | None:
         return next((s for s in self.servers if s.name == name), None)
@@ -50,6 +53,7 @@ class ServerView(ServerStatus):
     started: datetime | None
     last_activity: datetime | None
     user_options: dict[str, Any]
+    spawner_state: dict[str, Any]
 
 
 def user_views(session: Session, query: Select[Any]) -> list[UserView]:
@@ -67,6 +71,7 @@ def user_views(session: Session, query: Select[Any]) -> list[UserView]:
         Server.started,
         Server.last_activity,
         Server.user_options,
+        Server.spawner_state,
     )
     for user_id, *values in session.execute(
         select(*server_columns).where(Server.user_id.in_(users)).order_by(Server.id)
@@ -80,6 +85,14 @@ def user_views(session: Session, query: Select[Any]) -> list[UserView]:
         .order_by(Group.name)
     ):
         groups[user_id].append(GroupView(name))
+    roles: dict[int, list[GroupView]] = defaultdict(list)
+    for user_id, name in session.execute(
+        select(user_role_map.c.user_id, Role.name)
+        .join(Role, Role.id == user_role_map.c.role_id)
+        .where(user_role_map.c.user_id.in_(users))
+    ):
+        roles[user_id].append(GroupView(name))
     for user_id, user in users.items():
         user.groups = groups[user_id]
+        user.roles = roles[user_id]
     return list(users.values())

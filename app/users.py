@@ -5,24 +5,31 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database
-from app.models import Server, User, utcnow
+from app.models import Group, Server, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
 from app.user_views import UserView, user_views
 
 # A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
 # (128 ASCII characters), so that every spawner can use it.
 USERNAME_MAX_BYTES = 128
+# The columns GET /users sorts by (JupyterHub's).
+SORT_KEYS = ("id", "name", "last_activity")
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # Loading one user: a join instead of the two further queries of "selectin".
 # (Server.user is named: a join does not fill in the way back to the parent by itself.)
-ONE_USER_LOADS = (joinedload(User.servers).joinedload(Server.user), joinedload(User.groups))
+ONE_USER_LOADS = (
+    joinedload(User.servers).joinedload(Server.user),
+    joinedload(User.groups),
+    joinedload(User.roles),
+)
 
 
 def normalize_username(name: str) -> str:
@@ -59,7 +66,7 @@ class UserService:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
-                user = _new_user(name, admin)
+                user = new_user(name, admin)
                 session.add(user)
                 session.flush()
             return user
@@ -69,7 +76,7 @@ class UserService:
         wanted = list(dict.fromkeys(normalize_username(n) for n in names))
         with self.db.write() as session:
             existing = set(session.scalars(select(User.name).where(User.name.in_(wanted))))
-            created = [_new_user(n, admin) for n in wanted if n not in existing]
+            created = [new_user(n, admin) for n in wanted if n not in existing]
             session.add_all(created)
             session.flush()
             for user in created:
@@ -78,16 +85,46 @@ class UserService:
             return created
 
     def page(
-        self, *, offset: int = 0, limit: int | None = None, state: str | None = None
+        self,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        state: str | None = None,
+        name_filter: str | None = None,
+        sort: str = "id",
+        only: tuple[Iterable[str], Iterable[str]] | None = None,
     ) -> tuple[list[UserView], int]:
-        """A page of users ordered by id (plain views, for the user model), and the total."""
+        """A page of users (plain views, for the user model), and the total.
+
+        `name_filter` keeps names containing it (JupyterHub's); `sort` is a
+        column of SORT_KEYS, descending with a leading "-"; `only` (names,
+        groups) keeps those users and the members of those groups.
+        """
+        order = _sort_order(sort)
+        query = select(User)
+        if only is not None:
+            names, groups = only
+            in_groups = User.groups.any(Group.name.in_(list(groups)))
+            query = query.where(or_(User.name.in_(list(names)), in_groups))
+        if state:
+            query = query.where(_state_filter(state))
+        if name_filter:
+            query = query.where(User.name.icontains(name_filter, autoescape=True))
         with self.db.read() as session:
-            query = select(User)
-            if state:
-                query = query.where(_state_filter(state))
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            page = query.order_by(User.id).offset(offset).limit(limit)
+            page = query.order_by(*order).offset(offset).limit(limit)
             return user_views(session, page), total
+
+    def active_counts(self, periods: dict[str, timedelta]) -> dict[str, int]:
+        """{period: users active within it} (last_activity), in one query."""
+        now = utcnow()
+        columns = [
+            func.count(User.id).filter(User.last_activity >= now - span).label(name)
+            for name, span in periods.items()
+        ]
+        with self.db.read() as session:
+            row = session.execute(select(*columns)).one()
+        return {name: int(row[i] or 0) for i, name in enumerate(periods)}
 
     def count(self) -> int:
         with self.db.read() as session:
@@ -106,8 +143,17 @@ class UserService:
             if user is not None:
                 user.admin = admin
 
-    def update(self, name: str, *, new_name: str | None, admin: bool | None) -> User:
-        """Rename and/or change admin; NotFound if absent, Conflict if the new name is taken."""
+    def update(
+        self,
+        name: str,
+        *,
+        new_name: str | None,
+        admin: bool | None,
+        groups: list[str] | None = None,
+        roles: list[str] | None = None,
+    ) -> User:
+        """Rename, change admin and/or set the groups and stored roles (exactly those,
+        which must exist); NotFound if absent, Conflict if the new name is taken."""
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
@@ -120,6 +166,12 @@ class UserService:
                 user.name = new_name
             if admin is not None:
                 user.admin = admin
+            if groups is not None:
+                user.groups = _existing_groups(session, groups)
+            if roles is not None:
+                from app.roles import stored_roles
+
+                user.roles = stored_roles(session, roles)
             return user
 
     def record_activity(
@@ -149,11 +201,34 @@ class UserService:
             user.password_hash = password_hash
 
 
+def _sort_order(sort: str) -> tuple[Any, ...]:
+    """ORDER BY of ?sort=: NULLs first ascending and last descending, then by id."""
+    key = sort.removeprefix("-")
+    if key not in SORT_KEYS:
+        options = ", ".join(f"'{k}'" for k in SORT_KEYS)
+        raise Invalid(
+            f"sort must be one of {options} (descending with a leading -), not {shown(sort)}"
+        )
+    column = getattr(User, key)
+    if sort.startswith("-"):
+        return column.is_(None), column.desc(), User.id.desc()
+    return column.is_not(None), column.asc(), User.id
+
+
+def _existing_groups(session: Session, names: list[str]) -> list[Group]:
+    """The groups called names; Invalid naming those that do not exist."""
+    found = list(session.scalars(select(Group).where(Group.name.in_(names))))
+    missing = sorted(set(names) - {g.name for g in found})
+    if missing:
+        raise Invalid(f"No such group: {', '.join(missing)} (create groups with POST /groups)")
+    return found
+
+
 def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def _new_user(name: str, admin: bool) -> User:
+def new_user(name: str, admin: bool) -> User:
     return User(name=name, admin=admin, created=utcnow(), cookie_id=uuid.uuid4().hex)
 
 

@@ -47,6 +47,22 @@ def require_scope(
     return identity
 
 
+def require_any_scope(
+    scopes: list[str], *, user: str | None = None, group: str | None = None
+) -> Identity:
+    """The caller, if it holds any of scopes for the user or group, else 403 naming them."""
+    identity = require_identity()
+    if not any(identity.has_scope(s, user, group=group) for s in scopes):
+        target = f"user {user}" if user is not None else f"group {group}"
+        wanted = ", ".join(scopes)
+        raise HubError(
+            403,
+            f"Action is not authorized with current scopes; requires any of [{wanted}] "
+            f"on {target}.",
+        )
+    return identity
+
+
 def user_or_404(name: str) -> User:
     """The user called name, or 404 (the requester's own user is loaded already)."""
     mine = current_identity().user
@@ -56,6 +72,12 @@ def user_or_404(name: str) -> User:
     if user is None:
         raise HubError(404, f"No such user: {name}")
     return user
+
+
+def include_stopped() -> bool:
+    """?include_stopped_servers: stopped servers in user models too (absent, 0, false: no)."""
+    value = request.args.get("include_stopped_servers")
+    return value is not None and value.lower() not in ("0", "false")
 
 
 def json_body(default: Any = None) -> Any:

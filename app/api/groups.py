@@ -12,8 +12,15 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.common import created_response, json_body, require_identity, require_scope
+from app.api.common import (
+    created_response,
+    json_body,
+    require_any_scope,
+    require_identity,
+    require_scope,
+)
 from app.api.pagination import page_args, paginated
+from app.api.visibility import GROUP_FIELDS, visibility
 from app.errors import HubError
 from app.groups import get_groups
 from app.models import Group
@@ -36,7 +43,9 @@ def list_groups() -> Response:
         prefix = "list:groups!group="
         visible = [s.removeprefix(prefix) for s in identity.scopes if s.startswith(prefix)]
     groups, total = get_groups().page(offset=offset, limit=limit, names=visible)
-    return jsonify(paginated([group_model(g) for g in groups], offset, limit, total))
+    seen = visibility(identity)
+    models = [seen.trim_group(group_model(g)) for g in groups]
+    return jsonify(paginated([m for m in models if m], offset, limit, total))
 
 
 @bp.post("/groups")
@@ -57,8 +66,9 @@ def create_groups() -> Response:
 
 @bp.get("/groups/<name>")
 def get_group(name: str) -> Response:
-    require_scope("read:groups", group=name)
-    return jsonify(group_model(get_groups().get(name)))
+    """The group's model, with the fields the caller's read scopes show (JupyterHub's)."""
+    identity = require_any_scope(list(GROUP_FIELDS), group=name)
+    return jsonify(visibility(identity).trim_group(group_model(get_groups().get(name))))
 
 
 @bp.post("/groups/<name>")
@@ -118,7 +128,7 @@ def group_model(group: Group) -> dict[str, Any]:
     return {
         "kind": "group",
         "name": group.name,
-        "roles": [],
+        "roles": [role.name for role in group.roles],
         "users": sorted(user.name for user in group.users),
         "properties": group.properties or {},
     }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.models import Server, User
+from app.config import current_settings
+from app.models import Role, Server, User
 from app.servers import url_prefix
-from app.user_views import ServerView, UserView
+from app.user_views import GroupView, ServerView, UserView
 
 
 def isoformat(dt: datetime | None) -> str | None:
@@ -18,34 +20,54 @@ def isoformat(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def server_model(server: Server | ServerView) -> dict[str, Any]:
+def server_model(server: Server | ServerView, *, state: bool = False) -> dict[str, Any]:
+    """The server model; with `state`, the spawner's state too (for admin:server_state:
+    app.api.visibility takes it out where the caller may not see it)."""
     owner = server.user.name
     prefix = url_prefix(owner, server.name)
     progress = f"/hub/api/users/{owner}/server/progress"
     if server.name:
         progress = f"/hub/api/users/{owner}/servers/{server.name}/progress"
-    return {
+    public = current_settings().public_url
+    model = {
         "name": server.name,
+        "full_name": f"{owner}/{server.name}",
         "ready": server.ready,
         "pending": server.pending,
         "stopped": not server.active,
         "url": prefix,
         "progress_url": progress,
+        "full_url": public + prefix,
+        "full_progress_url": public + progress,
         "started": isoformat(server.started),
         "last_activity": isoformat(server.last_activity),
         "user_options": server.user_options or {},
     }
+    if state:
+        model["state"] = server.spawner_state or {}
+    return model
 
 
-def user_model(user: User | UserView) -> dict[str, Any]:
+def role_names(admin: bool, roles: Iterable[Role | GroupView]) -> list[str]:
+    """A user's roles: `user`, `admin` for admins, and those given to them."""
+    return sorted({"user", *(["admin"] if admin else []), *(r.name for r in roles)})
+
+
+def user_model(
+    user: User | UserView, *, include_stopped: bool = False, state: bool = False
+) -> dict[str, Any]:
+    """The user model; its servers are the active ones, or all with `include_stopped`
+    (with their spawner's `state` if asked)."""
     default = user.server("")
-    active = {s.name: server_model(s) for s in user.servers if s.active}
+    active = {
+        s.name: server_model(s, state=state) for s in user.servers if s.active or include_stopped
+    }
     return {
         "kind": "user",
         "name": user.name,
         "admin": user.admin,
         "groups": [group.name for group in user.groups],
-        "roles": ["admin"] if user.admin else ["user"],
+        "roles": role_names(user.admin, user.roles),
         "server": url_prefix(user.name) if default is not None and default.ready else None,
         "pending": default.pending if default is not None else None,
         "created": isoformat(user.created),

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from app.api.common import require_identity, require_scope
 from app.config import current_settings
 from app.errors import HubError
+from app.roles import get_roles
 
 bp = Blueprint("services", __name__)
 
@@ -23,9 +24,10 @@ def list_services() -> Response:
         raise HubError(
             403, "Action is not authorized with current scopes; requires any of [list:services]."
         )
+    roles = get_roles().service_roles()
     return jsonify(
         {
-            service["name"]: service_model(service)
+            service["name"]: service_model(service, roles[service["name"]])
             for service in current_settings().services
             if any(identity.has_scope(s, service=service["name"]) for s in LIST_SCOPES)
         }
@@ -38,16 +40,16 @@ def get_service(name: str) -> Response:
     service = next((s for s in current_settings().services if s["name"] == name), None)
     if service is None:
         raise HubError(404, f"No such service: {name}")
-    return jsonify(service_model(service))
+    return jsonify(service_model(service, get_roles().service_roles()[name]))
 
 
-def service_model(service: dict[str, Any]) -> dict[str, Any]:
+def service_model(service: dict[str, Any], roles: list[str]) -> dict[str, Any]:
     """JupyterHub's service model. FlaskHub runs no services: no command, pid or prefix."""
     return {
         "kind": "service",
         "name": service["name"],
         "admin": bool(service.get("admin", False)),
-        "roles": ["admin"] if service.get("admin") else [],
+        "roles": sorted({*(["admin"] if service.get("admin") else []), *roles}),
         "url": service.get("url", ""),
         "prefix": "",
         "command": [],

@@ -20,7 +20,8 @@ from app.auth import Identity
 from app.errors import HubError
 from app.models import APIToken, User
 from app.outcomes import shown
-from app.scopes import ROLES, ScopeError, check_scopes, expand_scopes
+from app.roles import get_roles
+from app.scopes import ScopeError, check_scopes, expand_scopes
 from app.tokens import get_tokens
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,7 @@ def _requested_scopes(body: dict[str, Any]) -> list[str]:
                 400, f"token {key} must be null or a list of strings, not {shown(value)}"
             )
         if key == "roles":
-            unknown = [role for role in value if role not in ROLES]
-            if unknown:
-                raise HubError(400, f"Role '{unknown[0]}' does not exist")
-            value = [scope for role in value for scope in ROLES[role]]
+            value = get_roles().scopes_of_roles(value)
         requested += value
     try:
         check_scopes(requested)

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.api.common import created_response, json_body, require_identity, require_scope, user_or_404
+from app.api.common import (
+    created_response,
+    include_stopped,
+    json_body,
+    require_any_scope,
+    require_identity,
+    require_scope,
+    user_or_404,
+)
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
+from app.api.visibility import USER_FIELDS, visibility
 from app.auth import Identity
 from app.errors import HubError, result_response
-from app.models import utcnow
-from app.outcomes import Outcome, shown
+from app.models import User, utcnow
+from app.outcomes import Conflict, Outcome, shown
+from app.scopes import parse_scopes
 from app.servers import get_servers
+from app.user_views import UserView
 from app.users import get_users, normalize_username
 
 bp = Blueprint("users", __name__)
@@ -25,18 +38,30 @@ MAX_ACTIVITY_AHEAD = timedelta(hours=1)
 
 @bp.get("/users")
 def list_users() -> Response:
+    """Users the caller may list (all, or by its `list:users` filters; else only itself),
+    each model trimmed to what its read scopes show."""
     identity = require_identity()
     offset, limit = page_args()
-    state = request.args.get("state") or None
-    if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
-        users, total = get_users().page(offset=offset, limit=limit, state=state)
-        models = [user_model(u) for u in users]
+    args = request.args
+    stopped = include_stopped()
+    only = _listable(identity)
+    users: Sequence[User | UserView] = []
+    if only is False:
+        total = 1 if identity.user is not None else 0
+        if identity.user is not None and offset == 0:
+            users = [identity.user]
     else:
-        # Without the right to list users a caller sees only themself.
-        me = identity.user
-        models = [user_model(me)] if me is not None and offset == 0 else []
-        total = 1 if me is not None else 0
-    return jsonify(paginated(models, offset, limit, total))
+        users, total = get_users().page(
+            offset=offset,
+            limit=limit,
+            state=args.get("state") or None,
+            name_filter=args.get("name_filter") or None,
+            sort=args.get("sort") or "id",
+            only=None if only is True else only,
+        )
+    seen = visibility(identity, users)
+    models = [seen.trim_user(user_model(u, include_stopped=stopped, state=True)) for u in users]
+    return jsonify(paginated([m for m in models if m], offset, limit, total))
 
 
 @bp.post("/users")
@@ -58,8 +83,13 @@ def create_users() -> Response:
 
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
-    require_scope("read:users", user=name)
-    return jsonify(user_model(user_or_404(name)))
+    """The user's model, with the fields the caller's read scopes show (JupyterHub's)."""
+    identity = require_identity()
+    if not _reads_a_server_of(identity, name):
+        require_any_scope(list(USER_FIELDS), user=name)
+    user = user_or_404(name)
+    model = user_model(user, include_stopped=include_stopped(), state=True)
+    return jsonify(visibility(identity, [user]).trim_user(model))
 
 
 @bp.post("/users/<name>")
@@ -79,16 +109,24 @@ def create_user(name: str) -> Response:
 
 @bp.patch("/users/<name>")
 def update_user(name: str) -> Response:
+    """Change any of name, admin, groups and roles (JupyterHub's: a taken name is 400)."""
     identity = require_scope("admin:users")
-    body = json_body({})
-    if not isinstance(body, dict) or set(body) - {"name", "admin"}:
-        raise HubError(400, 'Send {"name": ..., "admin": ...} (either or both).')
+    body = _user_changes(json_body({}))
+    target = user_or_404(name)
+    if not identity.admin and (target.admin or "roles" in body):
+        raise HubError(403, "Only admins can modify other admins or give roles")
     _check_may_grant_admin(identity, body)
     new_name = normalize_username(body["name"]) if "name" in body else None
-    admin = body.get("admin")
-    if admin is not None and not isinstance(admin, bool):
-        raise HubError(400, "admin must be true or false")
-    user = get_users().update(name, new_name=new_name, admin=admin)
+    try:
+        user = get_users().update(
+            name,
+            new_name=new_name,
+            admin=body.get("admin"),
+            groups=body.get("groups"),
+            roles=body.get("roles"),
+        )
+    except Conflict as e:
+        raise HubError(400, f"{e.message}, username must be unique") from None
     # Read again, not from the identity: this request changed the user.
     return jsonify(user_model(get_users().get(user.name) or user))
 
@@ -154,6 +192,52 @@ def activity(name: str) -> Response:
         stamps[server_name] = _parse_time(info["last_activity"])
     get_users().record_activity(user.id, when, stamps)
     return Response(status=200)
+
+
+def _reads_a_server_of(identity: Identity, name: str) -> bool:
+    """`read:servers!server=<name>/…`: enough to read that user's model (its servers)."""
+    filters = parse_scopes(identity.scopes).get("read:servers")
+    servers = filters.get("server", ()) if isinstance(filters, dict) else ()
+    return any(server.partition("/")[0] == name for server in servers)
+
+
+def _listable(identity: Identity) -> tuple[frozenset[str], frozenset[str]] | bool:
+    """Whom the caller may list: True (all), (names, groups) of its `list:users`
+    filters, or False (only itself)."""
+    if identity.has_unfiltered_scope("list:users") or identity.has_unfiltered_scope("read:users"):
+        return True
+    filters = parse_scopes(identity.scopes).get("list:users")
+    if not isinstance(filters, dict):
+        return False
+    if set(filters) - {"user", "group"}:
+        # JupyterHub's: a !server= filter must not widen to whole users.
+        raise HubError(403, "list:users filtered by server or service cannot list users")
+    return filters.get("user", frozenset()), filters.get("group", frozenset())
+
+
+# What PATCH /users/<name> may change, and the JSON type of each.
+USER_CHANGES: dict[str, type] = {"name": str, "admin": bool, "groups": list, "roles": list}
+
+
+def _user_changes(body: object) -> dict[str, Any]:
+    """The body of PATCH /users/<name>, checked: known keys of the right types."""
+    if not isinstance(body, dict) or not body.keys() <= USER_CHANGES.keys():
+        keys = ", ".join(f'"{k}"' for k in USER_CHANGES)
+        raise HubError(400, f"Send an object with any of {keys}; got {shown(body)}")
+    for key, value in body.items():
+        if not isinstance(value, USER_CHANGES[key]):
+            raise HubError(
+                400, f"user.{key} must be a {USER_CHANGES[key].__name__}, not {shown(value)}"
+            )
+    for key in ("groups", "roles"):
+        if not all(isinstance(item, str) for item in body.get(key, ())):
+            raise HubError(400, f"user.{key} must be a list of {key[:-1]} names")
+    if "roles" in body:
+        # The admin role is the admin flag.
+        in_roles = "admin" in body["roles"]
+        if body.setdefault("admin", in_roles) != in_roles:
+            raise HubError(400, "user.admin and the admin role in user.roles disagree")
+    return body
 
 
 def _admin_flag(body: dict) -> bool:

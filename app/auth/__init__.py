@@ -17,7 +17,16 @@ from app.auth.authenticators import Authenticator, authenticator_class
 from app.config import current_settings, get_settings
 from app.groups import get_groups
 from app.models import APIToken, User
-from app.scopes import IDENTIFY, ScopeSet, covers, expand_scopes, intersect, role_scopes
+from app.roles import get_roles
+from app.scopes import (
+    DEFAULT_ROLES,
+    IDENTIFY,
+    ScopeSet,
+    covers,
+    expand_scopes,
+    intersect,
+    role_scopes,
+)
 from app.tokens import Service, get_tokens
 from app.users import get_users
 
@@ -63,7 +72,8 @@ class Identity:
     def owner_scopes(self) -> frozenset[str]:
         """Everything the owner may do: the user role (+ admin role), or a service's own."""
         if self.user is not None:
-            found = role_scopes("user", user=self.user.name) | IDENTIFY
+            held = expand_scopes(_user_role_scopes(self.user.id), user=self.user.name)
+            found = held | IDENTIFY
             return (found | role_scopes("admin")) if self.user.admin else found
         if self.service is not None:
             configured = expand_scopes(_service_scopes(self.service.name)) | IDENTIFY
@@ -130,13 +140,18 @@ class Identity:
 
 
 def _service_scopes(name: str) -> Iterable[str]:
-    """The `scopes` a service has in the `services` setting."""
+    """The `scopes` a service has in the `services` setting, and those of its roles."""
     if not has_app_context():
         return ()
     for service in current_settings().services:
         if service["name"] == name:
-            return tuple(service.get("scopes", ()))
+            return (*service.get("scopes", ()), *get_roles().scopes_of_service(name))
     return ()
+
+
+def _user_role_scopes(user_id: int) -> Iterable[str]:
+    """The scopes of the roles a user holds (the user role, theirs, their groups')."""
+    return get_roles().scopes_of_user(user_id) if has_app_context() else DEFAULT_ROLES["user"]
 
 
 def _group_names(user_name: str) -> frozenset[str]:

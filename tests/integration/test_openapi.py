@@ -28,8 +28,9 @@ SETTINGS = {
     "allow_named_servers": True,
     "named_server_limit_per_user": 3,
 }
-# Re-pointing the proxy at a generated URL would take the hub's routes away.
-EXCLUDED_OPERATIONS = ("patch-proxy",)
+# Re-pointing the proxy at a generated URL would take the hub's routes away; a
+# shutdown would stop the hub under test (tests/integration/test_shutdown.py has it).
+EXCLUDED_OPERATIONS = ("patch-proxy", "post-shutdown")
 ST = str(Path(sys.executable).parent / "st")
 SPEC = Path(__file__).resolve().parents[2] / "app" / "api" / "openapi.yaml"
 

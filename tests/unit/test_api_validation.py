@@ -9,6 +9,7 @@ request could have changed something, the test also checks that nothing did.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -116,21 +117,63 @@ def test_create_one_user_refused(
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"nme": "carol"}, 400, 'Send {"name": ..., "admin": ...} (either or both).'),
-        ({"name": "carol", "groups": []}, 400, 'Send {"name": ..., "admin": ...}'),
-        ([], 400, 'Send {"name": ..., "admin": ...}'),
-        ({"admin": "yes"}, 400, "admin must be true or false"),
-        ({"admin": 1}, 400, "admin must be true or false"),
+        ({"nme": "carol"}, 400, 'Send an object with any of "name", "admin", "groups"'),
+        ([], 400, 'Send an object with any of "name"'),
+        ({"admin": "yes"}, 400, "user.admin must be a bool, not 'yes'"),
+        ({"admin": 1}, 400, "user.admin must be a bool, not 1"),
+        ({"groups": "team"}, 400, "user.groups must be a list"),
+        ({"groups": [1]}, 400, "user.groups must be a list of group names"),
+        ({"groups": ["nosuch", "other"]}, 400, "No such group: nosuch, other"),
         ({"name": "Bad Name"}, 400, "Invalid username 'Bad Name'"),
-        ({"name": 5}, 400, "A username must be a string."),
-        ({"name": "bob"}, 409, "User bob already exists"),
-        ({"name": "BOB", "admin": True}, 409, "User bob already exists"),
+        ({"name": 5}, 400, "user.name must be a str, not 5"),
+        # JupyterHub answers a taken name with 400, not 409.
+        ({"name": "bob"}, 400, "User bob already exists, username must be unique"),
+        ({"name": "BOB", "admin": True}, 400, "User bob already exists"),
     ],
 )
 def test_update_user_refused(app: Flask, api: Api, body: Any, status: int, fragment: str) -> None:
     check_error(api("PATCH", "/users/alice", body), status, fragment)
     alice = api("GET", "/users/alice").json
     assert alice is not None and alice["admin"] is False  # unchanged, still called alice
+
+
+def test_patch_sets_exactly_the_groups_sent(app: Flask, api: Api) -> None:
+    api("POST", "/groups", {"groups": ["red", "blue", "green"]})
+    api("POST", "/groups/green/users", {"users": ["alice"]})
+    changed = api("PATCH", "/users/alice", {"groups": ["red", "blue"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json is not None and changed.json["groups"] == ["blue", "red"]
+    assert api("GET", "/groups/green").json["users"] == []
+    assert api("PATCH", "/users/alice", {"groups": []}).json["groups"] == []
+
+
+def test_bad_user_list_sort_is_400_naming_it(api: Api) -> None:
+    response = api("GET", "/users?sort=bogus")
+    check_error(response, 400, "sort must be one of 'id', 'name', 'last_activity'")
+    assert "not 'bogus'" in response.json["message"]
+
+
+def test_user_list_filters_sorts_and_shows_stopped_servers(app: Flask, api: Api) -> None:
+    get_users(app).create_many(["alina", "malia", "zed"])
+    get_users(app).record_activity(get_users(app).get("zed").id, datetime.now(UTC), {})
+    names = lambda query: [u["name"] for u in api("GET", f"/users?{query}").json]  # noqa: E731
+    assert names("name_filter=LI") == ["alice", "alina", "malia"]
+    assert names("name_filter=%25") == []  # a literal %, not a wildcard
+    assert names("sort=-name&name_filter=a") == ["zed", "malia", "alina", "alice", "admin"][1:]
+    assert names("sort=name&limit=2") == ["admin", "alice"]
+    # NULLs first ascending, last descending (JupyterHub's order).
+    assert names("sort=-last_activity")[0] == "zed"
+    assert names("sort=last_activity")[-1] == "zed"
+    with get_db(app).write() as session:
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        session.add(Server(user=alice, name="lab", state=ServerState.STOPPED))
+    alice = lambda query: api("GET", f"/users?name_filter=alice&{query}").json[0]  # noqa: E731
+    assert alice("")["servers"] == {}
+    assert alice("include_stopped_servers=false")["servers"] == {}
+    stopped = alice("include_stopped_servers")["servers"]
+    assert stopped["lab"]["stopped"] is True and stopped["lab"]["ready"] is False
+    one = api("GET", "/users/alice?include_stopped_servers=1").json
+    assert list(one["servers"]) == ["lab"]
 
 
 def test_nobody_can_delete_themself(app: Flask, api: Api) -> None:
@@ -470,7 +513,7 @@ def test_missing_or_bad_credentials_are_403(
 @pytest.mark.parametrize(
     ("method", "path", "body", "required"),
     [
-        ("GET", "/users/bob", None, "[read:users] on user bob"),
+        ("GET", "/users/bob", None, "any of [read:users, read:users:name"),
         ("POST", "/users", {"usernames": ["carol"]}, "[admin:users]"),
         ("DELETE", "/users/bob", None, "[delete:users]"),
         ("DELETE", "/users/bob/server", None, "[delete:servers] on user bob"),

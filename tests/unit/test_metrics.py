@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -261,6 +262,21 @@ def test_state_gauges_are_computed_from_the_database(app: Flask) -> None:
     for state, count in expected.items():
         assert samples.get_value("jupyterhub_servers", state=state) == count, state
     assert expected == get_servers(app).counts()
+
+
+def test_active_users_by_period_come_from_last_activity(app: Flask) -> None:
+    now = datetime.now(UTC)
+    ages = {"hour": timedelta(hours=1), "week": timedelta(days=6), "month": timedelta(days=20)}
+    users = get_users(app)
+    users.create_many([*ages, "never", "long-ago"])
+    for name, age in {**ages, "long-ago": timedelta(days=90)}.items():
+        user = users.get(name)
+        assert user is not None
+        users.record_activity(user.id, now - age, {})
+    samples = admin_scrape(app)
+    expected = {"24h": 1, "7d": 2, "30d": 3}
+    for period, count in expected.items():
+        assert samples.get_value("jupyterhub_active_users", period=period) == count, period
 
 
 # -- the recorder the lifecycle reports to -------------------------------------------
