@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlencode, urljoin, urlsplit
 
 from flask import (
     Blueprint,
@@ -75,9 +75,32 @@ def _csrf() -> None:
 
 
 @bp.get("/")
+def root() -> ResponseReturnValue:
+    # The login cookie is the hub's (path /hub/): only /hub/ knows who is asking.
+    return redirect("/hub/")
+
+
 @bp.get("/hub/")
 def index() -> ResponseReturnValue:
+    """The home page; a logged-in user's running server instead (`redirect_to_server`)."""
+    user = current_identity().user
+    if user is not None and current_settings().redirect_to_server:
+        server = get_servers().get_server(user.name)
+        if server is not None and server.ready:
+            return redirect(url_prefix(user.name))
     return redirect("/hub/home")
+
+
+@bp.get("/hub/user-redirect/", defaults={"path": ""})
+@bp.get("/hub/user-redirect/<path:path>")
+def user_redirect_to_me(path: str) -> ResponseReturnValue:
+    """/hub/user-redirect/<path> → /user/<me>/<path> (nbgitpuller's links), after login."""
+    user = _require_login()
+    # Re-quoted as it came; no "." or ".." step can lead out of the user's prefix.
+    steps = [step for step in path.split("/") if step not in (".", "..")]
+    query = request.query_string.decode()
+    target = quote("/".join(steps), safe="/@!$&'()*+,;=:~")
+    return redirect(f"{url_prefix(user.name)}{target}{'?' + query if query else ''}")
 
 
 @bp.get("/hub/health")

@@ -258,7 +258,7 @@ def test_user_url_without_a_slash_gets_one_with_the_query(
 @pytest.mark.parametrize(
     ("path", "location"),
     [
-        ("/", "/hub/home"),
+        ("/", "/hub/"),
         ("/hub/", "/hub/home"),
         ("/tree", "/hub/tree"),
         ("/user/alice/", "/hub/user/alice/"),
@@ -343,3 +343,63 @@ def test_posting_a_page_without_the_xsrf_token_is_403(
     assert XSRF_FAILED in text_of(response)
     assert alice.get("/hub/api/user").json["name"] == "alice"
     assert server_rows(app) == []
+
+
+# -- /hub/user-redirect/ and /hub/ ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/hub/user-redirect/git-pull?repo=x&a=1", "/user/alice/git-pull?repo=x&a=1"),
+        ("/hub/user-redirect/lab/tree/a%20b.ipynb", "/user/alice/lab/tree/a%20b.ipynb"),
+        ("/hub/user-redirect/", "/user/alice/"),
+        ("/hub/user-redirect/%2E%2E/%2E%2E/hub/admin", "/user/alice/hub/admin"),
+    ],
+)
+def test_user_redirect_goes_to_ones_own_server(
+    alice: FlaskClient, path: str, location: str
+) -> None:
+    response = alice.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+
+
+def test_user_redirect_logs_in_first_keeping_the_path(client: FlaskClient, log_in: LogIn) -> None:
+    response = client.get("/hub/user-redirect/git-pull?repo=x")
+    assert response.status_code == 302
+    assert response.headers["Location"] == (
+        "/hub/login?next=%2Fhub%2Fuser-redirect%2Fgit-pull%3Frepo%3Dx"
+    )
+    after = log_in(client, "alice", next="/hub/user-redirect/git-pull?repo=x")
+    assert after.headers["Location"] == "/hub/user-redirect/git-pull?repo=x"
+    assert client.get(after.headers["Location"]).headers["Location"] == (
+        "/user/alice/git-pull?repo=x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("redirect_to_server", "state", "location"),
+    [
+        (True, ServerState.RUNNING, "/user/alice/"),
+        (True, ServerState.STOPPED, "/hub/home"),
+        (True, ServerState.SPAWNING, "/hub/home"),
+        (False, ServerState.RUNNING, "/hub/home"),
+    ],
+)
+def test_hub_root_sends_a_user_with_a_running_server_to_it(
+    make_app: Callable[..., Flask],
+    log_in: LogIn,
+    redirect_to_server: bool,
+    state: ServerState,
+    location: str,
+) -> None:
+    app = make_app(redirect_to_server=redirect_to_server)
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    with get_db(app).write() as session:
+        owner = session.scalar(select(User).where(User.name == "alice"))
+        session.add(Server(user=owner, name="", state=state, url="http://127.0.0.1:9"))
+    response = client.get("/hub/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == location

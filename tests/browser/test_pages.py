@@ -1,0 +1,63 @@
+"""The pages a person expects, in a real browser against the whole system: the links
+that lead to one's server, named servers on the home page.
+
+One hub for the module, with named servers allowed; Debian's Chromium via Playwright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.helpers import wait_for
+from tests.integration.conftest import Hub, hub_env, start_hub
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    data_dir = tmp_path_factory.mktemp("pages-hub") / "data"
+    hub = start_hub(data_dir, hub_env(data_dir, allow_named_servers=True))
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def _path(url: str) -> str:
+    parts = urlparse(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def sign_in(page: Page, name: str) -> None:
+    """On the login form the hub sent us to: sign in as name."""
+    assert urlparse(page.url).path == "/hub/login", page.url
+    page.get_by_label("Username").fill(name)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def servers_of(hub: Hub, name: str) -> dict[str, dict[str, object]]:
+    response = hub.api("GET", f"/users/{name}")
+    assert response.status_code == 200, response.text
+    return response.json()["servers"]
+
+
+def test_user_redirect_link_logs_in_then_opens_my_server(page: Page, hub: Hub) -> None:
+    page.goto(f"{hub.public_url}/hub/user-redirect/?from=link")
+    sign_in(page, "ulla")
+    # Implicit spawn, the server's OAuth redirects, then the server itself.
+    page.wait_for_url(f"{hub.public_url}/user/ulla/?from=link")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello, ulla")
+    assert servers_of(hub, "ulla")[""]["ready"] is True
+
+    # With the server running, /hub/ is the server (redirect_to_server).
+    page.goto(f"{hub.public_url}/hub/")
+    assert _path(page.url) == "/user/ulla/", page.url
+    assert hub.api("DELETE", "/users/ulla/server").status_code in (202, 204)
+    wait_for(lambda: "" not in servers_of(hub, "ulla"), timeout=30)
+    page.goto(f"{hub.public_url}/hub/")
+    assert _path(page.url) == "/hub/home", page.url
