@@ -46,6 +46,15 @@ def servers_of(hub: Hub, name: str) -> dict[str, dict[str, object]]:
     return response.json()["servers"]
 
 
+def server_rows(hub: Hub, user: str) -> list[tuple[str, str]]:
+    """(name, state) of each of the user's servers, from the database."""
+    sql = (
+        "SELECT servers.name, servers.state FROM servers JOIN users ON users.id = servers.user_id"
+        " WHERE users.name = ? ORDER BY servers.name"
+    )
+    return [(name, state) for name, state in hub.query(sql, user)]
+
+
 def test_user_redirect_link_logs_in_then_opens_my_server(page: Page, hub: Hub) -> None:
     page.goto(f"{hub.public_url}/hub/user-redirect/?from=link")
     sign_in(page, "ulla")
@@ -61,3 +70,46 @@ def test_user_redirect_link_logs_in_then_opens_my_server(page: Page, hub: Hub) -
     wait_for(lambda: "" not in servers_of(hub, "ulla"), timeout=30)
     page.goto(f"{hub.public_url}/hub/")
     assert _path(page.url) == "/hub/home", page.url
+
+
+def log_in_home(page: Page, hub: Hub, name: str) -> None:
+    page.goto(f"{hub.public_url}/hub/home")
+    sign_in(page, name)
+    page.wait_for_url(f"{hub.public_url}/hub/home")
+
+
+def test_named_server_create_open_stop_delete(page: Page, hub: Hub) -> None:
+    log_in_home(page, hub, "nina")
+    expect(page.get_by_text("You have no named servers yet.")).to_be_visible()
+    page.get_by_label("Server name").fill("proj-1")
+    page.get_by_role("button", name="Add New Server").click()
+    # Spawn page → (pending page) → OAuth → the named server itself.
+    page.wait_for_url(f"{hub.public_url}/user/nina/proj-1/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello, nina")
+    assert servers_of(hub, "nina")["proj-1"]["ready"] is True
+
+    page.goto(f"{hub.public_url}/hub/home")
+    row = page.locator('tr[data-server="proj-1"]')
+    expect(row.locator(".server-status")).to_have_text("Running")
+    expect(row.get_by_role("link", name="Open proj-1")).to_have_attribute(
+        "href", "/user/nina/proj-1/"
+    )
+    row.get_by_role("button", name="Stop proj-1").click()
+    expect(row.locator(".server-status")).to_have_text("Stopped")
+    assert server_rows(hub, "nina") == [("proj-1", "stopped")]
+
+    # Start again from its row, then delete it while it runs.
+    row.get_by_role("link", name="Start proj-1").click()
+    page.wait_for_url(f"{hub.public_url}/user/nina/proj-1/")
+    page.goto(f"{hub.public_url}/hub/home")
+    page.get_by_role("button", name="Delete proj-1").click()
+    expect(page.get_by_text("You have no named servers yet.")).to_be_visible()
+    assert server_rows(hub, "nina") == []
+
+
+def test_named_server_with_a_bad_name_is_explained(page: Page, hub: Hub) -> None:
+    log_in_home(page, hub, "nora")
+    page.get_by_label("Server name").fill(".dot")
+    page.get_by_role("button", name="Add New Server").click()
+    expect(page.locator("#error-message")).to_contain_text("Invalid server name '.dot'")
+    assert server_rows(hub, "nora") == []

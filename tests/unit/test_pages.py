@@ -403,3 +403,100 @@ def test_hub_root_sends_a_user_with_a_running_server_to_it(
     response = client.get("/hub/")
     assert response.status_code == 302
     assert response.headers["Location"] == location
+
+
+# -- named servers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def named(make_app: Callable[..., Flask], log_in: LogIn) -> tuple[Flask, FlaskClient]:
+    """A hub with named servers allowed, and alice logged in."""
+    app = make_app(allow_named_servers=True, admin_users=["boss"])
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    return app, client
+
+
+def add_named(app: Flask, user: str, name: str, state: ServerState, **columns: object) -> None:
+    get_users(app).get_or_create(user)
+    with get_db(app).write() as session:
+        owner = session.scalar(select(User).where(User.name == user))
+        session.add(Server(user=owner, name=name, state=state, **columns))
+
+
+def test_home_lists_named_servers_with_their_actions(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "gpu", ServerState.FAILED, failure_message="<b>no GPU</b>")
+    add_named(app, "alice", "big", ServerState.RUNNING, url="http://127.0.0.1:9")
+    add_named(app, "bob", "secret", ServerState.STOPPED)
+    page = client.get("/hub/home").text
+    assert '<h2 id="named-heading">Named servers</h2>' in page
+    assert '<label for="new-server-name">Server name</label>' in page
+    rows = page.split('<tr data-server="')[1:]
+    assert [row.split('"', 1)[0] for row in rows] == ["big", "gpu"]  # by name, not bob's
+    big, gpu = rows
+    assert "Running" in big and 'href="/user/alice/big/"' in big
+    assert 'data-stop-url="/hub/api/users/alice/servers/big"' in big
+    assert "Failed: &lt;b&gt;no GPU&lt;/b&gt;" in gpu and "<b>" not in gpu
+    assert 'href="/hub/spawn/alice/gpu" aria-label="Start gpu">Start</a>' in gpu
+    assert 'data-delete-url="/hub/api/users/alice/servers/gpu"' in gpu
+    assert "data-stop-url" not in gpu
+
+
+def test_home_without_named_servers_has_no_such_section(alice: FlaskClient) -> None:
+    assert "Named servers" not in alice.get("/hub/home").text
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/hub/spawn/alice/.hidden", 400, "Invalid server name '.hidden'"),
+        ("/hub/spawn/alice/" + "x" * 65, 400, "at most 64 bytes"),
+        ("/hub/spawn/bob/x", 403, "You may not start servers of bob."),
+        ("/hub/spawn/bob", 403, "You may not start servers of bob."),
+    ],
+)
+def test_spawn_page_of_a_named_server_checks_name_and_owner(
+    named: tuple[Flask, FlaskClient], path: str, status: int, says: str
+) -> None:
+    app, client = named
+    get_users(app).get_or_create("bob")
+    response = client.get(path)
+    assert response.status_code == status
+    assert says in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_spawn_page_of_a_named_server_is_404_when_not_allowed(
+    app: Flask, alice: FlaskClient
+) -> None:
+    response = alice.get("/hub/spawn/alice/gpu")
+    assert response.status_code == 404
+    assert "Named servers are not enabled on this hub." in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_failed_named_server_relaunches_itself(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "gpu", ServerState.FAILED, failure_status=418, failure_message="Tea")
+    for path in ("/hub/spawn-pending/alice/gpu", "/hub/user/alice/gpu/lab"):
+        response = client.get(path)
+        assert response.status_code == 418, path
+        page = text_of(response)
+        assert "Tea" in page
+        assert 'id="relaunch" href="/hub/spawn/alice/gpu">Relaunch Server</a>' in page
+    assert server_rows(app) == [("alice", "gpu", "failed")]
+
+
+def test_hub_user_url_of_a_named_server_goes_to_it(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "big", ServerState.SPAWNING)
+    add_named(app, "alice", "", ServerState.STOPPED, stop_reason=DIED)
+    response = client.get("/hub/user/alice/big/lab?x=1")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/spawn-pending/alice/big"
+    pending = client.get("/hub/spawn-pending/alice/big")
+    assert 'data-progress-url="/hub/api/users/alice/servers/big/progress"' in pending.text
+    # A first step that names no server of hers is a path in her default server.
+    other = client.get("/hub/user/alice/lab/tree")
+    assert other.status_code == 424 and DIED in text_of(other)
