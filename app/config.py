@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
+from app.spawn_options import problem_with as spawn_options_problem
 from app.version import __version__
 
 if TYPE_CHECKING:
@@ -172,6 +173,11 @@ class Settings:
     )
     create_system_users: bool = setting(
         False, "Create a missing system account (useradd) at a user's first spawn."
+    )
+    spawn_options: list[dict[str, Any]] = setting(
+        [],
+        'The form at /hub/spawn: fields `{"name", "label", "choices", "default"}`; the '
+        "choices become the server's `user_options` (empty: no form).",
     )
     workers: int = setting(1, "gunicorn worker processes.")
     slow_spawn_timeout: float = setting(10.0, "Seconds a request waits for a spawn before 202.")
@@ -444,6 +450,9 @@ def _validate(settings: Settings) -> None:
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
     _validate_template(settings.system_user_template)
+    problem = spawn_options_problem(settings.spawn_options)
+    if problem:
+        raise ConfigError(f"setting 'spawn_options': {problem}")
     for service in settings.services:
         required = ("name", "api_token")
         if not isinstance(service, dict) or not all(

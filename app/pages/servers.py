@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, redirect, render_template
+from flask import Blueprint, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from app.auth import current_identity
@@ -16,6 +16,7 @@ from app.pages.login_required import require_login
 from app.pages.visits import go_or_wait, pending_page_url, spawn_page_url, visit_error
 from app.servers import Next, get_servers, url_prefix
 from app.servers.names import check_server_name
+from app.spawn_options import chosen_options, option_fields
 
 bp = Blueprint("server_pages", __name__)
 
@@ -62,8 +63,13 @@ def spawn(name: str, server_name: str) -> ResponseReturnValue:
     user = require_login()
     name = name or user.name
     _check_may_start(user, name, server_name)
+    fields = option_fields(current_settings().spawn_options)
+    values = request.form if request.method == "POST" else request.args
+    if fields and request.method == "GET" and not any(f.name in values for f in fields):
+        # The form; choices in the query (?<name>=) skip it, as JupyterHub's query options.
+        return render_template("spawn.html", fields=fields, name=name, server_name=server_name)
     servers = get_servers()
-    result = servers.start_server(name, server_name)
+    result = servers.start_server(name, server_name, chosen_options(fields, values))
     if result.outcome in (Outcome.THROTTLED, Outcome.TOO_MANY_USERS, Outcome.PENDING_STOP):
         raise result_error(result, home_link=True)
     return go_or_wait(servers.visit(name, server_name, poll=False))

@@ -19,7 +19,7 @@ from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
-from app.pages.visits import pending_page_url, visit_error
+from app.pages.visits import pending_page_url, spawn_page_url, visit_error
 from app.servers import Next, get_servers, url_prefix
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ def handle(user: User, name: str, path: str) -> ResponseReturnValue:
     if visit.next == Next.WAIT:
         return redirect(pending_page_url(name, server_name))
     if visit.next == Next.LAUNCH and visit.implicit_spawn:
+        if current_settings().spawn_options:
+            return redirect(spawn_page_url(name, server_name))  # choose first
         return _implicit_spawn(name, server_name, path)
     raise visit_error(visit)
 

@@ -21,7 +21,7 @@ from app.db import get_db
 from app.models import Server, ServerState, User
 from app.outcomes import shown
 from app.users import get_users
-from tests.helpers import server_rows
+from tests.helpers import server_rows, xsrf_token
 
 LogIn = Callable[..., TestResponse]
 XSRF_FAILED = "The form is out of date (XSRF check failed): reload the page and try again."
@@ -500,3 +500,64 @@ def test_hub_user_url_of_a_named_server_goes_to_it(named: tuple[Flask, FlaskClie
     # A first step that names no server of hers is a path in her default server.
     other = client.get("/hub/user/alice/lab/tree")
     assert other.status_code == 424 and DIED in text_of(other)
+
+
+# -- spawn options ------------------------------------------------------------------------
+
+OPTIONS = [
+    {"name": "image", "label": "Image", "choices": ["base", "<scipy>"], "default": "<scipy>"},
+    {"name": "memory", "label": "Memory", "choices": ["1G", "4G"]},
+]
+
+
+@pytest.fixture
+def with_options(make_app: Callable[..., Flask], log_in: LogIn) -> tuple[Flask, FlaskClient]:
+    app = make_app(spawn_options=OPTIONS, implicit_spawn=True)
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    return app, client
+
+
+def test_spawn_page_shows_the_declared_form(with_options: tuple[Flask, FlaskClient]) -> None:
+    app, client = with_options
+    response = client.get("/hub/spawn")
+    assert response.status_code == 200
+    page = response.text
+    assert '<label for="option-1">Image</label>' in page
+    assert '<select id="option-1" name="image">' in page
+    assert '<option value="&lt;scipy&gt;" selected>&lt;scipy&gt;</option>' in page
+    assert '<option value="1G" selected>1G</option><option value="4G">4G</option>' in page
+    assert 'name="_xsrf"' in page
+    assert server_rows(app) == []  # the form started nothing
+
+
+@pytest.mark.parametrize(
+    ("method", "values", "says"),
+    [
+        ("post", {"image": "evil", "memory": "1G"}, "Spawn option 'image' (Image): 'evil' is not"),
+        ("post", {"memory": "64G"}, "Spawn option 'memory' (Memory): '64G' is not one of 1G, 4G"),
+        ("get", {"memory": "64G"}, "Spawn option 'memory' (Memory): '64G' is not one of 1G, 4G"),
+    ],
+)
+def test_spawn_options_outside_the_choices_are_400_naming_the_field(
+    with_options: tuple[Flask, FlaskClient], method: str, values: dict[str, str], says: str
+) -> None:
+    app, client = with_options
+    if method == "post":
+        values = {**values, "_xsrf": xsrf_token(client.get("/hub/spawn").text)}
+        response = client.post("/hub/spawn", data=values)
+    else:
+        response = client.get("/hub/spawn", query_string=values)
+    assert response.status_code == 400
+    assert says in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_implicit_spawn_with_options_goes_to_the_form_first(
+    with_options: tuple[Flask, FlaskClient],
+) -> None:
+    app, client = with_options
+    response = client.get("/hub/user/alice/lab")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/spawn"
+    assert server_rows(app) == []
