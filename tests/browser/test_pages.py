@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from tests.helpers import wait_for
@@ -113,3 +114,66 @@ def test_named_server_with_a_bad_name_is_explained(page: Page, hub: Hub) -> None
     page.get_by_role("button", name="Add New Server").click()
     expect(page.locator("#error-message")).to_contain_text("Invalid server name '.dot'")
     assert server_rows(hub, "nora") == []
+
+
+def api_as(hub: Hub, token: str, path: str) -> requests.Response:
+    return requests.get(
+        f"{hub.public_url}/hub/api{path}", headers={"Authorization": f"token {token}"}, timeout=10
+    )
+
+
+def test_token_page_create_see_once_use_and_revoke(page: Page, hub: Hub) -> None:
+    log_in_home(page, hub, "tomas")
+    page.get_by_role("link", name="Token").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("API tokens")
+    expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+    page.get_by_label("Note").fill("<b>my notebook</b>")
+    page.get_by_label("Expires in").select_option(label="1 day")
+    page.get_by_label("Scopes").fill("read:users:activity!user, access:servers!user")
+    page.get_by_role("button", name="Request new API token").click()
+    expect(page.get_by_role("heading", name="Your new API token")).to_be_visible()
+    token = page.locator("#new-token-value").inner_text()
+    assert len(token) >= 32, token
+    row = page.locator("#api-tokens tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.get_by_role("rowheader")).to_have_text("<b>my notebook</b>")  # as text
+    expect(row).to_contain_text("read:users:activity")
+    # The token works, and only with what it was given.
+    assert api_as(hub, token, "/user").json()["name"] == "tomas"
+    assert api_as(hub, token, "/users/tomas/tokens").status_code == 403
+    model = hub.api("GET", "/users/tomas/tokens").json()["api_tokens"]
+    assert [t["note"] for t in model] == ["<b>my notebook</b>"]
+    assert model[0]["expires_at"] is not None
+    # Seen once: a reload shows it no more, but its last use.
+    page.reload()
+    expect(page.locator("#new-token-value")).to_be_hidden()
+    assert token not in page.content()
+    expect(row.locator("td").nth(1)).not_to_have_text("Never")
+    row.get_by_role("button", name="Revoke <b>my notebook</b>").click()
+    expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+    assert api_as(hub, token, "/user").status_code == 403
+
+
+def test_token_page_bad_scope_is_explained(page: Page, hub: Hub) -> None:
+    log_in_home(page, hub, "tess")
+    page.goto(f"{hub.public_url}/hub/token")
+    page.get_by_label("Scopes").fill("admin:everything")
+    page.get_by_role("button", name="Request new API token").click()
+    expect(page.locator("#token-error")).to_contain_text("admin:everything")
+    assert hub.api("GET", "/users/tess/tokens").json()["api_tokens"] == []
+
+
+def test_token_page_lists_and_revokes_authorised_applications(page: Page, hub: Hub) -> None:
+    log_in_home(page, hub, "uma")
+    page.get_by_role("link", name="Start My Server").click()
+    page.wait_for_url(f"{hub.public_url}/user/uma/")  # authorised the server (OAuth)
+    page.goto(f"{hub.public_url}/hub/token")
+    app = page.locator("#apps tbody tr")
+    expect(app).to_have_count(1)
+    expect(app.get_by_role("rowheader")).to_contain_text("uma")
+    expect(app.locator("td").first).not_to_have_text("Never")  # used by the server
+    app.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("You have authorised no applications.")).to_be_visible()
+    tokens = hub.api("GET", "/users/uma/tokens").json()["api_tokens"]
+    assert [t for t in tokens if t["oauth_client"] != "JupyterHub"] == []
+    assert hub.api("DELETE", "/users/uma/server").status_code in (202, 204)

@@ -125,6 +125,7 @@ def test_logout_ends_the_session(alice: FlaskClient) -> None:
         ("/hub/home", "/hub/login?next=%2Fhub%2Fhome"),
         ("/hub/home?tab=1", "/hub/login?next=%2Fhub%2Fhome%3Ftab%3D1"),
         ("/hub/spawn", "/hub/login?next=%2Fhub%2Fspawn"),
+        ("/hub/token", "/hub/login?next=%2Fhub%2Ftoken"),
         ("/hub/spawn-pending/alice", "/hub/login?next=%2Fhub%2Fspawn-pending%2Falice"),
         ("/hub/user/alice/tree?x=1", "/hub/login?next=%2Fhub%2Fuser%2Falice%2Ftree%3Fx%3D1"),
     ],
