@@ -155,6 +155,9 @@ class Settings:
     oauth_timeout: float = setting(10.0, "Seconds to wait for the provider's answers.")
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
+    admin_access: bool = setting(
+        False, "Admins may open other users' servers (the access:servers scope), as JupyterHub."
+    )
     services: list[dict[str, Any]] = setting(
         [],
         'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',

@@ -64,7 +64,10 @@ class Identity:
         """Everything the owner may do: the user role (+ admin role), or a service's own."""
         if self.user is not None:
             found = role_scopes("user", user=self.user.name) | IDENTIFY
-            return (found | role_scopes("admin")) if self.user.admin else found
+            if not self.user.admin:
+                return found
+            # Other users' servers only with admin_access (JupyterHub's).
+            return found | (role_scopes("admin") - _withheld_from_admins())
         if self.service is not None:
             configured = expand_scopes(_service_scopes(self.service.name)) | IDENTIFY
             return (configured | role_scopes("admin")) if self.service.admin else configured
@@ -137,6 +140,12 @@ def _service_scopes(name: str) -> Iterable[str]:
         if service["name"] == name:
             return tuple(service.get("scopes", ()))
     return ()
+
+
+def _withheld_from_admins() -> frozenset[str]:
+    if has_app_context() and current_settings().admin_access:
+        return frozenset()
+    return frozenset({"access:servers"})
 
 
 def _group_names(user_name: str) -> frozenset[str]:

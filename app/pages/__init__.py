@@ -24,7 +24,7 @@ from app.config import current_settings
 from app.errors import HubError
 from app.logins import get_throttle
 from app.outcomes import Invalid
-from app.pages import servers, tokens
+from app.pages import admin, servers, tokens
 from app.pages.login_required import require_login
 from app.servers import get_servers, url_prefix
 from app.users import get_users
@@ -41,6 +41,7 @@ bp = Blueprint(
 )
 bp.register_blueprint(servers.bp)
 bp.register_blueprint(tokens.bp)
+bp.register_blueprint(admin.bp)
 
 
 C0_AND_SPACE = "".join(map(chr, range(33)))
