@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     data_dir = tmp_path_factory.mktemp("admin-hub") / "data"
-    hub = start_hub(data_dir, hub_env(data_dir))
+    hub = start_hub(data_dir, hub_env(data_dir, admin_access=False))
     try:
         yield hub
     finally:

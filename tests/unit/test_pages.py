@@ -562,3 +562,24 @@ def test_implicit_spawn_with_options_goes_to_the_form_first(
     assert response.status_code == 302
     assert response.headers["Location"] == "/hub/spawn"
     assert server_rows(app) == []
+
+
+# -- admin --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("admin_access", [True, False])
+def test_admin_page_links_servers_only_with_admin_access(
+    make_app: Callable[..., Flask], log_in: LogIn, admin_access: bool
+) -> None:
+    client = make_app(admin_users=["boss"], admin_access=admin_access).test_client()
+    assert log_in(client, "boss").status_code == 302
+    page = client.get("/hub/admin")
+    assert page.status_code == 200
+    assert f'data-open-servers="{str(admin_access).lower()}"' in page.text
+    assert '<label for="new-usernames">Usernames, one per line</label>' in page.text
+
+
+def test_admin_page_is_403_for_others(alice: FlaskClient) -> None:
+    response = alice.get("/hub/admin")
+    assert response.status_code == 403
+    assert "The admin page is for admins." in text_of(response)
