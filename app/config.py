@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
+from app.spawn_options import problem_with as spawn_options_problem
 from app.version import __version__
 
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ class Settings:
     oauth_timeout: float = setting(10.0, "Seconds to wait for the provider's answers.")
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
+    admin_access: bool = setting(
+        False, "Admins may open other users' servers (the access:servers scope), as JupyterHub."
+    )
     services: list[dict[str, Any]] = setting(
         [],
         'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
@@ -178,6 +182,11 @@ class Settings:
     create_system_users: bool = setting(
         False, "Create a missing system account (useradd) at a user's first spawn."
     )
+    spawn_options: list[dict[str, Any]] = setting(
+        [],
+        'The form at /hub/spawn: fields `{"name", "label", "choices", "default"}`; the '
+        "choices become the server's `user_options` (empty: no form).",
+    )
     workers: int = setting(1, "gunicorn worker processes.")
     slow_spawn_timeout: float = setting(10.0, "Seconds a request waits for a spawn before 202.")
     start_timeout: float = setting(60.0, "Seconds a spawner may take to start (then it fails).")
@@ -186,6 +195,9 @@ class Settings:
     concurrent_spawn_limit: int = setting(100, "Spawns pending at once (0 = no limit).")
     active_server_limit: int = setting(0, "Servers active at once (0 = no limit).")
     implicit_spawn: bool = setting(True, "Visiting /hub/user/<name>/ starts a stopped server.")
+    redirect_to_server: bool = setting(
+        True, "A logged-in user with a running server who opens /hub/ goes to it."
+    )
     allow_named_servers: bool = setting(False, "Users may have named servers besides their own.")
     named_server_limit_per_user: int = setting(0, "Named servers a user may have (0 = no limit).")
     headers: dict[str, str] = setting(
@@ -446,6 +458,9 @@ def _validate(settings: Settings) -> None:
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
     _validate_template(settings.system_user_template)
+    problem = spawn_options_problem(settings.spawn_options)
+    if problem:
+        raise ConfigError(f"setting 'spawn_options': {problem}")
     for service in settings.services:
         required = ("name", "api_token")
         if not isinstance(service, dict) or not all(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db
@@ -22,6 +22,8 @@ from app.outcomes import SHOWN_CHARS, NotFound
 
 _owner = joinedload(APIToken.user)
 # Looking a token up loads its owner's model at once (the request usually needs it).
+# How precisely a token's last_activity is kept (its writes are throttled to this).
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
 TOKEN_LOADS = (
     _owner.joinedload(User.servers).joinedload(Server.user),
     _owner.joinedload(User.groups),
@@ -105,7 +107,18 @@ class TokenService:
             row = session.scalars(query).unique().one_or_none()
         if row is None or row.expired:
             return None
+        self._note_use(row)
         return row
+
+    def _note_use(self, row: APIToken) -> None:
+        """Record when a token was last used, at most once per ACTIVITY_RESOLUTION: a write
+        per request would serialise every API call on the database's write lock."""
+        now = utcnow()
+        if row.last_activity is not None and now - row.last_activity < ACTIVITY_RESOLUTION:
+            return
+        with self.db.write() as session:
+            session.execute(update(APIToken).where(APIToken.id == row.id).values(last_activity=now))
+        row.last_activity = now
 
     def list(self, user_id: int) -> list[APIToken]:
         """A user's live tokens."""

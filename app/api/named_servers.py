@@ -8,8 +8,6 @@ server, as in JupyterHub.
 
 from __future__ import annotations
 
-import re
-
 import gevent
 from flask import Blueprint, Response
 
@@ -17,14 +15,11 @@ from app.api.common import json_body, require_scope, user_or_404
 from app.api.progress import progress_response
 from app.config import current_settings
 from app.errors import HubError, result_response
-from app.outcomes import Outcome, shown
+from app.outcomes import Outcome
 from app.servers import get_servers
+from app.servers.names import check_server_name
 
 bp = Blueprint("named_servers", __name__)
-
-# With its user's name, part of file names and URLs: 64 bytes of UTF-8 at most.
-SERVER_NAME_MAX_BYTES = 64
-SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]*")
 
 
 @bp.post("/users/<name>/servers/", defaults={"server_name": ""})
@@ -35,15 +30,7 @@ def start_named_server(name: str, server_name: str) -> Response:
     user_or_404(name)
     if server_name:
         _check_enabled()
-        if (
-            not SERVER_NAME_RE.fullmatch(server_name)
-            or len(server_name.encode()) > SERVER_NAME_MAX_BYTES
-        ):
-            raise HubError(
-                400,
-                f"Invalid server name {shown(server_name)}: use letters, digits and "
-                f". _ - @ + ~, not starting with a dot, at most {SERVER_NAME_MAX_BYTES} bytes.",
-            )
+        check_server_name(server_name)
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")

@@ -74,7 +74,10 @@ class Identity:
         if self.user is not None:
             held = expand_scopes(_user_role_scopes(self.user.id), user=self.user.name)
             found = held | IDENTIFY
-            return (found | role_scopes("admin")) if self.user.admin else found
+            if not self.user.admin:
+                return found
+            # Other users' servers only with admin_access (JupyterHub's).
+            return found | (role_scopes("admin") - _withheld_from_admins())
         if self.service is not None:
             configured = expand_scopes(_service_scopes(self.service.name)) | IDENTIFY
             return (configured | role_scopes("admin")) if self.service.admin else configured
@@ -152,6 +155,12 @@ def _service_scopes(name: str) -> Iterable[str]:
 def _user_role_scopes(user_id: int) -> Iterable[str]:
     """The scopes of the roles a user holds (the user role, theirs, their groups')."""
     return get_roles().scopes_of_user(user_id) if has_app_context() else DEFAULT_ROLES["user"]
+
+
+def _withheld_from_admins() -> frozenset[str]:
+    if has_app_context() and current_settings().admin_access:
+        return frozenset()
+    return frozenset({"access:servers"})
 
 
 def _group_names(user_name: str) -> frozenset[str]:

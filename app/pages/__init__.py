@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from flask import (
     Blueprint,
@@ -21,12 +21,12 @@ from app.auth.access import admit
 from app.auth.authenticators import AuthResult
 from app.auth.oidc import RedirectAuthenticator
 from app.config import current_settings
-from app.errors import HubError, result_error
+from app.errors import HubError
 from app.logins import get_throttle
-from app.models import User
-from app.outcomes import Invalid, Outcome
-from app.pages.visits import go_or_wait, pending_page_url, visit_error
-from app.servers import Next, get_servers, url_prefix
+from app.outcomes import Invalid
+from app.pages import admin, servers, tokens
+from app.pages.login_required import require_login
+from app.servers import get_servers, url_prefix
 from app.users import get_users
 from proxy.client import ProxyError
 
@@ -39,14 +39,9 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/hub/static",
 )
-
-
-def _require_login() -> User:
-    """The logged-in user (cookie or full-access token), or a redirect to the login page."""
-    identity = current_identity()
-    if identity.user is None or not identity.full_access:
-        abort(redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")})))
-    return identity.user
+bp.register_blueprint(servers.bp)
+bp.register_blueprint(tokens.bp)
+bp.register_blueprint(admin.bp)
 
 
 C0_AND_SPACE = "".join(map(chr, range(33)))
@@ -75,9 +70,32 @@ def _csrf() -> None:
 
 
 @bp.get("/")
+def root() -> ResponseReturnValue:
+    # The login cookie is the hub's (path /hub/): only /hub/ knows who is asking.
+    return redirect("/hub/")
+
+
 @bp.get("/hub/")
 def index() -> ResponseReturnValue:
+    """The home page; a logged-in user's running server instead (`redirect_to_server`)."""
+    user = current_identity().user
+    if user is not None and current_settings().redirect_to_server:
+        server = get_servers().get_server(user.name)
+        if server is not None and server.ready:
+            return redirect(url_prefix(user.name))
     return redirect("/hub/home")
+
+
+@bp.get("/hub/user-redirect/", defaults={"path": ""})
+@bp.get("/hub/user-redirect/<path:path>")
+def user_redirect_to_me(path: str) -> ResponseReturnValue:
+    """/hub/user-redirect/<path> → /user/<me>/<path> (nbgitpuller's links), after login."""
+    user = require_login()
+    # Re-quoted as it came; no "." or ".." step can lead out of the user's prefix.
+    steps = [step for step in path.split("/") if step not in (".", "..")]
+    query = request.query_string.decode()
+    target = quote("/".join(steps), safe="/@!$&'()*+,;=:~")
+    return redirect(f"{url_prefix(user.name)}{target}{'?' + query if query else ''}")
 
 
 @bp.get("/hub/health")
@@ -172,49 +190,6 @@ def logout() -> ResponseReturnValue:
     return redirect("/hub/login")
 
 
-@bp.get("/hub/home")
-def home() -> str:
-    user = _require_login()
-    servers = get_servers()
-    server = servers.get_server(user.name)
-    proxy_up = servers.routes.ping()
-    return render_template(
-        "home.html", user=user, server=server, prefix=url_prefix(user.name), proxy_up=proxy_up
-    )
-
-
-@bp.route("/hub/spawn", methods=["GET", "POST"])
-def spawn() -> ResponseReturnValue:
-    """An explicit request to start (again, after a failure); then to the server or the
-    pending page."""
-    user = _require_login()
-    servers = get_servers()
-    result = servers.start_server(user.name)
-    if result.outcome in (Outcome.THROTTLED, Outcome.TOO_MANY_USERS, Outcome.PENDING_STOP):
-        raise result_error(result, home_link=True)
-    return go_or_wait(servers.visit(user.name, poll=False), user.name)
-
-
-@bp.get("/hub/spawn-pending/<name>")
-def spawn_pending(name: str) -> ResponseReturnValue:
-    user = _require_login()
-    if user.name != name and not user.admin:
-        return redirect(pending_page_url(user.name))
-    visit = get_servers().visit(name)
-    if visit.next == Next.GO:
-        return redirect(visit.url)
-    if visit.next == Next.LAUNCH:
-        return redirect("/hub/home")
-    if visit.next != Next.WAIT:
-        raise visit_error(visit)
-    return render_template(
-        "spawn_pending.html",
-        name=name,
-        server=visit.server,
-        progress_url=f"/hub/api/users/{name}/server/progress",
-    )
-
-
 @bp.route("/user/<name>", strict_slashes=True)
 def user_no_slash(name: str) -> ResponseReturnValue:
     """/user/<name> → /user/<name>/ (else it bounces between proxy and hub forever)."""
@@ -238,7 +213,7 @@ def user_redirect(rest: str) -> ResponseReturnValue:
 
     # One rule for /hub/user/<name>, /hub/user/<name>/ and /hub/user/<name>/<path>.
     name, _, path = rest.partition("/")
-    return handle(_require_login(), name, path)
+    return handle(require_login(), name, path)
 
 
 @bp.get("/hub/error/<int:code>")

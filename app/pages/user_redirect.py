@@ -19,7 +19,7 @@ from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
-from app.pages.visits import pending_page_url, visit_error
+from app.pages.visits import pending_page_url, spawn_page_url, visit_error
 from app.servers import Next, get_servers, url_prefix
 
 log = logging.getLogger(__name__)
@@ -33,30 +33,43 @@ def handle(user: User, name: str, path: str) -> ResponseReturnValue:
     if user.name != name:
         # Never another user's server: to one's own.
         return redirect(url_prefix(user.name) + path + _query())
-    visit = get_servers().visit(name)
+    server_name, path = _which_server(name, path)
+    visit = get_servers().visit(name, server_name)
     if visit.next == Next.GO:
         assert visit.server is not None
-        return _to_server(visit.server, name, path)
+        return _to_server(visit.server, name, server_name, path)
     if visit.next == Next.WAIT:
-        return redirect(pending_page_url(name))
+        return redirect(pending_page_url(name, server_name))
     if visit.next == Next.LAUNCH and visit.implicit_spawn:
-        return _implicit_spawn(name, path)
+        if current_settings().spawn_options:
+            return redirect(spawn_page_url(name, server_name))  # choose first
+        return _implicit_spawn(name, server_name, path)
     raise visit_error(visit)
 
 
-def _implicit_spawn(name: str, path: str) -> ResponseReturnValue:
+def _which_server(name: str, path: str) -> tuple[str, str]:
+    """(server name, path in it): a first step naming one of the user's named servers
+    (when they are allowed) is that server; anything else is in the default one."""
+    first, _, rest = path.partition("/")
+    if first and current_settings().allow_named_servers:
+        if get_servers().get_server(name, first) is not None:
+            return first, rest
+    return "", path
+
+
+def _implicit_spawn(name: str, server_name: str, path: str) -> ResponseReturnValue:
     servers = get_servers()
-    result = servers.start_server(name, explicit=False)
+    result = servers.start_server(name, server_name, explicit=False)
     if result.outcome == Outcome.READY:
-        return redirect(url_prefix(name) + path + _query())
+        return redirect(url_prefix(name, server_name) + path + _query())
     if result.outcome in (Outcome.PENDING, Outcome.ALREADY_PENDING):
-        return redirect(pending_page_url(name))
+        return redirect(pending_page_url(name, server_name))
     if result.outcome == Outcome.FAILED:
-        raise visit_error(servers.visit(name, poll=False))
+        raise visit_error(servers.visit(name, server_name, poll=False))
     raise result_error(result, home_link=True)
 
 
-def _to_server(server: Server, name: str, path: str) -> ResponseReturnValue:
+def _to_server(server: Server, name: str, server_name: str, path: str) -> ResponseReturnValue:
     redirects = _redirects()
     if redirects:
         log.warning("Redirect loop detected on %s (redirects=%s)", request.path, redirects)
@@ -73,7 +86,7 @@ def _to_server(server: Server, name: str, path: str) -> ResponseReturnValue:
             raise HubError(500, "Redirect loop detected.")
         get_servers().ensure_route(server)
         gevent.sleep(min(2**redirects, 10))
-    return redirect(url_prefix(name) + path + _query(redirects=redirects + 1))
+    return redirect(url_prefix(name, server_name) + path + _query(redirects=redirects + 1))
 
 
 def _redirects() -> int:

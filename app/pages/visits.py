@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import redirect
 from flask.typing import ResponseReturnValue
 
@@ -11,12 +13,23 @@ from app.servers import Next, Visit
 RESTART_HINT = "You can try restarting your server from the home page."
 
 
-def pending_page_url(name: str) -> str:
-    return f"/hub/spawn-pending/{name}"
+def _path(user_name: str, server_name: str) -> str:
+    path = quote(user_name, safe="@~")
+    return f"{path}/{quote(server_name, safe='@~')}" if server_name else path
+
+
+def pending_page_url(name: str, server_name: str = "") -> str:
+    return f"/hub/spawn-pending/{_path(name, server_name)}"
+
+
+def spawn_page_url(name: str, server_name: str = "") -> str:
+    """Where to (re)start a server: /hub/spawn for one's default server."""
+    return f"/hub/spawn/{_path(name, server_name)}" if server_name else "/hub/spawn"
 
 
 def visit_error(visit: Visit) -> HubError:
     """The error page for a server that cannot be used now: failed, stopped or stopping."""
+    spawn_url = spawn_page_url(visit.user_name, visit.server_name)
     if visit.next == Next.SHOW_FAILURE:
         return HubError(
             visit.failure_status or 500,
@@ -24,17 +37,20 @@ def visit_error(visit: Visit) -> HubError:
             title="Spawn failed",
             relaunch=True,
             home_link=True,
+            spawn_url=spawn_url,
         )
     if visit.next == Next.WAIT_STOP:
         return HubError(503, visit.message, home_link=True)
-    return HubError(424, visit.message, title="Server not running", launch=True)
+    return HubError(
+        424, visit.message, title="Server not running", launch=True, spawn_url=spawn_url
+    )
 
 
-def go_or_wait(visit: Visit, name: str) -> ResponseReturnValue:
+def go_or_wait(visit: Visit) -> ResponseReturnValue:
     """To the server if it is ready, to the pending page while it starts or after it
     failed (which shows the failure with Relaunch); else the error page."""
     if visit.next == Next.GO:
         return redirect(visit.url)
     if visit.next in (Next.WAIT, Next.SHOW_FAILURE):
-        return redirect(pending_page_url(name))
+        return redirect(pending_page_url(visit.user_name, visit.server_name))
     raise visit_error(visit)

@@ -73,6 +73,10 @@ class ServerManager:
     def get_server(self, user_name: str, server_name: str = "") -> Server | None:
         return self.rows.get(user_name, server_name)
 
+    def servers_of(self, user_name: str) -> list[Server]:
+        """Every server a user has (the default one, if ever started, first)."""
+        return list(self.rows.of_user(user_name))
+
     def visit(self, user_name: str, server_name: str = "", *, poll: bool = True) -> Visit:
         """What the server's state means for a visitor; `poll` first notices a dead server."""
         server = self.get_server(user_name, server_name)

@@ -3,10 +3,28 @@ scopes and the data of its proxy route."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
+from app.outcomes import Invalid, shown
 from app.spawners.base import SERVER_SEPARATOR
+
+# With its user's name, part of file names and URLs: 64 bytes of UTF-8 at most.
+SERVER_NAME_MAX_BYTES = 64
+SERVER_NAME_RE = re.compile(r"[\w@+~-][\w.@+~-]*")
+
+
+def check_server_name(server_name: str) -> None:
+    """Raise Invalid unless the name can name a server (in URLs and file names)."""
+    if (
+        not SERVER_NAME_RE.fullmatch(server_name)
+        or len(server_name.encode()) > SERVER_NAME_MAX_BYTES
+    ):
+        raise Invalid(
+            f"Invalid server name {shown(server_name)}: use letters, digits and "
+            f". _ - @ + ~, not starting with a dot, at most {SERVER_NAME_MAX_BYTES} bytes."
+        )
 
 
 def url_prefix(user_name: str, server_name: str = "") -> str:

@@ -32,6 +32,12 @@ class ServerRows:
         with self.db.read() as session:
             return find_server(session, user_name, server_name)
 
+    def of_user(self, user_name: str) -> Sequence[Server]:
+        """Every server of a user, the default one first, then by name."""
+        with self.db.read() as session:
+            query = select(Server).join(Server.user).where(User.name == user_name)
+            return session.scalars(query.order_by(Server.name)).all()
+
     def by_id(self, server_id: int) -> Server | None:
         with self.db.read() as session:
             return session.get(Server, server_id)

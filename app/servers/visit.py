@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import partial
 
 from app.models import Server, ServerState
 from app.servers.names import url_prefix
@@ -39,6 +40,9 @@ class Visit:
     implicit_spawn: bool = False
     #: The row the decision was made on (None: never started).
     server: Server | None = None
+    #: Whose server, and which (the default one: "").
+    user_name: str = ""
+    server_name: str = ""
 
 
 def visit_of(
@@ -46,14 +50,15 @@ def visit_of(
 ) -> Visit:
     """The decision for a server row (None when the server was never started)."""
     url = url_prefix(user_name, server_name)
+    decided = partial(Visit, user_name=user_name, server_name=server_name)
     state = ServerState(server.state) if server is not None else ServerState.STOPPED
     if server is not None and server.ready:
-        return Visit(Next.GO, url, server=server)
+        return decided(Next.GO, url, server=server)
     if state == ServerState.SPAWNING:
-        return Visit(Next.WAIT, url, f"{user_name}'s server is starting", server=server)
+        return decided(Next.WAIT, url, f"{user_name}'s server is starting", server=server)
     if state == ServerState.FAILED:
         assert server is not None
-        return Visit(
+        return decided(
             Next.SHOW_FAILURE,
             url,
             server.failure_message or "Spawn failed.",
@@ -62,9 +67,9 @@ def visit_of(
         )
     if state == ServerState.STOPPING:
         message = f"{user_name}'s server is stopping. Try again in a moment."
-        return Visit(Next.WAIT_STOP, url, message, server=server)
+        return decided(Next.WAIT_STOP, url, message, server=server)
     reason = server.stop_reason if server is not None else None
-    return Visit(
+    return decided(
         Next.LAUNCH,
         url,
         reason or f"{user_name}'s server is not running.",

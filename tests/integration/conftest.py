@@ -140,6 +140,8 @@ def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "hub_port": hub_port,
         "proxy_api_port": proxy_api_port,
         "admin_users": [ADMIN],
+        # The tests' admin acts for any user, servers included (JupyterHub's default: off).
+        "admin_access": True,
         "poll_interval": 2,
         # The hub's own account for every server (tests/integration/test_accounts.py
         # runs servers as system accounts).

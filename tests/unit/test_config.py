@@ -224,6 +224,13 @@ def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
         ("slow_spawn_timeout", "-1"),
         ("poll_interval", -30),
         ("concurrent_spawn_limit", -1),
+        ("spawn_options", {"name": "image"}),
+        ("spawn_options", [{"name": "image", "choices": []}]),
+        ("spawn_options", [{"name": "image", "choices": ["a", 1]}]),
+        ("spawn_options", [{"name": "image", "choices": ["a"], "default": "b"}]),
+        ("spawn_options", [{"name": "", "choices": ["a"]}]),
+        ("spawn_options", [{"name": "x", "choices": ["a"]}, {"name": "x", "choices": ["a"]}]),
+        ("spawn_options", [{"name": "x", "choices": ["a"], "help": "?"}]),
     ],
 )
 def test_bad_value_is_named(name: str, value: Any) -> None:

@@ -21,7 +21,7 @@ from app.db import get_db
 from app.models import Server, ServerState, User
 from app.outcomes import shown
 from app.users import get_users
-from tests.helpers import server_rows
+from tests.helpers import server_rows, xsrf_token
 
 LogIn = Callable[..., TestResponse]
 XSRF_FAILED = "The form is out of date (XSRF check failed): reload the page and try again."
@@ -125,6 +125,7 @@ def test_logout_ends_the_session(alice: FlaskClient) -> None:
         ("/hub/home", "/hub/login?next=%2Fhub%2Fhome"),
         ("/hub/home?tab=1", "/hub/login?next=%2Fhub%2Fhome%3Ftab%3D1"),
         ("/hub/spawn", "/hub/login?next=%2Fhub%2Fspawn"),
+        ("/hub/token", "/hub/login?next=%2Fhub%2Ftoken"),
         ("/hub/spawn-pending/alice", "/hub/login?next=%2Fhub%2Fspawn-pending%2Falice"),
         ("/hub/user/alice/tree?x=1", "/hub/login?next=%2Fhub%2Fuser%2Falice%2Ftree%3Fx%3D1"),
     ],
@@ -258,7 +259,7 @@ def test_user_url_without_a_slash_gets_one_with_the_query(
 @pytest.mark.parametrize(
     ("path", "location"),
     [
-        ("/", "/hub/home"),
+        ("/", "/hub/"),
         ("/hub/", "/hub/home"),
         ("/tree", "/hub/tree"),
         ("/user/alice/", "/hub/user/alice/"),
@@ -343,3 +344,242 @@ def test_posting_a_page_without_the_xsrf_token_is_403(
     assert XSRF_FAILED in text_of(response)
     assert alice.get("/hub/api/user").json["name"] == "alice"
     assert server_rows(app) == []
+
+
+# -- /hub/user-redirect/ and /hub/ ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/hub/user-redirect/git-pull?repo=x&a=1", "/user/alice/git-pull?repo=x&a=1"),
+        ("/hub/user-redirect/lab/tree/a%20b.ipynb", "/user/alice/lab/tree/a%20b.ipynb"),
+        ("/hub/user-redirect/", "/user/alice/"),
+        ("/hub/user-redirect/%2E%2E/%2E%2E/hub/admin", "/user/alice/hub/admin"),
+    ],
+)
+def test_user_redirect_goes_to_ones_own_server(
+    alice: FlaskClient, path: str, location: str
+) -> None:
+    response = alice.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+
+
+def test_user_redirect_logs_in_first_keeping_the_path(client: FlaskClient, log_in: LogIn) -> None:
+    response = client.get("/hub/user-redirect/git-pull?repo=x")
+    assert response.status_code == 302
+    assert response.headers["Location"] == (
+        "/hub/login?next=%2Fhub%2Fuser-redirect%2Fgit-pull%3Frepo%3Dx"
+    )
+    after = log_in(client, "alice", next="/hub/user-redirect/git-pull?repo=x")
+    assert after.headers["Location"] == "/hub/user-redirect/git-pull?repo=x"
+    assert client.get(after.headers["Location"]).headers["Location"] == (
+        "/user/alice/git-pull?repo=x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("redirect_to_server", "state", "location"),
+    [
+        (True, ServerState.RUNNING, "/user/alice/"),
+        (True, ServerState.STOPPED, "/hub/home"),
+        (True, ServerState.SPAWNING, "/hub/home"),
+        (False, ServerState.RUNNING, "/hub/home"),
+    ],
+)
+def test_hub_root_sends_a_user_with_a_running_server_to_it(
+    make_app: Callable[..., Flask],
+    log_in: LogIn,
+    redirect_to_server: bool,
+    state: ServerState,
+    location: str,
+) -> None:
+    app = make_app(redirect_to_server=redirect_to_server)
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    with get_db(app).write() as session:
+        owner = session.scalar(select(User).where(User.name == "alice"))
+        session.add(Server(user=owner, name="", state=state, url="http://127.0.0.1:9"))
+    response = client.get("/hub/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == location
+
+
+# -- named servers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def named(make_app: Callable[..., Flask], log_in: LogIn) -> tuple[Flask, FlaskClient]:
+    """A hub with named servers allowed, and alice logged in."""
+    app = make_app(allow_named_servers=True, admin_users=["boss"])
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    return app, client
+
+
+def add_named(app: Flask, user: str, name: str, state: ServerState, **columns: object) -> None:
+    get_users(app).get_or_create(user)
+    with get_db(app).write() as session:
+        owner = session.scalar(select(User).where(User.name == user))
+        session.add(Server(user=owner, name=name, state=state, **columns))
+
+
+def test_home_lists_named_servers_with_their_actions(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "gpu", ServerState.FAILED, failure_message="<b>no GPU</b>")
+    add_named(app, "alice", "big", ServerState.RUNNING, url="http://127.0.0.1:9")
+    add_named(app, "bob", "secret", ServerState.STOPPED)
+    page = client.get("/hub/home").text
+    assert '<h2 id="named-heading">Named servers</h2>' in page
+    assert '<label for="new-server-name">Server name</label>' in page
+    rows = page.split('<tr data-server="')[1:]
+    assert [row.split('"', 1)[0] for row in rows] == ["big", "gpu"]  # by name, not bob's
+    big, gpu = rows
+    assert "Running" in big and 'href="/user/alice/big/"' in big
+    assert 'data-stop-url="/hub/api/users/alice/servers/big"' in big
+    assert "Failed: &lt;b&gt;no GPU&lt;/b&gt;" in gpu and "<b>" not in gpu
+    assert 'href="/hub/spawn/alice/gpu" aria-label="Start gpu">Start</a>' in gpu
+    assert 'data-delete-url="/hub/api/users/alice/servers/gpu"' in gpu
+    assert "data-stop-url" not in gpu
+
+
+def test_home_without_named_servers_has_no_such_section(alice: FlaskClient) -> None:
+    assert "Named servers" not in alice.get("/hub/home").text
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/hub/spawn/alice/.hidden", 400, "Invalid server name '.hidden'"),
+        ("/hub/spawn/alice/" + "x" * 65, 400, "at most 64 bytes"),
+        ("/hub/spawn/bob/x", 403, "You may not start servers of bob."),
+        ("/hub/spawn/bob", 403, "You may not start servers of bob."),
+    ],
+)
+def test_spawn_page_of_a_named_server_checks_name_and_owner(
+    named: tuple[Flask, FlaskClient], path: str, status: int, says: str
+) -> None:
+    app, client = named
+    get_users(app).get_or_create("bob")
+    response = client.get(path)
+    assert response.status_code == status
+    assert says in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_spawn_page_of_a_named_server_is_404_when_not_allowed(
+    app: Flask, alice: FlaskClient
+) -> None:
+    response = alice.get("/hub/spawn/alice/gpu")
+    assert response.status_code == 404
+    assert "Named servers are not enabled on this hub." in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_failed_named_server_relaunches_itself(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "gpu", ServerState.FAILED, failure_status=418, failure_message="Tea")
+    for path in ("/hub/spawn-pending/alice/gpu", "/hub/user/alice/gpu/lab"):
+        response = client.get(path)
+        assert response.status_code == 418, path
+        page = text_of(response)
+        assert "Tea" in page
+        assert 'id="relaunch" href="/hub/spawn/alice/gpu">Relaunch Server</a>' in page
+    assert server_rows(app) == [("alice", "gpu", "failed")]
+
+
+def test_hub_user_url_of_a_named_server_goes_to_it(named: tuple[Flask, FlaskClient]) -> None:
+    app, client = named
+    add_named(app, "alice", "big", ServerState.SPAWNING)
+    add_named(app, "alice", "", ServerState.STOPPED, stop_reason=DIED)
+    response = client.get("/hub/user/alice/big/lab?x=1")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/spawn-pending/alice/big"
+    pending = client.get("/hub/spawn-pending/alice/big")
+    assert 'data-progress-url="/hub/api/users/alice/servers/big/progress"' in pending.text
+    # A first step that names no server of hers is a path in her default server.
+    other = client.get("/hub/user/alice/lab/tree")
+    assert other.status_code == 424 and DIED in text_of(other)
+
+
+# -- spawn options ------------------------------------------------------------------------
+
+OPTIONS = [
+    {"name": "image", "label": "Image", "choices": ["base", "<scipy>"], "default": "<scipy>"},
+    {"name": "memory", "label": "Memory", "choices": ["1G", "4G"]},
+]
+
+
+@pytest.fixture
+def with_options(make_app: Callable[..., Flask], log_in: LogIn) -> tuple[Flask, FlaskClient]:
+    app = make_app(spawn_options=OPTIONS, implicit_spawn=True)
+    client = app.test_client()
+    assert log_in(client, "alice").status_code == 302
+    return app, client
+
+
+def test_spawn_page_shows_the_declared_form(with_options: tuple[Flask, FlaskClient]) -> None:
+    app, client = with_options
+    response = client.get("/hub/spawn")
+    assert response.status_code == 200
+    page = response.text
+    assert '<label for="option-1">Image</label>' in page
+    assert '<select id="option-1" name="image">' in page
+    assert '<option value="&lt;scipy&gt;" selected>&lt;scipy&gt;</option>' in page
+    assert '<option value="1G" selected>1G</option><option value="4G">4G</option>' in page
+    assert 'name="_xsrf"' in page
+    assert server_rows(app) == []  # the form started nothing
+
+
+@pytest.mark.parametrize(
+    ("method", "values", "says"),
+    [
+        ("post", {"image": "evil", "memory": "1G"}, "Spawn option 'image' (Image): 'evil' is not"),
+        ("post", {"memory": "64G"}, "Spawn option 'memory' (Memory): '64G' is not one of 1G, 4G"),
+        ("get", {"memory": "64G"}, "Spawn option 'memory' (Memory): '64G' is not one of 1G, 4G"),
+    ],
+)
+def test_spawn_options_outside_the_choices_are_400_naming_the_field(
+    with_options: tuple[Flask, FlaskClient], method: str, values: dict[str, str], says: str
+) -> None:
+    app, client = with_options
+    if method == "post":
+        values = {**values, "_xsrf": xsrf_token(client.get("/hub/spawn").text)}
+        response = client.post("/hub/spawn", data=values)
+    else:
+        response = client.get("/hub/spawn", query_string=values)
+    assert response.status_code == 400
+    assert says in text_of(response)
+    assert server_rows(app) == []
+
+
+def test_implicit_spawn_with_options_goes_to_the_form_first(
+    with_options: tuple[Flask, FlaskClient],
+) -> None:
+    app, client = with_options
+    response = client.get("/hub/user/alice/lab")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/hub/spawn"
+    assert server_rows(app) == []
+
+
+# -- admin --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("admin_access", [True, False])
+def test_admin_page_links_servers_only_with_admin_access(
+    make_app: Callable[..., Flask], log_in: LogIn, admin_access: bool
+) -> None:
+    client = make_app(admin_users=["boss"], admin_access=admin_access).test_client()
+    assert log_in(client, "boss").status_code == 302
+    page = client.get("/hub/admin")
+    assert page.status_code == 200
+    assert f'data-open-servers="{str(admin_access).lower()}"' in page.text
+    assert '<label for="new-usernames">Usernames, one per line</label>' in page.text
+
+
+def test_admin_page_is_403_for_others(alice: FlaskClient) -> None:
+    response = alice.get("/hub/admin")
+    assert response.status_code == 403
+    assert "The admin page is for admins." in text_of(response)

@@ -178,3 +178,28 @@ def test_client_descriptions(db: Database, tokens: TokenService) -> None:
         "gone": "gone",
     }
     assert tokens.client_descriptions([]) == {}
+
+
+def stored_activity(db: Database, token_id: int) -> object:
+    with db.read() as session:
+        return session.scalar(select(APIToken.last_activity).where(APIToken.id == token_id))
+
+
+def test_use_is_recorded_at_most_once_a_minute(
+    db: Database, tokens: TokenService, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, row = tokens.create(alice.id)
+    assert stored_activity(db, row.id) is None
+    t0 = utcnow()
+    monkeypatch.setattr("app.tokens.utcnow", lambda: t0)
+    tokens.lookup(token)
+    assert stored_activity(db, row.id) == t0
+    # Used again within the minute: no write.
+    monkeypatch.setattr("app.tokens.utcnow", lambda: t0 + timedelta(seconds=59))
+    found = tokens.lookup(token)
+    assert isinstance(found, APIToken) and found.last_activity == t0
+    assert stored_activity(db, row.id) == t0
+    # A minute later: recorded again.
+    monkeypatch.setattr("app.tokens.utcnow", lambda: t0 + timedelta(seconds=61))
+    tokens.lookup(token)
+    assert stored_activity(db, row.id) == t0 + timedelta(seconds=61)

@@ -1,0 +1,83 @@
+"""Spawn options: the declared fields of the `spawn_options` setting, and the
+`user_options` a person's choices make (JupyterHub's options form, declared).
+
+Each field is ``{"name", "label", "choices", "default"}``; a value is valid only
+if it is one of the field's choices, and a field left out takes its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.outcomes import Invalid, shown
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One declared field of the spawn form."""
+
+    name: str
+    label: str
+    choices: tuple[str, ...]
+    default: str
+
+
+def option_fields(declared: list[dict[str, Any]]) -> list[OptionField]:
+    """The fields of a (validated) `spawn_options` setting."""
+    return [
+        OptionField(
+            name=field["name"],
+            label=field.get("label") or field["name"],
+            choices=tuple(field["choices"]),
+            default=field.get("default") or field["choices"][0],
+        )
+        for field in declared
+    ]
+
+
+def problem_with(declared: object) -> str | None:
+    """Why a `spawn_options` value cannot be used, or None when it can."""
+    if not isinstance(declared, list):
+        return "must be a list of fields"
+    names: set[str] = set()
+    for field in declared:
+        if (
+            not isinstance(field, dict)
+            or not isinstance(field.get("name"), str)
+            or not field["name"]
+        ):
+            return 'each field needs a "name" (a non-empty string)'
+        name, choices = field["name"], field.get("choices")
+        if name in names:
+            return f"field {name!r} is declared twice"
+        names.add(name)
+        if not isinstance(field.get("label", ""), str):
+            return f"the label of {name!r} must be a string"
+        if (
+            not choices
+            or not isinstance(choices, list)
+            or not all(isinstance(c, str) for c in choices)
+        ):
+            return f"the choices of {name!r} must be a non-empty list of strings"
+        if "default" in field and field["default"] not in choices:
+            return f"the default of {name!r} must be one of its choices"
+        if set(field) - {"name", "label", "choices", "default"}:
+            return f"field {name!r} may have only name, label, choices and default"
+    return None
+
+
+def chosen_options(fields: list[OptionField], values: Mapping[str, str]) -> dict[str, str]:
+    """The user_options for the submitted values; Invalid names a field whose value is
+    not one of its choices."""
+    options = {}
+    for field in fields:
+        value = values.get(field.name, field.default)
+        if value not in field.choices:
+            raise Invalid(
+                f"Spawn option {field.name!r} ({field.label}): {shown(value)} is not one of "
+                f"{', '.join(field.choices)}."
+            )
+        options[field.name] = value
+    return options

@@ -1,0 +1,42 @@
+"""What `./run` gives a person: Start My Server opens JupyterLab (jupyterhub-singleuser
+from an environment of its own; here the tests' .venv-jupyter, as ./run's .venv-server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_pages import sign_in
+from tests.integration.conftest import Hub, hub_env, start_hub
+from tests.integration.test_jupyter_compat import SINGLEUSER
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    if not SINGLEUSER.exists():
+        pytest.skip(f"{SINGLEUSER} is missing: run `source .ci/setup --test`")
+    data_dir = tmp_path_factory.mktemp("lab-hub") / "data"
+    # The tests run as root with the hub's own account for servers: --allow-root here only
+    # (./run's servers never run as root).
+    env = hub_env(data_dir, spawner_cmd=[str(SINGLEUSER), "--allow-root"])
+    hub = start_hub(data_dir, env)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_start_my_server_opens_jupyterlab(page: Page, hub: Hub) -> None:
+    page.goto(f"{hub.public_url}/hub/home")
+    sign_in(page, "lara")
+    page.get_by_role("link", name="Start My Server").click()
+    page.wait_for_url(f"{hub.public_url}/user/lara/lab**", timeout=60_000)
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+    expect(page).to_have_title("JupyterLab", timeout=30_000)
+    server = hub.api("GET", "/users/lara").json()["servers"][""]
+    assert server["ready"] is True
+    assert hub.api("DELETE", "/users/lara/server").status_code in (202, 204)
