@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database
-from app.models import Group, Server, User, utcnow
+from app.models import Group, Server, ServerState, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
 from app.user_views import UserView, user_views
 
@@ -21,7 +21,7 @@ from app.user_views import UserView, user_views
 # (128 ASCII characters), so that every spawner can use it.
 USERNAME_MAX_BYTES = 128
 # The columns GET /users sorts by (JupyterHub's).
-SORT_KEYS = ("id", "name", "last_activity")
+SORT_KEYS = ("id", "name", "last_activity", "server_ready")
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # Loading one user: a join instead of the two further queries of "selectin".
 # (Server.user is named: a join does not fill in the way back to the parent by itself.)
@@ -209,6 +209,16 @@ def _sort_order(sort: str) -> tuple[Any, ...]:
         raise Invalid(
             f"sort must be one of {options} (descending with a leading -), not {shown(sort)}"
         )
+    if key == "server_ready":
+        # Users with a ready server first (last with "-"), then by name.
+        ready = (
+            select(Server.id)
+            .where(Server.user_id == User.id, Server.state == ServerState.RUNNING)
+            .where(Server.url.is_not(None))
+            .exists()
+        )
+        first = ready.desc() if not sort.startswith("-") else ready.asc()
+        return first, User.name, User.id
     column = getattr(User, key)
     if sort.startswith("-"):
         return column.is_(None), column.desc(), User.id.desc()
@@ -234,8 +244,6 @@ def new_user(name: str, admin: bool) -> User:
 
 def _state_filter(state: str):  # type: ignore[no-untyped-def]
     """SQL condition on a user's servers for ?state=active|ready|inactive."""
-    from app.models import ServerState
-
     pending = Server.state.in_([ServerState.SPAWNING, ServerState.STOPPING])
     ready = (Server.state == ServerState.RUNNING) & Server.url.is_not(None)
     condition = {"active": pending | ready, "ready": ready}.get(state)

@@ -149,7 +149,7 @@ def test_patch_sets_exactly_the_groups_sent(app: Flask, api: Api) -> None:
 
 def test_bad_user_list_sort_is_400_naming_it(api: Api) -> None:
     response = api("GET", "/users?sort=bogus")
-    check_error(response, 400, "sort must be one of 'id', 'name', 'last_activity'")
+    check_error(response, 400, "sort must be one of 'id', 'name', 'last_activity', 'server_ready'")
     assert "not 'bogus'" in response.json["message"]
 
 
@@ -174,6 +174,17 @@ def test_user_list_filters_sorts_and_shows_stopped_servers(app: Flask, api: Api)
     assert stopped["lab"]["stopped"] is True and stopped["lab"]["ready"] is False
     one = api("GET", "/users/alice?include_stopped_servers=1").json
     assert list(one["servers"]) == ["lab"]
+
+
+def test_user_list_sorts_users_with_a_ready_server_first(app: Flask, api: Api) -> None:
+    get_users(app).create_many(["bea", "cy", "dee"])
+    with get_db(app).write() as session:
+        for name, state in (("dee", ServerState.RUNNING), ("bea", ServerState.STOPPED)):
+            user = session.scalar(select(User).where(User.name == name))
+            session.add(Server(user=user, name="", state=state, url="http://127.0.0.1:9"))
+    names = lambda query: [u["name"] for u in api("GET", f"/users?{query}").json]  # noqa: E731
+    assert names("sort=server_ready") == ["dee", "admin", "alice", "bea", "bob", "cy"]
+    assert names("sort=-server_ready") == ["admin", "alice", "bea", "bob", "cy", "dee"]
 
 
 def test_nobody_can_delete_themself(app: Flask, api: Api) -> None:
