@@ -43,7 +43,7 @@ MAX_SWARM_PREFIX = 40
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Authenticators whose users come from an identity provider: they must say who may log in.
-PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc")
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
@@ -85,7 +85,8 @@ class Settings:
         "", "Secret that signs login cookies (else generated, kept in data_dir)."
     )
     authenticator: str = setting(
-        "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
+        "dummy",
+        "`dummy` (any name), `password` (accounts with passwords), `ldap`, `oidc` or `oauth2`.",
     )
     dummy_password: str = setting("", "With the dummy authenticator: the one password accepted.")
     # Who may log in (README, Authentication).
@@ -133,6 +134,13 @@ class Settings:
     # authenticator = "oidc" or "oauth2" (README, Authentication).
     oauth_issuer: str = setting(
         "", "oidc: the provider's issuer URL (https); its endpoints come from discovery."
+    )
+    oauth_authorize_url: str = setting(
+        "", "oauth2: the provider's authorization endpoint (https), where people sign in."
+    )
+    oauth_token_url: str = setting("", "oauth2: the provider's token endpoint (https).")
+    oauth_userinfo_url: str = setting(
+        "", "oauth2: the provider's userinfo endpoint (https), which names the user."
     )
     oauth_client_id: str = setting("", "The client id the provider gave this hub.")
     oauth_client_secret: str = setting("", "The client secret the provider gave this hub.")
@@ -420,6 +428,8 @@ def _validate(settings: Settings) -> None:
         _validate_ldap(settings)
     if settings.authenticator == "oidc":
         _validate_oauth(settings, "oauth_issuer")
+    if settings.authenticator == "oauth2":
+        _validate_oauth(settings, "oauth_authorize_url", "oauth_token_url", "oauth_userinfo_url")
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:

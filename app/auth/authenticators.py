@@ -103,4 +103,8 @@ def authenticator_class(name: str) -> type[Authenticator]:
         from app.auth.oidc import OIDCAuthenticator
 
         return OIDCAuthenticator
+    if name == "oauth2":
+        from app.auth.oauth2 import OAuth2Authenticator
+
+        return OAuth2Authenticator
     return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]

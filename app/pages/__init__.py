@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
 from app.auth.access import admit
 from app.auth.authenticators import AuthResult
-from app.auth.oidc import RedirectAuthenticator
+from app.auth.redirect import RedirectAuthenticator
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.logins import get_throttle
@@ -91,12 +91,17 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         if current_identity().user is not None and current_identity().via_cookie:
             return redirect(next_url)
-        provider = isinstance(get_authenticator(), RedirectAuthenticator)
-        return render_template(
-            "login.html", next=next_url, error=None, username="", provider=provider
-        )
+        return _login_page(next_url)
     name = request.form.get("username", "")
     return finish_login(_authenticate(name, next_url), next_url)
+
+
+def _login_page(next_url: str, error: str | None = None, username: str = "") -> str:
+    """The login form, or the provider's sign-in button on a hub that logs in through one."""
+    provider = isinstance(get_authenticator(), RedirectAuthenticator)
+    return render_template(
+        "login.html", next=next_url, error=error, username=username, provider=provider
+    )
 
 
 def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
@@ -115,7 +120,7 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
     wait = throttle.retry_after(keys)
     if wait is not None:
         refusal = f"Too many failed logins. Try again in {wait} seconds."
-        html = render_template("login.html", next=next_url, error=refusal, username=name)
+        html = _login_page(next_url, refusal, name)
         abort(Response(html, status=429, headers={"Retry-After": str(wait)}))
     result: AuthResult | None
     try:
@@ -125,8 +130,7 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
         result, error = None, str(e)
     if result is None:
         throttle.failed(keys)
-        html = render_template("login.html", next=next_url, error=error, username=name)
-        abort(Response(html, status=403))
+        abort(Response(_login_page(next_url, error, name), status=403))
     throttle.succeeded(keys[0])
     return result
 
