@@ -4,12 +4,14 @@ JSON {"status", "message"} under /hub/api, an HTML page elsewhere."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, redirect, render_template, request, session
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from app.oauth import OAuthError
-from app.outcomes import DomainError, Outcome, Result
+from app.outcomes import DomainError, LoginExpired, Outcome, Result
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ STATUS: dict[Outcome, int] = {
     Outcome.INVALID: 400,
     Outcome.FORBIDDEN: 403,
     Outcome.UNAVAILABLE: 503,
+    Outcome.LOGIN_EXPIRED: 403,
 }
 
 # A refused OAuth token request: 400, or 401 for a client that failed to authenticate
@@ -105,7 +108,12 @@ def init_app(app: Flask) -> None:
         return error_response(e.status, e.message, e.headers, **e.extra)
 
     @app.errorhandler(DomainError)
-    def _domain_error(e: DomainError) -> Response:
+    def _domain_error(e: DomainError) -> ResponseReturnValue:
+        if isinstance(e, LoginExpired) and not request.path.startswith("/hub/api"):
+            # A browser: log in again (through the provider), then come back here.
+            log.info("Login of %s expired: %s", session.get("user"), e.message)
+            session.clear()
+            return redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")}))
         return error_response(STATUS[e.outcome], e.message)
 
     @app.errorhandler(OAuthError)

@@ -10,7 +10,7 @@ from app.api.common import created_response, json_body, require_identity, requir
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
-from app.auth import Identity
+from app.auth import Identity, get_auth_states
 from app.errors import HubError, result_response
 from app.models import utcnow
 from app.outcomes import Outcome, shown
@@ -56,8 +56,13 @@ def create_users() -> Response:
 
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
-    require_scope("read:users", user=name)
-    return jsonify(user_model(user_or_404(name)))
+    """The user model; with admin:auth_state on the user, its auth state too (JupyterHub's)."""
+    identity = require_scope("read:users", user=name)
+    user = user_or_404(name)
+    model = user_model(user)
+    if identity.has_scope("admin:auth_state", user=user.name):
+        model["auth_state"] = get_auth_states().load(user.name)
+    return jsonify(model)
 
 
 @bp.post("/users/<name>")
@@ -79,14 +84,18 @@ def create_user(name: str) -> Response:
 def update_user(name: str) -> Response:
     identity = require_scope("admin:users")
     body = json_body({})
-    if not isinstance(body, dict) or set(body) - {"name", "admin"}:
-        raise HubError(400, 'Send {"name": ..., "admin": ...} (either or both).')
+    if not isinstance(body, dict) or set(body) - {"name", "admin", "auth_state"}:
+        raise HubError(400, 'Send {"name": ..., "admin": ..., "auth_state": {...}} (any of them).')
     _check_may_grant_admin(identity, body)
     new_name = normalize_username(body["name"]) if "name" in body else None
     admin = body.get("admin")
     if admin is not None and not isinstance(admin, bool):
         raise HubError(400, "admin must be true or false")
+    if "auth_state" in body:
+        _check_auth_state(identity, name, body["auth_state"])
     user = get_users().update(name, new_name=new_name, admin=admin)
+    if "auth_state" in body:
+        get_auth_states().save(user.name, body["auth_state"])
     # Read again, not from the identity: this request changed the user.
     return jsonify(user_model(get_users().get(user.name) or user))
 
@@ -165,6 +174,16 @@ def _admin_flag(body: dict) -> bool:
 def _check_may_grant_admin(identity: Identity, body: dict) -> None:
     if body.get("admin") and not identity.admin:
         raise HubError(403, "Only admins can grant admin permissions")
+
+
+def _check_auth_state(identity: Identity, name: str, state: object) -> None:
+    """A PATCH may set auth state: an object or null, with admin:auth_state, when kept."""
+    if not identity.has_scope("admin:auth_state", user=name):
+        raise HubError(403, f"Setting the auth state of {name} needs the scope admin:auth_state")
+    if state is not None and not isinstance(state, dict):
+        raise HubError(400, f"auth_state must be a JSON object or null, not {shown(state)}")
+    if not get_auth_states().enabled:
+        raise HubError(400, "This hub keeps no auth state: set crypt_key (FLASKHUB_CRYPT_KEY).")
 
 
 def _parse_time(value: object) -> datetime:

@@ -57,6 +57,11 @@ class Authenticator:
     def authenticate(self, name: str, password: str) -> AuthResult | None:
         raise NotImplementedError
 
+    def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
+        """Who a stored login is now (new tokens and claims), None when there is nothing to
+        refresh; raises LoginExpired when the provider no longer vouches for it."""
+        return None
+
 
 class DummyAuthenticator(Authenticator):
     """Any name; with dummy_password set, only that password."""

@@ -21,7 +21,7 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from app.auth.authenticators import Authenticator, AuthResult
 from app.config import Settings
-from app.outcomes import Forbidden, Invalid, Unavailable
+from app.outcomes import Forbidden, Invalid, LoginExpired, Unavailable
 from app.users import UserService, normalize_username
 
 log = logging.getLogger(__name__)
@@ -118,18 +118,65 @@ class RedirectAuthenticator(Authenticator):
         """What the provider says of the user (verified)."""
         raise NotImplementedError
 
-    def userinfo(self, access_token: str) -> dict[str, Any]:
+    def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
+        """New tokens (with the refresh token, if any), then who userinfo says they are."""
+        token = dict(auth_state)
+        if auth_state.get("refresh_token"):
+            token.update(self._refreshed_token(auth_state["refresh_token"]))
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise LoginExpired("The identity provider gave no token to refresh your login with.")
+        old = auth_state.get("claims") or {}
+        info = self.userinfo(access_token, expired_if_refused=True)
+        if "sub" in old and info.get("sub", old["sub"]) != old["sub"]:
+            raise LoginExpired("The identity provider now names someone else.")
+        claims = {**old, **info}
+        return AuthResult(
+            self._username(claims), self._groups(claims), auth_state=_state(token, claims)
+        )
+
+    def _refreshed_token(self, refresh_token: str) -> dict[str, Any]:
+        try:
+            with self._client() as client:
+                return dict(
+                    client.refresh_token(
+                        self.endpoints()["token_endpoint"],
+                        refresh_token=refresh_token,
+                        timeout=self.settings.oauth_timeout,
+                        verify=self.verify,
+                    )
+                )
+        except AuthlibBaseError as e:
+            log.info("The provider refused a refresh token: %s", e)
+            raise LoginExpired(
+                f"The identity provider no longer accepts your login ({e.error}): log in again."
+            ) from None
+        except requests.RequestException as e:
+            raise _unavailable(e) from None
+
+    def userinfo(self, access_token: str, *, expired_if_refused: bool = False) -> dict[str, Any]:
+        """What the userinfo endpoint says; `expired_if_refused`: LoginExpired when it
+        refuses the token (else Unavailable, as for a provider that does not answer)."""
         url = self.endpoints().get("userinfo_endpoint")
         if not url:
             return {}
-        response = self._get(url, headers={"Authorization": f"Bearer {access_token}"})
-        return dict(response.json())
+        headers = {"Authorization": f"Bearer {access_token}"}
+        response = self._get(url, refused=expired_if_refused, headers=headers)
+        info = response.json()
+        if not isinstance(info, dict):
+            raise Forbidden("The identity provider's userinfo is not a JSON object.")
+        return info
 
-    def _get(self, url: str, **kwargs: Any) -> requests.Response:
+    def _get(self, url: str, *, refused: bool = False, **kwargs: Any) -> requests.Response:
         try:
             response = self.http.get(
                 url, timeout=self.settings.oauth_timeout, verify=self.verify, **kwargs
             )
+            if refused and response.status_code in (400, 401, 403):
+                raise LoginExpired(
+                    f"The identity provider no longer accepts your login ({response.status_code})"
+                    ": log in again."
+                )
             response.raise_for_status()
             return response
         except requests.RequestException as e:

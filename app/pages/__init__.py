@@ -16,7 +16,14 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.auth import (
+    csrf_ok,
+    current_identity,
+    get_auth_states,
+    get_authenticator,
+    login_user,
+    logout_user,
+)
 from app.auth.access import admit
 from app.auth.authenticators import AuthResult
 from app.auth.redirect import RedirectAuthenticator
@@ -107,6 +114,8 @@ def _login_page(next_url: str, error: str | None = None, username: str = "") -> 
 def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
     """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
     user = admit(get_users(), current_settings(), result)
+    if result.auth_state is not None:
+        get_auth_states().save(user.name, result.auth_state)
     login_user(user)
     log.info("User %s logged in", user.name)
     return redirect(next_url)
@@ -149,10 +158,7 @@ def oauth_callback() -> ResponseReturnValue:
     authenticator = _redirect_authenticator()
     pending = session.pop("oauth_pending", None)
     result = authenticator.finish(pending, request.args.to_dict())
-    response = finish_login(result, _safe_next(pending and pending.get("next")))
-    # For ending the provider's session at logout (login_user started a new session).
-    session["id_token"] = (result.auth_state or {}).get("id_token")
-    return response
+    return finish_login(result, _safe_next(pending and pending.get("next")))
 
 
 def _redirect_authenticator() -> RedirectAuthenticator:
@@ -164,8 +170,11 @@ def _redirect_authenticator() -> RedirectAuthenticator:
 
 @bp.get("/hub/logout")
 def logout() -> ResponseReturnValue:
-    """Log out here, and at the identity provider when it publishes where."""
-    id_token = session.get("id_token")
+    """Log out here, and at the identity provider when it publishes where (naming the
+    login by its id token when auth state keeps it)."""
+    user = current_identity().user
+    state = get_auth_states().load(user.name) if user is not None else None
+    id_token = (state or {}).get("id_token")
     logout_user()
     authenticator = get_authenticator()
     if isinstance(authenticator, RedirectAuthenticator):

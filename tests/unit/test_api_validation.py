@@ -116,9 +116,13 @@ def test_create_one_user_refused(
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"nme": "carol"}, 400, 'Send {"name": ..., "admin": ...} (either or both).'),
-        ({"name": "carol", "groups": []}, 400, 'Send {"name": ..., "admin": ...}'),
-        ([], 400, 'Send {"name": ..., "admin": ...}'),
+        (
+            {"nme": "carol"},
+            400,
+            'Send {"name": ..., "admin": ..., "auth_state": {...}} (any of them).',
+        ),
+        ({"name": "carol", "groups": []}, 400, 'Send {"name": ..., "admin": ..., "auth_state"'),
+        ([], 400, 'Send {"name": ..., "admin": ..., "auth_state"'),
         ({"admin": "yes"}, 400, "admin must be true or false"),
         ({"admin": 1}, 400, "admin must be true or false"),
         ({"name": "Bad Name"}, 400, "Invalid username 'Bad Name'"),
