@@ -10,7 +10,7 @@ from app.api.common import created_response, json_body, require_identity, requir
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
-from app.auth import Identity, get_auth_states
+from app.auth import Identity, get_auth_states, get_passwords
 from app.errors import HubError, result_response
 from app.models import utcnow
 from app.outcomes import Outcome, shown
@@ -112,6 +112,22 @@ def delete_user(name: str) -> Response:
             raise HubError(400, f"{name}'s server is stopping: try deleting again shortly.")
     get_users().delete(user.name)
     servers.delete_user_files(user)
+    return Response(status=204)
+
+
+@bp.put("/users/<name>/password")
+def set_password(name: str) -> Response:
+    """{"password", "current_password"}: one's own (current password needed) or, with
+    admin:users on the user, anyone else's (reset). 204; the user's logins end."""
+    identity = require_identity()
+    body = json_body({})
+    if not isinstance(body, dict) or set(body) - {"password", "current_password"}:
+        raise HubError(400, 'Send {"password": ..., "current_password": ...}.')
+    if identity.user is not None and identity.user.name == name and identity.full_access:
+        get_passwords().change(name, body.get("current_password"), body.get("password"))
+    else:
+        require_scope("admin:users", user=name)
+        get_passwords().reset(user_or_404(name).name, body.get("password"))
     return Response(status=204)
 
 

@@ -14,6 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import Authenticator, authenticator_class
+from app.auth.passwords import Passwords
 from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
 from app.db import get_db
@@ -229,6 +230,11 @@ def get_authenticator(app: Flask | None = None) -> Authenticator:
     return (app or current_app).extensions["flaskhub.authenticator"]
 
 
+def get_passwords(app: Flask | None = None) -> Passwords:
+    """The Passwords of the given or current app."""
+    return (app or current_app).extensions["flaskhub.passwords"]
+
+
 def get_auth_states(app: Flask | None = None) -> AuthStates:
     """The AuthStates of the given or current app."""
     return (app or current_app).extensions["flaskhub.auth_states"]
@@ -250,6 +256,7 @@ def init_app(app: Flask) -> None:
     cls = authenticator_class(settings.authenticator)
     authenticator = cls(settings, get_users(app))
     app.extensions["flaskhub.authenticator"] = authenticator
+    app.extensions["flaskhub.passwords"] = Passwords(get_users(app), settings)
     app.extensions["flaskhub.auth_states"] = AuthStates(
         get_db(app), settings, authenticator, get_users(app)
     )

@@ -21,6 +21,7 @@ from app.auth import (
     current_identity,
     get_auth_states,
     get_authenticator,
+    get_passwords,
     login_user,
     logout_user,
 )
@@ -28,10 +29,10 @@ from app.auth.access import admit
 from app.auth.authenticators import AuthResult
 from app.auth.redirect import RedirectAuthenticator
 from app.config import current_settings
-from app.errors import HubError, result_error
+from app.errors import STATUS, HubError, result_error
 from app.logins import get_throttle
 from app.models import User
-from app.outcomes import Invalid, Outcome
+from app.outcomes import DomainError, Invalid, Outcome
 from app.pages.visits import go_or_wait, pending_page_url, visit_error
 from app.servers import Next, get_servers, url_prefix
 from app.users import get_users
@@ -183,6 +184,27 @@ def logout() -> ResponseReturnValue:
         if url:
             return redirect(url)
     return redirect("/hub/login")
+
+
+@bp.route("/hub/change-password", methods=["GET", "POST"])
+def change_password() -> ResponseReturnValue:
+    """The user's own password: the current one, then the new one twice."""
+    user = _require_login()
+    if not get_passwords().enabled:
+        raise HubError(404, "This hub has no passwords of its own: change yours where you sign in.")
+    if request.method == "GET":
+        return render_template("change_password.html", error=None, done=False)
+    new = request.form.get("password", "")
+    try:
+        if new != request.form.get("password_confirm", ""):
+            raise Invalid("The new password and its confirmation differ.")
+        get_passwords().change(user.name, request.form.get("current_password", ""), new)
+    except DomainError as e:
+        status = STATUS[e.outcome]
+        return render_template("change_password.html", error=e.message, done=False), status
+    # The change ended every login of the user, this one too: this browser stays in.
+    login_user(get_users().get(user.name) or user)
+    return render_template("change_password.html", error=None, done=True)
 
 
 @bp.get("/hub/home")
