@@ -62,7 +62,7 @@ class ServerManager:
         self.http_get = http_get or requests.get
         # A user's auth state for their spawner, refreshed when stale (app.auth.state);
         # it raises LoginExpired when the user must log in again.
-        self.auth_state_for = auth_state_for or (lambda _name: None)
+        self.auth_state_for = auth_state_for
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
@@ -106,8 +106,7 @@ class ServerManager:
         LoginExpired when the user's login must be renewed first (auth_refresh_age).
         """
         t0 = time.monotonic()
-        # Before the claim: a refresh asks the identity provider (network, no transaction).
-        auth_state = self.auth_state_for(user_name)
+        auth_state = self._auth_state(user_name, server_name)
         with self.db.write() as session:
             claimed = claim(
                 session, self.settings, user_name, server_name, options or {}, explicit=explicit
@@ -128,6 +127,14 @@ class ServerManager:
         if server is not None and server.state == ServerState.FAILED:
             return Result(Outcome.FAILED, server.failure_message or "", None, server.failure_status)
         return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
+
+    def _auth_state(self, user_name: str, server_name: str) -> dict[str, Any] | None:
+        """The user's auth state, refreshed if stale: before the claim, since a refresh asks
+        the identity provider (network, no transaction); not for a server already active."""
+        if self.auth_state_for is None:
+            return None
+        current = self.get_server(user_name, server_name)
+        return None if current is not None and current.active else self.auth_state_for(user_name)
 
     def _spawn(self, server_id: int, t0: float, auth_state: dict[str, Any] | None = None) -> None:
         """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure."""
