@@ -121,12 +121,14 @@ class RedirectAuthenticator(Authenticator):
     def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
         """New tokens (with the refresh token, if any), then who userinfo says they are."""
         token = dict(auth_state)
-        if auth_state.get("refresh_token"):
-            token.update(self._refreshed_token(auth_state["refresh_token"]))
+        refresh_token = auth_state.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            token.update(self._refreshed_token(refresh_token))
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise LoginExpired("The identity provider gave no token to refresh your login with.")
-        old = auth_state.get("claims") or {}
+        old = auth_state.get("claims")
+        old = old if isinstance(old, dict) else {}
         info = self.userinfo(access_token, expired_if_refused=True)
         if "sub" in old and info.get("sub", old["sub"]) != old["sub"]:
             raise LoginExpired("The identity provider now names someone else.")
