@@ -106,3 +106,34 @@ def test_callback_without_a_login_started_is_refused(make_app: Callable[..., Fla
 
 def test_form_hub_has_no_provider_routes(make_app: Callable[..., Flask]) -> None:
     assert make_app().test_client().get("/hub/oauth_login").status_code == 404
+
+
+def test_discovery_is_fetched_again_after_its_ttl(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moved endpoints are followed; a provider down at that moment keeps the old ones.
+    (The fetch is replaced to inject both; the real one runs in tests/browser.)"""
+    from app.auth import get_authenticator, oidc
+    from app.outcomes import Unavailable
+
+    authenticator = get_authenticator(make_app(**OIDC, allow_all=True))
+    answers: list[dict[str, Any] | Exception] = [
+        {"authorization_endpoint": "https://id.example.org/auth"},
+        {"authorization_endpoint": "https://id.example.org/v2/auth"},
+        Unavailable("down"),
+    ]
+
+    def discover() -> dict[str, Any]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(authenticator, "_discover", discover)
+    assert authenticator.endpoints()["authorization_endpoint"].endswith("/auth")
+    assert authenticator.endpoints()["authorization_endpoint"].endswith("/auth")  # cached
+    monkeypatch.setattr(oidc, "DISCOVERY_TTL", 0.0)
+    authenticator._metadata_until = 0.0
+    assert authenticator.endpoints()["authorization_endpoint"].endswith("/v2/auth")
+    assert authenticator.endpoints()["authorization_endpoint"].endswith("/v2/auth")
+    assert answers == []
