@@ -1,4 +1,4 @@
-"""The `flaskhub` command: run | token | user add | db upgrade | singleuser."""
+"""The `flaskhub` command: run | token | user add | user set-password | db upgrade | singleuser."""
 
 from __future__ import annotations
 
@@ -206,27 +206,61 @@ def user() -> None:
 def user_add(name: str, admin: bool, password_stdin: bool) -> None:
     """Create user NAME with a password (for the `password` authenticator)."""
     from app.auth.authenticators import hash_password
-    from app.outcomes import Invalid
-    from app.users import normalize_username
 
     settings = _settings()
     _migrate(settings)
-    try:
-        username = normalize_username(name)
-    except Invalid as e:
-        raise click.ClickException(str(e)) from None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        raise click.ClickException("The password must have at least 8 characters.")
+    username = _username(name)
+    password = _new_password(password_stdin)
     users = _user_service(settings)
     users.get_or_create(username, admin=admin)
     if admin:
         users.set_admin(username, True)
     users.set_password_hash(username, hash_password(password))
     click.echo(f"User {username} {'(admin) ' if admin else ''}can now log in.")
+
+
+@user.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_set_password(name: str, password_stdin: bool) -> None:
+    """Reset the password of user NAME; their logins in every browser end."""
+    from app.auth.passwords import Passwords
+    from app.outcomes import DomainError
+
+    settings = _settings()
+    _migrate(settings)
+    username = _username(name)
+    password = _new_password(password_stdin)
+    try:
+        Passwords(_user_service(settings), settings).reset(username, password)
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    click.echo(f"The password of {username} is changed.")
+
+
+def _username(name: str) -> str:
+    from app.outcomes import Invalid
+    from app.users import normalize_username
+
+    try:
+        return normalize_username(name)
+    except Invalid as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _new_password(password_stdin: bool) -> str:
+    """A new password from standard input or the prompt (twice), checked like the API's."""
+    from app.auth.passwords import check_new_password
+    from app.outcomes import Invalid
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        return check_new_password(password)
+    except Invalid as e:
+        raise click.ClickException(e.message) from None
 
 
 @main.group()

@@ -44,7 +44,7 @@ MAX_SWARM_PREFIX = 40
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Authenticators whose users come from an identity provider: they must say who may log in.
-PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc")
+PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
 
 
@@ -52,12 +52,15 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
-def setting(default: Any, help: str) -> Any:
-    """A row of the settings table: a Settings field with its default and help text."""
+def setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    """A row of the settings table: a Settings field with its default and help text
+    (a secret one is left out of the settings' repr, so logs and tracebacks never show it)."""
     metadata = {"help": help}
     if isinstance(default, list | dict):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(
+            default_factory=lambda: copy.deepcopy(default), metadata=metadata, repr=not secret
+        )
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -78,17 +81,20 @@ class Settings:
     )
     proxy_auto_start: bool = setting(True, "Start and supervise CHP with `flaskhub run`.")
     proxy_auth_token: str = setting(
-        "", "Token for CHP's API (else CONFIGPROXY_AUTH_TOKEN, else generated)."
+        "", "Token for CHP's API (else CONFIGPROXY_AUTH_TOKEN, else generated).", secret=True
     )
     db_url: str = setting("", "SQLAlchemy URL (default sqlite:///<data_dir>/flaskhub.sqlite).")
     data_dir: str = setting("./data", "Where the database, secrets and user directories live.")
     cookie_secret: str = setting(
-        "", "Secret that signs login cookies (else generated, kept in data_dir)."
+        "", "Secret that signs login cookies (else generated, kept in data_dir).", secret=True
     )
     authenticator: str = setting(
-        "dummy", "`dummy` (any name) or `password` (accounts with passwords)."
+        "dummy",
+        "`dummy` (any name), `password` (accounts with passwords), `ldap`, `oidc` or `oauth2`.",
     )
-    dummy_password: str = setting("", "With the dummy authenticator: the one password accepted.")
+    dummy_password: str = setting(
+        "", "With the dummy authenticator: the one password accepted.", secret=True
+    )
     # Who may log in (README, Authentication).
     allowed_users: list[str] = setting(
         [], "Names that may log in (besides allowed_groups and admins)."
@@ -123,7 +129,7 @@ class Settings:
         "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
     )
     ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
-    ldap_bind_password: str = setting("", "The service account's password.")
+    ldap_bind_password: str = setting("", "The service account's password.", secret=True)
     ldap_group_search_base: str = setting(
         "", "Where the groups are (empty: no groups; allowed_groups, admin_groups then unusable)."
     )
@@ -135,8 +141,17 @@ class Settings:
     oauth_issuer: str = setting(
         "", "oidc: the provider's issuer URL (https); its endpoints come from discovery."
     )
+    oauth_authorize_url: str = setting(
+        "", "oauth2: the provider's authorization endpoint (https), where people sign in."
+    )
+    oauth_token_url: str = setting("", "oauth2: the provider's token endpoint (https).")
+    oauth_userinfo_url: str = setting(
+        "", "oauth2: the provider's userinfo endpoint (https), which names the user."
+    )
     oauth_client_id: str = setting("", "The client id the provider gave this hub.")
-    oauth_client_secret: str = setting("", "The client secret the provider gave this hub.")
+    oauth_client_secret: str = setting(
+        "", "The client secret the provider gave this hub.", secret=True
+    )
     oauth_scopes: list[str] = setting(
         ["openid", "profile", "email"], "Scopes asked for (add the one that brings groups)."
     )
@@ -153,6 +168,16 @@ class Settings:
         "", "CA certificates (PEM) that sign the provider's (empty: the system's)."
     )
     oauth_timeout: float = setting(10.0, "Seconds to wait for the provider's answers.")
+    # Auth state (README, Authentication).
+    crypt_key: str = setting(
+        "",
+        "Keys that encrypt auth state, `;`-separated (32 bytes, hex or base64 each): the first "
+        "encrypts, all decrypt. Empty: no auth state is kept.",
+        secret=True,
+    )
+    auth_refresh_age: float = setting(
+        300.0, "Seconds after which a login's auth state is refreshed before a spawn (0: never)."
+    )
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
     admin_access: bool = setting(
@@ -161,6 +186,7 @@ class Settings:
     services: list[dict[str, Any]] = setting(
         [],
         'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
+        secret=True,
     )
     load_roles: list[dict[str, Any]] = setting(
         [],
@@ -444,10 +470,19 @@ def _validate(settings: Settings) -> None:
             f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
         )
     _validate_access(settings)
+    if settings.crypt_key:
+        from app.crypt import parse_keys
+
+        try:
+            parse_keys(settings.crypt_key)
+        except ValueError as e:
+            raise ConfigError(f"setting 'crypt_key' (FLASKHUB_CRYPT_KEY): {e}") from None
     if settings.authenticator == "ldap":
         _validate_ldap(settings)
     if settings.authenticator == "oidc":
         _validate_oauth(settings, "oauth_issuer")
+    if settings.authenticator == "oauth2":
+        _validate_oauth(settings, "oauth_authorize_url", "oauth_token_url", "oauth_userinfo_url")
     for name in ("port", "hub_port", "proxy_api_port"):
         port = getattr(settings, name)
         if not 0 < port < 65536:

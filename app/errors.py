@@ -4,14 +4,16 @@ JSON {"status", "message"} under /hub/api, an HTML page elsewhere."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, redirect, render_template, request, session
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from app.db import DatabaseUnavailable
 from app.oauth import OAuthError
-from app.outcomes import DomainError, Outcome, Result
+from app.outcomes import DomainError, LoginExpired, Outcome, Result
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ STATUS: dict[Outcome, int] = {
     Outcome.INVALID: 400,
     Outcome.FORBIDDEN: 403,
     Outcome.UNAVAILABLE: 503,
+    Outcome.LOGIN_EXPIRED: 403,
 }
 
 # The database's errors that mean "not reachable now" rather than a bug.
@@ -111,7 +114,12 @@ def init_app(app: Flask) -> None:
         return error_response(e.status, e.message, e.headers, **e.extra)
 
     @app.errorhandler(DomainError)
-    def _domain_error(e: DomainError) -> Response:
+    def _domain_error(e: DomainError) -> ResponseReturnValue:
+        if isinstance(e, LoginExpired) and not request.path.startswith("/hub/api"):
+            # A browser: log in again (through the provider), then come back here.
+            log.info("Login of %s expired: %s", session.get("user"), e.message)
+            session.clear()
+            return redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")}))
         return error_response(STATUS[e.outcome], e.message)
 
     def _database_down(e: Exception) -> Response:

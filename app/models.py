@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -84,6 +85,14 @@ class User(Base):
     # new user of a deleted user's name never gets them.
     storage_id: Mapped[str] = mapped_column(
         String(32), unique=True, default=lambda: uuid.uuid4().hex
+    )
+    # The provider's tokens and claims, encrypted (app.crypt); loaded only when asked for.
+    encrypted_auth_state: Mapped[bytes | None] = mapped_column(
+        LargeBinary, nullable=True, deferred=True
+    )
+    # When the auth state was last written (a login or a refresh): for auth_refresh_age.
+    auth_refreshed: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True, deferred=True
     )
 
     servers: Mapped[list[Server]] = relationship(

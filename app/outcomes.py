@@ -38,6 +38,7 @@ class Outcome(enum.StrEnum):
     INVALID = "invalid"
     UNAVAILABLE = "unavailable"  # a service the hub depends on (an identity provider) is down
     FORBIDDEN = "forbidden"  # who asks may not do it (a login the settings do not allow)
+    LOGIN_EXPIRED = "login-expired"  # the identity provider no longer vouches for a login
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,9 @@ class Forbidden(DomainError):
 
 class Unavailable(DomainError):
     outcome = Outcome.UNAVAILABLE
+
+
+class LoginExpired(DomainError):
+    """The provider no longer vouches for a stored login: the person must log in again."""
+
+    outcome = Outcome.LOGIN_EXPIRED

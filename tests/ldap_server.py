@@ -1,8 +1,10 @@
 """A throwaway OpenLDAP (Debian's slapd) on a free loopback port, with a test directory.
 
-`start_slapd(folder)` writes a slapd.conf (mdb database, its own directory),
-starts `slapd -d 0` in the foreground on ldap://127.0.0.1:<port>, waits until it
-answers, and loads DIRECTORY with ldapadd as the directory manager (ROOT_DN).
+`start_slapd(folder)` writes a slapd.conf (mdb database, its own directory, a
+self-signed certificate for 127.0.0.1 that is its own CA file), starts `slapd -d 0`
+in the foreground on ldap://127.0.0.1:<port> (StartTLS offered) and
+ldaps://127.0.0.1:<another port>, waits until it answers, and loads DIRECTORY with
+ldapadd as the directory manager (ROOT_DN).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import free_port, wait_for
+from tests.oidc_server import make_certificate
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=manager,{SUFFIX}"
@@ -31,6 +34,8 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile {folder}/slapd.pid
 argsfile {folder}/slapd.args
+TLSCertificateFile {folder}/cert.pem
+TLSCertificateKeyFile {folder}/key.pem
 database mdb
 maxsize 10485760
 suffix "{suffix}"
@@ -68,7 +73,9 @@ def directory_ldif() -> str:
 
 @dataclass
 class Slapd:
-    url: str
+    url: str  # ldap:// (StartTLS offered, not required)
+    ldaps_url: str
+    ca_file: Path  # the CA file that trusts the server's certificate
     process: subprocess.Popen[bytes]
 
     def stop(self) -> None:
@@ -84,18 +91,19 @@ class Slapd:
 def start_slapd(folder: Path) -> Slapd:
     """Start slapd with the test directory loaded; stop() it when done."""
     (folder / "db").mkdir(parents=True)
+    ca_file, _key = make_certificate(folder)
     conf = folder / "slapd.conf"
     conf.write_text(
         CONF.format(folder=folder, suffix=SUFFIX, root_dn=ROOT_DN, root_password=ROOT_PASSWORD)
     )
-    url = f"ldap://127.0.0.1:{free_port()}"
+    url, ldaps_url = f"ldap://127.0.0.1:{free_port()}", f"ldaps://127.0.0.1:{free_port()}"
     with (folder / "slapd.log").open("wb") as log:
         process = subprocess.Popen(
-            ["/usr/sbin/slapd", "-f", str(conf), "-h", url + "/", "-d", "0"],
+            ["/usr/sbin/slapd", "-f", str(conf), "-h", f"{url}/ {ldaps_url}/", "-d", "0"],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    slapd = Slapd(url, process)
+    slapd = Slapd(url, ldaps_url, ca_file, process)
 
     def answers() -> bool:
         if process.poll() is not None:

@@ -12,7 +12,9 @@ prefix picks the fault, so one hub serves every lifecycle test:
 - ``oldversion-*``: the server answers with X-JupyterHub-Version 1.0.0
 - anything else: the real built-in server
 
-Every call of start() is appended to ``<data_dir>/start-calls.log``.
+With auth state, the user's access token goes to the server as ACCESS_TOKEN (the
+README's example of handing it on). Every call of start() is appended to
+``<data_dir>/start-calls.log``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class FaultSpawner(SimpleLocalProcessSpawner):
     def start(self) -> str:
         with (Path(self.settings.data_dir) / "start-calls.log").open("a") as f:
             f.write(f"{self.user_name}\n")
+        if self.auth_state is not None:
+            self.env["ACCESS_TOKEN"] = self.auth_state.get("access_token", "")
         fault = self.fault
         if fault == "fail":
             raise SpawnerError(f"Injected failure for {self.user_name}", FAIL_STATUS)

@@ -21,7 +21,7 @@ from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
 from app.api.visibility import USER_FIELDS, visibility
-from app.auth import Identity
+from app.auth import Identity, get_auth_states, get_passwords
 from app.errors import HubError, result_response
 from app.models import User, utcnow
 from app.outcomes import Conflict, Outcome, shown
@@ -83,13 +83,17 @@ def create_users() -> Response:
 
 @bp.get("/users/<name>")
 def get_user(name: str) -> Response:
-    """The user's model, with the fields the caller's read scopes show (JupyterHub's)."""
+    """The user's model, with the fields the caller's read scopes show (JupyterHub's), and
+    with admin:auth_state on the user, its auth state too."""
     identity = require_identity()
     if not _reads_a_server_of(identity, name):
         require_any_scope(list(USER_FIELDS), user=name)
     user = user_or_404(name)
     model = user_model(user, include_stopped=include_stopped(), state=True)
-    return jsonify(visibility(identity, [user]).trim_user(model))
+    model = visibility(identity, [user]).trim_user(model)
+    if identity.has_scope("admin:auth_state", user=user.name):
+        model["auth_state"] = get_auth_states().load(user.name)
+    return jsonify(model)
 
 
 @bp.post("/users/<name>")
@@ -116,6 +120,8 @@ def update_user(name: str) -> Response:
     if not identity.admin and (target.admin or "roles" in body):
         raise HubError(403, "Only admins can modify other admins or give roles")
     _check_may_grant_admin(identity, body)
+    if "auth_state" in body:
+        _check_auth_state(identity, name, body["auth_state"])
     new_name = normalize_username(body["name"]) if "name" in body else None
     try:
         user = get_users().update(
@@ -127,6 +133,8 @@ def update_user(name: str) -> Response:
         )
     except Conflict as e:
         raise HubError(400, f"{e.message}, username must be unique") from None
+    if "auth_state" in body:
+        get_auth_states().save(user.name, body["auth_state"])
     # Read again, not from the identity: this request changed the user.
     return jsonify(user_model(get_users().get(user.name) or user))
 
@@ -143,6 +151,22 @@ def delete_user(name: str) -> Response:
             raise HubError(400, f"{name}'s server is stopping: try deleting again shortly.")
     get_users().delete(user.name)
     servers.delete_user_files(user)
+    return Response(status=204)
+
+
+@bp.put("/users/<name>/password")
+def set_password(name: str) -> Response:
+    """{"password", "current_password"}: one's own (current password needed) or, with
+    admin:users on the user, anyone else's (reset). 204; the user's logins end."""
+    identity = require_identity()
+    body = json_body({})
+    if not isinstance(body, dict) or set(body) - {"password", "current_password"}:
+        raise HubError(400, 'Send {"password": ..., "current_password": ...}.')
+    if identity.user is not None and identity.user.name == name and identity.full_access:
+        get_passwords().change(name, body.get("current_password"), body.get("password"))
+    else:
+        require_scope("admin:users", user=name)
+        get_passwords().reset(user_or_404(name).name, body.get("password"))
     return Response(status=204)
 
 
@@ -216,7 +240,20 @@ def _listable(identity: Identity) -> tuple[frozenset[str], frozenset[str]] | boo
 
 
 # What PATCH /users/<name> may change, and the JSON type of each.
-USER_CHANGES: dict[str, type] = {"name": str, "admin": bool, "groups": list, "roles": list}
+USER_CHANGES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "admin": bool,
+    "groups": list,
+    "roles": list,
+    "auth_state": (dict, type(None)),
+}
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    """How a message names an expected JSON type."""
+    names = {dict: "an object", type(None): "null", list: "a list", str: "a str", bool: "a bool"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def _user_changes(body: object) -> dict[str, Any]:
@@ -227,7 +264,7 @@ def _user_changes(body: object) -> dict[str, Any]:
     for key, value in body.items():
         if not isinstance(value, USER_CHANGES[key]):
             raise HubError(
-                400, f"user.{key} must be a {USER_CHANGES[key].__name__}, not {shown(value)}"
+                400, f"user.{key} must be {_kind(USER_CHANGES[key])}, not {shown(value)}"
             )
     for key in ("groups", "roles"):
         if not all(isinstance(item, str) for item in body.get(key, ())):
@@ -251,6 +288,16 @@ def _admin_flag(body: dict) -> bool:
 def _check_may_grant_admin(identity: Identity, body: dict) -> None:
     if body.get("admin") and not identity.admin:
         raise HubError(403, "Only admins can grant admin permissions")
+
+
+def _check_auth_state(identity: Identity, name: str, state: object) -> None:
+    """A PATCH may set auth state: an object or null, with admin:auth_state, when kept."""
+    if not identity.has_scope("admin:auth_state", user=name):
+        raise HubError(403, f"Setting the auth state of {name} needs the scope admin:auth_state")
+    if state is not None and not isinstance(state, dict):
+        raise HubError(400, f"auth_state must be a JSON object or null, not {shown(state)}")
+    if not get_auth_states().enabled:
+        raise HubError(400, "This hub keeps no auth state: set crypt_key (FLASKHUB_CRYPT_KEY).")
 
 
 def _parse_time(value: object) -> datetime:

@@ -14,7 +14,10 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import Authenticator, authenticator_class
+from app.auth.passwords import Passwords
+from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
+from app.db import get_db
 from app.groups import get_groups
 from app.models import APIToken, User
 from app.roles import get_roles
@@ -251,6 +254,16 @@ def get_authenticator(app: Flask | None = None) -> Authenticator:
     return (app or current_app).extensions["flaskhub.authenticator"]
 
 
+def get_passwords(app: Flask | None = None) -> Passwords:
+    """The Passwords of the given or current app."""
+    return (app or current_app).extensions["flaskhub.passwords"]
+
+
+def get_auth_states(app: Flask | None = None) -> AuthStates:
+    """The AuthStates of the given or current app."""
+    return (app or current_app).extensions["flaskhub.auth_states"]
+
+
 class HubSessionInterface(SecureCookieSessionInterface):
     """The login cookie, Secure also whenever the request came over HTTPS."""
 
@@ -265,7 +278,12 @@ def init_app(app: Flask) -> None:
     app.session_interface = HubSessionInterface()
     settings = get_settings(app)
     cls = authenticator_class(settings.authenticator)
-    app.extensions["flaskhub.authenticator"] = cls(settings, get_users(app))
+    authenticator = cls(settings, get_users(app))
+    app.extensions["flaskhub.authenticator"] = authenticator
+    app.extensions["flaskhub.passwords"] = Passwords(get_users(app), settings)
+    app.extensions["flaskhub.auth_states"] = AuthStates(
+        get_db(app), settings, authenticator, get_users(app)
+    )
     app.jinja_env.globals["csrf_token"] = csrf_token
 
     @app.context_processor

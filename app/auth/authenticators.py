@@ -29,7 +29,8 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _in_threadpool(fn: Any, *args: Any) -> Any:
+def in_threadpool(fn: Any, *args: Any) -> Any:
+    """fn(*args) in gevent's threadpool."""
     # argon2 holds the CPU for ~0.1-1 s: off the event loop, into gevent's threadpool.
     return gevent.get_hub().threadpool.apply(fn, args)
 
@@ -57,6 +58,11 @@ class Authenticator:
     def authenticate(self, name: str, password: str) -> AuthResult | None:
         raise NotImplementedError
 
+    def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
+        """Who a stored login is now (new tokens and claims), None when there is nothing to
+        refresh; raises LoginExpired when the provider no longer vouches for it."""
+        return None
+
 
 class DummyAuthenticator(Authenticator):
     """Any name; with dummy_password set, only that password."""
@@ -77,13 +83,14 @@ class PasswordAuthenticator(Authenticator):
         user = self.users.get(username)
         if user is None or not user.password_hash:
             # Same cost as a real check, so response times do not reveal accounts.
-            _in_threadpool(_verify, _DUMMY_HASH, password)
+            in_threadpool(verify_password, _DUMMY_HASH, password)
             return None
-        ok = _in_threadpool(_verify, user.password_hash, password)
+        ok = in_threadpool(verify_password, user.password_hash, password)
         return AuthResult(username) if ok else None
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether the password matches the argon2 hash (False for a malformed hash)."""
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -103,4 +110,8 @@ def authenticator_class(name: str) -> type[Authenticator]:
         from app.auth.oidc import OIDCAuthenticator
 
         return OIDCAuthenticator
+    if name == "oauth2":
+        from app.auth.oauth2 import OAuth2Authenticator
+
+        return OAuth2Authenticator
     return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]

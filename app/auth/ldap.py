@@ -17,7 +17,7 @@ import ssl
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
@@ -117,8 +117,10 @@ class LDAPAuthenticator(Authenticator):
         )
         try:
             conn.open()
-            if s.ldap_url.startswith("ldap://") and s.ldap_start_tls:
-                conn.start_tls()
+            # ldap3 answers some failed StartTLS with False, not an exception: never bind
+            # then (the password would go out in clear).
+            if s.ldap_url.startswith("ldap://") and s.ldap_start_tls and not conn.start_tls():
+                raise LDAPStartTLSError(f"StartTLS failed: {conn.last_error or conn.result}")
             if conn.bind():
                 return conn
         except LDAPException:
@@ -133,7 +135,10 @@ def _close(conn: ldap3.Connection) -> None:
     sock = getattr(conn, "socket", None)
     if sock is not None:
         sock.close()
-    conn.unbind()
+    try:
+        conn.unbind()
+    except LDAPException:
+        pass  # it could not send the unbind on the closed socket: the error raised first counts
 
 
 def _values(value: Any) -> list[Any]:

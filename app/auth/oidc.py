@@ -1,34 +1,28 @@
 """authenticator = "oidc": log in through an OpenID Connect provider, with Authlib and joserfc.
 
-The authorization code flow with state, nonce and PKCE (S256): `begin()` gives
-the provider's URL and what the hub keeps until the callback (in the login
-cookie); `finish()` checks the state, trades the code for tokens, verifies the
-id token (signature against the provider's JWKS, fetched again when it names a
-key the hub has not seen, i.e. after a rotation; iss, aud, exp, nonce), and
-returns the username from `username_claim` and groups from `groups_claim` (id
-token, else userinfo). Refusals raise Forbidden, a provider that does not
-answer Unavailable, a claim that is no valid username Invalid.
+Endpoints come from the provider's discovery document (fetched again after
+DISCOVERY_TTL); the flow is RedirectAuthenticator's, with a nonce. `claims()`
+verifies the id token (signature against the provider's JWKS, fetched again
+when it names a key the hub has not seen, i.e. after a rotation; iss, aud, exp,
+nonce) and adds userinfo when the id token lacks the username or groups claim.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
+import time
 from typing import Any
 
 import requests
-from authlib.common.errors import AuthlibBaseError
-from authlib.common.security import generate_token
-from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import GuestProtocol, KeySet
 
-from app.auth.authenticators import Authenticator, AuthResult
+from app.auth.redirect import RedirectAuthenticator
 from app.config import Settings
-from app.outcomes import Forbidden, Invalid, Unavailable
-from app.users import UserService, normalize_username
+from app.outcomes import Forbidden, Unavailable
+from app.users import UserService
 
 log = logging.getLogger(__name__)
 
@@ -46,134 +40,9 @@ ID_TOKEN_ALGORITHMS = (
     "EdDSA",
 )
 CLOCK_LEEWAY = 60
-
-
-class RedirectAuthenticator(Authenticator):
-    """Login through a provider's pages: begin() → the provider → finish() at the callback."""
-
-    def __init__(self, settings: Settings, users: UserService) -> None:
-        super().__init__(settings, users)
-        self.http = requests.Session()
-        # Passed on every call: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
-        self.verify: str | bool = settings.oauth_ca_file or True
-        self.callback_url = settings.oauth_callback_url or (
-            settings.public_url + "/hub/oauth_callback"
-        )
-
-    def authenticate(self, name: str, password: str) -> AuthResult | None:
-        raise Invalid("This hub logs in through its identity provider: use the sign-in button.")
-
-    def endpoints(self) -> dict[str, Any]:
-        """authorization_endpoint, token_endpoint, userinfo_endpoint and the like."""
-        raise NotImplementedError
-
-    def _client(self) -> OAuth2Session:
-        s = self.settings
-        client = OAuth2Session(
-            s.oauth_client_id,
-            s.oauth_client_secret,
-            scope=" ".join(s.oauth_scopes),
-            redirect_uri=self.callback_url,
-            code_challenge_method="S256",
-        )
-        return client
-
-    def begin(self) -> tuple[str, dict[str, str]]:
-        """The provider's authorization URL, and what to keep for finish()."""
-        pending = {
-            "state": generate_token(32),
-            "nonce": generate_token(32),
-            "verifier": generate_token(64),
-        }
-        with self._client() as client:
-            url, _ = client.create_authorization_url(
-                self.endpoints()["authorization_endpoint"],
-                state=pending["state"],
-                code_verifier=pending["verifier"],
-                **self._authorize_extras(pending),
-            )
-        return url, pending
-
-    def _authorize_extras(self, pending: dict[str, str]) -> dict[str, str]:
-        return {}
-
-    def finish(self, pending: dict[str, str] | None, args: dict[str, str]) -> AuthResult:
-        """Who the callback's code proves, or Forbidden/Unavailable/Invalid."""
-        if not pending or not hmac.compare_digest(args.get("state", ""), pending.get("state", "")):
-            raise Forbidden(
-                "This login link is not the one the hub started, or it was already used: "
-                "start again from the login page."
-            )
-        if "error" in args:
-            reason = args.get("error_description") or args["error"]
-            raise Forbidden(f"The identity provider did not log you in: {reason}")
-        if not args.get("code"):
-            raise Forbidden("The identity provider sent no code: start again from the login page.")
-        token = self._fetch_token(args["code"], pending["verifier"])
-        claims = self.claims(token, pending)
-        return AuthResult(
-            self._username(claims), self._groups(claims), auth_state=_state(token, claims)
-        )
-
-    def _fetch_token(self, code: str, verifier: str) -> dict[str, Any]:
-        try:
-            with self._client() as client:
-                return dict(
-                    client.fetch_token(
-                        self.endpoints()["token_endpoint"],
-                        code=code,
-                        code_verifier=verifier,
-                        timeout=self.settings.oauth_timeout,
-                        verify=self.verify,
-                    )
-                )
-        except AuthlibBaseError as e:
-            log.warning("The provider refused the code: %s", e)
-            raise Forbidden(
-                f"The identity provider refused the login ({e.error}): start again."
-            ) from None
-        except requests.RequestException as e:
-            raise _unavailable(e) from None
-
-    def claims(self, token: dict[str, Any], pending: dict[str, str]) -> dict[str, Any]:
-        """What the provider says of the user (verified)."""
-        raise NotImplementedError
-
-    def userinfo(self, access_token: str) -> dict[str, Any]:
-        url = self.endpoints().get("userinfo_endpoint")
-        if not url:
-            return {}
-        response = self._get(url, headers={"Authorization": f"Bearer {access_token}"})
-        return dict(response.json())
-
-    def _get(self, url: str, **kwargs: Any) -> requests.Response:
-        try:
-            response = self.http.get(
-                url, timeout=self.settings.oauth_timeout, verify=self.verify, **kwargs
-            )
-            response.raise_for_status()
-            return response
-        except requests.RequestException as e:
-            raise _unavailable(e) from None
-
-    def _username(self, claims: dict[str, Any]) -> str:
-        value = claims.get(self.settings.username_claim)
-        if not isinstance(value, str) or not value:
-            raise Forbidden(
-                f"The identity provider sent no {self.settings.username_claim!r} for you: "
-                "the hub cannot name your account. Tell the hub's administrators."
-            )
-        return normalize_username(value)
-
-    def _groups(self, claims: dict[str, Any]) -> frozenset[str]:
-        value = claims.get(self.settings.groups_claim) or []
-        if isinstance(value, str):
-            value = [value]
-        return frozenset(str(g) for g in value if isinstance(g, str | int))
-
-    def logout_url(self, id_token: str | None, return_to: str) -> str | None:
-        """Where to end the provider's session too, or None."""
-        return None
+# Seconds the discovery document is used before it is fetched again (endpoints move rarely;
+# keys are fetched again on an unknown kid anyway).
+DISCOVERY_TTL = 3600.0
 
 
 class OIDCAuthenticator(RedirectAuthenticator):
@@ -183,19 +52,29 @@ class OIDCAuthenticator(RedirectAuthenticator):
         super().__init__(settings, users)
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
+        self._metadata_until = 0.0
         self._keys: KeySet | None = None
 
     def endpoints(self) -> dict[str, Any]:
-        if self._metadata is None:
-            url = self.settings.oauth_issuer.rstrip("/") + "/.well-known/openid-configuration"
-            metadata = self._get(url).json()
-            if metadata.get("issuer") != self.settings.oauth_issuer.rstrip("/"):
-                raise Unavailable(
-                    f"The identity provider at {url} names another issuer "
-                    f"({metadata.get('issuer')!r}): check oauth_issuer."
-                )
-            self._metadata = metadata
+        if self._metadata is None or time.monotonic() > self._metadata_until:
+            try:
+                self._metadata = self._discover()
+            except Unavailable:
+                if self._metadata is None:
+                    raise
+                # The provider is down just now: the endpoints it published still hold.
+            self._metadata_until = time.monotonic() + DISCOVERY_TTL
         return self._metadata
+
+    def _discover(self) -> dict[str, Any]:
+        url = self.settings.oauth_issuer.rstrip("/") + "/.well-known/openid-configuration"
+        metadata = dict(self._get(url).json())
+        if metadata.get("issuer") != self.settings.oauth_issuer.rstrip("/"):
+            raise Unavailable(
+                f"The identity provider at {url} names another issuer "
+                f"({metadata.get('issuer')!r}): check oauth_issuer."
+            )
+        return metadata
 
     def _authorize_extras(self, pending: dict[str, str]) -> dict[str, str]:
         return {"nonce": pending["nonce"]}
@@ -258,17 +137,3 @@ class OIDCAuthenticator(RedirectAuthenticator):
         if id_token:
             params["id_token_hint"] = id_token
         return str(requests.Request("GET", end, params=params).prepare().url)
-
-
-def _state(token: dict[str, Any], claims: dict[str, Any]) -> dict[str, Any]:
-    """The auth state kept for the user: the provider's tokens and what it said of them."""
-    keep = ("access_token", "refresh_token", "id_token", "token_type", "expires_at", "scope")
-    return {**{k: token[k] for k in keep if k in token}, "claims": claims}
-
-
-def _unavailable(e: Exception) -> Unavailable:
-    log.error("The identity provider failed: %s", e)
-    return Unavailable(
-        "The identity provider cannot be reached right now: try again in a moment, and tell "
-        "the hub's administrators if it lasts."
-    )

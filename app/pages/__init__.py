@@ -16,14 +16,22 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from app.auth import csrf_ok, current_identity, get_authenticator, login_user, logout_user
+from app.auth import (
+    csrf_ok,
+    current_identity,
+    get_auth_states,
+    get_authenticator,
+    get_passwords,
+    login_user,
+    logout_user,
+)
 from app.auth.access import admit
 from app.auth.authenticators import AuthResult
-from app.auth.oidc import RedirectAuthenticator
+from app.auth.redirect import RedirectAuthenticator
 from app.config import current_settings
-from app.errors import HubError
+from app.errors import STATUS, HubError
 from app.logins import get_throttle
-from app.outcomes import Invalid
+from app.outcomes import DomainError, Invalid
 from app.pages import admin, servers, tokens
 from app.pages.login_required import require_login
 from app.servers import get_servers, url_prefix
@@ -109,17 +117,24 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         if current_identity().user is not None and current_identity().via_cookie:
             return redirect(next_url)
-        provider = isinstance(get_authenticator(), RedirectAuthenticator)
-        return render_template(
-            "login.html", next=next_url, error=None, username="", provider=provider
-        )
+        return _login_page(next_url)
     name = request.form.get("username", "")
     return finish_login(_authenticate(name, next_url), next_url)
+
+
+def _login_page(next_url: str, error: str | None = None, username: str = "") -> str:
+    """The login form, or the provider's sign-in button on a hub that logs in through one."""
+    provider = isinstance(get_authenticator(), RedirectAuthenticator)
+    return render_template(
+        "login.html", next=next_url, error=error, username=username, provider=provider
+    )
 
 
 def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
     """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
     user = admit(get_users(), current_settings(), result)
+    if result.auth_state is not None:
+        get_auth_states().save(user.name, result.auth_state)
     login_user(user)
     log.info("User %s logged in", user.name)
     return redirect(next_url)
@@ -133,7 +148,7 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
     wait = throttle.retry_after(keys)
     if wait is not None:
         refusal = f"Too many failed logins. Try again in {wait} seconds."
-        html = render_template("login.html", next=next_url, error=refusal, username=name)
+        html = _login_page(next_url, refusal, name)
         abort(Response(html, status=429, headers={"Retry-After": str(wait)}))
     result: AuthResult | None
     try:
@@ -143,8 +158,7 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
         result, error = None, str(e)
     if result is None:
         throttle.failed(keys)
-        html = render_template("login.html", next=next_url, error=error, username=name)
-        abort(Response(html, status=403))
+        abort(Response(_login_page(next_url, error, name), status=403))
     throttle.succeeded(keys[0])
     return result
 
@@ -163,10 +177,7 @@ def oauth_callback() -> ResponseReturnValue:
     authenticator = _redirect_authenticator()
     pending = session.pop("oauth_pending", None)
     result = authenticator.finish(pending, request.args.to_dict())
-    response = finish_login(result, _safe_next(pending and pending.get("next")))
-    # For ending the provider's session at logout (login_user started a new session).
-    session["id_token"] = (result.auth_state or {}).get("id_token")
-    return response
+    return finish_login(result, _safe_next(pending and pending.get("next")))
 
 
 def _redirect_authenticator() -> RedirectAuthenticator:
@@ -178,8 +189,11 @@ def _redirect_authenticator() -> RedirectAuthenticator:
 
 @bp.get("/hub/logout")
 def logout() -> ResponseReturnValue:
-    """Log out here, and at the identity provider when it publishes where."""
-    id_token = session.get("id_token")
+    """Log out here, and at the identity provider when it publishes where (naming the
+    login by its id token when auth state keeps it)."""
+    user = current_identity().user
+    state = get_auth_states().load(user.name) if user is not None else None
+    id_token = (state or {}).get("id_token")
     logout_user()
     authenticator = get_authenticator()
     if isinstance(authenticator, RedirectAuthenticator):
@@ -188,6 +202,27 @@ def logout() -> ResponseReturnValue:
         if url:
             return redirect(url)
     return redirect("/hub/login")
+
+
+@bp.route("/hub/change-password", methods=["GET", "POST"])
+def change_password() -> ResponseReturnValue:
+    """The user's own password: the current one, then the new one twice."""
+    user = require_login()
+    if not get_passwords().enabled:
+        raise HubError(404, "This hub has no passwords of its own: change yours where you sign in.")
+    if request.method == "GET":
+        return render_template("change_password.html", error=None, done=False)
+    new = request.form.get("password", "")
+    try:
+        if new != request.form.get("password_confirm", ""):
+            raise Invalid("The new password and its confirmation differ.")
+        get_passwords().change(user.name, request.form.get("current_password", ""), new)
+    except DomainError as e:
+        status = STATUS[e.outcome]
+        return render_template("change_password.html", error=e.message, done=False), status
+    # The change ended every login of the user, this one too: this browser stays in.
+    login_user(get_users().get(user.name) or user)
+    return render_template("change_password.html", error=None, done=True)
 
 
 @bp.route("/user/<name>", strict_slashes=True)

@@ -49,8 +49,14 @@ def init_app(app: Flask) -> None:
     routes = Routes(ProxyClient(settings.proxy_api_url, settings.proxy_auth_token), recorder)
     db = get_db(app)
     rows = ServerRows(db, get_tokens(app), get_oauth(app))
+    auth_states = app.extensions.get("flaskhub.auth_states")
     app.extensions["flaskhub.servers"] = ServerManager(
-        db, settings, users=get_users(app), rows=rows, routes=routes
+        db,
+        settings,
+        users=get_users(app),
+        rows=rows,
+        routes=routes,
+        auth_state_for=auth_states.for_spawn if auth_states and auth_states.enabled else None,
     )
 
 

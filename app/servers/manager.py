@@ -54,6 +54,7 @@ class ServerManager:
         rows: ServerRows,
         routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
+        auth_state_for: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -63,6 +64,9 @@ class ServerManager:
         self.recorder = routes.recorder
         self.spawner_cls = spawner_class(settings.spawner)
         self.http_get = http_get or requests.get
+        # A user's auth state for their spawner, refreshed when stale (app.auth.state);
+        # it raises LoginExpired when the user must log in again.
+        self.auth_state_for = auth_state_for
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
@@ -106,9 +110,11 @@ class ServerManager:
         starting); FAILED with the spawner's message (and status to show);
         STOPPING when a stop cancelled it meanwhile. An implicit start
         (`explicit=False`) of a failed server answers its failure instead.
-        Raises NotFound for an unknown user, Invalid past the named-server limit.
+        Raises NotFound for an unknown user, Invalid past the named-server limit,
+        LoginExpired when the user's login must be renewed first (auth_refresh_age).
         """
         t0 = time.monotonic()
+        auth_state = self._auth_state(user_name, server_name)
         with self.db.write() as session:
             claimed = claim(
                 session, self.settings, user_name, server_name, options or {}, explicit=explicit
@@ -118,7 +124,7 @@ class ServerManager:
             if label is not None:
                 self.recorder.spawn(label, time.monotonic() - t0)
             return claimed
-        greenlet = gevent.spawn(self._spawn, claimed, t0)
+        greenlet = gevent.spawn(self._spawn, claimed, t0, auth_state)
         self.spawns[claimed] = greenlet
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
@@ -130,12 +136,21 @@ class ServerManager:
             return Result(Outcome.FAILED, server.failure_message or "", None, server.failure_status)
         return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
 
-    def _spawn(self, server_id: int, t0: float) -> None:
+    def _auth_state(self, user_name: str, server_name: str) -> dict[str, Any] | None:
+        """The user's auth state, refreshed if stale: before the claim, since a refresh asks
+        the identity provider (network, no transaction); not for a server already active."""
+        if self.auth_state_for is None:
+            return None
+        current = self.get_server(user_name, server_name)
+        return None if current is not None and current.active else self.auth_state_for(user_name)
+
+    def _spawn(self, server_id: int, t0: float, auth_state: dict[str, Any] | None = None) -> None:
         """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure."""
         spawner: Spawner | None = None
         status = SpawnStatus.FAILURE
         try:
             spawner = self._prepare_spawner(server_id)
+            spawner.auth_state = auth_state
             url = None
             with gevent.Timeout(self.settings.start_timeout, False):
                 url = spawner.start()

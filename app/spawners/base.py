@@ -64,6 +64,10 @@ class Spawner:
         self.user_options = user_options or {}
         #: JUPYTERHUB_* variables, set by the hub before start().
         self.env: dict[str, str] = {}
+        #: The user's auth state (the identity provider's tokens and claims, decrypted),
+        #: set by the hub before start() when it keeps auth state (crypt_key), else None.
+        #: A subclass may hand some of it to the server, e.g. the access token in env.
+        self.auth_state: dict[str, Any] | None = None
         #: Where each progress event goes ({"progress": int, "message": str}); set by the hub.
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         #: The message of the failed spawn this object belongs to, if any.

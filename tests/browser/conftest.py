@@ -77,3 +77,15 @@ def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
 def page(new_page: Callable[[], Page]) -> Page:
     """A page in a fresh browser context."""
     return new_page()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser (own cookies) that accepts the test provider's certificate."""
+    context = browser.new_context(ignore_https_errors=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    try:
+        yield context
+    finally:
+        context.close()

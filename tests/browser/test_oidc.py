@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import BrowserContext
 
-from tests.browser.conftest import TIMEOUT_MS
-from tests.helpers import free_port
-from tests.integration.conftest import Hub, hub_env, start_hub
-from tests.oidc_server import CLIENT_ID, CLIENT_SECRET, OpenIDProvider
+from tests.browser.providers import admin_flag, provider_with_hub, sign_in, whoami
+from tests.integration.conftest import Hub
+from tests.oidc_server import OpenIDProvider
 
 pytestmark = pytest.mark.browser
 
@@ -20,35 +19,17 @@ pytestmark = pytest.mark.browser
 def provider_and_hub(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[OpenIDProvider, Hub]]:
-    """A provider whose client is a hub on a port chosen first, and that hub."""
-    port = free_port()
-    provider = OpenIDProvider(
-        tmp_path_factory.mktemp("oidc"), [f"http://127.0.0.1:{port}/hub/oauth_callback"]
-    )
-    provider.start()
-    data_dir = tmp_path_factory.mktemp("oidc-hub") / "data"
-    settings = {
-        "port": port,
-        "authenticator": "oidc",
-        "oauth_issuer": provider.issuer,
-        "oauth_client_id": CLIENT_ID,
-        "oauth_client_secret": CLIENT_SECRET,
-        "oauth_scopes": ["openid", "profile", "groups"],
-        "oauth_ca_file": str(provider.ca_file),
-        "allowed_groups": ["staff"],
-        "admin_groups": ["ops"],
-        "oauth_timeout": 5,
-    }
-    try:
-        hub = start_hub(data_dir, hub_env(data_dir, **settings))
-    except BaseException:
-        provider.stop()
-        raise
-    try:
+    def settings_of(provider: OpenIDProvider) -> dict[str, Any]:
+        return {
+            "authenticator": "oidc",
+            "oauth_issuer": provider.issuer,
+            "oauth_scopes": ["openid", "profile", "groups"],
+            "allowed_groups": ["staff"],
+            "admin_groups": ["ops"],
+        }
+
+    with provider_with_hub(tmp_path_factory, settings_of) as (provider, hub):
         yield provider, hub
-    finally:
-        hub.stop()
-        provider.stop()
 
 
 @pytest.fixture
@@ -59,39 +40,6 @@ def provider(provider_and_hub: tuple[OpenIDProvider, Hub]) -> OpenIDProvider:
 @pytest.fixture
 def hub(provider_and_hub: tuple[OpenIDProvider, Hub]) -> Hub:
     return provider_and_hub[1]
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser (own cookies) that accepts the provider's test certificate."""
-    context = browser.new_context(ignore_https_errors=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    try:
-        yield context
-    finally:
-        context.close()
-
-
-def sign_in(page: Page, hub: Hub, login: str) -> None:
-    """From the hub's login page through the provider's login form, back to the hub."""
-    page.goto(f"{hub.public_url}/hub/login")
-    page.click("#provider-login")
-    page.fill("input[name=login]", login)
-    page.fill("input[name=password]", "any password")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(re.escape(hub.public_url) + r"/hub/.*"))
-
-
-def whoami(page: Page, hub: Hub) -> str | None:
-    response = page.request.get(f"{hub.public_url}/hub/api/user")
-    return response.json()["name"] if response.ok else None
-
-
-def admin_flag(hub: Hub, name: str) -> bool:
-    response = hub.api("GET", f"/users/{name}")
-    assert response.status_code == 200, response.text
-    return bool(response.json()["admin"])
 
 
 def test_login(context: BrowserContext, hub: Hub) -> None:
@@ -134,6 +82,19 @@ def test_tampered_id_token_is_refused(
     assert "id token did not check out" in page.inner_text("#error-message")
     assert whoami(page, hub) is None
     assert hub.api("GET", "/users/mallory").status_code == 404
+
+
+def test_wrong_nonce_is_refused(
+    context: BrowserContext, hub: Hub, provider: OpenIDProvider
+) -> None:
+    """An id token with a valid signature, but minted for another login (its nonce)."""
+    provider.fault("nonce")
+    page = context.new_page()
+    sign_in(page, hub, "alice")
+    message = page.inner_text("#error-message")
+    assert "id token did not check out" in message and "nonce" in message
+    assert "Status 403" in page.content()
+    assert whoami(page, hub) is None
 
 
 def test_replayed_state_is_refused(context: BrowserContext, hub: Hub) -> None:

@@ -275,6 +275,14 @@ def test_password_accounts_from_the_cli(hub_factory) -> None:  # type: ignore[no
     assert attempt("nobody", "correct horse battery").status_code == 403
     right = attempt(" ZOE", "correct horse battery")
     assert right.status_code == 302 and right.headers["Location"] == "/hub/home"
+    # An admin resets it: the new password works, the old one no more, Zoe's login ended.
+    reset = hub.cli("user", "set-password", "zoe", "--password-stdin", input="staple battery\n")
+    assert reset.returncode == 0, reset.stderr
+    assert session.get(f"{hub.public_url}/hub/api/user", timeout=10).status_code == 403
+    assert attempt("zoe", "correct horse battery").status_code == 403
+    assert attempt("zoe", "staple battery").status_code == 302
+    unknown = hub.cli("user", "set-password", "nobody", "--password-stdin", input="long enough\n")
+    assert unknown.returncode != 0 and "No such user: nobody" in unknown.stderr
 
 
 def _proxy_pid(hub: Hub) -> int | None:

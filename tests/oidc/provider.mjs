@@ -10,9 +10,12 @@
 // Test hook, only to inject faults: GET /_test/fault?kind=KIND arms one fault, used once:
 //   tamper   the next id token the token endpoint hands out gets other claims (its
 //            signature then no longer matches)
+//   nonce    the next id token is signed again, with the provider's own key, for another
+//            nonce (a valid signature on a token minted for some other login)
 //   drop     the next token request gets its connection closed, no answer (a provider
 //            that went down at the worst moment)
 import https from 'node:https';
+import { createPrivateKey, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
@@ -24,11 +27,12 @@ const port = Number(env('PORT'));
 const accounts = JSON.parse(env('ACCOUNTS'));
 const client = JSON.parse(env('CLIENT'));
 const issuer = `https://127.0.0.1:${port}`;
+const jwks = JSON.parse(env('JWKS'));
 const scopes = ['openid', 'profile', 'email', 'groups', 'offline_access'];
 
 const provider = new Provider(issuer, {
   clients: [client],
-  jwks: JSON.parse(env('JWKS')),
+  jwks,
   cookies: { keys: ['test cookie key, not a secret'] },
   scopes,
   claims: {
@@ -40,6 +44,9 @@ const provider = new Provider(issuer, {
   // The claims of the scopes go into the id token too, not only to userinfo.
   conformIdTokenClaims: false,
   pkce: { required: () => true },
+  // Refresh tokens whenever the client may use them (auth state refresh), without the
+  // consent prompt the offline_access scope would otherwise need.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
   async findAccount(ctx, id) {
     if (!accounts[id]) return undefined;
@@ -82,7 +89,22 @@ provider.use(async (ctx, next) => {
     ctx.body = { ...ctx.body, id_token: [header, forged, signature].join('.') };
     fault = '';
   }
+  if (ctx.path === '/token' && fault === 'nonce' && ctx.body?.id_token) {
+    ctx.body = { ...ctx.body, id_token: resign(ctx.body.id_token, { nonce: 'another-login' }) };
+    fault = '';
+  }
 });
+
+// The same token with some claims changed, signed again with the key its header names.
+function resign(token, changes) {
+  const [header, payload] = token.split('.');
+  const { kid, alg } = JSON.parse(Buffer.from(header, 'base64url'));
+  if (alg !== 'RS256') throw new Error(`resign: ${alg} is not RS256`);
+  const claims = { ...JSON.parse(Buffer.from(payload, 'base64url')), ...changes };
+  const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const key = createPrivateKey({ key: jwks.keys.find((k) => k.kid === kid), format: 'jwk' });
+  return `${body}.${sign('sha256', Buffer.from(body), key).toString('base64url')}`;
+}
 
 const tls = { cert: readFileSync(env('TLS_CERT')), key: readFileSync(env('TLS_KEY')) };
 https.createServer(tls, provider.callback()).listen(port, '127.0.0.1', () => {

@@ -124,6 +124,7 @@ def test_create_one_user_refused(
         ({"groups": "team"}, 400, "user.groups must be a list"),
         ({"groups": [1]}, 400, "user.groups must be a list of group names"),
         ({"groups": ["nosuch", "other"]}, 400, "No such group: nosuch, other"),
+        ({"auth_state": "x"}, 400, "user.auth_state must be an object or null, not 'x'"),
         ({"name": "Bad Name"}, 400, "Invalid username 'Bad Name'"),
         ({"name": 5}, 400, "user.name must be a str, not 5"),
         # JupyterHub answers a taken name with 400, not 409.

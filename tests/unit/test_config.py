@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,15 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [s.name for s in SETTINGS if f"| `{s.name}` | `{s.env}` |" not in readme]
     assert missing == []
+
+
+def test_the_readme_authentication_examples_load(clean_env: Path) -> None:
+    """Each TOML example of the README's Authentication section is a hub that starts."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Authentication\n", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert len(examples) == 4
+    for number, example in enumerate(examples):
+        path = clean_env / f"example-{number}.toml"
+        path.write_text(example)
+        assert load(config_file=str(path), environ={}).authenticator in ("oidc", "oauth2", "ldap")

@@ -30,6 +30,9 @@ from tests.ldap_server import (
 )
 
 needs_slapd = pytest.mark.process
+# ldap3 checks the server's name with ssl.match_hostname, deprecated since Python 3.7 (a
+# DeprecationWarning, an error under filterwarnings = error; the check itself is done).
+over_tls = pytest.mark.filterwarnings("ignore:ssl.match_hostname:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +192,39 @@ def test_server_down_is_a_clear_error_page(
     assert response.status_code == 503
     assert response.mimetype == "text/html"
     assert "The login service (LDAP) cannot be reached" in response.text
+    assert logged_in_as(client) is None
+
+
+@needs_slapd
+@over_tls
+@pytest.mark.parametrize("how", ["starttls", "ldaps"])
+@pytest.mark.parametrize("mode", [DIRECT, SEARCH_AS_SERVICE], ids=["direct", "search"])
+def test_login_over_tls(
+    ldap_hub: Callable[..., Flask], slapd: Slapd, how: str, mode: dict[str, Any]
+) -> None:
+    url = slapd.url if how == "starttls" else slapd.ldaps_url
+    hub = ldap_hub(ldap_url=url, ldap_start_tls=True, ldap_ca_file=str(slapd.ca_file), **mode)
+    client = hub.test_client()
+    assert sign_in(client, "alice", "alice-pw").status_code == 302
+    assert logged_in_as(client) == "alice"
+
+
+@needs_slapd
+@over_tls
+@pytest.mark.parametrize("how", ["starttls", "ldaps"])
+def test_untrusted_certificate_is_refused(
+    ldap_hub: Callable[..., Flask],
+    slapd: Slapd,
+    how: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without ldap_ca_file the system's CAs do not trust the server: no password is sent."""
+    url = slapd.url if how == "starttls" else slapd.ldaps_url
+    client = ldap_hub(ldap_url=url, ldap_start_tls=True).test_client()
+    response = sign_in(client, "alice", "alice-pw")
+    assert response.status_code == 503
+    assert "The login service (LDAP) cannot be reached" in response.text
+    assert "certificate verify failed" in caplog.text  # logged for the operator
     assert logged_in_as(client) is None
 
 

@@ -1,0 +1,31 @@
+"""authenticator = "oauth2": a plain OAuth 2 provider (GitHub-style) with Authlib.
+
+The endpoints are settings (`oauth_authorize_url`, `oauth_token_url`,
+`oauth_userinfo_url`); there is no id token: who the user is comes from the
+userinfo endpoint, asked with the access token the code was traded for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.auth.redirect import RedirectAuthenticator
+from app.outcomes import Forbidden
+
+
+class OAuth2Authenticator(RedirectAuthenticator):
+    """OAuth 2: identity from the userinfo endpoint."""
+
+    def endpoints(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "authorization_endpoint": s.oauth_authorize_url,
+            "token_endpoint": s.oauth_token_url,
+            "userinfo_endpoint": s.oauth_userinfo_url,
+        }
+
+    def claims(self, token: dict[str, Any], pending: dict[str, str]) -> dict[str, Any]:
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise Forbidden("The identity provider sent no access token: the login is refused.")
+        return self.userinfo(access_token)
