@@ -149,7 +149,12 @@ def test_patch_replaces_the_auth_state(hub: Flask, make_token: Callable[..., str
     ("scopes", "body", "status", "message"),
     [
         (["read:users", "users"], {"auth_state": {}}, 403, "admin:users"),
-        (["admin:users", "admin:auth_state"], {"auth_state": "x"}, 400, "JSON object or null"),
+        (
+            ["admin:users", "admin:auth_state"],
+            {"auth_state": "x"},
+            400,
+            "user.auth_state must be an object or null",
+        ),
         (["admin:users", "admin:auth_state"], {"auth_states": {}}, 400, "auth_state"),
     ],
 )
