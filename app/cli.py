@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,7 @@ def main(config_file: str | None) -> None:
 @main.command()
 def run() -> None:
     """Migrate the database, then become the hub: gunicorn, which starts CHP; Ctrl-C stops all."""
+    started = time.time()
     settings = _settings()
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -86,13 +88,14 @@ def run() -> None:
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
-    _recover()
+    init_spawners = _recover()
     binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
     sys.stdout.flush()
     sys.stderr.flush()
     # The same process (Ctrl-C and kill reach it), without what preparing loaded.
-    os.execve(sys.executable, [*gunicorn, "app:create_app()"], _hub_env(settings))
+    env = {**_hub_env(settings), **_startup_env(started, init_spawners)}
+    os.execve(sys.executable, [*gunicorn, "app:create_app()"], env)
 
 
 def _hub_ips(settings: Settings) -> list[str]:
@@ -141,12 +144,22 @@ def _hub_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _recover() -> None:
-    """Settle servers left spawning or stopping by a previous hub (before any worker)."""
+def _recover() -> float:
+    """Settle servers left spawning or stopping by a previous hub (before any worker);
+    how long that took."""
     from app import create_app
     from app.servers import get_servers
 
-    get_servers(create_app()).recover()
+    servers = get_servers(create_app())
+    begun = time.monotonic()
+    servers.recover()
+    return time.monotonic() - begun
+
+
+def _startup_env(started: float, init_spawners: float) -> dict[str, str]:
+    from app.metrics import startup_env
+
+    return startup_env(started, init_spawners)
 
 
 def _ensure_admins(settings: Settings) -> None:

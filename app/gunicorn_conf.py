@@ -43,9 +43,12 @@ proc_name = "flaskhub-hub"
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the reconcile loop in each worker (the lease elects one to run it)."""
-    from app import background
+    """Start the reconcile loop (the lease elects one worker to run it) and the loop-lag
+    sampler in each worker; the first worker ready observes the start-up durations."""
+    from app import background, metrics
 
+    metrics.observe_startup(worker.wsgi)
+    metrics.start_event_loop_sampler(worker.wsgi)
     background.start(worker.wsgi)
 
 
@@ -92,6 +95,8 @@ def _reset_metrics(server: Any) -> None:
     for kind in ("counter", "gauge", "histogram", "summary"):
         for stale in Path(path).glob(f"{kind}_*.db"):
             stale.unlink()
+    # The first worker ready observes the start-up (app.metrics.observe_startup).
+    (Path(path) / "startup-observed").unlink(missing_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

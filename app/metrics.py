@@ -14,11 +14,16 @@ scrape time, so they can neither drift nor be summed across workers.
 from __future__ import annotations
 
 import enum
+import json
+import logging
+import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -29,14 +34,29 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 
 from app.auth import Identity, current_identity
 from app.config import current_settings, get_settings
+from app.handler_names import handler_name
 from app.servers import Recorder, SpawnStatus, get_servers
 from app.users import get_users
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READ_METRICS = "read:metrics"
-# The `handler` of requests that matched no route (404, 405): never the raw path.
-UNMATCHED = "unmatched"
+# JupyterHub's: the loop sampler wakes this often; lateness below it is not resolved.
+EVENT_LOOP_RESOLUTION = 0.05
+EVENT_LOOP_LOG_THRESHOLD = 1.0
+# Set by `flaskhub run` for gunicorn (not FLASKHUB_*: that is a setting): when the run
+# started and how long recovering servers took, for the first worker ready to observe.
+STARTUP_ENV = "_FLASKHUB_STARTUP"
+# Created by that first worker in the metrics directory (emptied at each start).
+STARTUP_MARKER = "startup-observed"
+EVENT_LOOP_BUCKETS = (
+    *(0.05, 0.055, 0.06, 0.065, 0.07),  # 5 ms steps where a loop starts to feel slow
+    *(0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, math.inf),
+)
 
+if TYPE_CHECKING:
+    import gevent
+
+log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 
@@ -81,6 +101,9 @@ class Metrics:
     PROXY_POLL_DURATION_SECONDS: Histogram
     SERVER_POLL_DURATION_SECONDS: Histogram
     SERVER_STOP_SECONDS: Histogram
+    HUB_STARTUP_DURATION_SECONDS: Histogram
+    INIT_SPAWNERS_DURATION_SECONDS: Histogram
+    EVENT_LOOP_INTERVAL_SECONDS: Histogram
 
     def exposition(
         self, counts: dict[str, int], total_users: int, active: dict[str, int] | None = None
@@ -140,6 +163,19 @@ def make_metrics(prefix: str, spawn_buckets: Sequence[float]) -> Metrics:
         ),
         SERVER_STOP_SECONDS=histogram(
             "server_stop_seconds", "Time taken to stop a server", Outcome
+        ),
+        HUB_STARTUP_DURATION_SECONDS=histogram(
+            "hub_startup_duration_seconds",
+            "Time from `flaskhub run` to the first worker ready to serve",
+        ),
+        INIT_SPAWNERS_DURATION_SECONDS=histogram(
+            "init_spawners_duration_seconds",
+            "Time taken at start-up to recover the servers a previous hub left",
+        ),
+        EVENT_LOOP_INTERVAL_SECONDS=histogram(
+            "event_loop_interval_seconds",
+            "How late each worker's gevent loop wakes a sleeper (its responsiveness)",
+            buckets=EVENT_LOOP_BUCKETS,
         ),
     )
 
@@ -216,19 +252,14 @@ class MetricsRecorder(Recorder):
         self.metrics.PROXY_POLL_DURATION_SECONDS.observe(seconds)
 
 
-def _handler() -> str:
-    rule = request.url_rule
-    return rule.rule if rule is not None else UNMATCHED
-
-
 def _track_requests(app: Flask, metrics: Metrics) -> None:
-    """Time every request by method, route pattern and status code."""
+    """Time every request by method, handler (app/handler_names.py) and status code."""
     track = metrics.exporter.histogram(
         f"{metrics.prefix}_request_duration_seconds",
-        "Time taken to answer a request, by method, route pattern and status code",
+        "Time taken to answer a request, by method, JupyterHub's handler name and status code",
         labels={
             "method": lambda: request.method,
-            "handler": _handler,
+            "handler": lambda: handler_name(request),
             "code": lambda response: response.status_code,
         },
     )
@@ -237,6 +268,52 @@ def _track_requests(app: Flask, metrics: Metrics) -> None:
     # refusals) and unmatched URLs count too. The exporter's built-in request
     # metrics cannot take JupyterHub's name and labels.
     app.full_dispatch_request = track(app.full_dispatch_request)  # type: ignore[method-assign]
+
+
+def startup_env(started: float, init_spawners: float) -> dict[str, str]:
+    """The environment `flaskhub run` gives gunicorn so a worker can observe the start-up."""
+    return {STARTUP_ENV: json.dumps({"started": started, "init_spawners": init_spawners})}
+
+
+def observe_startup(app: Flask) -> bool:
+    """In the first worker ready after `flaskhub run`: observe the start-up durations, once."""
+    raw, directory = os.environ.get(STARTUP_ENV), os.environ.get(MULTIPROC_ENV)
+    if not raw or not directory:
+        return False  # not started by `flaskhub run`
+    try:
+        # Exclusive: of several workers, and of restarted ones, only the first observes.
+        os.close(os.open(Path(directory) / STARTUP_MARKER, os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    times = json.loads(raw)
+    metrics: Metrics = app.extensions["flaskhub.metrics"]
+    metrics.HUB_STARTUP_DURATION_SECONDS.observe(max(time.time() - times["started"], 0.0))
+    metrics.INIT_SPAWNERS_DURATION_SECONDS.observe(times["init_spawners"])
+    return True
+
+
+def sample_event_loop(histogram: Histogram, resolution: float = EVENT_LOOP_RESOLUTION) -> NoReturn:
+    """Sleep resolution again and again, observing how late each wake-up is (JupyterHub's)."""
+    import gevent
+
+    last = time.perf_counter()
+    while True:
+        gevent.sleep(resolution)
+        now = time.perf_counter()
+        tick, last = now - last, now
+        # Below two resolutions the lateness is within what this sampling can tell.
+        delay = resolution if tick < 2 * resolution else tick - resolution
+        if delay >= EVENT_LOOP_LOG_THRESHOLD:
+            log.warning("The event loop was unresponsive for at least %.2f s", delay)
+        histogram.observe(delay)
+
+
+def start_event_loop_sampler(app: Flask) -> gevent.Greenlet:
+    """Sample this worker's loop lag into event_loop_interval_seconds (post_worker_init)."""
+    import gevent
+
+    metrics: Metrics = app.extensions["flaskhub.metrics"]
+    return gevent.spawn(sample_event_loop, metrics.EVENT_LOOP_INTERVAL_SECONDS)
 
 
 def may_read_metrics(identity: Identity) -> bool:

@@ -11,6 +11,7 @@ computed gauges are not doubled, and a killed worker's counts survive it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -42,6 +43,11 @@ ADD = "jupyterhub_proxy_add_duration_seconds_count"
 DELETE = "jupyterhub_proxy_delete_duration_seconds_count"
 STOP = "jupyterhub_server_stop_seconds_count"
 REQUESTS = "jupyterhub_request_duration_seconds_count"
+SERVER_HANDLER = "jupyterhub.apihandlers.users.UserServerAPIHandler"
+ROOT_HANDLER = "jupyterhub.apihandlers.hub.RootAPIHandler"
+STARTUP = "jupyterhub_hub_startup_duration_seconds_count"
+INIT_SPAWNERS = "jupyterhub_init_spawners_duration_seconds_count"
+LOOP = "jupyterhub_event_loop_interval_seconds_count"
 STATUSES = ("success", "failure", "already-pending", "throttled", "too-many-users")
 
 
@@ -110,7 +116,7 @@ def test_successful_spawn(hub: Hub) -> None:
     assert after.delta(before, "jupyterhub_running_servers") == 1
     assert after.delta(before, "jupyterhub_servers", state="ready") == 1
     assert after.delta(before, "jupyterhub_total_users") == 1
-    labels = {"method": "POST", "handler": "/hub/api/users/<name>/server", "code": str(code)}
+    labels = {"method": "POST", "handler": SERVER_HANDLER, "code": str(code)}
     assert after.delta(before, REQUESTS, **labels) == 1
     assert "/user/ok-spawn" in hub.routes()
 
@@ -124,7 +130,7 @@ def test_failing_spawn(hub: Hub) -> None:
     assert spawn_deltas(after, before) == expect_spawns(failure=1)
     assert after.delta(before, ADD, status="success") == 0
     assert after.delta(before, "jupyterhub_running_servers") == 0
-    labels = {"method": "POST", "handler": "/hub/api/users/<name>/server"}
+    labels = {"method": "POST", "handler": SERVER_HANDLER}
     assert after.delta(before, REQUESTS, code=str(FAIL_STATUS), **labels) == 1
 
 
@@ -272,17 +278,30 @@ def test_two_workers_merge_counts(hub2: Hub) -> None:
             sent += 1
         now = per_worker(hub2)
         if all(
-            served(now[w], "/hub/api") > served(first.get(w, Samples()), "/hub/api")
+            served(now[w], ROOT_HANDLER) > served(first.get(w, Samples()), ROOT_HANDLER)
             for w in workers
         ):
             break
     else:
         pytest.fail("one worker answered every request")
     after = scrape(hub2, direct=True)
-    labels = {"method": "GET", "handler": "/hub/api", "code": "200"}
+    labels = {"method": "GET", "handler": ROOT_HANDLER, "code": "200"}
     assert after.delta(before, REQUESTS, **labels) == sent
-    assert sum(served(s, "/hub/api") for s in per_worker(hub2).values()) == after.get_value(
+    assert sum(served(s, ROOT_HANDLER) for s in per_worker(hub2).values()) == after.get_value(
         REQUESTS, **labels
+    )
+
+
+def test_start_up_is_observed_once_and_each_worker_samples_its_loop(hub2: Hub) -> None:
+    samples = scrape(hub2)
+    assert samples.get_value(STARTUP) == 1
+    assert 0 < samples.get_value("jupyterhub_hub_startup_duration_seconds_sum") < 120
+    assert samples.get_value(INIT_SPAWNERS) == 1
+    workers = worker_pids(hub2)
+    wait_for(
+        lambda: all(
+            per_worker(hub2).get(w, Samples()).get((LOOP, frozenset()), 0) > 0 for w in workers
+        )
     )
 
 
@@ -323,13 +342,14 @@ def test_a_restarted_worker_loses_no_counts(hub2: Hub) -> None:
     wait_for(lambda: requests.get(f"{hub2.hub_url}/hub/health", timeout=5).ok, timeout=30)
     after = scrape(hub2, direct=True)
     # Everything counted before is still counted: nothing lost, nothing counted twice.
-    labels = {"method": "GET", "handler": "/hub/api", "code": "200"}
+    labels = {"method": "GET", "handler": ROOT_HANDLER, "code": "200"}
     assert after.get_value(REQUESTS, **labels) == before.get_value(REQUESTS, **labels)
     assert spawn_deltas(after, before) == expect_spawns()
     for key, value in before.items():
         if key[0].endswith(("_count", "_sum", "_bucket")):
             assert after[key] >= value, key
     assert victim in per_worker(hub2)  # the dead worker's file is still part of the sums
+    assert after.get_value(STARTUP) == 1  # the new worker did not start the hub
 
 
 def test_a_restarted_hub_counts_from_zero(hub2: Hub) -> None:
@@ -338,5 +358,78 @@ def test_a_restarted_hub_counts_from_zero(hub2: Hub) -> None:
     hub2.restart()
     after = scrape(hub2)
     assert spawn_deltas(after, Samples()) == expect_spawns()
+    assert after.get_value(STARTUP) == 1
+    assert after.get_value(INIT_SPAWNERS) == 1
     assert after.get_value(STOP, status="success") == 0
     assert not [w for w in per_worker(hub2) if w not in worker_pids(hub2)]
+
+
+# -- the Grafana dashboards ---------------------------------------------------------
+
+# Every query on a jupyterhub_* metric in jupyterhub/grafana-dashboards (commit ef44b4e,
+# March 2026): dashboards/jupyterhub.jsonnet and dashboards/activity.jsonnet, copied
+# as they are. Left out: jupyterhub_user_group_info (group.jsonnet, user.jsonnet,
+# common.libsonnet), which jupyterhub-groups-exporter publishes, not the hub.
+DASHBOARD_QUERIES = [
+    """sum by (le) (
+      jupyterhub_request_duration_seconds_bucket{
+        app="jupyterhub", namespace=~"$hub",
+        handler!="jupyterhub.apihandlers.users.SpawnProgressAPIHandler"
+      }
+      - jupyterhub_request_duration_seconds_bucket{
+        app="jupyterhub", namespace=~"$hub",
+        handler!="jupyterhub.apihandlers.users.SpawnProgressAPIHandler"
+      } offset $__rate_interval
+    )""",
+    """sum(increase(jupyterhub_request_duration_seconds_count{
+        app="jupyterhub", namespace=~"$hub",
+    }[2m])) by (code)""",
+    """sum by (le) (
+      jupyterhub_server_spawn_duration_seconds_bucket{namespace=~"$hub"}
+      - jupyterhub_server_spawn_duration_seconds_bucket{namespace=~"$hub"} offset $__rate_interval
+    )""",
+    """sum(increase(jupyterhub_server_spawn_duration_seconds_count{status!="success",
+        namespace=~"$hub"}[2m])) by (status)""",
+    'max(jupyterhub_running_servers{namespace=~"$hub"}) by (namespace)',
+    'max(jupyterhub_active_users{period="24h", namespace=~"$hub"}) by (namespace)',
+    'max(jupyterhub_active_users{period="7d", namespace=~"$hub"}) by (namespace)',
+    'max(jupyterhub_active_users{period="30d", namespace=~"$hub"}) by (namespace)',
+]
+# Labels Prometheus's Kubernetes scrape adds to every target, not the hub.
+TARGET_LABELS = {"app", "namespace"}
+SELECTOR = re.compile(r"(jupyterhub_\w+)\s*\{([^}]*)\}", re.S)
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+BY = re.compile(r"by\s*\(([^)]*)\)")
+
+
+def dashboard_needs() -> list[tuple[str, str, str, str | None]]:
+    """(query, metric, label, value or None) for each label each selector names or groups by."""
+    needs = []
+    for query in DASHBOARD_QUERIES:
+        grouped = {label.strip() for by in BY.findall(query) for label in by.split(",")}
+        for metric, matchers in SELECTOR.findall(query):
+            needs.append((query, metric, "", None))
+            for label, _op, value in MATCHER.findall(matchers):
+                needs.append((query, metric, label, value))
+            needs.extend((query, metric, label, None) for label in grouped)
+    return [need for need in needs if need[2] not in TARGET_LABELS]
+
+
+def test_every_dashboard_query_finds_its_metrics_labels_and_handlers(hub: Hub) -> None:
+    # The excluded handler must be a real label value, or the exclusion excludes nothing.
+    hub.api("POST", "/users/dash")
+    requests.get(
+        f"{hub.public_url}/hub/api/users/dash/server/progress",
+        headers={"Authorization": f"token {hub.admin_token}"},
+        timeout=10,
+    )
+    samples = scrape(hub)
+    needs = dashboard_needs()
+    assert len(needs) >= 15
+    for query, metric, label, value in needs:
+        found = {dict(labels).get(label) for name, labels in samples if name == metric}
+        assert found, f"no {metric} in the exposition, for {query}"
+        if label:
+            assert found - {None}, f"{metric} has no label {label!r}, for {query}"
+        if value is not None:
+            assert value in found, f"{metric} has no {label}={value!r}, for {query}"

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import gevent
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import ConfigError, load
 from app.db import get_db
-from app.metrics import MetricsRecorder
+from app.handler_names import HANDLER_NAMES
+from app.metrics import (
+    MetricsRecorder,
+    observe_startup,
+    start_event_loop_sampler,
+    startup_env,
+)
 from app.models import Server, ServerState
 from app.servers import SpawnStatus, get_servers
 from app.tokens import get_tokens
@@ -23,6 +32,8 @@ from tests.helpers import xsrf_token
 from tests.scrape import Samples
 
 SPAWN = "jupyterhub_server_spawn_duration_seconds"
+ROOT_HANDLER = "jupyterhub.apihandlers.hub.RootAPIHandler"
+USER_HANDLER = "jupyterhub.apihandlers.users.UserAPIHandler"
 REQUESTS = "jupyterhub_request_duration_seconds"
 BUCKETS = [0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 180, 300, 600, math.inf]
 SERVICES = [
@@ -212,30 +223,48 @@ def test_metrics_prefix(make_app: Callable[..., Flask]) -> None:
     assert samples.get_value("flaskhub_server_spawn_duration_seconds_count", status="failure") == 0
     assert samples.get_value("flaskhub_running_servers") == 0
     assert samples.get_value(
-        "flaskhub_request_duration_seconds_count", method="GET", handler="/hub/api", code="200"
+        "flaskhub_request_duration_seconds_count", method="GET", handler=ROOT_HANDLER, code="200"
     )
 
 
-def test_request_metrics_are_labelled_by_route_pattern(app: Flask) -> None:
+def test_request_metrics_are_labelled_by_jupyterhubs_handler_names(app: Flask) -> None:
     client = app.test_client()
     for name in ("alice", "bob", "carol"):
         assert client.get(f"/hub/api/users/{name}").status_code == 403
     client.post("/hub/api/no-such-thing")
+    client.post("/hub/no-such-page")
     client.options("/hub/api/users/alice")
+    client.put("/hub/api/users/alice/password", json={})
     samples = admin_scrape(app, client)
     handlers = samples.label_values(f"{REQUESTS}_count", "handler")
-    assert "/hub/api/users/<name>" in handlers
+    assert USER_HANDLER in handlers
     assert not [h for h in handlers if "alice" in h or "bob" in h or "no-such" in h]
-    labels = {"method": "GET", "handler": "/hub/api/users/<name>", "code": "403"}
+    labels = {"method": "GET", "handler": USER_HANDLER, "code": "403"}
     assert samples.get_value(f"{REQUESTS}_count", **labels) == 3
-    assert samples.get_value(f"{REQUESTS}_count", method="POST", handler="unmatched", code="405")
-    options = {"method": "OPTIONS", "handler": "/hub/api/users/<name>", "code": "200"}
+    api404 = {"method": "POST", "handler": "jupyterhub.apihandlers.base.API404", "code": "405"}
+    assert samples.get_value(f"{REQUESTS}_count", **api404) == 1
+    page404 = {"method": "POST", "handler": "jupyterhub.handlers.base.Template404", "code": "405"}
+    assert samples.get_value(f"{REQUESTS}_count", **page404) == 1
+    options = {"method": "OPTIONS", "handler": USER_HANDLER, "code": "200"}
     assert samples.get_value(f"{REQUESTS}_count", **options) == 1
+    # A rule JupyterHub has no handler for keeps its pattern.
+    assert "/hub/api/users/<name>/password" in handlers
     label_names = {frozenset(dict(labels)) for name, labels in samples if name.startswith(REQUESTS)}
     assert label_names == {
         frozenset({"method", "handler", "code"}),
         frozenset({"method", "handler", "code", "le"}),
     }
+
+
+# FlaskHub's own rules: JupyterHub routes nothing there, so they keep their pattern.
+OWN_RULES = {"/hub/api/openapi.json", "/hub/api/users/<name>/password"}
+
+
+def test_every_rule_has_a_jupyterhub_handler_name_or_is_our_own(app: Flask) -> None:
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    assert rules - set(HANDLER_NAMES) == OWN_RULES
+    assert set(HANDLER_NAMES) - rules == set()  # no stale entries
+    assert all(name.count(".") >= 2 for name in HANDLER_NAMES.values())
 
 
 # -- gauges computed at scrape time -------------------------------------------------
@@ -374,3 +403,48 @@ def test_two_apps_in_one_process_keep_their_own_metrics(make_app: Callable[..., 
     get_servers(first).recorder.spawn(SpawnStatus.SUCCESS, 1.0)
     assert admin_scrape(first).delta(first_before, f"{SPAWN}_count", status="success") == 1
     assert admin_scrape(second).delta(second_before, f"{SPAWN}_count", status="success") == 0
+
+
+# -- start-up and event loop ----------------------------------------------------------
+
+
+def test_the_first_worker_observes_the_start_up_once(
+    app: Flask, make_app: Callable[..., Flask], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_worker = make_app()
+    assert not observe_startup(app)  # not started by `flaskhub run`: nothing to observe
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name, value in startup_env(time.time() - 3.0, 0.25).items():
+        monkeypatch.setenv(name, value)
+    assert observe_startup(app)
+    assert not observe_startup(other_worker)
+    assert not observe_startup(app)
+    # The metrics of these apps were made in-process: read them that way.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    samples = admin_scrape(app)
+    startup = "jupyterhub_hub_startup_duration_seconds"
+    assert samples.get_value(f"{startup}_count") == 1
+    assert 3.0 <= samples.get_value(f"{startup}_sum") < 60
+    assert samples.get_value("jupyterhub_init_spawners_duration_seconds_sum") == 0.25
+    assert admin_scrape(other_worker).get_value(f"{startup}_count") == 0
+
+
+def test_the_event_loop_sampler_sees_a_blocked_loop(app: Flask) -> None:
+    histogram = "jupyterhub_event_loop_interval_seconds"
+    sampler = start_event_loop_sampler(app)
+    try:
+        gevent.sleep(0.3)  # a responsive loop: wake-ups on time
+        quiet = admin_scrape(app)
+        assert quiet.get_value(f"{histogram}_count") >= 2
+        assert quiet.get_value(f"{histogram}_bucket", le="0.05") == quiet.get_value(
+            f"{histogram}_count"
+        )
+        time.sleep(0.4)  # not gevent's: blocks the whole loop, as a blocking call would
+        gevent.sleep(0.15)
+    finally:
+        sampler.kill()
+    blocked = admin_scrape(app)
+    assert blocked.delta(quiet, f"{histogram}_bucket", le="0.25") < blocked.delta(
+        quiet, f"{histogram}_count"
+    )
+    assert blocked.get_value(f"{histogram}_sum") >= 0.35
