@@ -34,6 +34,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         tokens,
         users,
     )
+    from app.services import registry as services
 
     app = Flask(__name__, static_folder=None)
     config.init_app(app, overrides)
@@ -47,6 +48,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     metrics.init_app(app)  # the recorder servers.init_app hands to the lifecycle
     servers.init_app(app)
+    services.init_app(app)  # its routes join the route check: after servers
     headers.init_app(app)
     errors.init_app(app)
     app.register_blueprint(api.bp)

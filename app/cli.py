@@ -88,6 +88,7 @@ def run() -> None:
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
+    _sync_service_clients(settings)
     init_spawners = _recover()
     binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
@@ -181,6 +182,14 @@ def _load_roles(settings: Settings) -> None:
         RoleService(Database(settings.db_url)).load(settings.load_roles)
     except DomainError as e:
         raise click.ClickException(f"setting 'load_roles': {e.message}") from None
+
+
+def _sync_service_clients(settings: Settings) -> None:
+    """The OAuth clients of the `services` setting, as it says (before any worker)."""
+    from app.db import Database
+    from app.services.registry import ServiceRegistry
+
+    ServiceRegistry(Database(settings.db_url), settings).sync_clients()
 
 
 @main.command()

@@ -185,7 +185,10 @@ class Settings:
     )
     services: list[dict[str, Any]] = setting(
         [],
-        'Tokens for tools: [{"name", "api_token", "admin", "scopes", "url"}] (last two optional).',
+        'Services (JupyterHub\'s): [{"name", "api_token", "admin", "scopes", "url", "command", '
+        '"environment", "oauth_client_id", "oauth_redirect_uri", "oauth_client_allowed_scopes", '
+        '"oauth_no_confirm", "info", "display"}]; only name and api_token are required. With a '
+        "`url` routed at /services/<name>/; with a `command` started by `flaskhub run`.",
         secret=True,
     )
     load_roles: list[dict[str, Any]] = setting(
@@ -496,16 +499,7 @@ def _validate(settings: Settings) -> None:
     problem = spawn_options_problem(settings.spawn_options)
     if problem:
         raise ConfigError(f"setting 'spawn_options': {problem}")
-    for service in settings.services:
-        required = ("name", "api_token")
-        if not isinstance(service, dict) or not all(
-            isinstance(service.get(key), str) and service[key] for key in required
-        ):
-            raise ConfigError('each of \'services\' needs {"name": ..., "api_token": ...}')
-        # A string such as "false" would be truthy: an admin by mistake.
-        if not isinstance(service.get("admin", False), bool):
-            raise ConfigError(f"setting 'services': 'admin' of {service['name']!r} must be a bool")
-        _validate_service_extras(service)
+    _validate_services(settings.services)
     _validate_roles(settings)
     for name, value in settings.headers.items():
         if not isinstance(value, str):
@@ -612,19 +606,29 @@ def _validate_roles(settings: Settings) -> None:
         raise ConfigError(f"setting 'load_roles': {e}") from None
 
 
-def _validate_service_extras(service: dict[str, Any]) -> None:
-    """A service's optional `scopes` (JupyterHub's names) and `url`."""
+def _validate_services(services: list[dict[str, Any]]) -> None:
+    """Each service: a name and a token, fields of the right types (a string such as
+    "false" for `admin` would be truthy: an admin by mistake), known scopes, one each."""
     from app.scopes import ScopeError, check_scopes
+    from app.services.specs import SpecError, spec_from
 
-    name, scopes = service["name"], service.get("scopes", [])
-    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise ConfigError(f"setting 'services': 'scopes' of {name!r} must be a list of strings")
-    try:
-        check_scopes(scopes)
-    except ScopeError as e:
-        raise ConfigError(f"setting 'services': {e} (service {name!r})") from None
-    if not isinstance(service.get("url", ""), str):
-        raise ConfigError(f"setting 'services': 'url' of {name!r} must be a string")
+    names = set()
+    for service in services:
+        required = ("name", "api_token")
+        if not isinstance(service, dict) or not all(
+            isinstance(service.get(key), str) and service[key] for key in required
+        ):
+            raise ConfigError('each of \'services\' needs {"name": ..., "api_token": ...}')
+        try:
+            spec = spec_from(service)
+            check_scopes([*service.get("scopes", []), *spec.oauth_client_allowed_scopes])
+        except (SpecError, ScopeError) as e:
+            raise ConfigError(f"setting 'services': {e} (service {service['name']!r})") from None
+        if spec.name in names:
+            raise ConfigError(f"setting 'services': {spec.name!r} is there twice")
+        names.add(spec.name)
+        if spec.managed and not spec.command[0]:
+            raise ConfigError(f"setting 'services': 'command' of {spec.name!r} is empty")
 
 
 def _validate_docker(settings: Settings) -> None:

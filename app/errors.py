@@ -36,6 +36,7 @@ STATUS: dict[Outcome, int] = {
     Outcome.FORBIDDEN: 403,
     Outcome.UNAVAILABLE: 503,
     Outcome.LOGIN_EXPIRED: 403,
+    Outcome.NOT_MODIFIABLE: 405,  # JupyterHub's answer to deleting a service of the settings
 }
 
 # The database's errors that mean "not reachable now" rather than a bug.

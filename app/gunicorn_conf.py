@@ -3,7 +3,8 @@
 Used as ``gunicorn -c python:app.gunicorn_conf 'app:create_app()'``; `flaskhub run`
 prepares and then becomes exactly that (adding a bind per address containers reach
 the hub on). The arbiter starts and supervises CHP (unless proxy_auto_start is
-false) and, at exit, stops user servers and CHP (app/supervisor.py). The gevent
+false) and the managed services and, at exit, stops them and user servers
+(app/supervisor.py). The gevent
 worker patches after fork, before the app loads.
 """
 
@@ -15,10 +16,12 @@ from typing import Any
 
 from app import supervisor
 from app.config import load, resolve_secrets
+from app.services.processes import ServiceProcess
 from proxy.launcher import ProxyProcess
 
 _settings = load()
 _proxy: ProxyProcess | None = None
+_services: list[ServiceProcess] = []
 
 
 def _address(ip: str) -> str:
@@ -62,12 +65,13 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
 
 
 def on_starting(server: Any) -> None:
-    """Log as FlaskHub does, reset the metrics, start CHP."""
-    global _proxy
+    """Log as FlaskHub does, reset the metrics, start CHP and the managed services."""
+    global _proxy, _services
     supervisor.configure_logging(_settings)
     _reset_metrics(server)
     if _settings.proxy_auto_start:
         _proxy = supervisor.start_proxy(resolve_secrets(_settings))
+    _services = supervisor.start_services(_settings)
 
 
 def when_ready(server: Any) -> None:
@@ -76,8 +80,8 @@ def when_ready(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    """Stop user servers (cleanup_servers) and CHP after the workers."""
-    supervisor.shut_down(resolve_secrets(_settings), _proxy)
+    """Stop the managed services, user servers (cleanup_servers) and CHP after the workers."""
+    supervisor.shut_down(resolve_secrets(_settings), _proxy, _services)
 
 
 def _reset_metrics(server: Any) -> None:

@@ -232,7 +232,7 @@ class APIToken(Base):
 
 
 class OAuthClient(Base):
-    """A user server's OAuth identity; its secret is the server's API token (hashed)."""
+    """A user server's or a service's OAuth identity; its secret is their API token (hashed)."""
 
     __tablename__ = "oauth_clients"
 
@@ -243,6 +243,27 @@ class OAuthClient(Base):
     server_id: Mapped[int | None] = mapped_column(
         ForeignKey("servers.id", ondelete="CASCADE"), nullable=True
     )
+    #: The service this client is (from the setting or the services table), if any.
+    service_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ServiceRow(Base):
+    """A service created through the API (JupyterHub 5's dynamic services); those of the
+    `services` setting are not rows."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    url: Mapped[str] = mapped_column(String(1023), default="", server_default="")
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    oauth_client_id: Mapped[str | None] = mapped_column(String(255))
+    oauth_redirect_uri: Mapped[str] = mapped_column(String(1023), default="", server_default="")
+    oauth_client_allowed_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    oauth_no_confirm: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    display: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
 class OAuthCode(Base):

@@ -1,9 +1,12 @@
-"""Domain: the OAuth 2 authorization-code provider that user servers log browsers in with.
+"""Domain: the OAuth 2 authorization-code provider that user servers and services log
+browsers in with.
 
 A server's client id is ``jupyterhub-user-<name>[~<server>]``, its secret the server's
-API token, its redirect URI ``/user/<name>/oauth_callback``. A code is
-single-use, valid for CODE_LIFETIME, and exchanged for a token that grants
-access to that one server. Plain Python, no Flask request objects.
+API token, its redirect URI ``/user/<name>/oauth_callback``; a service's is
+``service-<name>`` (or its `oauth_client_id`), its secret the service's token, its
+redirect URI ``/services/<name>/oauth_callback`` (or its `oauth_redirect_uri`). A
+code is single-use, valid for CODE_LIFETIME, and exchanged for a token that grants
+access to that one server or service. Plain Python, no Flask request objects.
 """
 
 from __future__ import annotations
@@ -58,10 +61,13 @@ class OAuthService:
         session.add(client)
         return client
 
-    def client_owner(self, client_id: str) -> tuple[OAuthClient, str]:
-        """A client and the name of the user whose server it is; Invalid if unknown."""
+    def client_owner(self, client_id: str) -> tuple[OAuthClient, str | None]:
+        """A client and the name of the user whose server it is (None for a service's:
+        anyone may log in to a service); Invalid if unknown."""
         with self.db.read() as session:
             client = session.get(OAuthClient, client_id)
+            if client is not None and client.service_name is not None:
+                return client, None
             server = _server_of(session, client)
             if client is None or server is None:
                 raise Invalid(f"Unknown OAuth client {client_id!r}")
@@ -102,14 +108,18 @@ class OAuthService:
     def _issue_token(self, client: OAuthClient, user_id: int) -> tuple[str, list[str]]:
         with self.db.write() as session:
             server = _server_of(session, client)
-            if server is None:
+            if client.service_name is not None:
+                # JupyterHub's required scopes of a service's client: access to it, identify.
+                scopes = [f"access:services!service={client.service_name}", "identify"]
+            elif server is None:
                 raise OAuthError("invalid_client", "The client's server no longer exists")
-            scopes = [*_access_scopes(server), "identify"]
+            else:
+                scopes = [*_access_scopes(server), "identify"]
             token, _row = self.tokens.create(
                 user_id,
                 note=f"OAuth token for {client.id}",
                 scopes=scopes,
-                server_id=server.id,
+                server_id=server.id if server is not None else None,
                 client_id=client.id,
                 session=session,
             )

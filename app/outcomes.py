@@ -39,6 +39,7 @@ class Outcome(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # a service the hub depends on (an identity provider) is down
     FORBIDDEN = "forbidden"  # who asks may not do it (a login the settings do not allow)
     LOGIN_EXPIRED = "login-expired"  # the identity provider no longer vouches for a login
+    NOT_MODIFIABLE = "not-modifiable"  # fixed by the settings (a service of `services`)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class Invalid(DomainError):
 
 class Forbidden(DomainError):
     outcome = Outcome.FORBIDDEN
+
+
+class NotModifiable(DomainError):
+    """The thing exists but the settings define it: it cannot be changed at run time."""
+
+    outcome = Outcome.NOT_MODIFIABLE
 
 
 class Unavailable(DomainError):

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from app.config import Settings
+from app.services.processes import ServiceProcess
+from app.services.specs import service_env, spec_from
 from proxy.launcher import ProxyProcess, ProxyStartError, http_get
 
 log = logging.getLogger("flaskhub")
@@ -55,6 +57,20 @@ def start_proxy(settings: Settings) -> ProxyProcess:
     return proxy
 
 
+def start_services(settings: Settings) -> list[ServiceProcess]:
+    """Start the managed services (those of `services` with a `command`) and supervise them."""
+    started = []
+    for entry in settings.services:
+        spec = spec_from(entry)
+        if not spec.managed:
+            continue
+        env = service_env(spec, hub_url=settings.hub_url, public_url=settings.public_url)
+        process = ServiceProcess(spec, env, settings.data_dir)
+        process.start()
+        started.append(process)
+    return started
+
+
 def announce_when_ready(settings: Settings) -> None:
     """Say, once a worker answers, where to open the hub (in a thread: the arbiter goes on)."""
 
@@ -72,10 +88,15 @@ def announce_when_ready(settings: Settings) -> None:
     threading.Thread(target=wait, name="announce", daemon=True).start()
 
 
-def shut_down(settings: Settings, proxy: ProxyProcess | None) -> None:
-    """After the workers stopped: user servers (unless cleanup_servers=false, or a
-    shutdown through the API said otherwise), then CHP."""
+def shut_down(
+    settings: Settings, proxy: ProxyProcess | None, services: list[ServiceProcess]
+) -> None:
+    """After the workers stopped: managed services, user servers (unless
+    cleanup_servers=false, or a shutdown through the API said otherwise), then CHP."""
     from app.shutdown import take_request
+
+    for service in services:
+        service.stop()
 
     asked = take_request(settings.data_dir)
     if asked.servers if asked is not None else settings.cleanup_servers:

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db
-from app.models import APIToken, OAuthClient, Server, User, utcnow
+from app.models import APIToken, OAuthClient, Server, ServiceRow, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
 
 _owner = joinedload(APIToken.user)
@@ -43,7 +43,7 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class Service:
-    """A tool's identity from the `services` setting."""
+    """A tool's identity: a service of the `services` setting or created through the API."""
 
     name: str
     admin: bool
@@ -105,7 +105,13 @@ class TokenService:
             # One statement: the token joined with its user, their servers and groups.
             query = select(APIToken).where(APIToken.hashed == hashed).options(*TOKEN_LOADS)
             row = session.scalars(query).unique().one_or_none()
-        if row is None or row.expired:
+            if row is None:
+                # A service created through the API (asked only when no token matched).
+                service = session.scalar(
+                    select(ServiceRow).where(ServiceRow.api_token_hash == hashed)
+                )
+                return Service(service.name, service.admin) if service is not None else None
+        if row.expired:
             return None
         self._note_use(row)
         return row

@@ -1,6 +1,7 @@
 """The OAuth 2 endpoints of the provider in app.oauth: /hub/api/oauth2/authorize and /token.
 
-Only the owner of a server is given a code for it. The token endpoint answers
+Only the owner of a server is given a code for it; for a service, a user who holds
+access:services for it (JupyterHub's: through a role). The token endpoint answers
 refusals in OAuth's own shape, {"error", "error_description"} (app.errors).
 """
 
@@ -21,7 +22,8 @@ bp = Blueprint("oauth", __name__)
 
 @bp.get("/oauth2/authorize")
 def authorize() -> ResponseReturnValue:
-    """Give the logged-in owner of a server a one-time code for it."""
+    """Give the logged-in owner of a server (a user with access to it, for a service) a
+    one-time code for it."""
     client_id = request.args.get("client_id", "")
     redirect_uri = request.args.get("redirect_uri", "")
     if request.args.get("response_type", "code") != "code":
@@ -32,8 +34,15 @@ def authorize() -> ResponseReturnValue:
     identity = current_identity()
     if identity.user is None or not identity.via_cookie:
         return redirect("/hub/login?" + urlencode({"next": request.full_path}))
-    if identity.user.name != owner:
+    if owner is not None and identity.user.name != owner:
         raise HubError(403, f"{identity.user.name} is not allowed to use {owner}'s server.")
+    service = client.service_name
+    if service is not None and not identity.has_scope("access:services", service=service):
+        raise HubError(
+            403,
+            f"{identity.user.name} is not allowed to use the service {service}: "
+            f"that needs the scope access:services!service={service} (through a role).",
+        )
     query = {"code": get_oauth().issue_code(client, identity.user.id)}
     if "state" in request.args:
         query["state"] = request.args["state"]

@@ -1,4 +1,5 @@
-"""Services from the `services` setting: GET /hub/api/services[/<name>] (read-only)."""
+"""Services: GET /hub/api/services[/<name>]; POST and DELETE /hub/api/services/<name>
+(JupyterHub 5's services created at run time, for admin:services)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from app.api.common import require_identity, require_scope
-from app.config import current_settings
+from app.api.common import json_body, require_identity, require_scope
 from app.errors import HubError
 from app.roles import get_roles
+from app.scopes import DEFAULT_ROLES
+from app.servers import get_servers
+from app.services.registry import ServiceRegistry, get_services
+from app.services.specs import ServiceSpec
 
 bp = Blueprint("services", __name__)
 
@@ -24,12 +28,12 @@ def list_services() -> Response:
         raise HubError(
             403, "Action is not authorized with current scopes; requires any of [list:services]."
         )
-    roles = get_roles().service_roles()
+    registry, roles = get_services(), get_roles().service_roles()
     return jsonify(
         {
-            service["name"]: service_model(service, roles[service["name"]])
-            for service in current_settings().services
-            if any(identity.has_scope(s, service=service["name"]) for s in LIST_SCOPES)
+            spec.name: service_model(registry, spec, roles[spec.name])
+            for spec in registry.all()
+            if any(identity.has_scope(s, service=spec.name) for s in LIST_SCOPES)
         }
     )
 
@@ -37,23 +41,66 @@ def list_services() -> Response:
 @bp.get("/services/<name>")
 def get_service(name: str) -> Response:
     require_scope("read:services", service=name)
-    service = next((s for s in current_settings().services if s["name"] == name), None)
-    if service is None:
+    registry = get_services()
+    spec = registry.get(name)
+    if spec is None:
         raise HubError(404, f"No such service: {name}")
-    return jsonify(service_model(service, get_roles().service_roles()[name]))
+    return jsonify(service_model(registry, spec, get_roles().service_roles()[name]))
 
 
-def service_model(service: dict[str, Any], roles: list[str]) -> dict[str, Any]:
-    """JupyterHub's service model. FlaskHub runs no services: no command, pid or prefix."""
+@bp.post("/services/<name>")
+def create_service(name: str) -> tuple[Response, int]:
+    """Create a service (no `command`: managed ones come from the setting only); 201."""
+    identity = require_scope("admin:services")
+    body = json_body({})
+    if not isinstance(body, dict) or not body:
+        raise HubError(400, "Invalid service data: a JSON object of the service's fields")
+    wanted = [*(DEFAULT_ROLES["admin"] if body.get("admin") is True else ())]
+    if isinstance(body.get("oauth_client_allowed_scopes"), list):
+        wanted += [s for s in body["oauth_client_allowed_scopes"] if isinstance(s, str)]
+    missing = identity.missing_scopes(frozenset(wanted))
+    if missing:
+        raise HubError(400, f"Cannot give a service scopes you do not hold: {sorted(missing)}")
+    registry = get_services()
+    spec = registry.create(name, body)
+    _try_route(spec)
+    return jsonify(service_model(registry, spec, [])), 201
+
+
+@bp.delete("/services/<name>")
+def delete_service(name: str) -> Response:
+    """Delete a service created through the API (405 for one of the setting)."""
+    require_scope("admin:services")
+    spec = get_services().delete(name)
+    if spec.url:
+        get_servers().routes.delete(spec.prefix)
+    return Response(status=200)
+
+
+def _try_route(spec: ServiceSpec) -> None:
+    """Route a new service now; if the proxy is down the route check adds it later."""
+    from proxy.client import ProxyError
+
+    if not spec.url:
+        return
+    target, data = get_services().routes()[spec.prefix]
+    try:
+        get_servers().routes.add(spec.prefix, target, data)
+    except ProxyError:
+        pass  # logged by the proxy client; the route check retries
+
+
+def service_model(registry: ServiceRegistry, spec: ServiceSpec, roles: list[str]) -> dict[str, Any]:
+    """JupyterHub's service model."""
     return {
         "kind": "service",
-        "name": service["name"],
-        "admin": bool(service.get("admin", False)),
-        "roles": sorted({*(["admin"] if service.get("admin") else []), *roles}),
-        "url": service.get("url", ""),
-        "prefix": "",
-        "command": [],
-        "pid": 0,
-        "info": {},
-        "display": True,
+        "name": spec.name,
+        "admin": spec.admin,
+        "roles": sorted({*(["admin"] if spec.admin else []), *roles}),
+        "url": spec.url,
+        "prefix": spec.prefix if spec.url else "",
+        "command": list(spec.command),
+        "pid": registry.pid(spec) if spec.managed else 0,
+        "info": dict(spec.info),
+        "display": spec.display,
     }

@@ -28,6 +28,8 @@ class Routes:
     def __init__(self, client: ProxyClient, recorder: Recorder) -> None:
         self.client = client
         self.recorder = recorder
+        #: Other routes the check keeps, {prefix: (target, data)}: the services' (app.services).
+        self.extra_routes: Callable[[], dict[str, tuple[str, dict[str, Any]]]] = dict
 
     def use(self, client: ProxyClient) -> None:
         """Talk to another proxy from now on (calls in flight keep the old client)."""
@@ -74,7 +76,8 @@ class Routes:
                 select(Server).where(Server.state.in_([ServerState.RUNNING, ServerState.SPAWNING]))
             ).all()
         wanted: dict[str, tuple[str, dict[str, Any]]] = {
-            "/": (hub_url, {"hub": True, "jupyterhub": True})
+            **self.extra_routes(),
+            "/": (hub_url, {"hub": True, "jupyterhub": True}),
         }
         starting = set()
         for server in rows:
