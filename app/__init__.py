@@ -31,6 +31,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         pages,
         roles,
         servers,
+        shares,
         tokens,
         users,
     )
@@ -42,6 +43,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     users.init_app(app)
     groups.init_app(app)
     roles.init_app(app)
+    shares.init_app(app)
     tokens.init_app(app)
     oauth.init_app(app)  # issues tokens: after tokens
     logins.init_app(app)

@@ -266,6 +266,47 @@ class ServiceRow(Base):
     display: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
+class Share(Base):
+    """Rights on one server (its `scopes`, each with the server's filter) that its owner
+    gave one user or one group (JupyterHub 5's sharing)."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: utcnow())
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True
+    )
+
+    server: Mapped[Server] = relationship(lazy="joined")
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id], lazy="joined")
+    group: Mapped[Group | None] = relationship(lazy="joined")
+
+
+class ShareCode(Base):
+    """A code (hashed) its holder exchanges for a Share of one server, until it expires."""
+
+    __tablename__ = "share_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: utcnow())
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    hashed: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    exchange_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_exchanged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    server: Mapped[Server] = relationship(lazy="joined")
+
+
 class OAuthCode(Base):
     """A one-time authorization code (hashed), valid for a few minutes."""
 

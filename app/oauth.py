@@ -61,9 +61,9 @@ class OAuthService:
         session.add(client)
         return client
 
-    def client_owner(self, client_id: str) -> tuple[OAuthClient, str | None]:
-        """A client and the name of the user whose server it is (None for a service's:
-        anyone may log in to a service); Invalid if unknown."""
+    def client_owner(self, client_id: str) -> tuple[OAuthClient, tuple[str, str] | None]:
+        """A client and the (user, server name) whose server it is (None for a service's);
+        Invalid if unknown."""
         with self.db.read() as session:
             client = session.get(OAuthClient, client_id)
             if client is not None and client.service_name is not None:
@@ -71,7 +71,7 @@ class OAuthService:
             server = _server_of(session, client)
             if client is None or server is None:
                 raise Invalid(f"Unknown OAuth client {client_id!r}")
-            return client, server.user.name
+            return client, (server.user.name, server.name)
 
     def issue_code(self, client: OAuthClient, user_id: int) -> str:
         """A new one-time code for a user to give the client."""

@@ -1,7 +1,8 @@
 """The OAuth 2 endpoints of the provider in app.oauth: /hub/api/oauth2/authorize and /token.
 
-Only the owner of a server is given a code for it; for a service, a user who holds
-access:services for it (JupyterHub's: through a role). The token endpoint answers
+Only the owner of a server, or a user holding access:servers for it (it was shared with
+them), is given a code for it; for a service, a user who holds access:services for it
+(JupyterHub's: through a role). The token endpoint answers
 refusals in OAuth's own shape, {"error", "error_description"} (app.errors).
 """
 
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 
-from app.auth import current_identity
+from app.auth import Identity, current_identity
 from app.errors import HubError
 from app.oauth import OAuthError, get_oauth
 
@@ -22,8 +23,7 @@ bp = Blueprint("oauth", __name__)
 
 @bp.get("/oauth2/authorize")
 def authorize() -> ResponseReturnValue:
-    """Give the logged-in owner of a server (a user with access to it, for a service) a
-    one-time code for it."""
+    """Give a logged-in user with access to the client's server or service a one-time code."""
     client_id = request.args.get("client_id", "")
     redirect_uri = request.args.get("redirect_uri", "")
     if request.args.get("response_type", "code") != "code":
@@ -34,8 +34,8 @@ def authorize() -> ResponseReturnValue:
     identity = current_identity()
     if identity.user is None or not identity.via_cookie:
         return redirect("/hub/login?" + urlencode({"next": request.full_path}))
-    if owner is not None and identity.user.name != owner:
-        raise HubError(403, f"{identity.user.name} is not allowed to use {owner}'s server.")
+    if owner is not None and not _may_access(identity, *owner):
+        raise HubError(403, f"{identity.user.name} is not allowed to use {owner[0]}'s server.")
     service = client.service_name
     if service is not None and not identity.has_scope("access:services", service=service):
         raise HubError(
@@ -60,6 +60,13 @@ def token() -> ResponseReturnValue:
         client_id, secret, form.get("code", ""), form.get("redirect_uri")
     )
     return jsonify({"access_token": value, "token_type": "Bearer", "scope": " ".join(scopes)})
+
+
+def _may_access(identity: Identity, owner: str, server_name: str) -> bool:
+    """The owner, or a user holding access:servers for it (shared with them; admin_access)."""
+    assert identity.user is not None
+    server = f"{owner}/{server_name}"
+    return identity.user.name == owner or identity.has_scope("access:servers", owner, server)
 
 
 def _client_credentials() -> tuple[str, str]:

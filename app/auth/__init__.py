@@ -30,6 +30,7 @@ from app.scopes import (
     intersect,
     role_scopes,
 )
+from app.shares import get_shares
 from app.tokens import Service, get_tokens
 from app.users import get_users
 
@@ -73,9 +74,11 @@ class Identity:
 
     @cached_property
     def owner_scopes(self) -> frozenset[str]:
-        """Everything the owner may do: the user role (+ admin role), or a service's own."""
+        """Everything the owner may do: the user role (+ admin role) and what others shared
+        with them, or a service's own."""
         if self.user is not None:
-            held = expand_scopes(_user_role_scopes(self.user.id), user=self.user.name)
+            granted = [*_user_role_scopes(self.user.id), *_shared_scopes(self.user.id)]
+            held = expand_scopes(granted, user=self.user.name)
             found = held | IDENTIFY
             if not self.user.admin:
                 return found
@@ -158,6 +161,11 @@ def _service_scopes(name: str) -> Iterable[str]:
 def _user_role_scopes(user_id: int) -> Iterable[str]:
     """The scopes of the roles a user holds (the user role, theirs, their groups')."""
     return get_roles().scopes_of_user(user_id) if has_app_context() else DEFAULT_ROLES["user"]
+
+
+def _shared_scopes(user_id: int) -> Iterable[str]:
+    """The scopes shared with a user and their groups (JupyterHub 5's sharing)."""
+    return get_shares().scopes_for(user_id) if has_app_context() else ()
 
 
 def _withheld_from_admins() -> frozenset[str]:

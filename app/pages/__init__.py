@@ -32,7 +32,7 @@ from app.config import current_settings
 from app.errors import STATUS, HubError
 from app.logins import get_throttle
 from app.outcomes import DomainError, Invalid
-from app.pages import admin, servers, tokens
+from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
 from app.servers import get_servers, url_prefix
 from app.users import get_users
@@ -50,6 +50,7 @@ bp = Blueprint(
 bp.register_blueprint(servers.bp)
 bp.register_blueprint(tokens.bp)
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(shares.bp)
 
 
 C0_AND_SPACE = "".join(map(chr, range(33)))

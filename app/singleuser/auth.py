@@ -88,18 +88,21 @@ def owner_refusal(
 ) -> str | None:
     """Return why the hub's model may not use the owner's server, or None if it may.
 
-    The owner's own credential must also carry the access scope of this server
-    (a token limited to reading its name may not use it), as JupyterHub's HubAuth.
+    A user's credential must carry the access scope of this server, as JupyterHub's
+    HubAuth checks: the owner's (a token limited to reading its name may not use
+    it), or another user's the server was shared with (or who may open every server).
     """
     if model is None:
         return "Invalid or expired token"
     name = str(model.get("name"))
-    if model.get("kind", "user") != "user" or name != owner:
+    if model.get("kind", "user") != "user":
         return f"{name} is not allowed to use {owner}'s server"
     held = set(model.get("scopes") or ())
-    if "access:servers" not in held and not held.intersection(access_scopes):
-        return f"This token of {name} does not grant access to the server (no access:servers)"
-    return None
+    if "access:servers" in held or held.intersection(access_scopes):
+        return None
+    if name != owner:
+        return f"{name} is not allowed to use {owner}'s server"
+    return f"This token of {name} does not grant access to the server (no access:servers)"
 
 
 def token_from_header() -> str | None:

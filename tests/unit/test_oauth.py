@@ -77,7 +77,7 @@ def refused(error: str, call: Callable[..., object], *args: object) -> None:
 
 def test_client_owner(oauth: OAuthService, alice: Registered) -> None:
     client, owner = oauth.client_owner(CLIENT_ID)
-    assert (client.id, client.redirect_uri, owner) == (CLIENT_ID, REDIRECT_URI, "alice")
+    assert (client.id, client.redirect_uri, owner) == (CLIENT_ID, REDIRECT_URI, ("alice", ""))
     with pytest.raises(Invalid, match="Unknown OAuth client 'nope'"):
         oauth.client_owner("nope")
 
