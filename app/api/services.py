@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -15,6 +16,7 @@ from app.servers import get_servers
 from app.services.registry import ServiceRegistry, get_services
 from app.services.specs import ServiceSpec
 
+log = logging.getLogger(__name__)
 bp = Blueprint("services", __name__)
 
 LIST_SCOPES = ("list:services", "read:services")
@@ -86,8 +88,8 @@ def _try_route(spec: ServiceSpec) -> None:
     target, data = get_services().routes()[spec.prefix]
     try:
         get_servers().routes.add(spec.prefix, target, data)
-    except ProxyError:
-        pass  # logged by the proxy client; the route check retries
+    except ProxyError as e:
+        log.warning("Could not route service %s now (%s): the route check will", spec.name, e)
 
 
 def service_model(registry: ServiceRegistry, spec: ServiceSpec, roles: list[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
@@ -87,12 +88,16 @@ class ServiceRegistry:
         if self.get(name) is not None:
             raise Conflict(f"Service {name} already exists")
         spec = _checked_api_spec(name, body)
-        with self.db.write() as session:
-            if spec.redirect_uri and session.get(OAuthClient, spec.client_id) is not None:
-                raise Conflict(f"OAuth client {spec.client_id} already exists")
-            session.add(_row_of(spec))
-            if spec.api_token and spec.redirect_uri:
-                _save_client(session, spec)
+        try:
+            with self.db.write() as session:
+                if spec.redirect_uri and session.get(OAuthClient, spec.client_id) is not None:
+                    raise Conflict(f"OAuth client {spec.client_id} already exists")
+                session.add(_row_of(spec))
+                if spec.api_token and spec.redirect_uri:
+                    _save_client(session, spec)
+        except IntegrityError:
+            # Another request created the same name (or token) first.
+            raise Conflict(f"Service {name} already exists (or its api_token is taken)") from None
         log.info("Service %s created through the API", name)
         return spec
 

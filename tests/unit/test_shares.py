@@ -1,0 +1,126 @@
+"""app.shares: the server filter, granting and revoking, group shares, share codes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from app.db import Database
+from app.groups import GroupService
+from app.models import Server, ShareCode, utcnow
+from app.outcomes import Invalid, NotFound
+from app.shares import ShareService, apply_filter
+from app.users import UserService
+
+ACCESS = "access:servers!server=alice/"
+
+
+@pytest.fixture
+def shares(db: Database) -> ShareService:
+    return ShareService(db)
+
+
+@pytest.fixture
+def server(db: Database) -> Server:
+    users = UserService(db)
+    alice = users.get_or_create("alice")
+    for name in ("bob", "carol"):
+        users.get_or_create(name)
+    with db.write() as session:
+        row = Server(user_id=alice.id, name="")
+        session.add(row)
+        session.flush()
+        server_id = row.id
+    with db.read() as session:
+        found = session.get(Server, server_id)
+        assert found is not None
+        return found
+
+
+def user_id(db: Database, name: str) -> int:
+    user = UserService(db).get(name)
+    assert user is not None
+    return user.id
+
+
+@pytest.mark.parametrize(
+    ("scopes", "expected"),
+    [
+        (["access:servers"], [ACCESS]),
+        ([ACCESS, "read:servers"], [ACCESS, "read:servers!server=alice/"]),
+    ],
+)
+def test_apply_filter(scopes: list[str], expected: list[str]) -> None:
+    assert apply_filter(scopes, "alice", "") == expected
+
+
+@pytest.mark.parametrize(
+    ("scopes", "says"),
+    [
+        (["access:servers!server=bob/"], "!server=bob/ not allowed"),
+        (["access:servers!user=alice"], "!user=alice not allowed"),
+        (["no-such-scope"], "no-such-scope"),
+    ],
+)
+def test_apply_filter_refuses(scopes: list[str], says: str) -> None:
+    with pytest.raises(Invalid, match=says):
+        apply_filter(scopes, "alice", "")
+
+
+def test_grant_adds_and_revoke_takes_back(
+    db: Database, shares: ShareService, server: Server
+) -> None:
+    bob = user_id(db, "bob")
+    shares.grant(server, [ACCESS], user_id=bob, group_id=None)
+    share = shares.grant(server, ["read:servers!server=alice/"], user_id=bob, group_id=None)
+    assert share.scopes == [ACCESS, "read:servers!server=alice/"]
+    assert sorted(shares.scopes_for(bob)) == share.scopes
+    left = shares.revoke(server, [ACCESS], user_id=bob, group_id=None)
+    assert left is not None and left.scopes == ["read:servers!server=alice/"]
+    assert shares.revoke(server, None, user_id=bob, group_id=None) is None
+    assert shares.scopes_for(bob) == []
+
+
+def test_a_group_share_reaches_members_only(
+    db: Database, shares: ShareService, server: Server
+) -> None:
+    team = GroupService(db).create("team", members=["carol"])
+    shares.grant(server, [ACCESS], user_id=None, group_id=team.id)
+    assert shares.scopes_for(user_id(db, "carol")) == [ACCESS]
+    assert shares.scopes_for(user_id(db, "bob")) == []
+    rows, total = shares.with_user(user_id(db, "carol"), 0, 10)
+    assert total == 1 and rows[0].group is not None and rows[0].group.name == "team"
+
+
+def test_a_code_is_exchanged_by_others_until_it_expires(
+    db: Database, shares: ShareService, server: Server
+) -> None:
+    row, code = shares.new_code(server, [ACCESS], 3600)
+    with pytest.raises(Invalid, match="yourself"):
+        shares.exchange(code, server.user_id)
+    share = shares.exchange(code, user_id(db, "bob"))
+    assert share.scopes == [ACCESS]
+    shares.exchange(code, user_id(db, "carol"))
+    codes, _total = shares.codes(server.user_id, None, 0, 10)
+    assert [(c.id, c.exchange_count) for c in codes] == [(row.id, 2)]
+    with db.write() as session:
+        expired = utcnow() - timedelta(seconds=1)
+        session.execute(update(ShareCode).where(ShareCode.id == row.id).values(expires_at=expired))
+    with pytest.raises(Invalid, match="unknown or expired"):
+        shares.exchange(code, user_id(db, "bob"))
+    assert shares.codes(server.user_id, None, 0, 10) == ([], 0)
+
+
+def test_delete_codes_by_code_or_id(db: Database, shares: ShareService, server: Server) -> None:
+    first, code = shares.new_code(server, [ACCESS], 60)
+    second, _ = shares.new_code(server, [ACCESS], 60)
+    shares.delete_codes(server.id, code=code)
+    with pytest.raises(NotFound):
+        shares.delete_codes(server.id, code=code)
+    with pytest.raises(NotFound):
+        shares.delete_codes(server.id, code_id="sc_x")
+    shares.delete_codes(server.id, code_id=f"sc_{second.id}")
+    assert shares.codes(server.user_id, server.id, 0, 10) == ([], 0)
+    assert first.id != second.id
