@@ -44,6 +44,8 @@ def hub(hub_factory: Callable[..., Hub]) -> Hub:
         services=[{"name": "idle-culler", "api_token": CULLER_TOKEN, "admin": True}],
         slow_spawn_timeout=30,
         http_timeout=60,
+        # Users may share their servers (JupyterHub's sharing docs).
+        load_roles=[{"name": "user", "scopes": ["self", "shares!user", "read:users:name"]}],
     )
 
 
@@ -139,6 +141,19 @@ def test_jupyterlab_through_oauth_kernel_and_refusal(hub: Hub) -> None:
         timeout=30,
     )
     assert stranger.status_code == 403
+
+
+def test_a_shared_jupyterlab_opens_for_whom_it_was_shared_with(hub: Hub) -> None:
+    _start(hub, "eve")
+    hub.api("POST", "/users/fay")
+    shared = hub.api("POST", "/shares/eve/", hub.token("eve"), json={"user": "fay"})
+    assert shared.status_code == 200, shared.text
+    # jupyterhub-singleuser's own HubOAuth accepts the share's access:servers!server=eve/.
+    lab = login(hub, "fay").get(f"{hub.public_url}/user/eve/lab", timeout=60)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    hub.api("DELETE", "/shares/eve/", hub.token("eve"))
+    refused = login(hub, "fay").get(f"{hub.public_url}/user/eve/lab", timeout=60)
+    assert refused.status_code == 403
 
 
 def test_server_reports_activity_and_version(hub: Hub) -> None:
