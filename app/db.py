@@ -64,27 +64,45 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session whose changes are committed at the end, under the write lock."""
-        with self.write_lock, self.sessions() as session:
-            if self.is_sqlite:
-                # Take the write lock at the start, so check-then-write is atomic
-                # across worker processes too.
-                session.connection(execution_options={"flaskhub_immediate": True})
-            elif self.is_postgresql:
-                # The same across workers and hosts: one writer at a time,
-                # released at commit or rollback. Bounded, so a stuck holder
-                # fails the request instead of hanging it.
-                session.execute(text(f"SET LOCAL lock_timeout = '{PG_WRITE_LOCK_TIMEOUT}'"))
-                session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY}
-                )
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def write(self, *, wait: bool = True) -> Iterator[Session]:
+        """A session whose changes are committed at the end, under the write lock.
+
+        With wait=False, DatabaseUnavailable at once if another writer holds the lock
+        (for writes that may be skipped, such as noting when a token was used).
+        """
+        if not self.write_lock.acquire(blocking=wait):
+            raise DatabaseUnavailable("Another write is in progress in this process.")
+        try:
+            with self.sessions() as session:
+                self._take_write_lock(session, wait)
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            self.write_lock.release()
+
+    def _take_write_lock(self, session: Session, wait: bool) -> None:
+        """The database's own write lock, first thing, so that check-then-write is atomic
+        across worker processes and hosts too."""
+        if self.is_sqlite:
+            timeout = None if wait else 0.0
+            session.connection(
+                execution_options={"flaskhub_immediate": True, "flaskhub_timeout": timeout}
+            )
+        elif self.is_postgresql and wait:
+            # One writer at a time across workers and hosts, released at commit or
+            # rollback. Bounded, so a stuck holder fails the request instead of hanging it.
+            session.execute(text(f"SET LOCAL lock_timeout = '{PG_WRITE_LOCK_TIMEOUT}'"))
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY})
+        elif self.is_postgresql:
+            taken = session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY}
+            )
+            if not taken:
+                raise DatabaseUnavailable("Another write is in progress.")
 
     def ping(self) -> bool:
         """Whether the database answers a query now (for health checks); never raises."""
@@ -133,8 +151,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("flaskhub_immediate"):
-            begin_immediate(conn.connection.driver_connection)
+        options = conn.get_execution_options()
+        if options.get("flaskhub_immediate"):
+            begin_immediate(conn.connection.driver_connection, options.get("flaskhub_timeout"))
         else:
             conn.exec_driver_sql("BEGIN")
 

@@ -109,3 +109,14 @@ def test_a_write_lock_held_too_long_is_a_clear_error(db: Database, tmp_path: Pat
             assert not raw.in_transaction
     # The connections given back to the pool still work.
     test_write_commits_and_read_sees_it(db)
+
+
+def test_a_write_that_may_not_wait_gives_up_at_once(db: Database, tmp_path: Path) -> None:
+    with write_lock_held_elsewhere(tmp_path / "test.sqlite"):
+        with pytest.raises(DatabaseUnavailable), db.write(wait=False) as session:
+            session.execute(text("INSERT INTO t (n) VALUES (1)"))
+    # Nothing was written, and the lock of this process is free again.
+    with db.write(wait=False) as session:
+        session.execute(text("INSERT INTO t (n) VALUES (2)"))
+    with db.read() as session:
+        assert session.execute(text("SELECT n FROM t")).scalars().all() == [2]
