@@ -29,6 +29,7 @@ from app.servers.routes import Routes
 from app.servers.rows import ServerRows
 from app.servers.spawning import claim, spawner_env, wait_for_http
 from app.servers.visit import Visit, visit_of
+from app.spawn_options import checked_options, option_fields, settings_for
 from app.spawners import Spawner, SpawnerError, spawner_class
 from app.users import UserService
 from proxy.client import ProxyError
@@ -114,10 +115,12 @@ class ServerManager:
         LoginExpired when the user's login must be renewed first (auth_refresh_age).
         """
         t0 = time.monotonic()
+        fields = option_fields(self.settings.spawn_options)
+        options = checked_options(fields, options or {})
         auth_state = self._auth_state(user_name, server_name)
         with self.db.write() as session:
             claimed = claim(
-                session, self.settings, user_name, server_name, options or {}, explicit=explicit
+                session, self.settings, user_name, server_name, options, explicit=explicit
             )
         if isinstance(claimed, Result):
             label = SpawnStatus.of_refusal(claimed.outcome)
@@ -423,7 +426,7 @@ class ServerManager:
             user_name=server.user.name,
             server_name=server.name,
             service_prefix=url_prefix(server.user.name, server.name),
-            settings=self.settings,
+            settings=settings_for(self.settings, server.user_options or {}),
             storage_id=server.user.storage_id,
             user_options=server.user_options,
         )
