@@ -626,7 +626,7 @@ def _check_fields(name: str, template: str, *allowed: str) -> None:
 
 def _validate_roles(settings: Settings) -> None:
     """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
-    from app.roles import check_role_specs
+    from app.role_specs import check_role_specs
 
     try:
         check_role_specs(settings.load_roles, [s["name"] for s in settings.services])
