@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
-from app.db import get_db
+from app.db import DATABASE_DOWN, get_db
 from app.models import Lease, ServerState, utcnow
 from app.processes import process_alive, this_process
 from app.servers import ServerManager, get_servers, url_prefix
@@ -80,6 +80,8 @@ class Reconciler:
         self.holder = this_process()
         # A route the last route check left in the proxy (see _routes_lost).
         self.sentinel: str | None = None
+        # When the database stopped answering this loop, while it does not.
+        self.db_down_since: float | None = None
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS
             if self.settings.proxy_auto_start
@@ -103,9 +105,26 @@ class Reconciler:
                     if now >= next_poll:
                         next_poll = now + self.settings.poll_interval
                         servers.poll_all()
+            except DATABASE_DOWN as e:
+                self._database_down(e)
             except Exception:
                 log.exception("Reconcile pass failed; trying again")
+            else:
+                self._database_back()
             gevent.sleep(TICK_SECONDS)
+
+    def _database_down(self, error: Exception) -> None:
+        """Say once per outage that the loop waits for the database (no traceback each tick)."""
+        if self.db_down_since is None:
+            self.db_down_since = time.monotonic()
+            cause = getattr(error, "orig", None) or error
+            log.error("Reconcile pass skipped: the database is unreachable (%s); retrying", cause)
+
+    def _database_back(self) -> None:
+        if self.db_down_since is not None:
+            down = time.monotonic() - self.db_down_since
+            log.info("The database is reachable again (after %.0f s): reconciling", down)
+            self.db_down_since = None
 
     def _check_routes(self, servers: ServerManager) -> None:
         try:

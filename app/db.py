@@ -23,6 +23,7 @@ import gevent
 import gevent.lock
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -43,6 +44,11 @@ SQLITE_POOL_OVERFLOW = 64
 
 class DatabaseUnavailable(RuntimeError):
     """The database did not answer, or its write lock stayed taken too long."""
+
+
+# The errors that mean "the database cannot be used now" (down, unreachable, locked)
+# rather than a bug: answered with 503, and the reconcile loop waits them out.
+DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
 
 
 class Database:

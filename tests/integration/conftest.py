@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.helpers import free_ports, wait_for, xsrf_token
+from tests.postgres_server import Postgres, throwaway_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -201,6 +202,14 @@ def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     yield factory
     for hub in hubs:
         hub.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for the module (request it before `hub_factory`,
+    so the hubs stop before it does)."""
+    with throwaway_cluster() as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")
