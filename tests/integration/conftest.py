@@ -234,6 +234,15 @@ def server_pids(user: str) -> list[int]:
     return found
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc (children first)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [p for child in children for p in process_tree(child)] + [pid]
+
+
 def login(hub: Hub, name: str) -> requests.Session:
     """A browser-like session logged in to the hub as name (through the login form)."""
     session = requests.Session()
