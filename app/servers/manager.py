@@ -19,6 +19,7 @@ import requests
 
 from app.config import Settings
 from app.db import Database
+from app.heartbeats import DEAD_AFTER_SECONDS, Heartbeats
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
@@ -55,6 +56,7 @@ class ServerManager:
         routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
         auth_state_for: Callable[[str], dict[str, Any] | None] | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -67,6 +69,7 @@ class ServerManager:
         # A user's auth state for their spawner, refreshed when stale (app.auth.state);
         # it raises LoginExpired when the user must log in again.
         self.auth_state_for = auth_state_for
+        self.heartbeats = heartbeats or Heartbeats(db)
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
@@ -370,14 +373,15 @@ class ServerManager:
         """Why the server's spawn or stop has no live owner, or None if it has one."""
         starting = server.state == ServerState.SPAWNING
         what = "starting" if starting else "stopping"
-        alive = process_alive(server.owner) if server.owner is not None else False
         if server.owner == this_process():
             return None
+        owner = f"The hub process that was {what} this server ({describe(server.owner)})"
+        # By its pid on this host; by its heartbeat on another (None: cannot tell).
+        alive = self.heartbeats.alive(server.owner) if server.owner is not None else False
+        if alive is False and server.owner is not None and process_alive(server.owner) is None:
+            return f"{owner} stopped: not heard from for {DEAD_AFTER_SECONDS:g} seconds."
         if alive is False:
-            return (
-                f"The hub process that was {what} this server ({describe(server.owner)}) "
-                "stopped before it finished."
-            )
+            return f"{owner} stopped before it finished."
         limit = ABANDONED_AFTER_SECONDS + (
             self.settings.start_timeout + self.settings.http_timeout
             if starting
@@ -385,10 +389,7 @@ class ServerManager:
         )
         since = server.started if starting else None
         if alive is None and since is not None and (utcnow() - since).total_seconds() > limit:
-            return (
-                f"The hub process that was {what} this server ({describe(server.owner)}) "
-                f"did not finish within {limit:g} seconds."
-            )
+            return f"{owner} did not finish within {limit:g} seconds."
         return None
 
     def _settle(self, server: Server, why: str) -> None:

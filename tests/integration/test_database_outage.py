@@ -21,7 +21,8 @@ from tests.postgres_server import Postgres
 pytestmark = pytest.mark.integration
 
 OUTAGE_SECONDS = 10
-USERS = ["alice", "bob", "carol"]
+# Names no other test module uses: server_pids looks at every process of the machine.
+USERS = ["outage-alice", "outage-bob", "outage-carol"]
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,9 @@ def test_the_hub_rides_out_the_database_down_for_10_seconds(
 ) -> None:
     hub = pg_hub
     assert hub.api("POST", "/users", json={"usernames": USERS}).status_code == 201
-    assert hub.api("POST", "/users/alice/server").status_code == 201
-    [pid] = server_pids("alice")
-    browser = login(hub, "bob")
+    assert hub.api("POST", "/users/outage-alice/server").status_code == 201
+    [pid] = server_pids("outage-alice")
+    browser = login(hub, "outage-bob")
     assert browser.get(f"{hub.public_url}/hub/home", timeout=10).status_code == 200
 
     postgres.stop("fast")
@@ -74,8 +75,8 @@ def test_the_hub_rides_out_the_database_down_for_10_seconds(
         # The outage itself lasts OUTAGE_SECONDS; every answer meanwhile is a prompt 503.
         while time.monotonic() - down_since < OUTAGE_SECONDS:
             _answers_while_down(hub, browser)
-            # alice's server is not the hub's: CHP keeps routing to it.
-            status = hub.get("/user/alice/api/status")
+            # outage-alice's server is not the hub's: CHP keeps routing to it.
+            status = hub.get("/user/outage-alice/api/status")
             assert status.status_code in (200, 403), status.text
     finally:
         postgres.start()
@@ -83,18 +84,18 @@ def test_the_hub_rides_out_the_database_down_for_10_seconds(
 
     users = {u["name"]: u for u in hub.api("GET", "/users").json()}
     assert set(USERS) <= set(users)
-    assert users["alice"]["servers"][""]["ready"] is True
-    assert server_pids("alice") == [pid]
-    assert "/user/alice" in hub.routes()
+    assert users["outage-alice"]["servers"][""]["ready"] is True
+    assert server_pids("outage-alice") == [pid]
+    assert "/user/outage-alice" in hub.routes()
     assert browser.get(f"{hub.public_url}/hub/home", timeout=10).status_code == 200
     # The reconcile loop survived: it renews its lease again.
     url = hub.env["FLASKHUB_DB_URL"]
     first = wait_for(lambda: _lease_expiry(url), timeout=10)
     wait_for(lambda: _lease_expiry(url) != first, timeout=10, interval=0.5)
     # And the hub works as before: a new spawn, a stop.
-    assert hub.api("POST", "/users/carol/server").status_code == 201
-    assert hub.api("DELETE", "/users/alice/server").status_code == 204
-    wait_for(lambda: not server_pids("alice"), timeout=10)
+    assert hub.api("POST", "/users/outage-carol/server").status_code == 201
+    assert hub.api("DELETE", "/users/outage-alice/server").status_code == 204
+    wait_for(lambda: not server_pids("outage-alice"), timeout=10)
     log = hub.log()
     assert "Reconcile pass skipped: the database is unreachable" in log
     assert "The database is reachable again" in log

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from app.background import MANAGED_ROUTE_CHECK_SECONDS
 from tests.helpers import wait_for
@@ -148,7 +148,7 @@ def _hub_pids(hub: Hub) -> set[int]:
 
 def test_a_spawn_through_one_is_pending_then_ready_in_the_other(replicas: Replicas) -> None:
     a, b = replicas.a, replicas.b
-    name = "slow-both"
+    name = "slow-replicas"
     assert _direct(a, "POST", f"/users/{name}").status_code == 201
     assert _direct(b, "POST", f"/users/{name}/server").status_code == 202
     assert _pending(a, name) == "spawn"
@@ -183,11 +183,34 @@ def test_a_spawn_through_one_is_pending_then_ready_in_the_other(replicas: Replic
     wait_for(lambda: not _ready(b, name), timeout=10)
 
 
+def test_every_worker_of_every_replica_beats(replicas: Replicas) -> None:
+    a, b = replicas.a, replicas.b
+
+    def beating() -> set[int]:
+        engine = create_engine(replicas.db_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT process FROM heartbeats"
+                        " WHERE seen_at > statement_timestamp() - interval '5 seconds'"
+                    )
+                ).scalars()
+                return {int(name.split(":")[1]) for name in rows}
+        finally:
+            engine.dispose()
+
+    workers = {p for hub in (a, b) for p in _hub_pids(hub)}
+    workers -= {a.process.pid, b.process.pid}  # the arbiters serve nothing
+    assert len(workers) == 4  # two each
+    wait_for(lambda: workers <= beating(), timeout=10)
+
+
 def test_a_replica_killed_mid_spawn_has_its_spawn_failed_by_the_other(
     replicas: Replicas,
 ) -> None:
     a, b = replicas.a, replicas.b
-    name = "never-orphan"  # its process starts, then never answers HTTP
+    name = "never-replica"  # its process starts, then never answers HTTP
     assert _direct(a, "POST", f"/users/{name}").status_code == 201
     assert _direct(b, "POST", f"/users/{name}/server").status_code == 202
     wait_for(lambda: server_pids(name), timeout=30)
@@ -224,3 +247,113 @@ def test_the_reconcile_loop_runs_in_one_and_moves_when_it_dies(replicas: Replica
         timeout=MANAGED_ROUTE_CHECK_SECONDS,
     )
     assert re.search(rf"Taking over the reconcile loop from [^ ]+:{holder_pid}:", survivor.log())
+
+
+# -- another host: what its heartbeat says (no second host here, so the rows of
+# -- "elsewhere" are written as that host's processes would write them).
+
+ELSEWHERE = "elsewhere.example:4242:777"
+
+
+def _heartbeats(postgres: Postgres) -> tuple[Any, Any]:
+    from app.db import Database
+    from app.heartbeats import Heartbeats
+    from app.migrations import upgrade
+
+    url = postgres.create_database()
+    upgrade(url)
+    db = Database(url)
+    return db, Heartbeats(db)
+
+
+def _heard_from(db: Any, name: str, seconds_ago: float) -> None:
+    with db.sessions() as session:
+        session.execute(
+            text(
+                "INSERT INTO heartbeats (process, seen_at) VALUES"
+                " (:name, statement_timestamp() - make_interval(secs => :ago))"
+                " ON CONFLICT (process) DO UPDATE SET seen_at = excluded.seen_at"
+            ),
+            {"name": name, "ago": seconds_ago},
+        )
+        session.commit()
+
+
+def _steady(heartbeats: Any) -> None:
+    """As if this process had been beating for longer than DEAD_AFTER_SECONDS."""
+    from app.heartbeats import DEAD_AFTER_SECONDS
+
+    heartbeats.beat()
+    heartbeats.steady_since -= DEAD_AFTER_SECONDS + 1
+
+
+def test_a_process_of_another_host_is_dead_once_its_heartbeat_stops(postgres: Postgres) -> None:
+    from datetime import timedelta
+
+    from app.background import held_by_another
+    from app.heartbeats import DEAD_AFTER_SECONDS
+    from app.models import Lease, utcnow
+    from app.processes import this_process
+
+    db, heartbeats = _heartbeats(postgres)
+    try:
+        _heard_from(db, ELSEWHERE, seconds_ago=DEAD_AFTER_SECONDS + 5)
+        _heard_from(db, "elsewhere.example:1:1", seconds_ago=1)
+        heartbeats.beat()
+        # Just started beating ourselves: everyone's silence may be the database's.
+        assert heartbeats.alive(ELSEWHERE) is None
+        _steady(heartbeats)
+        assert heartbeats.alive(ELSEWHERE) is False
+        assert heartbeats.alive("elsewhere.example:1:1") is True
+        assert heartbeats.alive("elsewhere.example:2:2") is None  # never beat
+        assert heartbeats.alive(this_process()) is True  # by its pid
+        in_a_minute = utcnow() + timedelta(seconds=60)
+        lease = Lease(name="reconcile", holder=ELSEWHERE, expires_at=in_a_minute)
+        assert not held_by_another(lease, this_process(), utcnow(), heartbeats.alive)
+        lease.holder = "elsewhere.example:1:1"
+        assert held_by_another(lease, this_process(), utcnow(), heartbeats.alive)
+    finally:
+        db.dispose()
+
+
+def test_a_spawn_of_a_silent_replica_on_another_host_is_failed(
+    postgres: Postgres, clean_env: Path
+) -> None:
+    from app import create_app
+    from app.db import get_db
+    from app.migrations import upgrade
+    from app.models import Server, ServerState, User, utcnow
+    from app.servers import get_servers
+
+    url = postgres.create_database()
+    upgrade(url)
+    app = create_app({"db_url": url, "data_dir": str(clean_env / "data")})
+    servers, db = get_servers(app), get_db(app)
+    try:
+        for name in ("far-silent", "far-beating"):
+            servers.users.create_many([name])
+            with db.write() as session:
+                user = session.scalars(select(User).where(User.name == name)).one()
+                owner = f"elsewhere.example:{len(name)}{user.id}:1"
+                session.add(
+                    Server(
+                        user=user,
+                        name="",
+                        state=ServerState.SPAWNING,
+                        owner=owner,
+                        started=utcnow(),
+                    )
+                )
+            _heard_from(db, owner, seconds_ago=60 if name == "far-silent" else 0)
+        _steady(servers.heartbeats)
+        assert servers.settle_abandoned() == 1
+        silent = servers.get_server("far-silent")
+        assert silent is not None and silent.state == ServerState.FAILED
+        assert silent.failure_message.startswith(
+            "The hub process that was starting this server (pid "
+        )
+        assert "on elsewhere.example) stopped: not heard from for" in silent.failure_message
+        beating = servers.get_server("far-beating")
+        assert beating is not None and beating.state == ServerState.SPAWNING
+    finally:
+        db.dispose()
