@@ -167,5 +167,7 @@ class Reconciler:
 
 def start(app: Flask) -> gevent.Greenlet:
     """Start this worker's heartbeat and its reconcile loop (gunicorn's post_worker_init)."""
-    gevent.spawn(get_heartbeats(app).run_forever)
+    heartbeats = get_heartbeats(app)
+    if heartbeats.enabled:
+        gevent.spawn(heartbeats.run_forever)
     return gevent.spawn(Reconciler(app).run_forever)
