@@ -57,6 +57,10 @@ def _answers_while_down(hub: Hub, browser: requests.Session) -> None:
     assert page.status_code == 503, page.text
     assert page.headers["Content-Type"].startswith("text/html")
     assert "database is unreachable" in page.text
+    health = requests.get(f"{hub.public_url}/hub/api/health", timeout=10)
+    assert health.status_code == 503
+    body = health.json()
+    assert (body["database"], body["proxy"]) == ("unreachable", "ok"), body
 
 
 def test_the_hub_rides_out_the_database_down_for_10_seconds(
@@ -82,6 +86,7 @@ def test_the_hub_rides_out_the_database_down_for_10_seconds(
         postgres.start()
     wait_for(lambda: hub.api("GET", "/users", timeout=10).status_code == 200, timeout=30)
 
+    assert hub.api("GET", "/health").json()["status"] == "ok"
     users = {u["name"]: u for u in hub.api("GET", "/users").json()}
     assert set(USERS) <= set(users)
     assert users["outage-alice"]["servers"][""]["ready"] is True
