@@ -273,7 +273,7 @@ class ServerManager:
             if spawn is not None:
                 log.warning("Cancelling the pending spawn of server %s to stop it", server_id)
                 spawn.kill(block=True, timeout=5)
-            server = self.rows.by_id(server_id)
+            server = when_reachable(lambda: self.rows.by_id(server_id))
             assert server is not None
             self.routes.delete(url_prefix(server.user.name, server.name))
             self.spawner_for(server).stop()
@@ -281,7 +281,8 @@ class ServerManager:
         except Exception:
             log.exception("Stopping server %s failed", server_id)
         finally:
-            self._mark_stopped(server_id, reason=None)
+            # Nobody else would record it while this process lives: wait out an outage.
+            when_reachable(lambda: self._mark_stopped(server_id, reason=None))
             self.recorder.server_stop(ok, time.monotonic() - t0)
             self.stops.pop(server_id, None)
 
