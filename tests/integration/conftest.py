@@ -218,10 +218,13 @@ def hub(hub_factory: Callable[..., Hub]) -> Hub:
     return hub_factory()
 
 
-def server_pids(user: str) -> list[int]:
-    """Pids of live processes started for a user (by their JUPYTERHUB_USER)."""
+def server_pids(user: str, hub: Hub | None = None) -> list[int]:
+    """Pids of live processes started for a user (by their JUPYTERHUB_USER); with `hub`,
+    only that hub's (by JUPYTERHUB_API_URL: other tests on the machine may use the name)."""
     found = []
-    needle = f"JUPYTERHUB_USER={user}".encode()
+    needles = [f"JUPYTERHUB_USER={user}".encode()]
+    if hub is not None:
+        needles.append(f"JUPYTERHUB_API_URL={hub.hub_url}/hub/api".encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -229,7 +232,7 @@ def server_pids(user: str) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if needle in environ and pid_alive(int(entry.name)):
+        if all(n in environ for n in needles) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

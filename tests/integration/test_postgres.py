@@ -303,10 +303,11 @@ def test_start_reach_and_stop_a_server(pg_hub: Hub) -> None:
     assert status.json()["user"] == "alice"
     pid = int(status.json()["pid"])
     assert _api_status(hub, "alice", bob).status_code == 403
+    assert server_pids("alice", hub) == [pid]
 
     assert hub.api("DELETE", "/users/alice/server").status_code == 204
     wait_for(lambda: not pid_alive(pid), timeout=10)
-    assert server_pids("alice") == []
+    assert server_pids("alice", hub) == []
     assert "/user/alice" not in hub.routes()
     assert hub.api("GET", "/users/alice").json()["server"] is None
 
