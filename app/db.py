@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.lock
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -39,10 +40,19 @@ SQLITE_RETRY_MAX_DELAY = 0.05
 # SQLite connections kept per process, and how many more concurrent greenlets may open.
 SQLITE_POOL_SIZE = 8
 SQLITE_POOL_OVERFLOW = 64
+# How long a write that must outlive an outage (a spawn's outcome) waits for the database.
+OUTCOME_WAIT_SECONDS = 300.0
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(RuntimeError):
     """The database did not answer, or its write lock stayed taken too long."""
+
+
+# The errors that mean "the database cannot be used now" (down, unreachable, locked)
+# rather than a bug: answered with 503, and the reconcile loop waits them out.
+DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
 
 
 class Database:
@@ -183,6 +193,22 @@ def begin_immediate(connection: sqlite3.Connection, timeout: float | None = None
                 ) from e
         gevent.sleep(delay)
         delay = min(delay * 2, SQLITE_RETRY_MAX_DELAY)
+
+
+def when_reachable(call: Callable[[], T], timeout: float = OUTCOME_WAIT_SECONDS) -> T:
+    """call(), tried again with gevent naps while the database is unreachable, for up to
+    `timeout` seconds: for writes that must not be lost to a short outage (a spawn's
+    outcome, which nobody else would record while its process lives)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    while True:
+        try:
+            return call()
+        except DATABASE_DOWN:
+            if time.monotonic() + delay > deadline:
+                raise
+        gevent.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def init_app(app: Flask) -> None:
