@@ -3,7 +3,8 @@
 One loop runs at a time across all workers and hosts: the holder of the
 `reconcile` lease row runs it and renews the lease; when the holder dies its
 lease expires and another worker takes over (at once on the holder's host,
-which can tell that the holder's process is gone). Other workers only read the
+which can tell that the holder's process is gone; from another host once its
+heartbeat stops, app/heartbeats.py). Other workers only read the
 lease: the write lock is taken to renew our own lease or to take a free one.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import gevent
@@ -18,7 +20,8 @@ from flask import Flask
 from sqlalchemy.exc import IntegrityError
 
 from app.config import get_settings
-from app.db import get_db
+from app.db import DATABASE_DOWN, get_db
+from app.heartbeats import get_heartbeats
 from app.models import Lease, ServerState, utcnow
 from app.processes import process_alive, this_process
 from app.servers import ServerManager, get_servers, url_prefix
@@ -36,8 +39,9 @@ def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
     """Take or renew the reconcile lease; True if this holder has it now."""
     now = utcnow()
     db = get_db(app)
+    alive = get_heartbeats(app).alive
     with db.read() as session:
-        if held_by_another(session.get(Lease, LEASE_NAME), holder, now):
+        if held_by_another(session.get(Lease, LEASE_NAME), holder, now, alive):
             return False
     try:
         with db.write() as session:
@@ -47,7 +51,7 @@ def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
                     Lease(name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=ttl))
                 )
                 return True  # committed on leaving the block, or IntegrityError
-            if held_by_another(lease, holder, now):
+            if held_by_another(lease, holder, now, alive):
                 return False
             if lease.holder != holder:
                 log.info("Taking over the reconcile loop from %s", lease.holder)
@@ -60,13 +64,19 @@ def acquire_lease(app: Flask, holder: str, ttl: float) -> bool:
         return False
 
 
-def held_by_another(lease: Lease | None, holder: str, now: datetime) -> bool:
-    """True if another process holds the lease: unexpired, and not known to be dead."""
+def held_by_another(
+    lease: Lease | None,
+    holder: str,
+    now: datetime,
+    alive: Callable[[str | None], bool | None] = process_alive,
+) -> bool:
+    """True if another process holds the lease: unexpired, and not known to be dead
+    (by its pid on this host, by its heartbeat on another)."""
     return (
         lease is not None
         and lease.holder != holder
         and lease.expires_at > now
-        and process_alive(lease.holder) is not False
+        and alive(lease.holder) is not False
     )
 
 
@@ -80,6 +90,8 @@ class Reconciler:
         self.holder = this_process()
         # A route the last route check left in the proxy (see _routes_lost).
         self.sentinel: str | None = None
+        # When the database stopped answering this loop, while it does not.
+        self.db_down_since: float | None = None
         self.route_interval = (
             MANAGED_ROUTE_CHECK_SECONDS
             if self.settings.proxy_auto_start
@@ -100,12 +112,30 @@ class Reconciler:
                     if now >= next_routes or self._routes_lost(servers):
                         next_routes = now + self.route_interval
                         self._check_routes(servers)
+                        servers.heartbeats.forget_old()
                     if now >= next_poll:
                         next_poll = now + self.settings.poll_interval
                         servers.poll_all()
+            except DATABASE_DOWN as e:
+                self._database_down(e)
             except Exception:
                 log.exception("Reconcile pass failed; trying again")
+            else:
+                self._database_back()
             gevent.sleep(TICK_SECONDS)
+
+    def _database_down(self, error: Exception) -> None:
+        """Say once per outage that the loop waits for the database (no traceback each tick)."""
+        if self.db_down_since is None:
+            self.db_down_since = time.monotonic()
+            cause = getattr(error, "orig", None) or error
+            log.error("Reconcile pass skipped: the database is unreachable (%s); retrying", cause)
+
+    def _database_back(self) -> None:
+        if self.db_down_since is not None:
+            down = time.monotonic() - self.db_down_since
+            log.info("The database is reachable again (after %.0f s): reconciling", down)
+            self.db_down_since = None
 
     def _check_routes(self, servers: ServerManager) -> None:
         try:
@@ -136,5 +166,8 @@ class Reconciler:
 
 
 def start(app: Flask) -> gevent.Greenlet:
-    """Start the reconcile loop in this worker (gunicorn's post_worker_init)."""
+    """Start this worker's heartbeat and its reconcile loop (gunicorn's post_worker_init)."""
+    heartbeats = get_heartbeats(app)
+    if heartbeats.enabled:
+        gevent.spawn(heartbeats.run_forever)
     return gevent.spawn(Reconciler(app).run_forever)

@@ -466,6 +466,27 @@ def _validate_template(template: str) -> None:
         )
 
 
+def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
+    """A spawn option named like a setting must be one a server may choose, and each of
+    its choices a good value of it."""
+    from app.spawn_options import SERVER_SETTINGS
+
+    for option in declared:
+        name = option["name"]
+        if name not in BY_NAME:
+            continue
+        if name not in SERVER_SETTINGS:
+            raise ConfigError(
+                f"setting 'spawn_options': {name!r} is a setting no server may choose "
+                f"(those that may: {', '.join(SERVER_SETTINGS)})"
+            )
+        for choice in option["choices"]:
+            try:
+                coerce(BY_NAME[name], choice)
+            except ConfigError as e:
+                raise ConfigError(f"setting 'spawn_options': choice {choice!r}: {e}") from None
+
+
 def _validate(settings: Settings) -> None:
     """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
     if settings.authenticator not in AUTHENTICATOR_NAMES:
@@ -499,6 +520,7 @@ def _validate(settings: Settings) -> None:
     problem = spawn_options_problem(settings.spawn_options)
     if problem:
         raise ConfigError(f"setting 'spawn_options': {problem}")
+    _validate_option_settings(settings.spawn_options)
     _validate_services(settings.services)
     _validate_roles(settings)
     for name, value in settings.headers.items():
@@ -598,7 +620,7 @@ def _check_fields(name: str, template: str, *allowed: str) -> None:
 
 def _validate_roles(settings: Settings) -> None:
     """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
-    from app.roles import check_role_specs
+    from app.role_specs import check_role_specs
 
     try:
         check_role_specs(settings.load_roles, [s["name"] for s in settings.services])

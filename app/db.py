@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import gevent
 import gevent.lock
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -39,10 +40,19 @@ SQLITE_RETRY_MAX_DELAY = 0.05
 # SQLite connections kept per process, and how many more concurrent greenlets may open.
 SQLITE_POOL_SIZE = 8
 SQLITE_POOL_OVERFLOW = 64
+# How long a write that must outlive an outage (a spawn's outcome) waits for the database.
+OUTCOME_WAIT_SECONDS = 300.0
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(RuntimeError):
     """The database did not answer, or its write lock stayed taken too long."""
+
+
+# The errors that mean "the database cannot be used now" (down, unreachable, locked)
+# rather than a bug: answered with 503, and the reconcile loop waits them out.
+DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
 
 
 class Database:
@@ -64,27 +74,45 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session whose changes are committed at the end, under the write lock."""
-        with self.write_lock, self.sessions() as session:
-            if self.is_sqlite:
-                # Take the write lock at the start, so check-then-write is atomic
-                # across worker processes too.
-                session.connection(execution_options={"flaskhub_immediate": True})
-            elif self.is_postgresql:
-                # The same across workers and hosts: one writer at a time,
-                # released at commit or rollback. Bounded, so a stuck holder
-                # fails the request instead of hanging it.
-                session.execute(text(f"SET LOCAL lock_timeout = '{PG_WRITE_LOCK_TIMEOUT}'"))
-                session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY}
-                )
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def write(self, *, wait: bool = True) -> Iterator[Session]:
+        """A session whose changes are committed at the end, under the write lock.
+
+        With wait=False, DatabaseUnavailable at once if another writer holds the lock
+        (for writes that may be skipped, such as noting when a token was used).
+        """
+        if not self.write_lock.acquire(blocking=wait):
+            raise DatabaseUnavailable("Another write is in progress in this process.")
+        try:
+            with self.sessions() as session:
+                self._take_write_lock(session, wait)
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            self.write_lock.release()
+
+    def _take_write_lock(self, session: Session, wait: bool) -> None:
+        """The database's own write lock, first thing, so that check-then-write is atomic
+        across worker processes and hosts too."""
+        if self.is_sqlite:
+            timeout = None if wait else 0.0
+            session.connection(
+                execution_options={"flaskhub_immediate": True, "flaskhub_timeout": timeout}
+            )
+        elif self.is_postgresql and wait:
+            # One writer at a time across workers and hosts, released at commit or
+            # rollback. Bounded, so a stuck holder fails the request instead of hanging it.
+            session.execute(text(f"SET LOCAL lock_timeout = '{PG_WRITE_LOCK_TIMEOUT}'"))
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY})
+        elif self.is_postgresql:
+            taken = session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK_KEY}
+            )
+            if not taken:
+                raise DatabaseUnavailable("Another write is in progress.")
 
     def ping(self) -> bool:
         """Whether the database answers a query now (for health checks); never raises."""
@@ -133,8 +161,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("flaskhub_immediate"):
-            begin_immediate(conn.connection.driver_connection)
+        options = conn.get_execution_options()
+        if options.get("flaskhub_immediate"):
+            begin_immediate(conn.connection.driver_connection, options.get("flaskhub_timeout"))
         else:
             conn.exec_driver_sql("BEGIN")
 
@@ -164,6 +193,22 @@ def begin_immediate(connection: sqlite3.Connection, timeout: float | None = None
                 ) from e
         gevent.sleep(delay)
         delay = min(delay * 2, SQLITE_RETRY_MAX_DELAY)
+
+
+def when_reachable(call: Callable[[], T], timeout: float = OUTCOME_WAIT_SECONDS) -> T:
+    """call(), tried again with gevent naps while the database is unreachable, for up to
+    `timeout` seconds: for writes that must not be lost to a short outage (a spawn's
+    outcome, which nobody else would record while its process lives)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    while True:
+        try:
+            return call()
+        except DATABASE_DOWN:
+            if time.monotonic() + delay > deadline:
+                raise
+        gevent.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def init_app(app: Flask) -> None:

@@ -8,10 +8,9 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, current_app, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
-from app.db import DatabaseUnavailable
+from app.db import DATABASE_DOWN, DatabaseUnavailable
 from app.oauth import OAuthError
 from app.outcomes import DomainError, LoginExpired, Outcome, Result
 
@@ -39,8 +38,6 @@ STATUS: dict[Outcome, int] = {
     Outcome.NOT_MODIFIABLE: 405,  # JupyterHub's answer to deleting a service of the settings
 }
 
-# The database's errors that mean "not reachable now" rather than a bug.
-DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
 DATABASE_DOWN_RETRY_AFTER = "5"
 
 # A refused OAuth token request: 400, or 401 for a client that failed to authenticate
@@ -127,7 +124,7 @@ def init_app(app: Flask) -> None:
         # The driver's message names hosts and ports: the log gets it, the visitor not.
         cause = getattr(e, "orig", None) or e
         log.error("Database unavailable on %s %s: %s", request.method, request.path, cause)
-        message = "The hub's database is unavailable right now; try again in a moment."
+        message = "The hub's database is unreachable right now; try again in a moment."
         if isinstance(e, DatabaseUnavailable):
             message = str(e)
         return error_response(503, message, {"Retry-After": DATABASE_DOWN_RETRY_AFTER})

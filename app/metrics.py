@@ -324,9 +324,8 @@ def may_read_metrics(identity: Identity) -> bool:
 def render(app: Flask) -> str:
     """The whole exposition of an app, with the state gauges computed now."""
     metrics: Metrics = app.extensions["flaskhub.metrics"]
-    users = get_users(app)
-    active = users.active_counts(ACTIVE_PERIODS)
-    return metrics.exposition(get_servers(app).counts(), users.count(), active)
+    total, active = get_users(app).activity_counts(ACTIVE_PERIODS)
+    return metrics.exposition(get_servers(app).counts(), total, active)
 
 
 @bp.get("/hub/metrics")

@@ -332,6 +332,15 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Heartbeat(Base):
+    """When a hub process last said it is alive, by the database's clock (app/heartbeats.py)."""
+
+    __tablename__ = "heartbeats"
+
+    process: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class LoginFailure(Base):
     """Failed logins for one name or one address since first_at (throttling)."""
 

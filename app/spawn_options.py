@@ -3,15 +3,33 @@
 
 Each field is ``{"name", "label", "choices", "default"}``; a value is valid only
 if it is one of the field's choices, and a field left out takes its default.
+A field named like one of SERVER_SETTINGS (`docker_image`, `mem_limit`, …) sets
+that setting for the server started with it: the image or the memory a person
+picks, among the choices the operator declared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from app.outcomes import Invalid, shown
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+# The settings a spawn option may choose per server (what spawners read at start).
+SERVER_SETTINGS = (
+    "spawner_cmd",
+    "docker_image",
+    "docker_cmd",
+    "mem_limit",
+    "cpu_limit",
+    "mem_guarantee",
+    "cpu_guarantee",
+    "swarm_placement",
+)
 
 
 @dataclass(frozen=True)
@@ -81,3 +99,19 @@ def chosen_options(fields: list[OptionField], values: Mapping[str, str]) -> dict
             )
         options[field.name] = value
     return options
+
+
+def checked_options(fields: list[OptionField], options: Mapping[str, Any]) -> dict[str, Any]:
+    """user_options from any source (the form or the API): each declared field checked
+    against its choices (its default when left out); other keys kept as sent, as
+    JupyterHub passes them to the spawner."""
+    return {**options, **chosen_options(fields, options)}
+
+
+def settings_for(settings: Settings, options: Mapping[str, Any]) -> Settings:
+    """The settings a server runs with: its declared options named like a setting set it."""
+    from app.config import BY_NAME, coerce
+
+    names = {f.name for f in option_fields(settings.spawn_options)} & set(SERVER_SETTINGS)
+    changes = {n: coerce(BY_NAME[n], options[n]) for n in names if n in options}
+    return replace(settings, **changes) if changes else settings

@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database, get_db
+from app.db import Database, DatabaseUnavailable, get_db
 from app.models import APIToken, OAuthClient, Server, ServiceRow, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
 
@@ -122,8 +122,14 @@ class TokenService:
         now = utcnow()
         if row.last_activity is not None and now - row.last_activity < ACTIVITY_RESOLUTION:
             return
-        with self.db.write() as session:
-            session.execute(update(APIToken).where(APIToken.id == row.id).values(last_activity=now))
+        try:
+            # Never waiting for the write lock: a lookup is a read, and must not stall
+            # behind another writer; a busy moment is noted at a later use instead.
+            with self.db.write(wait=False) as session:
+                query = update(APIToken).where(APIToken.id == row.id)
+                session.execute(query.values(last_activity=now))
+        except DatabaseUnavailable:
+            return
         row.last_activity = now
 
     def list(self, user_id: int) -> list[APIToken]:

@@ -115,16 +115,17 @@ class UserService:
             page = query.order_by(*order).offset(offset).limit(limit)
             return user_views(session, page), total
 
-    def active_counts(self, periods: dict[str, timedelta]) -> dict[str, int]:
-        """{period: users active within it} (last_activity), in one query."""
+    def activity_counts(self, periods: dict[str, timedelta]) -> tuple[int, dict[str, int]]:
+        """The number of users, and {period: users active within it} (last_activity):
+        one query, one pass over the table (a metrics scrape)."""
         now = utcnow()
         columns = [
             func.count(User.id).filter(User.last_activity >= now - span).label(name)
             for name, span in periods.items()
         ]
         with self.db.read() as session:
-            row = session.execute(select(*columns)).one()
-        return {name: int(row[i] or 0) for i, name in enumerate(periods)}
+            total, *active = session.execute(select(func.count(User.id), *columns)).one()
+        return int(total or 0), {name: int(n or 0) for name, n in zip(periods, active, strict=True)}
 
     def count(self) -> int:
         with self.db.read() as session:

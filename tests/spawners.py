@@ -74,3 +74,20 @@ def start_calls(data_dir: Path, name: str | None = None) -> int:
 
 
 __all__ = ["FaultSpawner", "start_calls"]
+
+
+GATE_FILE = "spawn-gate"
+
+
+class GatedSpawner(SimpleLocalProcessSpawner):
+    """start() waits until ``<data_dir>/spawn-gate`` exists, then starts spawner_cmd.
+
+    With the gate closed every spawn stays pending, so what the limits let
+    through is exact; opened, the spawns finish as fast as the server starts.
+    """
+
+    def start(self) -> str:
+        gate = Path(self.settings.data_dir) / GATE_FILE
+        while not gate.exists():
+            gevent.sleep(0.2)
+        return super().start()

@@ -32,17 +32,18 @@ def progress_response(servers: ServerManager, name: str, server_name: str = "") 
 def _events(servers: ServerManager, name: str, server_name: str) -> Iterator[str]:
     # A streamed body runs outside the app context: everything it needs is passed in.
     yield _event({"progress": 0, "message": "Server requested"})
-    sent = 0
+    sent, watching = 0, False
     deadline = time.monotonic() + MAX_SECONDS
     while time.monotonic() < deadline:
         visit = servers.visit(name, server_name, poll=False)
+        if watching or visit.next == Next.WAIT:
+            # The last steps of a spawn we watched count too (a step, then its failure).
+            events = visit.server.progress_events if visit.server is not None else []
+            yield from map(_event, events[sent:])
+            sent, watching = len(events), True
         if visit.next != Next.WAIT or visit.server is None:
             yield _event(_last_event(visit.next, visit.url, visit.message, name))
             return
-        events = visit.server.progress_events
-        for event in events[sent:]:
-            yield _event(event)
-        sent = len(events)
         gevent.sleep(POLL_SECONDS)
 
 

@@ -17,7 +17,7 @@ from app.auth.authenticators import Authenticator, authenticator_class
 from app.auth.passwords import Passwords
 from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
-from app.db import get_db
+from app.db import DATABASE_DOWN, get_db
 from app.groups import get_groups
 from app.models import APIToken, User
 from app.roles import get_roles
@@ -296,4 +296,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def _identity() -> dict[str, Any]:
-        return {"identity": current_identity()}
+        try:
+            return {"identity": current_identity()}
+        except DATABASE_DOWN:
+            # The error page saying so must not need the database itself.
+            return {"identity": ANONYMOUS}

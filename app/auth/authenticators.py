@@ -51,6 +51,9 @@ class AuthResult:
 class Authenticator:
     """Base class: authenticate(name, password) -> AuthResult, or None for bad credentials."""
 
+    #: People log in at an identity provider (a RedirectAuthenticator), not on the form.
+    redirects = False
+
     def __init__(self, settings: Settings, users: UserService) -> None:
         self.settings = settings
         self.users = users

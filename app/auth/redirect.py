@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class RedirectAuthenticator(Authenticator):
     """Login through a provider's pages: begin() → the provider → finish() at the callback."""
 
+    redirects = True
+
     def __init__(self, settings: Settings, users: UserService) -> None:
         super().__init__(settings, users)
         self.http = requests.Session()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from flask import (
@@ -27,7 +28,6 @@ from app.auth import (
 )
 from app.auth.access import admit
 from app.auth.authenticators import AuthResult
-from app.auth.redirect import RedirectAuthenticator
 from app.config import current_settings
 from app.errors import STATUS, HubError
 from app.logins import get_throttle
@@ -37,6 +37,10 @@ from app.pages.login_required import require_login
 from app.servers import get_servers, url_prefix
 from app.users import get_users
 from proxy.client import ProxyError
+
+if TYPE_CHECKING:
+    # Not at run time: Authlib is loaded only by hubs that log in at a provider.
+    from app.auth.redirect import RedirectAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ def login() -> ResponseReturnValue:
 
 def _login_page(next_url: str, error: str | None = None, username: str = "") -> str:
     """The login form, or the provider's sign-in button on a hub that logs in through one."""
-    provider = isinstance(get_authenticator(), RedirectAuthenticator)
+    provider = get_authenticator().redirects
     return render_template(
         "login.html", next=next_url, error=error, username=username, provider=provider
     )
@@ -183,9 +187,9 @@ def oauth_callback() -> ResponseReturnValue:
 
 def _redirect_authenticator() -> RedirectAuthenticator:
     authenticator = get_authenticator()
-    if not isinstance(authenticator, RedirectAuthenticator):
+    if not authenticator.redirects:
         raise HubError(404, "This hub logs in with its own form: /hub/login.")
-    return authenticator
+    return cast("RedirectAuthenticator", authenticator)
 
 
 @bp.get("/hub/logout")
@@ -196,8 +200,8 @@ def logout() -> ResponseReturnValue:
     state = get_auth_states().load(user.name) if user is not None else None
     id_token = (state or {}).get("id_token")
     logout_user()
-    authenticator = get_authenticator()
-    if isinstance(authenticator, RedirectAuthenticator):
+    if get_authenticator().redirects:
+        authenticator = _redirect_authenticator()
         back = urljoin(authenticator.callback_url, "/hub/login")
         url = authenticator.logout_url(id_token, back)
         if url:

@@ -106,6 +106,10 @@ def spawn_pending(name: str, server_name: str) -> ResponseReturnValue:
         server_name=server_name,
         server=visit.server,
         progress_url=f"{api}/progress" if api else f"/hub/api/users/{name}/server/progress",
+        # An admin watching another's default server relaunches that one, not their own.
+        spawn_url=spawn_page_url(name, server_name)
+        if name == user.name or server_name
+        else f"/hub/spawn/{quote(name, safe='@~')}",
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
 def init_app(app: Flask) -> None:
     """Create this process's ServerManager, with the one proxy client it routes through."""
     from app.db import get_db
+    from app.heartbeats import get_heartbeats
 
     settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
@@ -57,6 +58,7 @@ def init_app(app: Flask) -> None:
         rows=rows,
         routes=routes,
         auth_state_for=auth_states.for_spawn if auth_states and auth_states.enabled else None,
+        heartbeats=get_heartbeats(app),
     )
 
 

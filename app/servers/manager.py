@@ -18,7 +18,8 @@ import gevent
 import requests
 
 from app.config import Settings
-from app.db import Database
+from app.db import DATABASE_DOWN, Database, when_reachable
+from app.heartbeats import DEAD_AFTER_SECONDS, Heartbeats
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
@@ -29,6 +30,7 @@ from app.servers.routes import Routes
 from app.servers.rows import ServerRows
 from app.servers.spawning import claim, spawner_env, wait_for_http
 from app.servers.visit import Visit, visit_of
+from app.spawn_options import checked_options, option_fields, settings_for
 from app.spawners import Spawner, SpawnerError, spawner_class
 from app.users import UserService
 from proxy.client import ProxyError
@@ -40,6 +42,9 @@ REMOVE_WAIT_SECONDS = 120.0
 # A spawn or stop owned by a process whose life cannot be checked (another host) is
 # taken as abandoned once it outlived its own timeouts by this much.
 ABANDONED_AFTER_SECONDS = 60.0
+DATABASE_DOWN_DURING_SPAWN = (
+    "The hub's database was unreachable while the server was starting. Start it again."
+)
 
 
 class ServerManager:
@@ -55,6 +60,7 @@ class ServerManager:
         routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
         auth_state_for: Callable[[str], dict[str, Any] | None] | None = None,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -67,6 +73,7 @@ class ServerManager:
         # A user's auth state for their spawner, refreshed when stale (app.auth.state);
         # it raises LoginExpired when the user must log in again.
         self.auth_state_for = auth_state_for
+        self.heartbeats = heartbeats or Heartbeats(db)
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
@@ -114,10 +121,12 @@ class ServerManager:
         LoginExpired when the user's login must be renewed first (auth_refresh_age).
         """
         t0 = time.monotonic()
+        fields = option_fields(self.settings.spawn_options)
+        options = checked_options(fields, options or {})
         auth_state = self._auth_state(user_name, server_name)
         with self.db.write() as session:
             claimed = claim(
-                session, self.settings, user_name, server_name, options or {}, explicit=explicit
+                session, self.settings, user_name, server_name, options, explicit=explicit
             )
         if isinstance(claimed, Result):
             label = SpawnStatus.of_refusal(claimed.outcome)
@@ -160,7 +169,8 @@ class ServerManager:
                     "(start_timeout)."
                 )
             # Stored at once, so a hub restart mid-spawn can still find the process.
-            self.rows.save_state(server_id, spawner.get_state())
+            state = spawner.get_state()
+            when_reachable(lambda: self.rows.save_state(server_id, state))
             version = wait_for_http(spawner, url, self.http_get, self.settings.http_timeout)
             self.finish_spawn(server_id, spawner, url, version)
             status = SpawnStatus.SUCCESS
@@ -169,6 +179,9 @@ class ServerManager:
             if spawner is not None:
                 _stop_quietly(spawner)
             raise
+        except DATABASE_DOWN as e:
+            log.error("Spawn of server %s: the database is unreachable: %s", server_id, e)
+            self._record_failure(server_id, spawner, SpawnerError(DATABASE_DOWN_DURING_SPAWN))
         except Exception as e:
             self._record_failure(server_id, spawner, e)
         finally:
@@ -182,8 +195,15 @@ class ServerManager:
         spawner.env = spawner_env(
             self.settings, server.user.name, server.name, token, spawner.hub_connect_url()
         )
-        spawner.on_progress = lambda event: self.rows.add_progress(server_id, event)
+        spawner.on_progress = lambda event: self._keep_progress(server_id, event)
         return spawner
+
+    def _keep_progress(self, server_id: int, event: dict[str, Any]) -> None:
+        """Store a progress event; one lost to a database outage does not fail the spawn."""
+        try:
+            self.rows.add_progress(server_id, event)
+        except DATABASE_DOWN as e:
+            log.warning("Progress of server %s not kept (database unreachable): %s", server_id, e)
 
     def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
         """The one finalisation path: add the route, then mark the server running.
@@ -191,7 +211,7 @@ class ServerManager:
         If the route cannot be added the server is stopped and the spawn fails.
         If a stop claimed the server meanwhile, it wins: nothing is marked.
         """
-        server = self.rows.by_id(server_id)
+        server = when_reachable(lambda: self.rows.by_id(server_id))
         assert server is not None
         user_name, server_name = server.user.name, server.name
         prefix = url_prefix(user_name, server_name)
@@ -200,7 +220,8 @@ class ServerManager:
         except ProxyError as e:
             _stop_quietly(spawner)
             raise SpawnerError(f"The proxy could not route {prefix} to the server: {e}") from e
-        if not self.rows.mark_running(server_id, url, version, spawner.get_state()):
+        state = spawner.get_state()
+        if not when_reachable(lambda: self.rows.mark_running(server_id, url, version, state)):
             # A stop (perhaps in another worker) took the server while it started:
             # undo what this spawn did, so no route or process outlives it.
             log.warning("Server of %s was stopped while starting; cleaning up", user_name)
@@ -220,7 +241,8 @@ class ServerManager:
         )
         if spawner is not None:
             _stop_quietly(spawner)
-        self.rows.mark_failed(server_id, message, getattr(error, "status", None))
+        status = getattr(error, "status", None)
+        when_reachable(lambda: self.rows.mark_failed(server_id, message, status))
         # A failed spawner is kept, with its error, until the server starts again.
         if spawner is not None:
             spawner.error = message
@@ -254,7 +276,7 @@ class ServerManager:
             if spawn is not None:
                 log.warning("Cancelling the pending spawn of server %s to stop it", server_id)
                 spawn.kill(block=True, timeout=5)
-            server = self.rows.by_id(server_id)
+            server = when_reachable(lambda: self.rows.by_id(server_id))
             assert server is not None
             self.routes.delete(url_prefix(server.user.name, server.name))
             self.spawner_for(server).stop()
@@ -262,7 +284,8 @@ class ServerManager:
         except Exception:
             log.exception("Stopping server %s failed", server_id)
         finally:
-            self._mark_stopped(server_id, reason=None)
+            # Nobody else would record it while this process lives: wait out an outage.
+            when_reachable(lambda: self._mark_stopped(server_id, reason=None))
             self.recorder.server_stop(ok, time.monotonic() - t0)
             self.stops.pop(server_id, None)
 
@@ -370,14 +393,15 @@ class ServerManager:
         """Why the server's spawn or stop has no live owner, or None if it has one."""
         starting = server.state == ServerState.SPAWNING
         what = "starting" if starting else "stopping"
-        alive = process_alive(server.owner) if server.owner is not None else False
         if server.owner == this_process():
             return None
+        owner = f"The hub process that was {what} this server ({describe(server.owner)})"
+        # By its pid on this host; by its heartbeat on another (None: cannot tell).
+        alive = self.heartbeats.alive(server.owner) if server.owner is not None else False
+        if alive is False and server.owner is not None and process_alive(server.owner) is None:
+            return f"{owner} stopped: not heard from for {DEAD_AFTER_SECONDS:g} seconds."
         if alive is False:
-            return (
-                f"The hub process that was {what} this server ({describe(server.owner)}) "
-                "stopped before it finished."
-            )
+            return f"{owner} stopped before it finished."
         limit = ABANDONED_AFTER_SECONDS + (
             self.settings.start_timeout + self.settings.http_timeout
             if starting
@@ -385,10 +409,7 @@ class ServerManager:
         )
         since = server.started if starting else None
         if alive is None and since is not None and (utcnow() - since).total_seconds() > limit:
-            return (
-                f"The hub process that was {what} this server ({describe(server.owner)}) "
-                f"did not finish within {limit:g} seconds."
-            )
+            return f"{owner} did not finish within {limit:g} seconds."
         return None
 
     def _settle(self, server: Server, why: str) -> None:
@@ -423,7 +444,7 @@ class ServerManager:
             user_name=server.user.name,
             server_name=server.name,
             service_prefix=url_prefix(server.user.name, server.name),
-            settings=self.settings,
+            settings=settings_for(self.settings, server.user_options or {}),
             storage_id=server.user.storage_id,
             user_options=server.user_options,
         )

@@ -132,13 +132,27 @@ def test_users_are_paged_on_the_server(admin_page: Page, hub: Hub) -> None:
 
 def test_search_by_name(admin_page: Page, hub: Hub) -> None:
     hub.api("POST", "/users", json={"usernames": ["searchme", "other1"]})
-    found = hub.api("GET", "/users?name_filter=searchme").json()
-    if len(found) != 1:
-        pytest.skip("GET /users has no name_filter yet (issue 14)")
     admin_page.get_by_label("Search users").fill("searchme")
     admin_page.get_by_role("button", name="Search").click()
     expect(admin_page.locator("#users tbody tr")).to_have_count(1)
     expect(row(admin_page, "searchme")).to_be_visible()
+
+
+def test_sort_running_first(admin_page: Page, hub: Hub) -> None:
+    # "zzz-run" sorts last by name: only its running server brings it to the top.
+    assert hub.api("POST", "/users/zzz-run").status_code == 201
+    assert hub.api("POST", "/users/zzz-run/server").status_code in (201, 202)
+    wait_for(lambda: running(hub, "zzz-run"), timeout=30)
+    page = admin_page
+    page.reload()
+    first = page.locator("#users tbody tr").first
+    expect(first).not_to_have_attribute("data-user", "zzz-run")
+    page.get_by_label("Sort by").select_option(label="Running first")
+    expect(first).to_have_attribute("data-user", "zzz-run")
+    expect(first).to_contain_text("default: running")
+    page.get_by_label("Sort by").select_option(label="Name")
+    expect(first).not_to_have_attribute("data-user", "zzz-run")
+    hub.api("DELETE", "/users/zzz-run/server")
 
 
 def test_admin_page_is_for_admins(page: Page, hub: Hub) -> None:

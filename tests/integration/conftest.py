@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.helpers import free_ports, wait_for, xsrf_token
+from tests.postgres_server import Postgres, throwaway_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 FLASKHUB = str(Path(sys.executable).parent / "flaskhub")
@@ -204,15 +205,26 @@ def hub_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 
 
 @pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster for the module (request it before `hub_factory`,
+    so the hubs stop before it does)."""
+    with throwaway_cluster() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module")
 def hub(hub_factory: Callable[..., Hub]) -> Hub:
     """One hub with default settings, shared by a test module."""
     return hub_factory()
 
 
-def server_pids(user: str) -> list[int]:
-    """Pids of live processes started for a user (by their JUPYTERHUB_USER)."""
+def server_pids(user: str, hub: Hub | None = None) -> list[int]:
+    """Pids of live processes started for a user (by their JUPYTERHUB_USER); with `hub`,
+    only that hub's (by JUPYTERHUB_API_URL: other tests on the machine may use the name)."""
     found = []
-    needle = f"JUPYTERHUB_USER={user}".encode()
+    needles = [f"JUPYTERHUB_USER={user}".encode()]
+    if hub is not None:
+        needles.append(f"JUPYTERHUB_API_URL={hub.hub_url}/hub/api".encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -220,9 +232,18 @@ def server_pids(user: str) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if needle in environ and pid_alive(int(entry.name)):
+        if all(n in environ for n in needles) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc (children first)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [p for child in children for p in process_tree(child)] + [pid]
 
 
 def login(hub: Hub, name: str) -> requests.Session:

@@ -18,7 +18,14 @@ import requests
 from app.background import EXTERNAL_ROUTE_CHECK_SECONDS
 from proxy.launcher import ProxyProcess
 from tests.helpers import free_ports, wait_for
-from tests.integration.conftest import Hub, login, pid_alive, server_pids, start_hub
+from tests.integration.conftest import (
+    Hub,
+    login,
+    pid_alive,
+    process_tree,
+    server_pids,
+    start_hub,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,15 +157,6 @@ def test_a_restarted_external_proxy_gets_its_routes_back(
         proxy.stop()
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc (children first)."""
-    children = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return [p for child in children for p in _tree(child)] + [pid]
-
-
 def test_a_killed_hub_keeps_its_servers_and_routes_them_on_restart(
     hub_factory: Callable[..., Hub],
 ) -> None:
@@ -167,7 +165,7 @@ def test_a_killed_hub_keeps_its_servers_and_routes_them_on_restart(
     _start_servers(hub, names)
     servers = {name: server_pids(name) for name in names}
     assert all(servers.values())
-    hub_processes = [p for p in _tree(hub.process.pid) if not _is_user_server(p)]
+    hub_processes = [p for p in process_tree(hub.process.pid) if not _is_user_server(p)]
     for pid in hub_processes:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -1,12 +1,7 @@
 """FlaskHub on a real PostgreSQL: migrations, the lifecycle, restarts, concurrency.
 
-A throwaway cluster (Debian's `postgresql` package: initdb + pg_ctl, run as the
-`postgres` OS user when we are root) listens on a free port of 127.0.0.1 with
-its unix socket in the cluster's temporary directory. Connections over the
-unix socket are trusted (the fixture creates roles and databases through it);
-TCP connections on 127.0.0.1 need a password (scram-sha-256), as in
-docker-compose.yml, so the hub's URL has the form
-``postgresql+psycopg://USER:PASSWORD@127.0.0.1:PORT/DB``.
+A throwaway cluster (tests/postgres_server.py, the `postgres` fixture) with
+the hub's role reaching it over TCP with a password, as in docker-compose.yml.
 
 The hub runs two gunicorn workers here, so the write lock, the spawn claim
 and the reconcile lease are exercised across processes.
@@ -14,16 +9,11 @@ and the reconcile lease are exercised across processes.
 
 from __future__ import annotations
 
-import glob
 import os
-import secrets
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,121 +28,13 @@ from app.outcomes import Outcome
 from app.spawners import Spawner
 from tests.helpers import free_port, wait_for
 from tests.integration.conftest import FLASKHUB, Hub, login, pid_alive, server_pids
+from tests.postgres_server import Postgres
 from tests.spawners import FAIL_STATUS, start_calls
 
 pytestmark = pytest.mark.integration
 
 CONCURRENT_USERS = 20
 T = TypeVar("T")
-
-
-def _pg_bin_dir() -> Path | None:
-    """The newest installed PostgreSQL's bin directory (Debian's layout), else PATH's."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-    )
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-@dataclass
-class Postgres:
-    """A running throwaway cluster: where it listens and how to reach it."""
-
-    port: int
-    socket_dir: Path
-    user: str
-    password: str
-
-    def admin_url(self, database: str = "postgres") -> str:
-        """Superuser, over the trusted unix socket."""
-        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def url(self, database: str) -> str:
-        """The hub's URL form: a password over TCP (as in docker-compose.yml)."""
-        return f"postgresql+psycopg://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    def create_database(self) -> str:
-        """A fresh database owned by the test user; returns its URL."""
-        name = f"flaskhub_{secrets.token_hex(4)}"
-        self.admin_execute(f'CREATE DATABASE "{name}" OWNER "{self.user}"')
-        return self.url(name)
-
-    def admin_execute(self, sql: str) -> None:
-        """Run one statement as the cluster's superuser (outside a transaction)."""
-        engine = create_engine(self.admin_url(), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(sql))
-        finally:
-            engine.dispose()
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    """Run a server binary as the `postgres` OS user when we are root (initdb refuses root)."""
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    """A throwaway PostgreSQL cluster for this module; stopped and removed at the end."""
-    bin_dir = _pg_bin_dir()
-    if bin_dir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's initdb is missing in CI: .ci/setup --test installs it")
-        pytest.skip("PostgreSQL (initdb) is not installed")
-    # Not under pytest's tmp dir: its parents are private to root, and the server
-    # runs as `postgres`.
-    root = Path(tempfile.mkdtemp(prefix="flaskhub-pg-"))
-    data, log_file = root / "data", root / "postgres.log"
-    # initdb wants a superuser password once TCP needs one; the fixture itself
-    # connects over the trusted socket and never uses it.
-    pwfile = root / "pwfile"
-    pwfile.write_text(secrets.token_hex(16) + "\n")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(pwfile, "postgres")
-    root.chmod(0o700)
-    port = free_port()
-    try:
-        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8"]
-        initdb += ["--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256"]
-        made = subprocess.run(
-            _as_postgres([*initdb, "--no-sync"]), capture_output=True, text=True, timeout=60
-        )
-        if made.returncode != 0:
-            pytest.fail(f"initdb failed: {made.stdout}\n{made.stderr}")
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        started = subprocess.run(
-            _as_postgres(
-                [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options]
-                + ["-w", "-t", "30", "start"]
-            ),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if started.returncode != 0:
-            log = log_file.read_text(errors="replace") if log_file.exists() else ""
-            pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log}")
-        pg = Postgres(port=port, socket_dir=root, user="flaskhub", password=secrets.token_hex(8))
-        pg.admin_execute(f"CREATE ROLE {pg.user} LOGIN PASSWORD '{pg.password}'")
-        yield pg
-    finally:
-        if (data / "postmaster.pid").exists():
-            stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "15", "stop"]
-            try:
-                subprocess.run(
-                    _as_postgres([*stop, "-m", "fast"]), capture_output=True, timeout=30, check=True
-                )
-            except (subprocess.SubprocessError, OSError):
-                subprocess.run(
-                    _as_postgres([*stop, "-m", "immediate"]), capture_output=True, timeout=30
-                )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -421,10 +303,11 @@ def test_start_reach_and_stop_a_server(pg_hub: Hub) -> None:
     assert status.json()["user"] == "alice"
     pid = int(status.json()["pid"])
     assert _api_status(hub, "alice", bob).status_code == 403
+    assert server_pids("alice", hub) == [pid]
 
     assert hub.api("DELETE", "/users/alice/server").status_code == 204
     wait_for(lambda: not pid_alive(pid), timeout=10)
-    assert server_pids("alice") == []
+    assert server_pids("alice", hub) == []
     assert "/user/alice" not in hub.routes()
     assert hub.api("GET", "/users/alice").json()["server"] is None
 

@@ -240,6 +240,9 @@ def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
         ("spawn_options", [{"name": "", "choices": ["a"]}]),
         ("spawn_options", [{"name": "x", "choices": ["a"]}, {"name": "x", "choices": ["a"]}]),
         ("spawn_options", [{"name": "x", "choices": ["a"], "help": "?"}]),
+        # Named like a setting: only one a server may choose, with good values of it.
+        ("spawn_options", [{"name": "data_dir", "choices": ["/tmp"]}]),
+        ("spawn_options", [{"name": "cpu_limit", "choices": ["1", "lots"]}]),
     ],
 )
 def test_bad_value_is_named(name: str, value: Any) -> None:

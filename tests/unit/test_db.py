@@ -10,8 +10,9 @@ from pathlib import Path
 import gevent
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
-from app.db import Database, DatabaseUnavailable, begin_immediate
+from app.db import Database, DatabaseUnavailable, begin_immediate, when_reachable
 
 
 @pytest.fixture
@@ -109,3 +110,42 @@ def test_a_write_lock_held_too_long_is_a_clear_error(db: Database, tmp_path: Pat
             assert not raw.in_transaction
     # The connections given back to the pool still work.
     test_write_commits_and_read_sees_it(db)
+
+
+def test_a_write_that_may_not_wait_gives_up_at_once(db: Database, tmp_path: Path) -> None:
+    with write_lock_held_elsewhere(tmp_path / "test.sqlite"):
+        with pytest.raises(DatabaseUnavailable), db.write(wait=False) as session:
+            session.execute(text("INSERT INTO t (n) VALUES (1)"))
+    # Nothing was written, and the lock of this process is free again.
+    with db.write(wait=False) as session:
+        session.execute(text("INSERT INTO t (n) VALUES (2)"))
+    with db.read() as session:
+        assert session.execute(text("SELECT n FROM t")).scalars().all() == [2]
+
+
+def test_when_reachable_waits_out_an_outage_and_gives_up_after_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """A write that must outlive an outage: tried again while the database is down."""
+    down = Database(f"sqlite:///{tmp_path}/missing-dir/db.sqlite")  # cannot be opened
+    tries: list[int] = []
+
+    def select_one() -> None:
+        with down.read() as session:
+            session.execute(text("SELECT 1"))
+
+    def write() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            select_one()
+        return "written"
+
+    try:
+        assert when_reachable(write, timeout=10) == "written"
+        assert len(tries) == 3
+        with pytest.raises(OperationalError):
+            when_reachable(select_one, timeout=0.3)
+        with pytest.raises(ValueError):  # not an outage: at once
+            when_reachable(lambda: int("x"), timeout=10)
+    finally:
+        down.dispose()

@@ -10,7 +10,8 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from app.groups import get_groups
-from app.roles import check_role_specs, get_roles
+from app.role_specs import check_role_specs
+from app.roles import get_roles
 from app.users import get_users
 
 SERVICES = ["culler"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from app.db import get_db
 from app.errors import STATUS, headers_of, status_of
@@ -309,3 +310,25 @@ def test_a_spawn_taken_over_as_abandoned_is_not_marked_running_by_its_owner(
     assert rows.take_over(server_id, "elsewhere:7:7")
     assert not rows.take_over(server_id, "elsewhere:7:7")  # it moved on
     assert rows.mark_running(server_id, "http://127.0.0.1:9", "5.4.0", {}) is True  # ours now
+
+
+def test_a_stop_records_its_outcome_once_the_database_answers_again(
+    app: Flask, add_server: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops out just as a stop ends: the stop waits for it, never stays
+    stopping (a fault injected into the stop's last write)."""
+    server_id = add_server("ann", ServerState.RUNNING, url="http://127.0.0.1:9")
+    rows = get_servers(app).rows
+    real_mark_stopped = rows.mark_stopped
+    failures = [OperationalError("UPDATE servers", {}, Exception("connection refused"))] * 2
+
+    def flaky_mark_stopped(server_id: int, reason: str | None) -> None:
+        if failures:
+            raise failures.pop()
+        real_mark_stopped(server_id, reason)
+
+    monkeypatch.setattr(rows, "mark_stopped", flaky_mark_stopped)
+    assert get_servers(app).stop_server("ann").outcome == Outcome.STOPPED
+    assert not failures
+    server = rows.by_id(server_id)
+    assert server is not None and server.state == ServerState.STOPPED

@@ -203,3 +203,18 @@ def test_use_is_recorded_at_most_once_a_minute(
     monkeypatch.setattr("app.tokens.utcnow", lambda: t0 + timedelta(seconds=61))
     tokens.lookup(token)
     assert stored_activity(db, row.id) == t0 + timedelta(seconds=61)
+
+
+def test_a_lookup_never_waits_for_another_writer(
+    db: Database, db_path: Path, tokens: TokenService, alice: User
+) -> None:
+    token, row = tokens.create(alice.id)
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process writing
+        found = tokens.lookup(token)
+        other.execute("ROLLBACK")
+    # Answered without the write: the use is noted at a later lookup instead.
+    assert isinstance(found, APIToken) and found.id == row.id
+    assert stored_activity(db, row.id) is None
+    tokens.lookup(token)
+    assert stored_activity(db, row.id) is not None

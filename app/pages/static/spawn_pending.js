@@ -1,10 +1,21 @@
-// Follow the spawn's progress events; go to the server when it is ready.
+// Follow the spawn's progress events: each message joins the list as it comes; go to
+// the server when it is ready, or show the failure with Relaunch.
 document.addEventListener("DOMContentLoaded", () => {
   const box = document.getElementById("pending");
   const bar = document.getElementById("progress-bar");
   const message = document.getElementById("progress-message");
   const log = document.getElementById("progress-log");
   const source = new EventSource(box.dataset.progressUrl);
+  let finished = false;
+
+  const showFailure = (text) => {
+    document.getElementById("pending-heading").textContent = "Spawn failed";
+    document.getElementById("pending-hint").hidden = true;
+    document.getElementById("failure-message").textContent = text;
+    document.getElementById("spawn-failure").hidden = false;
+    document.getElementById("relaunch").focus();
+  };
+
   source.onmessage = (event) => {
     const data = JSON.parse(event.data);
     bar.value = data.progress || 0;
@@ -13,16 +24,18 @@ document.addEventListener("DOMContentLoaded", () => {
     item.textContent = data.message || "";
     log.appendChild(item);
     if (data.ready) {
+      finished = true;
       source.close();
       window.location.replace(data.url);
     } else if (data.failed) {
+      finished = true;
       source.close();
-      window.location.reload();
+      showFailure(data.message || "Spawn failed");
     }
   };
   source.onerror = () => {
-    // The stream ended or broke: the page itself knows the current state.
+    // The stream broke before the end: the page itself knows the current state.
     source.close();
-    setTimeout(() => window.location.reload(), 2000);
+    if (!finished) setTimeout(() => window.location.reload(), 2000);
   };
 });

@@ -1,0 +1,34 @@
+"""gunicorn's arbiter (what `flaskhub run` becomes) stays small and leaves its workers a
+clean start: loading its settings and hooks imports no web framework, database or HTTP
+library (a worker monkey-patches after fork, and ssl must not be in use by then)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("flask", "sqlalchemy", "requests", "ssl", "gevent", "docker", "authlib", "ldap3")
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"FLASKHUB_LOAD_ROLES": '[{"name": "readers", "scopes": ["list:users"]}]'}],
+    ids=["defaults", "with-roles"],
+)
+def test_the_arbiter_loads_nothing_heavy(tmp_path: Path, settings: dict[str, str]) -> None:
+    code = (
+        "import json, sys; import app.gunicorn_conf; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    env = {"FLASKHUB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", **settings}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
