@@ -111,6 +111,18 @@ def create(name: str, storage_id: str) -> pwd.struct_passwd:
     return entry
 
 
+def _create_once(name: str, storage_id: str) -> pwd.struct_passwd:
+    """Create the account, or take it when a spawn running at the same moment (another
+    named server, another worker) created it first."""
+    try:
+        return create(name, storage_id)
+    except SpawnerError:
+        entry = _by_marker(storage_id)
+        if entry is None:
+            raise
+        return entry
+
+
 def find(template: str, username: str, storage_id: str, create_missing: bool) -> Account:
     """The account that runs this user's servers; SpawnerError says why there is none."""
     entry = _by_marker(storage_id)
@@ -129,7 +141,7 @@ def find(template: str, username: str, storage_id: str, create_missing: bool) ->
                 f"(useradd --create-home {name}) or set create_system_users = true."
             )
         if entry is None:
-            entry = create(name, storage_id)
+            entry = _create_once(name, storage_id)
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise SpawnerError(
             f"System account {entry.pw_name!r} is root's: FlaskHub never runs a server as root."

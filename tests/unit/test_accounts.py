@@ -246,3 +246,24 @@ def test_an_account_in_use_stays_and_deleting_the_user_goes_on(
     spawner.delete_forever()  # userdel refuses while the account's process runs
     assert accounts._by_name(f"{prefix}ivy") is not None
     assert "Could not remove the account of deleted user ivy" in caplog.text
+
+
+@as_root
+@pytest.mark.process
+def test_a_spawn_that_loses_the_race_to_create_the_account_takes_it(
+    make_spawner: MakeSpawner, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_spawner("jo", storage_id="id-jo")
+    # The other spawn creates the account between this one's lookup and its useradd.
+    real_create = accounts.create
+    monkeypatch.setattr(accounts, "_by_marker", lambda storage_id: None)
+
+    def racing_create(name: str, storage_id: str) -> object:
+        real_create(name, storage_id)  # the winner
+        monkeypatch.undo()  # lookups see it from now on
+        return real_create(name, storage_id)  # this spawn's useradd: "already exists"
+
+    monkeypatch.setattr(accounts, "create", racing_create)
+    account = first.account
+    assert account is not None and account.name == f"{prefix}jo"
+    assert pwd.getpwnam(f"{prefix}jo").pw_gecos == accounts.marker("id-jo")
