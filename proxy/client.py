@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-# urllib3 encodes every host with the idna codec, which Python imports on first use.
-# Imported here, before any greenlet: a greenlet that blocks on that import's lock
-# while another greenlet holds it (mid-import, switched out) freezes the worker.
-import encodings.idna  # noqa: F401
 import logging
 import os
 import re

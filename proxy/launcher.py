@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from proxy.forks import fork_safe
 from proxy.lifeline import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -348,12 +349,14 @@ def http_get(
 
     No HTTP library: this runs in gunicorn's arbiter, whose workers fork from it
     and monkey-patch afterwards, which must find neither ssl nor sockets in use.
+    Its threads call it while workers fork: fork_safe() keeps the locks it takes
+    (the idna codec's first import, the resolver's) out of the workers.
     """
     host = _connect_host(ip).strip("[]")
     lines = [f"GET {path} HTTP/1.0", f"Host: {_connect_host(ip)}:{port}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     try:
-        with socket.create_connection((host, port), timeout=HEALTH_TIMEOUT) as sock:
+        with fork_safe(), socket.create_connection((host, port), timeout=HEALTH_TIMEOUT) as sock:
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
             response = b"".join(iter(lambda: sock.recv(65536), b""))
         head, _, body = response.partition(b"\r\n\r\n")

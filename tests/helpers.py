@@ -5,6 +5,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask
@@ -14,6 +15,8 @@ from app.db import get_db
 from app.models import Server, User
 
 T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -1,0 +1,101 @@
+"""fork_safe(): a fork of the arbiter waits for its threads' guarded work.
+
+Each case runs in a fresh interpreter (fork hooks cannot be unregistered). A
+fork hook registered by the case lets the thread finish only once the fork has
+begun, so without the guard the child would be made mid-work, as gunicorn's
+first worker once was (it then hung on an import lock of a thread it did not
+have).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.process
+
+# The child exits 0 if the thread's work was complete when it was forked, 1 if not.
+FORK_DURING_WORK = """
+import os, threading
+from proxy.forks import fork_safe
+
+started, go = threading.Event(), threading.Event()
+state = {"done": False}
+os.register_at_fork(before=go.set)  # runs before the guard's hook: the fork has begun
+{setup}
+thread = threading.Thread(target=work, daemon=True)
+thread.start()
+assert started.wait(10)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if state["done"] else 1)
+_, status = os.waitpid(pid, 0)
+print("complete" if os.waitstatus_to_exitcode(status) == 0 else "mid-work")
+"""
+
+GUARDED_BLOCK = """
+def work():
+    with fork_safe():
+        started.set()
+        go.wait(10)
+        state["done"] = True
+"""
+
+HTTP_GET = """
+import socket
+from proxy.launcher import http_get
+
+server = socket.create_server(("127.0.0.1", 0))
+
+def serve():
+    conn, _ = server.accept()
+    conn.recv(65536)
+    started.set()  # http_get is waiting for the answer
+    go.wait(10)
+    conn.sendall(b"HTTP/1.0 204 No Content\\r\\n\\r\\n")
+    state["done"] = True  # before close: http_get returns only after it
+    conn.close()
+
+threading.Thread(target=serve, daemon=True).start()
+
+def work():
+    http_get("127.0.0.1", server.getsockname()[1], "/hub/health")
+"""
+
+
+@pytest.mark.parametrize("setup", [GUARDED_BLOCK, HTTP_GET], ids=["fork_safe", "http_get"])
+def test_a_fork_waits_until_the_thread_s_work_is_done(setup: str) -> None:
+    script = FORK_DURING_WORK.replace("{setup}", textwrap.dedent(setup))
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "complete"
+
+
+def test_a_thread_may_fork_inside_fork_safe() -> None:
+    # Popen with a preexec_fn runs the fork hooks in the thread holding the guard.
+    script = textwrap.dedent(
+        """
+        import subprocess, threading
+        from proxy.forks import fork_safe
+
+        def work():
+            with fork_safe():
+                subprocess.run(["true"], preexec_fn=lambda: None, check=True, timeout=10)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(20)
+        print("alive" if thread.is_alive() else "forked")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "forked", result.stderr
