@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import gevent
 import requests
@@ -27,6 +28,10 @@ from app.spawners import Spawner, SpawnerError
 log = logging.getLogger(__name__)
 
 THROTTLE_RETRY_RANGE = (30, 60)
+# A starting server is looked at after 20 ms, then at doubling intervals up to 100 ms:
+# a server that is up waits at most that long to be used (looks are cheap, _listens).
+HTTP_POLL_FIRST = 0.02
+HTTP_POLL_MAX = 0.1
 
 
 def claim(
@@ -152,7 +157,7 @@ def wait_for_http(
     Raises SpawnerError when its process exits first, or after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.05
+    delay = HTTP_POLL_FIRST
     prefix_url = url + spawner.service_prefix
     while True:
         status = spawner.poll()
@@ -161,17 +166,33 @@ def wait_for_http(
                 f"Server of {spawner.user_name} exited with status {status} before it "
                 "answered. Its log may say why."
             )
-        try:
-            response = http_get(prefix_url, timeout=2, allow_redirects=False)
-            return _server_version(http_get, response, prefix_url)
-        except requests.RequestException:
-            pass
+        if _listens(url):
+            try:
+                response = http_get(prefix_url, timeout=2, allow_redirects=False)
+                return _server_version(http_get, response, prefix_url)
+            except requests.RequestException:
+                pass
         if time.monotonic() > deadline:
             raise SpawnerError(
                 f"Server at {prefix_url} didn't respond in {timeout:g} seconds (http_timeout)."
             )
         gevent.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = min(delay * 2, HTTP_POLL_MAX)
+
+
+def _listens(url: str) -> bool:
+    """Whether anything accepts connections at the URL's host and port.
+
+    A connection attempt costs a fraction of an HTTP request, so a starting server
+    can be looked at often (each wait between looks is time a ready server is not
+    used) and asked over HTTP only once it listens.
+    """
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _server_version(

@@ -3,12 +3,15 @@ the limits, what a state means for a visitor, and how outcomes become HTTP."""
 
 from __future__ import annotations
 
+import http.server
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
@@ -18,8 +21,9 @@ from app.models import Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import _name_of
 from app.servers import Next, SpawnStatus, get_servers
-from app.servers.spawning import check_limits, claim
+from app.servers.spawning import check_limits, claim, wait_for_http
 from app.servers.visit import visit_of
+from app.spawners import SpawnerError
 from app.users import get_users
 
 
@@ -332,3 +336,78 @@ def test_a_stop_records_its_outcome_once_the_database_answers_again(
     assert not failures
     server = rows.by_id(server_id)
     assert server is not None and server.state == ServerState.STOPPED
+
+
+class _Starting:
+    """A spawner whose process is alive (or exited with `status`); on_look runs at each poll."""
+
+    user_name = "ann"
+    service_prefix = "/user/ann/"
+
+    def __init__(
+        self, status: int | None = None, on_look: Callable[[int], None] = lambda looks: None
+    ) -> None:
+        self.status = status
+        self.on_look = on_look
+        self.looks = 0
+
+    def poll(self) -> int | None:
+        self.looks += 1
+        self.on_look(self.looks)
+        return self.status
+
+
+class _VersionHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("X-JupyterHub-Version", "5.2.1")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def refused() -> Iterator[tuple[str, socket.socket]]:
+    """A loopback URL whose port is bound but not listening (connections are refused)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+    sock.close()
+
+
+def _counting_get() -> tuple[list[str], Callable[..., requests.Response]]:
+    asked: list[str] = []
+
+    def get(url: str, **kwargs: Any) -> requests.Response:
+        asked.append(url)
+        return requests.get(url, **kwargs)
+
+    return asked, get
+
+
+def test_wait_for_http_asks_over_http_only_once_the_server_listens(refused) -> None:  # type: ignore[no-untyped-def]
+    url, sock = refused
+    asked, get = _counting_get()
+
+    def come_up_at_the_fifth_look(looks: int) -> None:
+        if looks == 5:
+            port = sock.getsockname()[1]
+            sock.close()
+            server = http.server.HTTPServer(("127.0.0.1", port), _VersionHandler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    spawner = _Starting(on_look=come_up_at_the_fifth_look)
+    assert wait_for_http(spawner, url, get, timeout=30) == "5.2.1"  # type: ignore[arg-type]
+    assert spawner.looks >= 5
+    assert asked == [f"{url}/user/ann/"]  # never while nothing listened
+
+
+def test_wait_for_http_fails_when_the_process_exits_or_nothing_listens_in_time(refused) -> None:  # type: ignore[no-untyped-def]
+    url, _ = refused
+    asked, get = _counting_get()
+    with pytest.raises(SpawnerError, match="exited with status 3 before it answered"):
+        wait_for_http(_Starting(3), url, get, timeout=30)  # type: ignore[arg-type]
+    with pytest.raises(SpawnerError, match=r"didn't respond in 0.3 seconds \(http_timeout\)"):
+        wait_for_http(_Starting(), url, get, timeout=0.3)  # type: ignore[arg-type]
+    assert asked == []
