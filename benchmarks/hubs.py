@@ -98,16 +98,21 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def rss_mib(pids: list[int]) -> float:
-    """RSS summed over pids, in MiB (VmRSS from /proc)."""
+def memory_mib(pids: list[int], field: str) -> float:
+    """A memory figure summed over pids, in MiB: "Rss" or "Pss" of /proc/<pid>/smaps_rollup.
+
+    RSS counts a page shared by several processes in each of them (a forked
+    worker's pages shared with its arbiter twice); PSS divides it among them, so
+    the PSS of a family of processes adds up to the memory they take together.
+    """
     total_kib = 0
     for pid in pids:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in rollup.splitlines():
+            if line.startswith(f"{field}:"):
                 total_kib += int(line.split()[1])
     return total_kib / 1024
 
@@ -175,9 +180,10 @@ class RunningHub:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     hub_pids: Callable[[], list[int]] = list
 
-    def memory_mib(self) -> float:
-        """RSS summed over every hub process (CHP and user servers excluded)."""
-        return rss_mib(self.hub_pids())
+    def memory_mib(self) -> dict[str, float]:
+        """PSS and RSS summed over every hub process (CHP and user servers excluded)."""
+        pids = self.hub_pids()
+        return {field: round(memory_mib(pids, field.capitalize()), 1) for field in ("pss", "rss")}
 
     def log_tail(self) -> str:
         logs = sorted(self.workdir.glob("*.log"))
