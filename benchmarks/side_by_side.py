@@ -55,6 +55,14 @@ def measure_hub(hub: hubs.RunningHub, args: argparse.Namespace) -> dict[str, Any
             api, args.page_limit, args.walks, args.budget
         )
         result[f"memory_{users}_mib"] = hub.memory_mib()
+    log(f"{hub.name}: wrk GET /hub/health, {args.wrk_seconds} s (the ceiling through CHP)")
+    result["health"] = measure.wrk(
+        f"{hub.public_url}/hub/health",
+        hub.token,
+        args.wrk_connections,
+        args.wrk_seconds,
+        args.wrk_threads,
+    )
     name = measure.username(0)
     url = f"{hub.public_url}/hub/api/users/{name}"
     tokens = {"service": hub.token, "user": measure.user_token(api, name)}
@@ -157,6 +165,8 @@ def table(f: dict[str, Any], j: dict[str, Any], args: argparse.Namespace) -> str
     for n in args.users:
         a, b = f[f"walk_{n}"]["median_ms"], j[f"walk_{n}"]["median_ms"]
         lines.append(row(f"walk all {f[f'walk_{n}']['pages']} pages at {n:,} users (ms)", a, b))
+    what = f"GET /hub/health (no database, no auth), c={args.wrk_connections} (req/s)"
+    lines.append(row(what, f["health"]["rps"], j["health"]["rps"]))
     for kind in ("service", "user"):
         lines += get_user_rows(f[f"get_user_{kind}"], j[f"get_user_{kind}"], kind, args)
     for k in args.spawns:
