@@ -19,7 +19,8 @@ from tests.helpers import REPO
 
 pytestmark = pytest.mark.process
 
-# The child exits 0 if the thread's work was complete when it was forked, 1 if not.
+# The child exits 0 if the thread's work was complete when it was forked (and the guard
+# is free in the child), 1 if not.
 FORK_DURING_WORK = """
 import os, threading
 from proxy.forks import fork_safe
@@ -33,7 +34,11 @@ thread.start()
 assert started.wait(10)
 pid = os.fork()
 if pid == 0:
-    os._exit(0 if state["done"] else 1)
+    # The child's own threads may use fork_safe(): the guard is free again.
+    child_thread = threading.Thread(target=lambda: fork_safe().__enter__(), daemon=True)
+    child_thread.start()
+    child_thread.join(10)
+    os._exit(0 if state["done"] and not child_thread.is_alive() else 1)
 _, status = os.waitpid(pid, 0)
 print("complete" if os.waitstatus_to_exitcode(status) == 0 else "mid-work")
 """
