@@ -188,8 +188,9 @@ def _listens(url: str) -> bool:
     used) and asked over HTTP only once it listens.
     """
     parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout=1):
+        with socket.create_connection((parts.hostname, port), timeout=1):
             return True
     except (OSError, ValueError):
         return False
