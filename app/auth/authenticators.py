@@ -10,23 +10,31 @@ same way for every authenticator (app.auth.access).
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.config import Settings
 from app.users import UserService, normalize_username
 
-_hasher = PasswordHasher()
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2's hasher, loaded at the first password (hubs without passwords never need it)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 def hash_password(password: str) -> str:
     """argon2 hash of a password."""
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 def in_threadpool(fn: Any, *args: Any) -> Any:
@@ -86,7 +94,7 @@ class PasswordAuthenticator(Authenticator):
         user = self.users.get(username)
         if user is None or not user.password_hash:
             # Same cost as a real check, so response times do not reveal accounts.
-            in_threadpool(verify_password, _DUMMY_HASH, password)
+            in_threadpool(verify_password, _dummy_hash(), password)
             return None
         ok = in_threadpool(verify_password, user.password_hash, password)
         return AuthResult(username) if ok else None
@@ -94,13 +102,18 @@ class PasswordAuthenticator(Authenticator):
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Whether the password matches the argon2 hash (False for a malformed hash)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
-_DUMMY_HASH = _hasher.hash("not a password anyone has")
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches, to check unknown names against."""
+    return hash_password("not a password anyone has")
 
 
 def authenticator_class(name: str) -> type[Authenticator]:

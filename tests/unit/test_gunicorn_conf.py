@@ -32,3 +32,20 @@ def test_the_arbiter_loads_nothing_heavy(tmp_path: Path, settings: dict[str, str
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.process
+def test_a_worker_loads_only_what_its_settings_use(tmp_path: Path) -> None:
+    # A worker's memory is mostly what it imports: password hashing, containers and
+    # identity providers load when a setting or the first login needs them.
+    optional = ("argon2", "docker", "authlib", "ldap3", "yaml")
+    code = (
+        "import json, sys; from app import create_app; create_app(); "
+        f"print(json.dumps([m for m in {optional!r} if m in sys.modules]))"
+    )
+    env = {"FLASKHUB_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
