@@ -58,6 +58,11 @@ class UserService:
             query = select(User).where(User.name == name).options(*ONE_USER_LOADS)
             return session.scalars(query).unique().one_or_none()
 
+    def exists(self, name: str) -> bool:
+        """Whether a user is called name (one indexed lookup, no objects)."""
+        with self.db.read() as session:
+            return session.scalar(select(User.id).where(User.name == name)) is not None
+
     def get_or_create(self, name: str, *, admin: bool = False) -> User:
         """The user called name, created if new (used at login)."""
         user = self.get(name)

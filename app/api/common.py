@@ -74,6 +74,13 @@ def user_or_404(name: str) -> User:
     return user
 
 
+def require_user(name: str) -> None:
+    """404 unless a user is called name (for handlers that only need to know)."""
+    mine = current_identity().user
+    if (mine is None or mine.name != name) and not get_users().exists(name):
+        raise HubError(404, f"No such user: {name}")
+
+
 def include_stopped() -> bool:
     """?include_stopped_servers: stopped servers in user models too (absent, 0, false: no)."""
     value = request.args.get("include_stopped_servers")

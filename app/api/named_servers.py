@@ -11,7 +11,7 @@ from __future__ import annotations
 import gevent
 from flask import Blueprint, Response
 
-from app.api.common import json_body, require_scope, user_or_404
+from app.api.common import json_body, require_scope, require_user, user_or_404
 from app.api.progress import progress_response
 from app.config import current_settings
 from app.errors import HubError, result_response
@@ -27,7 +27,7 @@ bp = Blueprint("named_servers", __name__)
 def start_named_server(name: str, server_name: str) -> Response:
     """Start a server; body: user options. 201 ready, 202 pending, as for the default one."""
     require_scope("servers", server=f"{name}/{server_name}")
-    user_or_404(name)
+    require_user(name)
     if server_name:
         _check_enabled()
         check_server_name(server_name)
@@ -66,7 +66,7 @@ def stop_named_server(name: str, server_name: str) -> Response:
 def named_server_progress(name: str, server_name: str) -> Response:
     """Server-sent events of a named server's spawn (as …/server/progress)."""
     require_scope("read:servers", server=f"{name}/{server_name}")
-    user_or_404(name)
+    require_user(name)
     if get_servers().get_server(name, server_name) is None:
         raise HubError(404, f"{name} has no server named '{server_name}'")
     return progress_response(get_servers(), name, server_name)

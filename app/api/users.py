@@ -15,6 +15,7 @@ from app.api.common import (
     require_any_scope,
     require_identity,
     require_scope,
+    require_user,
     user_or_404,
 )
 from app.api.pagination import page_args, paginated
@@ -173,7 +174,7 @@ def set_password(name: str) -> Response:
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
     require_scope("servers", user=name)
-    user_or_404(name)
+    require_user(name)
     options = json_body({})
     if not isinstance(options, dict):
         raise HubError(400, "Server options must be a JSON object")
@@ -183,7 +184,7 @@ def start_server(name: str) -> Response:
 @bp.delete("/users/<name>/server")
 def stop_server(name: str) -> Response:
     require_scope("delete:servers", user=name)
-    user_or_404(name)
+    require_user(name)
     return result_response(get_servers().stop_server(name, ""))
 
 
