@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database
 from app.models import Server, ServerState, User, utcnow
@@ -18,6 +18,11 @@ from app.oauth import OAuthService
 from app.processes import this_process
 from app.servers.names import access_scopes, client_id, url_prefix
 from app.tokens import TokenService
+
+# A server with its user's own columns (name, storage id) and none of the user's
+# collections: by default a User brings its servers, groups and roles (three more
+# SELECTs per user), which the lifecycle never reads.
+SERVER_ONLY = (joinedload(Server.user).lazyload("*"),)
 
 
 class ServerRows:
@@ -40,16 +45,17 @@ class ServerRows:
 
     def by_id(self, server_id: int) -> Server | None:
         with self.db.read() as session:
-            return session.get(Server, server_id)
+            return session.get(Server, server_id, options=SERVER_ONLY)
 
     def in_states(self, *states: ServerState) -> Sequence[Server]:
         with self.db.read() as session:
-            return session.scalars(select(Server).where(Server.state.in_(states))).all()
+            query = select(Server).where(Server.state.in_(states)).options(*SERVER_ONLY)
+            return session.scalars(query).all()
 
     def issue_credentials(self, server_id: int) -> tuple[Server, str]:
         """A new API token for a starting server, which is also its OAuth client's secret."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             assert server is not None
             user_name, server_name = server.user.name, server.name
             prefix = url_prefix(user_name, server_name)
@@ -76,21 +82,21 @@ class ServerRows:
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is not None:
                 server.spawner_state = state
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
         """Keep a progress event with a spawning server, where every worker's stream reads it."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is not None and server.state == ServerState.SPAWNING:
                 server.progress_events = [*server.progress_events, event]
 
     def take_over(self, server_id: int, owner: str | None) -> bool:
         """Become the owner of a spawn or stop whose owner died; False if it moved on."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is None or server.owner != owner:
                 return False
             if server.state not in (ServerState.SPAWNING, ServerState.STOPPING):
@@ -102,7 +108,7 @@ class ServerRows:
         """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
         abandoned) took the server meanwhile: it wins."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is None or server.state != ServerState.SPAWNING:
                 return False
             if server.owner != this_process():
@@ -118,7 +124,7 @@ class ServerRows:
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
         """A spawning server → FAILED with its message; its credentials are revoked."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is None:
                 return
             if server.state == ServerState.SPAWNING:
@@ -150,7 +156,7 @@ class ServerRows:
     def mark_stopped(self, server_id: int, reason: str | None) -> None:
         """→ STOPPED (with why, if it stopped on its own); its credentials are revoked."""
         with self.db.write() as session:
-            server = session.get(Server, server_id)
+            server = session.get(Server, server_id, options=SERVER_ONLY)
             if server is not None:
                 server.state = ServerState.STOPPED
                 server.url = None
