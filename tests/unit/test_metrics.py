@@ -256,6 +256,21 @@ def test_request_metrics_are_labelled_by_jupyterhubs_handler_names(app: Flask) -
     }
 
 
+def test_a_request_that_raises_is_counted_as_the_500_it_gets(app: Flask) -> None:
+    def boom() -> str:
+        raise RuntimeError("injected")
+
+    app.add_url_rule("/hub/boom", "boom", boom)
+    client = app.test_client()
+    try:
+        assert client.get("/hub/boom").status_code == 500
+    except RuntimeError:
+        pass  # a testing app hands the exception to the client after answering 500
+    samples = admin_scrape(app, client)
+    labels = {"method": "GET", "handler": "/hub/boom", "code": "500"}
+    assert samples.get_value(f"{REQUESTS}_count", **labels) == 1
+
+
 # FlaskHub's own rules: JupyterHub routes nothing there, so they keep their pattern.
 OWN_RULES = {"/hub/api/openapi.json", "/hub/api/users/<name>/password"}
 
