@@ -1,4 +1,4 @@
-"""The one settings table, validation, and where settings come from.
+"""The one settings table, and where settings come from (their checks: app.config_checks).
 
 The table is the dataclass Settings: each field names a setting, its type, its
 default and its help text; its environment variable is FLASKHUB_<NAME>.
@@ -24,7 +24,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 
-from app.spawn_options import problem_with as spawn_options_problem
 from app.version import __version__
 
 if TYPE_CHECKING:
@@ -34,15 +33,11 @@ if TYPE_CHECKING:
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "flaskhub.toml"
-METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 # A swarm service's name is one DNS label (swarmkit refuses '.' and more than 63 characters).
 SERVICE_NAME_RE = re.compile(r"[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9]+)*")
-SWARM_ADDRESSES = ("docker_gwbridge", "network")
 # Leaves room in a service name for the user and server.
 MAX_SWARM_PREFIX = 40
-MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # Authenticators whose users come from an identity provider: they must say who may log in.
 PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
@@ -410,7 +405,10 @@ def load(
         raw[name] = value
     # In table order, so that of several bad values the same one is always named.
     settings = Settings(**{s.name: coerce(s, raw[s.name]) for s in SETTINGS if s.name in raw})
-    _validate(settings)
+    # The checks read the table above: imported here, where they are used.
+    from app.config_checks import validate
+
+    validate(settings)
     data_dir = str(Path(settings.data_dir).expanduser().resolve())
     return replace(
         settings,
@@ -451,256 +449,6 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} in {path}")
     return data
-
-
-def _validate_template(template: str) -> None:
-    """system_user_template must name the user, with no other field."""
-    try:
-        filled = template.format(username="x")
-    except (KeyError, IndexError, ValueError):
-        filled = ""
-    if "{username}" not in template or not filled:
-        raise ConfigError(
-            "setting 'system_user_template' must contain {username} and no other {field}, "
-            f"got {template!r}"
-        )
-
-
-def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
-    """A spawn option named like a setting must be one a server may choose, and each of
-    its choices a good value of it."""
-    from app.spawn_options import SERVER_SETTINGS
-
-    for option in declared:
-        name = option["name"]
-        if name not in BY_NAME:
-            continue
-        if name not in SERVER_SETTINGS:
-            raise ConfigError(
-                f"setting 'spawn_options': {name!r} is a setting no server may choose "
-                f"(those that may: {', '.join(SERVER_SETTINGS)})"
-            )
-        for choice in option["choices"]:
-            try:
-                coerce(BY_NAME[name], choice)
-            except ConfigError as e:
-                raise ConfigError(f"setting 'spawn_options': choice {choice!r}: {e}") from None
-
-
-def _validate(settings: Settings) -> None:
-    """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
-    if settings.authenticator not in AUTHENTICATOR_NAMES:
-        raise ConfigError(
-            f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
-        )
-    _validate_access(settings)
-    if settings.crypt_key:
-        from app.crypt import parse_keys
-
-        try:
-            parse_keys(settings.crypt_key)
-        except ValueError as e:
-            raise ConfigError(f"setting 'crypt_key' (FLASKHUB_CRYPT_KEY): {e}") from None
-    if settings.authenticator == "ldap":
-        _validate_ldap(settings)
-    if settings.authenticator == "oidc":
-        _validate_oauth(settings, "oauth_issuer")
-    if settings.authenticator == "oauth2":
-        _validate_oauth(settings, "oauth_authorize_url", "oauth_token_url", "oauth_userinfo_url")
-    for name in ("port", "hub_port", "proxy_api_port"):
-        port = getattr(settings, name)
-        if not 0 < port < 65536:
-            raise ConfigError(f"setting {name!r} must be a port number, got {port}")
-    if settings.workers < 1:
-        raise ConfigError("setting 'workers' must be at least 1")
-    cmd = settings.spawner_cmd
-    if not cmd or not all(isinstance(a, str) for a in cmd):
-        raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
-    _validate_template(settings.system_user_template)
-    problem = spawn_options_problem(settings.spawn_options)
-    if problem:
-        raise ConfigError(f"setting 'spawn_options': {problem}")
-    _validate_option_settings(settings.spawn_options)
-    _validate_services(settings.services)
-    _validate_roles(settings)
-    for name, value in settings.headers.items():
-        if not isinstance(value, str):
-            raise ConfigError(f"setting 'headers': value of {name!r} must be a string")
-        if "\n" in name + value or "\r" in name + value:
-            # Werkzeug refuses them at response time: every response would be a 500.
-            raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
-    for name in settings.admin_users:
-        if not isinstance(name, str):
-            raise ConfigError("setting 'admin_users' must be a list of names")
-    if not METRIC_NAME_RE.fullmatch(settings.metrics_prefix):
-        raise ConfigError(
-            "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
-        )
-    if settings.cookie_max_age_days <= 0:
-        raise ConfigError("setting 'cookie_max_age_days' must be more than 0")
-    if settings.max_body_size < 1024:
-        raise ConfigError(
-            f"setting 'max_body_size' must be at least 1024 bytes, got {settings.max_body_size}"
-        )
-    buckets = settings.spawn_duration_buckets
-    numbers = all(isinstance(b, int | float) and not isinstance(b, bool) for b in buckets)
-    if not buckets or not numbers or buckets[0] <= 0 or buckets != sorted(set(buckets)):
-        raise ConfigError(
-            f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
-        )
-    _validate_docker(settings)
-
-
-def _validate_access(settings: Settings) -> None:
-    """The lists of who may log in; a provider's hub must say who may (else nobody could)."""
-    for name in ("allowed_users", "blocked_users", "allowed_groups", "admin_groups"):
-        if not all(isinstance(v, str) and v.strip() for v in getattr(settings, name)):
-            raise ConfigError(f"setting {name!r} must be a list of non-empty strings")
-    allows = settings.allow_all or settings.allowed_users or settings.allowed_groups
-    if settings.authenticator in PROVIDER_AUTHENTICATORS and not allows:
-        raise ConfigError(
-            f"with authenticator {settings.authenticator!r} nobody may log in: set "
-            "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
-            "the provider accepts"
-        )
-
-
-def _validate_ldap(settings: Settings) -> None:
-    """An LDAP URL that keeps passwords off the wire, and one way to find the user's DN."""
-    scheme, _, rest = settings.ldap_url.partition("://")
-    host = rest.split("/")[0].rpartition("@")[2].rsplit(":", 1)[0].strip("[]")
-    if scheme not in ("ldap", "ldaps") or not host:
-        raise ConfigError("setting 'ldap_url' must be ldaps://host[:port] or ldap://host[:port]")
-    if scheme == "ldap" and not settings.ldap_start_tls and host not in LOOPBACK_HOSTS:
-        raise ConfigError(
-            "setting 'ldap_start_tls' may be false only for a server on loopback: passwords "
-            f"would cross the network in clear to {host}; use ldaps:// or StartTLS"
-        )
-    templates = settings.ldap_bind_dn_template
-    if bool(templates) == bool(settings.ldap_search_base):
-        raise ConfigError(
-            "set one of 'ldap_bind_dn_template' (direct bind) or 'ldap_search_base' "
-            "(search-then-bind)"
-        )
-    for template in templates:
-        if not isinstance(template, str) or "{username}" not in template:
-            raise ConfigError("each of 'ldap_bind_dn_template' must contain {username}")
-        _check_fields("ldap_bind_dn_template", template, "username")
-    _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
-    _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
-
-
-def _validate_oauth(settings: Settings, *urls: str) -> None:
-    """The provider's URLs (https), the client's credentials, the claims."""
-    for name in urls:
-        if not getattr(settings, name).startswith("https://"):
-            raise ConfigError(f"setting {name!r} must be an https:// URL of the provider")
-    for name in ("oauth_client_id", "oauth_client_secret", "username_claim"):
-        if not getattr(settings, name):
-            raise ConfigError(
-                f"setting {name!r} must be set for authenticator {settings.authenticator!r}"
-            )
-    if not all(isinstance(s, str) and s for s in settings.oauth_scopes):
-        raise ConfigError("setting 'oauth_scopes' must be a list of scope names")
-    if settings.authenticator == "oidc" and "openid" not in settings.oauth_scopes:
-        raise ConfigError("setting 'oauth_scopes' must contain 'openid' for authenticator 'oidc'")
-    callback = settings.oauth_callback_url
-    if callback and not callback.startswith(("https://", "http://")):
-        raise ConfigError("setting 'oauth_callback_url' must be an http(s):// URL")
-
-
-def _check_fields(name: str, template: str, *allowed: str) -> None:
-    """A template may use only the named {fields}."""
-    try:
-        template.format(**dict.fromkeys(allowed, "x"))
-    except (KeyError, IndexError, ValueError) as e:
-        fields_ = ", ".join(f"{{{a}}}" for a in allowed)
-        raise ConfigError(f"setting {name!r} may use only {fields_} ({e})") from None
-
-
-def _validate_roles(settings: Settings) -> None:
-    """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
-    from app.role_specs import check_role_specs
-
-    try:
-        check_role_specs(settings.load_roles, [s["name"] for s in settings.services])
-    except ValueError as e:
-        raise ConfigError(f"setting 'load_roles': {e}") from None
-
-
-def _validate_services(services: list[dict[str, Any]]) -> None:
-    """Each service: a name and a token, fields of the right types (a string such as
-    "false" for `admin` would be truthy: an admin by mistake), known scopes, one each."""
-    from app.scopes import ScopeError, check_scopes
-    from app.services.specs import SpecError, spec_from
-
-    names = set()
-    for service in services:
-        required = ("name", "api_token")
-        if not isinstance(service, dict) or not all(
-            isinstance(service.get(key), str) and service[key] for key in required
-        ):
-            raise ConfigError('each of \'services\' needs {"name": ..., "api_token": ...}')
-        try:
-            spec = spec_from(service)
-            check_scopes([*service.get("scopes", []), *spec.oauth_client_allowed_scopes])
-        except (SpecError, ScopeError) as e:
-            raise ConfigError(f"setting 'services': {e} (service {service['name']!r})") from None
-        if spec.name in names:
-            raise ConfigError(f"setting 'services': {spec.name!r} is there twice")
-        names.add(spec.name)
-        if spec.managed and not spec.command[0]:
-            raise ConfigError(f"setting 'services': 'command' of {spec.name!r} is empty")
-
-
-def _validate_docker(settings: Settings) -> None:
-    """The docker spawner's names, mounts, environment and limits."""
-    for name in ("docker_prefix", "docker_network"):
-        value = getattr(settings, name)
-        if value and not DOCKER_NAME_RE.fullmatch(value):
-            raise ConfigError(f"setting {name!r} must be letters, digits, _ . - (got {value!r})")
-    if not all(isinstance(a, str) for a in settings.docker_cmd):
-        raise ConfigError("setting 'docker_cmd' must be a list of strings")
-    for name in ("docker_volumes", "docker_env"):
-        if not all(isinstance(v, str) for v in getattr(settings, name).values()):
-            raise ConfigError(f"setting {name!r} must map names to strings")
-    if not 0 < settings.docker_port < 65536:
-        raise ConfigError(
-            f"setting 'docker_port' must be a port number, got {settings.docker_port}"
-        )
-    for name in ("mem_limit", "mem_guarantee"):
-        value = getattr(settings, name)
-        if value and not MEM_LIMIT_RE.fullmatch(value):
-            raise ConfigError(
-                f"setting {name!r} must be bytes or a number with b, k, m or g, got {value!r}"
-            )
-    _validate_swarm(settings)
-
-
-def _validate_swarm(settings: Settings) -> None:
-    """The swarm spawner's service names, placement and addresses."""
-    prefix = settings.docker_prefix
-    swarm = settings.spawner == "swarm"
-    if swarm and not (SERVICE_NAME_RE.fullmatch(prefix) and len(prefix) <= MAX_SWARM_PREFIX):
-        raise ConfigError(
-            f"setting 'docker_prefix' must be at most {MAX_SWARM_PREFIX} letters and digits "
-            f"joined by - or _ (swarm service names), got {prefix!r}"
-        )
-    if not all(isinstance(c, str) and ("==" in c or "!=" in c) for c in settings.swarm_placement):
-        raise ConfigError(
-            "setting 'swarm_placement' must be a list of constraints such as "
-            f"'node.role==worker', got {settings.swarm_placement!r}"
-        )
-    if settings.swarm_address not in SWARM_ADDRESSES:
-        raise ConfigError(
-            f"setting 'swarm_address' must be one of {', '.join(SWARM_ADDRESSES)}, "
-            f"got {settings.swarm_address!r}"
-        )
-    if swarm and settings.swarm_address == "network" and not settings.hub_connect_ip:
-        raise ConfigError(
-            "setting 'hub_connect_ip' must name the hub on docker_network when "
-            "swarm_address = 'network' (e.g. its service name there)"
-        )
 
 
 def persistent_secret(configured: str, path: Path) -> str:
