@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,8 @@ import yaml
 
 from app.config import BY_NAME, ENV_PREFIX, Settings
 from app.version import __version__
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")
 
 pytestmark = [

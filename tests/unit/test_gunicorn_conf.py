@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 HEAVY = ("flask", "sqlalchemy", "requests", "ssl", "gevent", "docker", "authlib", "ldap3")
 
 

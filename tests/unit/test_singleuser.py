@@ -32,9 +32,8 @@ from app.singleuser.config import (
 from app.singleuser.hub import HubClient, TokenCache
 from app.singleuser.server import create_app
 from app.singleuser.services import EXTENSION, Services
-from tests.helpers import free_port, wait_for
+from tests.helpers import REPO, free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 API_TOKEN = "server-api-token"
 CLIENT_ID = "jupyterhub-user-alice"
 PREFIX = "/user/alice/"
