@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select
+from sqlalchemy import BindParameter, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
@@ -26,6 +26,25 @@ from app.outcomes import Invalid
 from app.scopes import DEFAULT_ROLES
 
 log = logging.getLogger(__name__)
+
+# Asked on every request of a token: built once (building costs more than running).
+_USER_ID: BindParameter[int] = bindparam("user_id")
+_ROLES_OF_USER = select(Role.name, Role.scopes).where(
+    or_(
+        Role.name == "user",
+        Role.id.in_(select(user_roles.c.role_id).where(user_roles.c.user_id == _USER_ID)),
+        Role.id.in_(
+            select(group_role_map.c.role_id)
+            .join(user_group_map, user_group_map.c.group_id == group_role_map.c.group_id)
+            .where(user_group_map.c.user_id == _USER_ID)
+        ),
+    )
+)
+_ROLES_OF_SERVICE = (
+    select(Role.scopes)
+    .join(service_role_map, service_role_map.c.role_id == Role.id)
+    .where(service_role_map.c.service == bindparam("service"))
+)
 
 
 class RoleService:
@@ -59,30 +78,17 @@ class RoleService:
 
     def scopes_of_user(self, user_id: int) -> list[str]:
         """The scopes (unexpanded) of every role a user holds, through groups too."""
-        via_user = select(user_roles.c.role_id).where(user_roles.c.user_id == user_id)
-        via_groups = (
-            select(group_role_map.c.role_id)
-            .join(user_group_map, user_group_map.c.group_id == group_role_map.c.group_id)
-            .where(user_group_map.c.user_id == user_id)
-        )
-        query = select(Role.name, Role.scopes).where(
-            or_(Role.name == "user", Role.id.in_(via_user), Role.id.in_(via_groups))
-        )
-        with self.db.read() as session:
-            rows = session.execute(query).all()
+        with self.db.connect() as conn:
+            rows = conn.execute(_ROLES_OF_USER, {"user_id": user_id}).all()
         # A stored `user` role is load_roles redefining what every user holds.
         base = next((scopes for name, scopes in rows if name == "user"), DEFAULT_ROLES["user"])
         return [*base, *(s for name, scopes in rows if name != "user" for s in scopes)]
 
     def scopes_of_service(self, service: str) -> list[str]:
         """The scopes (unexpanded) of the roles a service holds."""
-        query = (
-            select(Role.scopes)
-            .join(service_role_map, service_role_map.c.role_id == Role.id)
-            .where(service_role_map.c.service == service)
-        )
-        with self.db.read() as session:
-            return [s for scopes in session.scalars(query) for s in scopes]
+        with self.db.connect() as conn:
+            found = conn.execute(_ROLES_OF_SERVICE, {"service": service}).scalars()
+            return [s for scopes in found for s in scopes]
 
     def service_roles(self) -> defaultdict[str, list[str]]:
         """{service: the names of its stored roles} ([] for any other)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 # A scope and the scopes it implies directly: JupyterHub 5.4's whole vocabulary.
@@ -146,6 +147,13 @@ def expand_scopes(
     fills a bare `!server`. A bare filter without its owner grants nothing.
     `inherit` is left out: it is the caller's business (see Identity.full_access).
     """
+    return _expand(tuple(scopes), user, server)
+
+
+# Every request expands its credential's scopes, and those repeat (the roles of a
+# service, of a user): a pure function of its arguments, so remembered.
+@lru_cache(maxsize=4096)
+def _expand(scopes: tuple[str, ...], user: str | None, server: str | None) -> frozenset[str]:
     expanded: set[str] = set()
     for scope in scopes:
         if scope == "self":
@@ -190,8 +198,14 @@ ALL: Final = "*"
 Filters = dict[str, frozenset[str]]
 
 
-def parse_scopes(expanded: Iterable[str]) -> dict[str, str | Filters]:
-    """{base: ALL} for unfiltered scopes, {base: {kind: names}} for filtered ones."""
+def parse_scopes(expanded: Iterable[str]) -> Mapping[str, str | Filters]:
+    """{base: ALL} for unfiltered scopes, {base: {kind: names}} for filtered ones
+    (shared between callers: read it, never change it)."""
+    return _parse(frozenset(expanded))
+
+
+@lru_cache(maxsize=4096)
+def _parse(expanded: frozenset[str]) -> Mapping[str, str | Filters]:
     parsed: dict[str, str | Filters] = {}
     for scope in expanded:
         base, _, filter_ = scope.partition("!")
@@ -217,7 +231,7 @@ class ScopeSet:
 
     scopes: frozenset[str]
     groups_of: GroupLookup | None = None
-    parsed: dict[str, str | Filters] = field(init=False)
+    parsed: Mapping[str, str | Filters] = field(init=False)
 
     def __post_init__(self) -> None:
         self.parsed = parse_scopes(self.scopes)

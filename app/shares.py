@@ -16,7 +16,18 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, CursorResult, Select, delete, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CursorResult,
+    Select,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
@@ -136,8 +147,8 @@ class ShareService:
 
     def scopes_for(self, user_id: int) -> list[str]:
         """Every scope shared with a user, directly or through their groups."""
-        with self.db.read() as session:
-            rows = session.scalars(select(Share.scopes).where(_with_user(user_id))).all()
+        with self.db.connect() as conn:
+            rows = conn.execute(_SCOPES_FOR, {"user_id": user_id}).scalars().all()
         return [scope for scopes in rows for scope in scopes]
 
     # -- codes -------------------------------------------------------------------
@@ -229,9 +240,13 @@ def _count(result: Any) -> int:
     return result.rowcount
 
 
-def _with_user(user_id: int) -> ColumnElement[bool]:
+def _with_user(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
     groups = select(user_group_map.c.group_id).where(user_group_map.c.user_id == user_id)
     return or_(Share.user_id == user_id, Share.group_id.in_(groups))
+
+
+# Asked on every request of a user's token: built once.
+_SCOPES_FOR = select(Share.scopes).where(_with_user(bindparam("user_id")))
 
 
 def _find(

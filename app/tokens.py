@@ -13,21 +13,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, DatabaseUnavailable, get_db
-from app.models import APIToken, OAuthClient, Server, ServiceRow, User, utcnow
+from app.models import APIToken, OAuthClient, ServiceRow, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
 
-_owner = joinedload(APIToken.user)
-# Looking a token up loads its owner's model at once (the request usually needs it).
 # How precisely a token's last_activity is kept (its writes are throttled to this).
 ACTIVITY_RESOLUTION = timedelta(minutes=1)
-TOKEN_LOADS = (
-    _owner.joinedload(User.servers).joinedload(Server.user),
-    _owner.joinedload(User.groups),
-    _owner.joinedload(User.roles),
+# Looking a token up loads its owner's row with it, and nothing more: what the request
+# needs of the user (servers, groups) it reads itself, and an accidental use of the
+# owner's collections fails loudly instead of querying a detached object.
+_BY_HASH = (
+    select(APIToken)
+    .where(APIToken.hashed == bindparam("hashed"))
+    .options(joinedload(APIToken.user).raiseload("*"))
 )
 
 
@@ -103,8 +104,7 @@ class TokenService:
             return self.services[hashed]
         with self.db.read() as session:
             # One statement: the token joined with its user, their servers and groups.
-            query = select(APIToken).where(APIToken.hashed == hashed).options(*TOKEN_LOADS)
-            row = session.scalars(query).unique().one_or_none()
+            row = session.scalars(_BY_HASH, {"hashed": hashed}).one_or_none()
             if row is None:
                 # A service created through the API (asked only when no token matched).
                 service = session.scalar(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import Database
 from app.models import Group, Server, ServerState, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
-from app.user_views import UserView, user_views
+from app.user_views import UserView, user_view, user_views
 
 # A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
 # (128 ASCII characters), so that every spawner can use it.
@@ -57,6 +57,11 @@ class UserService:
             # One statement: the user joined with their servers and groups.
             query = select(User).where(User.name == name).options(*ONE_USER_LOADS)
             return session.scalars(query).unique().one_or_none()
+
+    def view(self, name: str) -> UserView | None:
+        """The user called name as a plain view (the user model's fields), or None."""
+        with self.db.connect() as conn:
+            return user_view(conn, name)
 
     def exists(self, name: str) -> bool:
         """Whether a user is called name (one indexed lookup, no objects)."""

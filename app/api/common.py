@@ -64,10 +64,7 @@ def require_any_scope(
 
 
 def user_or_404(name: str) -> User:
-    """The user called name, or 404 (the requester's own user is loaded already)."""
-    mine = current_identity().user
-    if mine is not None and mine.name == name:
-        return mine
+    """The user called name with their servers and groups, or 404."""
     user = get_users().get(name)
     if user is None:
         raise HubError(404, f"No such user: {name}")

@@ -19,6 +19,7 @@ from app.roles import get_roles
 from app.servers import get_servers
 from app.shutdown import ShutdownRequest, request_shutdown
 from app.tokens import Service
+from app.users import get_users
 from app.version import __version__
 
 bp = Blueprint("hub", __name__)
@@ -120,9 +121,12 @@ def whoami() -> Response:
                 "scopes": scopes,
             }
         )
-    model = user_model(identity.user, include_stopped=include_stopped(), state=True)
+    user = get_users().view(identity.user.name)
+    if user is None:
+        raise HubError(404, f"No such user: {identity.user.name}")
+    model = user_model(user, include_stopped=include_stopped(), state=True)
     token = identity.token
     model["token_id"] = f"a{token.id}" if token is not None else None
     # FlaskHub's tokens belong to no login session: there is no session id to give.
     model["session_id"] = None
-    return jsonify({**visibility(identity, [identity.user]).strip_state(model), "scopes": scopes})
+    return jsonify({**visibility(identity, [user]).strip_state(model), "scopes": scopes})

@@ -48,9 +48,10 @@ def list_users() -> Response:
     only = _listable(identity)
     users: Sequence[User | UserView] = []
     if only is False:
-        total = 1 if identity.user is not None else 0
-        if identity.user is not None and offset == 0:
-            users = [identity.user]
+        mine = get_users().view(identity.user.name) if identity.user is not None else None
+        total = 1 if mine is not None else 0
+        if mine is not None and offset == 0:
+            users = [mine]
     else:
         users, total = get_users().page(
             offset=offset,
@@ -89,7 +90,9 @@ def get_user(name: str) -> Response:
     identity = require_identity()
     if not _reads_a_server_of(identity, name):
         require_any_scope(list(USER_FIELDS), user=name)
-    user = user_or_404(name)
+    user = get_users().view(name)
+    if user is None:
+        raise HubError(404, f"No such user: {name}")
     model = user_model(user, include_stopped=include_stopped(), state=True)
     model = visibility(identity, [user]).trim_user(model)
     if identity.has_scope("admin:auth_state", user=user.name):

@@ -20,6 +20,7 @@ from werkzeug.test import TestResponse
 from app.db import get_db
 from app.models import Server, ServerState, User
 from app.outcomes import shown
+from app.tokens import get_tokens
 from app.users import get_users
 from tests.helpers import server_rows, xsrf_token
 
@@ -583,3 +584,17 @@ def test_admin_page_is_403_for_others(alice: FlaskClient) -> None:
     response = alice.get("/hub/admin")
     assert response.status_code == 403
     assert "The admin page is for admins." in text_of(response)
+
+
+def test_home_with_a_token_instead_of_the_cookie_shows_the_owners_servers(
+    named: tuple[Flask, FlaskClient],
+) -> None:
+    """A token's owner is looked up without their servers: pages read them themselves."""
+    app, _ = named
+    add_named(app, "alice", "big", ServerState.RUNNING, url="http://127.0.0.1:9")
+    alice = get_users(app).get("alice")
+    assert alice is not None
+    token, _row = get_tokens(app).create(alice.id, scopes=[])
+    page = app.test_client().get("/hub/home", headers={"Authorization": f"token {token}"})
+    assert page.status_code == 200
+    assert 'href="/user/alice/big/"' in page.text
