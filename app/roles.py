@@ -4,8 +4,9 @@ The default roles are code (app.scopes.DEFAULT_ROLES): every user holds `user`,
 admins hold `admin`. The `load_roles` setting adds roles, stored with who holds
 them; its `user` entry may redefine what every user holds. A credential's
 scopes are resolved from them at each request (see app.auth.Identity), so a
-change takes effect at once, in every worker. Plain Python, no Flask request
-objects.
+change takes effect at once, in every worker. A service's roles change only
+with `load_roles`, stored by `flaskhub run` before any worker starts: each
+process keeps them once read. Plain Python, no Flask request objects.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class RoleService:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # {service: the scopes of its roles}: asked on every request of a service
+        # token, and fixed for this process's life (only load() changes them).
+        self._of_service: dict[str, list[str]] = {}
 
     def load(self, specs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Make the stored roles those of `load_roles`, each held by exactly its members.
@@ -60,6 +64,7 @@ class RoleService:
         admins. Returns the names of the users who became admins.
         """
         specs = list(specs)
+        self._of_service.clear()
         with self.db.write() as session:
             stored = {role.name: role for role in session.scalars(select(Role))}
             wanted = {s["name"] for s in specs if _stored(s)}
@@ -86,9 +91,11 @@ class RoleService:
 
     def scopes_of_service(self, service: str) -> list[str]:
         """The scopes (unexpanded) of the roles a service holds."""
-        with self.db.connect() as conn:
-            found = conn.execute(_ROLES_OF_SERVICE, {"service": service}).scalars()
-            return [s for scopes in found for s in scopes]
+        if service not in self._of_service:
+            with self.db.connect() as conn:
+                found = conn.execute(_ROLES_OF_SERVICE, {"service": service}).scalars()
+                self._of_service[service] = [s for scopes in found for s in scopes]
+        return list(self._of_service[service])
 
     def service_roles(self) -> defaultdict[str, list[str]]:
         """{service: the names of its stored roles} ([] for any other)."""

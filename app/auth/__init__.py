@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
-from flask import Flask, current_app, g, has_app_context, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, current_app, g, has_app_context, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import Authenticator, authenticator_class
@@ -277,6 +277,13 @@ class HubSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return super().get_cookie_secure(app) or request.is_secure
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Most API requests carry a token and no cookie: nothing to verify, so no
+        # signing serializer to build (Flask builds one first, on every request).
+        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def init_app(app: Flask) -> None:

@@ -79,12 +79,15 @@ def test_load_stores_roles_with_exactly_their_members(app: Flask) -> None:
     assert root is not None and root.admin
     assert [r.name for r in get_groups(app).get("team").roles] == ["reader"]
     assert roles.service_roles() == {"culler": ["culling"]}
+    assert roles.scopes_of_service("culler") == ["admin:servers"]
     assert "list:users" in roles.scopes_of_user(alice.id)
-    # Loaded again with fewer members and without a role: they are gone.
+    # Loaded again with fewer members and without a role: they are gone (a service's
+    # scopes, which a process keeps once read, too).
     roles.load([{"name": "reader", "scopes": ["read:users"], "groups": ["team"]}])
     alice = get_users(app).get("alice")
     assert alice is not None and alice.roles == []
     assert roles.service_roles() == {}
+    assert roles.scopes_of_service("culler") == []
     assert roles.scopes_of_user(alice.id) == ["self"]
 
 
