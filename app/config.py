@@ -231,7 +231,9 @@ class Settings:
     api_version: str = setting(
         "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
     )
-    log_level: str = setting("INFO", "Logging level of the hub.")
+    log_level: str = setting(
+        "INFO", "Logging level of the hub; DEBUG and INFO also log a line per request."
+    )
     authenticate_prometheus: bool = setting(True, "/hub/metrics needs admin or read:metrics.")
     metrics_prefix: str = setting("jupyterhub", "Prefix of every metric name.")
     spawn_duration_buckets: list[float] = setting(

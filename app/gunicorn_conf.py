@@ -40,7 +40,8 @@ timeout = 60
 # gunicorn >= 25 opens a control socket per user; several hubs on one host fight over it.
 control_socket_disable = True
 loglevel = _settings.log_level.lower()
-accesslog = "-"
+# A line per request is information: logged at DEBUG and INFO, as JupyterHub does.
+accesslog = "-" if loglevel in ("debug", "info") else None
 # The worker's pid: with several workers, which one served a request.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss [worker %(p)s]'
 proc_name = "flaskhub-hub"

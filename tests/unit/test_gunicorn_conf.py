@@ -50,3 +50,19 @@ def test_a_worker_loads_only_what_its_settings_use(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("level", "accesslog"), [("DEBUG", "-"), ("INFO", "-"), ("WARNING", None), ("ERROR", None)]
+)
+def test_a_line_per_request_is_logged_at_info_and_debug_only(
+    tmp_path: Path, level: str, accesslog: str | None
+) -> None:
+    code = "import json, app.gunicorn_conf as c; print(json.dumps(c.accesslog))"
+    env = {"FLASKHUB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "FLASKHUB_LOG_LEVEL": level}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == accesslog
