@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -187,10 +188,18 @@ def _listens(url: str) -> bool:
     can be looked at often (each wait between looks is time a ready server is not
     used) and asked over HTTP only once it listens.
     """
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((parts.hostname, port), timeout=1):
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            family = socket.AF_INET6 if ip_address(host or "").version == 6 else socket.AF_INET
+        except ValueError:  # a name (a container's): resolved, in gevent's thread pool
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        # An address (a local server's): no resolver, whose thread pool costs a hop.
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect((host, port))
             return True
     except (OSError, ValueError):
         return False

@@ -17,13 +17,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import gevent
 
-from app.spawners import accounts
+from app.spawners import accounts, launch
 from app.spawners.accounts import Account
 from app.spawners.base import Spawner, SpawnerError
+from app.spawners.launch import Child
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class LocalProcessSpawner(Spawner):
         self.pid: int | None = None
         self.port: int | None = None
         self.started_at: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Child | Popen[bytes] | None = None
         self._account: Account | None = None
 
     @classmethod
@@ -159,15 +161,12 @@ class LocalProcessSpawner(Spawner):
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
         return url
 
-    def launch(self, cmd: list[str], env: dict[str, str], logf: Any) -> subprocess.Popen[bytes]:
+    def launch(self, cmd: list[str], env: dict[str, str], logf: Any) -> Child | Popen[bytes]:
         """Start the process, as the account if there is one; say why it cannot start."""
         account = self.account
-        as_account: dict[str, Any] = {}
-        if account is not None:
-            as_account = dict(
-                user=account.uid, group=account.gid, extra_groups=account.groups, umask=0o077
-            )
         try:
+            if account is None:
+                return launch.spawn(cmd, env, self.home, logf.fileno())
             return subprocess.Popen(
                 cmd,
                 env=env,
@@ -176,7 +175,10 @@ class LocalProcessSpawner(Spawner):
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **as_account,
+                user=account.uid,
+                group=account.gid,
+                extra_groups=account.groups,
+                umask=0o077,
             )
         except OSError as e:
             if isinstance(e, PermissionError) and account is not None:

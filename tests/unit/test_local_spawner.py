@@ -76,10 +76,10 @@ def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
         return spawner
 
     yield _make
-    for spawner in made:
-        if spawner.proc is not None and spawner.proc.poll() is None:
-            os.killpg(spawner.proc.pid, signal.SIGKILL)
-            spawner.proc.wait(timeout=5)
+    for proc in [s.proc for s in made if s.proc is not None]:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            wait_for(lambda p=proc: p.poll() is not None)
 
 
 @pytest.fixture
@@ -128,7 +128,8 @@ def test_runs_in_the_users_directory_in_its_own_session(
     spawner.start()
     assert spawner.pid is not None
     home = data_dir / "home" / "id-of-alice"
-    assert Path(f"/proc/{spawner.pid}/cwd").resolve() == home.resolve()
+    # The server's process changes directory (env -C) before it runs the program.
+    wait_for(lambda: Path(f"/proc/{spawner.pid}/cwd").resolve() == home.resolve())
     assert os.getsid(spawner.pid) == spawner.pid
     assert os.getsid(spawner.pid) != os.getsid(0)
 
@@ -202,7 +203,8 @@ def test_state_lets_a_new_spawner_poll_and_stop_the_server(make_spawner: MakeSpa
     assert second.poll() is None
     second.stop()
     assert second.poll() == 0  # not its child: the status is unknown
-    assert first.proc.wait(timeout=5) == -signal.SIGTERM
+    wait_for(lambda: first.proc is not None and first.proc.poll() is not None)
+    assert first.proc.poll() == -signal.SIGTERM
 
 
 def test_a_new_spawner_kills_a_server_that_ignores_sigterm(
@@ -215,7 +217,8 @@ def test_a_new_spawner_kills_a_server_that_ignores_sigterm(
     second = restarted(make_spawner, first.get_state())
     second.stop()
     assert second.poll() == 0
-    assert first.proc.wait(timeout=5) == -signal.SIGKILL
+    wait_for(lambda: first.proc is not None and first.proc.poll() is not None)
+    assert first.proc.poll() == -signal.SIGKILL
 
 
 def test_state_detects_a_reused_pid(make_spawner: MakeSpawner) -> None:

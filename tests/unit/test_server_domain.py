@@ -367,13 +367,20 @@ class _VersionHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def refused() -> Iterator[tuple[str, socket.socket]]:
-    """A loopback URL whose port is bound but not listening (connections are refused)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+@pytest.fixture(params=["127.0.0.1", "::1", "localhost"])
+def refused(request: pytest.FixtureRequest) -> Iterator[tuple[str, socket.socket]]:
+    """A loopback URL whose port is bound but not listening (connections are refused):
+    by IPv4 and IPv6 address, which are connected to directly, and by name, resolved."""
+    host = request.param
+    sock = socket.socket(socket.AF_INET6 if host == "::1" else socket.AF_INET)
+    sock.bind(("127.0.0.1" if host == "localhost" else host, 0))
+    shown = f"[{host}]" if host == "::1" else host
+    yield f"http://{shown}:{sock.getsockname()[1]}", sock
     sock.close()
+
+
+class _HTTPServer6(http.server.HTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _counting_get() -> tuple[list[str], Callable[..., requests.Response]]:
@@ -392,9 +399,10 @@ def test_wait_for_http_asks_over_http_only_once_the_server_listens(refused) -> N
 
     def come_up_at_the_fifth_look(looks: int) -> None:
         if looks == 5:
-            port = sock.getsockname()[1]
+            address, port = sock.getsockname()[:2]
             sock.close()
-            server = http.server.HTTPServer(("127.0.0.1", port), _VersionHandler)
+            server_class = _HTTPServer6 if ":" in address else http.server.HTTPServer
+            server = server_class((address, port), _VersionHandler)
             threading.Thread(target=server.serve_forever, daemon=True).start()
 
     spawner = _Starting(on_look=come_up_at_the_fifth_look)
