@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import gevent
 import gevent.lock
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
@@ -134,6 +134,12 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections (after fork, at exit)."""
         self.engine.dispose()
+
+
+def rows_changed(result: Any) -> int:
+    """How many rows an UPDATE or DELETE (a Session's or a Connection's result) changed."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def make_engine(url: str) -> Engine:

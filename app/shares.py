@@ -19,7 +19,6 @@ from flask import Flask, current_app
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    CursorResult,
     Select,
     bindparam,
     delete,
@@ -30,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.db import Database, get_db
+from app.db import Database, get_db, rows_changed
 from app.models import Server, Share, ShareCode, user_group_map, utcnow
 from app.outcomes import Invalid, NotFound
 from app.scopes import ScopeError, check_scopes
@@ -126,7 +125,7 @@ class ShareService:
         """Revoke every share of a server; how many there were."""
         with self.db.write() as session:
             result = session.execute(delete(Share).where(Share.server_id == server_id))
-            return _count(result)
+            return rows_changed(result)
 
     def of_owner(
         self, owner_id: int, server_id: int | None, offset: int, limit: int
@@ -200,7 +199,7 @@ class ShareService:
                 raise NotFound(f"No code found matching id={code_id}")
             where &= ShareCode.id == int(number)
         with self.db.write() as session:
-            deleted = _count(session.execute(delete(ShareCode).where(where)))
+            deleted = rows_changed(session.execute(delete(ShareCode).where(where)))
         if (code or code_id) and not deleted:
             raise NotFound("No matching code found")
 
@@ -233,11 +232,6 @@ class ShareService:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.offset(offset).limit(limit)).unique().all()
         return rows, total
-
-
-def _count(result: Any) -> int:
-    assert isinstance(result, CursorResult)
-    return result.rowcount
 
 
 def _with_user(user_id: int | BindParameter[int]) -> ColumnElement[bool]:

@@ -211,9 +211,8 @@ class ServerManager:
         If the route cannot be added the server is stopped and the spawn fails.
         If a stop claimed the server meanwhile, it wins: nothing is marked.
         """
-        server = when_reachable(lambda: self.rows.by_id(server_id))
-        assert server is not None
-        user_name, server_name = server.user.name, server.name
+        # A user with an active server cannot be renamed: the spawner's names hold.
+        user_name, server_name = spawner.user_name, spawner.server_name
         prefix = url_prefix(user_name, server_name)
         try:
             self.routes.add_server(user_name, server_name, url)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database
+from app.db import Database, rows_changed
 from app.models import Server, ServerState, User, utcnow
 from app.oauth import OAuthService
 from app.processes import this_process
@@ -23,6 +23,11 @@ from app.tokens import TokenService
 # collections: by default a User brings its servers, groups and roles (three more
 # SELECTs per user), which the lifecycle never reads.
 SERVER_ONLY = (joinedload(Server.user).lazyload("*"),)
+
+
+# Writes of one server's columns as one UPDATE, without loading the row first (a
+# spawn writes several times).
+_UPDATE_SERVER = update(Server).execution_options(synchronize_session=False)
 
 
 class ServerRows:
@@ -41,7 +46,7 @@ class ServerRows:
         """Every server of a user, the default one first, then by name."""
         with self.db.read() as session:
             query = select(Server).join(Server.user).where(User.name == user_name)
-            return session.scalars(query.order_by(Server.name)).all()
+            return session.scalars(query.options(*SERVER_ONLY).order_by(Server.name)).all()
 
     def by_id(self, server_id: int) -> Server | None:
         with self.db.read() as session:
@@ -82,9 +87,7 @@ class ServerRows:
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
-            server = session.get(Server, server_id, options=SERVER_ONLY)
-            if server is not None:
-                server.spawner_state = state
+            session.execute(_UPDATE_SERVER.where(Server.id == server_id), {"spawner_state": state})
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
         """Keep a progress event with a spawning server, where every worker's stream reads it."""
@@ -107,19 +110,18 @@ class ServerRows:
     def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
         """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
         abandoned) took the server meanwhile: it wins."""
+        mine = (Server.id == server_id, Server.state == ServerState.SPAWNING)
+        values = {
+            "state": ServerState.RUNNING,
+            "url": url,
+            "version": version,
+            "spawner_state": state,
+            "last_activity": utcnow(),
+            "owner": None,
+        }
         with self.db.write() as session:
-            server = session.get(Server, server_id, options=SERVER_ONLY)
-            if server is None or server.state != ServerState.SPAWNING:
-                return False
-            if server.owner != this_process():
-                return False
-            server.state = ServerState.RUNNING
-            server.url = url
-            server.version = version
-            server.spawner_state = state
-            server.last_activity = utcnow()
-            server.owner = None
-            return True
+            query = _UPDATE_SERVER.where(*mine, Server.owner == this_process())
+            return rows_changed(session.execute(query, values)) == 1
 
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
         """A spawning server → FAILED with its message; its credentials are revoked."""
@@ -178,6 +180,7 @@ class ServerRows:
 
 def find_server(session: Session, user_name: str, server_name: str) -> Server | None:
     """A user's server by name, in an open session."""
-    return session.scalar(
+    query = (
         select(Server).join(Server.user).where(User.name == user_name, Server.name == server_name)
     )
+    return session.scalar(query.options(*SERVER_ONLY))

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import gevent
 import requests
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from app.config import Settings
 from app.models import Server, ServerState, User, utcnow
@@ -51,7 +51,10 @@ def claim(
     neither pending nor ready. Only an explicit request starts a failed server
     again; the failure is forgotten in this same transaction.
     """
-    user = session.scalar(select(User).where(User.name == user_name))
+    # The user and their servers; not their groups and roles.
+    only_servers = (lazyload(User.groups), lazyload(User.roles))
+    query = select(User).where(User.name == user_name).options(*only_servers)
+    user = session.scalar(query)
     if user is None:
         raise NotFound(f"No such user: {user_name}")
     server = user.server(server_name)
