@@ -110,6 +110,9 @@ class ProxyClient:
         if self._session is None or self._session_pid != pid:
             # A session inherited over fork shares sockets with the parent: never reuse it.
             session = requests.Session()
+            # CHP's API is the hub's own: never through a proxy the environment names,
+            # which requests would otherwise look up (a scan of os.environ) on every call.
+            session.trust_env = False
             # One host (CHP's API), so one pool; sized to the greenlets that call at once.
             # max_retries=0: retrying is _request's job alone.
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_maxsize, max_retries=0)

@@ -28,7 +28,7 @@ from app.servers.names import url_prefix
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
 from app.servers.rows import ServerRows
-from app.servers.spawning import claim, spawner_env, wait_for_http
+from app.servers.spawning import claim, direct_get, spawner_env, wait_for_http
 from app.servers.visit import Visit, visit_of
 from app.spawn_options import checked_options, option_fields, settings_for
 from app.spawners import Spawner, SpawnerError, spawner_class
@@ -69,7 +69,7 @@ class ServerManager:
         self.routes = routes
         self.recorder = routes.recorder
         self.spawner_cls = spawner_class(settings.spawner)
-        self.http_get = http_get or requests.get
+        self.http_get = http_get or direct_get
         # A user's auth state for their spawner, refreshed when stale (app.auth.state);
         # it raises LoginExpired when the user must log in again.
         self.auth_state_for = auth_state_for

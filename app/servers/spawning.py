@@ -153,6 +153,14 @@ def spawner_env(
     }
 
 
+def direct_get(url: str, **kwargs: Any) -> requests.Response:
+    """GET a server the hub started: directly, never through a proxy the environment
+    names (requests.get looks those up, a scan of os.environ, on every call)."""
+    with requests.Session() as session:
+        session.trust_env = False
+        return session.get(url, **kwargs)
+
+
 def wait_for_http(
     spawner: Spawner, url: str, http_get: Callable[..., requests.Response], timeout: float
 ) -> str:
