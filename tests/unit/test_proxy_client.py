@@ -124,6 +124,23 @@ def test_add_get_list_delete_route(client: ProxyClient, server_url: str) -> None
     assert set(client.get_all_routes()) == {"/"}
 
 
+@pytest.fixture
+def proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY naming a port where nothing listens, loopback not exempted."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.usefixtures("proxy_in_the_environment")
+def test_the_proxy_api_is_reached_directly_whatever_proxy_the_environment_names(
+    client: ProxyClient, server_url: str
+) -> None:
+    client.add_route("/user/alice/", server_url, {"user": "alice"})
+    assert set(client.get_all_routes()) == {"/", "/user/alice/"}
+
+
 def test_get_route_root_is_the_root_route(client: ProxyClient, hub_url: str) -> None:
     # CHP answers GET /api/routes/ with the whole table; get_route must still give "/".
     client.add_route("/user/alice/", "http://127.0.0.1:1", {})

@@ -21,7 +21,7 @@ from app.models import Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import _name_of
 from app.servers import Next, SpawnStatus, get_servers
-from app.servers.spawning import check_limits, claim, wait_for_http
+from app.servers.spawning import check_limits, claim, direct_get, wait_for_http
 from app.servers.visit import visit_of
 from app.spawners import SpawnerError
 from app.users import get_users
@@ -419,3 +419,23 @@ def test_wait_for_http_fails_when_the_process_exits_or_nothing_listens_in_time(r
     with pytest.raises(SpawnerError, match=r"didn't respond in 0.3 seconds \(http_timeout\)"):
         wait_for_http(_Starting(), url, get, timeout=0.3)  # type: ignore[arg-type]
     assert asked == []
+
+
+def test_a_starting_server_is_probed_directly_whatever_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    nowhere = socket.socket()
+    nowhere.bind(("127.0.0.1", 0))  # bound, never listening: a proxy that refuses
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{nowhere.getsockname()[1]}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{nowhere.getsockname()[1]}")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _VersionHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert wait_for_http(_Starting(), url, direct_get, timeout=5) == "5.2.1"  # type: ignore[arg-type]
+    finally:
+        server.shutdown()
+        server.server_close()
+        nowhere.close()
