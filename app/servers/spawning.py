@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import gevent
 import requests
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
 from app.config import Settings
@@ -35,6 +35,14 @@ HTTP_POLL_FIRST = 0.02
 HTTP_POLL_MAX = 0.1
 
 
+# The user and their servers (not their groups and roles), built once.
+_USER_WITH_SERVERS = (
+    select(User)
+    .where(User.name == bindparam("name"))
+    .options(lazyload(User.groups), lazyload(User.roles))
+)
+
+
 def claim(
     session: Session,
     settings: Settings,
@@ -51,10 +59,7 @@ def claim(
     neither pending nor ready. Only an explicit request starts a failed server
     again; the failure is forgotten in this same transaction.
     """
-    # The user and their servers; not their groups and roles.
-    only_servers = (lazyload(User.groups), lazyload(User.roles))
-    query = select(User).where(User.name == user_name).options(*only_servers)
-    user = session.scalar(query)
+    user = session.scalar(_USER_WITH_SERVERS, {"name": user_name})
     if user is None:
         raise NotFound(f"No such user: {user_name}")
     server = user.server(server_name)
