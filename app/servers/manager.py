@@ -138,6 +138,9 @@ class ServerManager:
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
             return Result(Outcome.PENDING, f"{user_name}'s server is starting")
+        if greenlet.value is SpawnStatus.SUCCESS:
+            # Marked running and routed just now: no need to read it back.
+            return Result(Outcome.READY, f"{user_name}'s server is ready")
         server = self.get_server(user_name, server_name)
         if server is not None and server.ready:
             return Result(Outcome.READY, f"{user_name}'s server is ready")
@@ -153,8 +156,11 @@ class ServerManager:
         current = self.get_server(user_name, server_name)
         return None if current is not None and current.active else self.auth_state_for(user_name)
 
-    def _spawn(self, server_id: int, t0: float, auth_state: dict[str, Any] | None = None) -> None:
-        """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure."""
+    def _spawn(
+        self, server_id: int, t0: float, auth_state: dict[str, Any] | None = None
+    ) -> SpawnStatus:
+        """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure.
+        Returns how it ended (SUCCESS: the server is running and routed)."""
         spawner: Spawner | None = None
         status = SpawnStatus.FAILURE
         try:
@@ -187,6 +193,7 @@ class ServerManager:
         finally:
             self.recorder.spawn(status, time.monotonic() - t0)
             self.spawns.pop(server_id, None)
+        return status
 
     def _prepare_spawner(self, server_id: int) -> Spawner:
         """A new spawner with the JUPYTERHUB_* environment and the server's own token."""

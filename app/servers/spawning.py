@@ -9,12 +9,14 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import gevent
 import requests
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
@@ -158,12 +160,33 @@ def spawner_env(
     }
 
 
-def direct_get(url: str, **kwargs: Any) -> requests.Response:
-    """GET a server the hub started: directly, never through a proxy the environment
-    names (requests.get looks those up, a scan of os.environ, on every call)."""
-    with requests.Session() as session:
-        session.trust_env = False
-        return session.get(url, **kwargs)
+def direct_get(url: str, *, timeout: float, allow_redirects: bool = False) -> requests.Response:
+    """GET a starting server's page as wait_for_http reads it (status and headers),
+    never following a redirect, never through a proxy the environment names.
+
+    The standard library's client: requests' own work per call (proxies looked
+    up in os.environ, hooks, adapters) was most of the probe's cost at each spawn.
+    Network errors are requests' ConnectionError, as for any other http_get.
+    """
+    if allow_redirects:
+        raise ValueError("direct_get does not follow redirects")
+    parts = urlsplit(url)
+    connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+    connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("GET", target, headers={"Connection": "close"})
+        answer = connection.getresponse()
+        response = requests.Response()
+        response.status_code = answer.status
+        response.headers = CaseInsensitiveDict(answer.getheaders())
+        response.url = url
+        response._content = answer.read()
+        return response
+    except (OSError, HTTPException) as e:
+        raise requests.ConnectionError(f"GET {url}: {e}") from e
+    finally:
+        connection.close()
 
 
 def wait_for_http(

@@ -439,3 +439,28 @@ def test_a_starting_server_is_probed_directly_whatever_proxy_the_environment_nam
         server.shutdown()
         server.server_close()
         nowhere.close()
+
+
+class _Redirects(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", f"{self.path}lab?x=1")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_direct_get_reads_status_and_headers_and_never_follows(refused) -> None:  # type: ignore[no-untyped-def]
+    url, _ = refused
+    with pytest.raises(requests.ConnectionError, match="GET http"):
+        direct_get(url + "/user/ann/", timeout=2)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Redirects)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        answer = direct_get(f"http://127.0.0.1:{server.server_address[1]}/user/ann/", timeout=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 302 and answer.is_redirect
+    assert answer.headers["location"] == "/user/ann/lab?x=1"
