@@ -281,7 +281,7 @@ class HubSessionInterface(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         # Most API requests carry a token and no cookie: nothing to verify, so no
         # signing serializer to build (Flask builds one first, on every request).
-        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+        if self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         return super().open_session(app, request)
 
