@@ -152,8 +152,8 @@ def expand_scopes(
 
 # Every request expands its credential's scopes, and those repeat (the roles of a
 # service, of a user): a pure function of its arguments, so remembered. An entry is
-# a few KiB (a user's own scopes name them): the most recent few hundred are kept.
-@lru_cache(maxsize=256)
+# a few KiB (a user's own scopes name them): the most recent 128 are kept.
+@lru_cache(maxsize=128)
 def _expand(scopes: tuple[str, ...], user: str | None, server: str | None) -> frozenset[str]:
     expanded: set[str] = set()
     for scope in scopes:
@@ -205,7 +205,7 @@ def parse_scopes(expanded: Iterable[str]) -> Mapping[str, str | Filters]:
     return _parse(frozenset(expanded))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)
 def _parse(expanded: frozenset[str]) -> Mapping[str, str | Filters]:
     parsed: dict[str, str | Filters] = {}
     for scope in expanded:
