@@ -19,9 +19,8 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import Database, DatabaseUnavailable, get_db
 from app.models import APIToken, OAuthClient, ServiceRow, User, utcnow
 from app.outcomes import SHOWN_CHARS, NotFound
+from app.users import ACTIVITY_RESOLUTION, USER_SEEN
 
-# How precisely a token's last_activity is kept (its writes are throttled to this).
-ACTIVITY_RESOLUTION = timedelta(minutes=1)
 # Looking a token up loads its owner's row with it, and nothing more: what the request
 # needs of the user (servers, groups) it reads itself, and an accidental use of the
 # owner's collections fails loudly instead of querying a detached object.
@@ -128,6 +127,10 @@ class TokenService:
             with self.db.write(wait=False) as session:
                 query = update(APIToken).where(APIToken.id == row.id)
                 session.execute(query.values(last_activity=now))
+                if row.user_id is not None and row.server_id is None:
+                    # Using the hub with one's token is activity of the user (JupyterHub's);
+                    # a server calling the hub with its own token is not.
+                    session.execute(USER_SEEN, {"user_id": row.user_id, "seen": now})
         except DatabaseUnavailable:
             return
         row.last_activity = now

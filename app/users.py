@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database
+from app.db import Database, DatabaseUnavailable
 from app.models import Group, Server, ServerState, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
 from app.user_views import UserView, user_view, user_views
@@ -23,6 +23,17 @@ USERNAME_MAX_BYTES = 128
 # The columns GET /users sorts by (JupyterHub's).
 SORT_KEYS = ("id", "name", "last_activity", "server_ready")
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
+# How precisely a token's and a user's last use of the hub is kept (the writes are
+# throttled to this: a write per request would serialise every request).
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
+# A user seen at `seen`: last_activity moves forward, never back.
+USER_SEEN = (
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .where(or_(User.last_activity.is_(None), User.last_activity < bindparam("seen")))
+    .values(last_activity=bindparam("seen"))
+    .execution_options(synchronize_session=False)
+)
 # Loading one user: a join instead of the two further queries of "selectin".
 # (Server.user is named: a join does not fill in the way back to the parent by itself.)
 ONE_USER_LOADS = (
@@ -67,6 +78,19 @@ class UserService:
         """Whether a user is called name (one indexed lookup, no objects)."""
         with self.db.read() as session:
             return session.scalar(select(User.id).where(User.name == name)) is not None
+
+    def note_seen(self, user: User) -> None:
+        """Record that a logged-in user used the hub, at most once per ACTIVITY_RESOLUTION
+        and never waiting for the write lock (a busy moment is noted at a later use)."""
+        now = utcnow()
+        if user.last_activity is not None and now - user.last_activity < ACTIVITY_RESOLUTION:
+            return
+        try:
+            with self.db.write(wait=False) as session:
+                session.execute(USER_SEEN, {"user_id": user.id, "seen": now})
+        except DatabaseUnavailable:
+            return
+        user.last_activity = now
 
     def get_or_create(self, name: str, *, admin: bool = False) -> User:
         """The user called name, created if new (used at login)."""

@@ -212,6 +212,7 @@ def _resolve_identity() -> Identity:
     if name:
         user = users.get(name)
         if user is not None and hmac.compare_digest(session.get("cookie_id", ""), user.cookie_id):
+            users.note_seen(user)
             return Identity(user=user, via_cookie=True)
     return ANONYMOUS
 
@@ -224,6 +225,7 @@ def login_user(user: User) -> None:
     session["csrf"] = secrets.token_urlsafe(24)
     session.permanent = True
     g.pop("identity", None)
+    get_users().note_seen(user)
 
 
 def logout_user() -> None:

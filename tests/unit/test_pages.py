@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -108,6 +109,24 @@ def test_login_page_of_someone_logged_in_sends_them_on(alice: FlaskClient) -> No
     response = alice.get("/hub/login?next=/hub/spawn-pending/alice")
     assert response.status_code == 302
     assert response.headers["Location"] == "/hub/spawn-pending/alice"
+
+
+def test_a_logged_in_users_requests_are_their_activity(
+    app: Flask, alice: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in JupyterHub, using the hub counts (jupyterhub_active_users), at most once a
+    minute."""
+    seen = get_users(app).get("alice")
+    assert seen is not None and seen.last_activity is not None
+    later = seen.last_activity + timedelta(minutes=2)
+    monkeypatch.setattr("app.users.utcnow", lambda: later)
+    assert alice.get("/hub/home").status_code == 200
+    again = get_users(app).get("alice")
+    assert again is not None and again.last_activity == later
+    monkeypatch.setattr("app.users.utcnow", lambda: later + timedelta(seconds=30))
+    alice.get("/hub/home")
+    within = get_users(app).get("alice")
+    assert within is not None and within.last_activity == later
 
 
 def test_logout_ends_the_session(alice: FlaskClient) -> None:

@@ -218,3 +218,33 @@ def test_a_lookup_never_waits_for_another_writer(
     assert stored_activity(db, row.id) is None
     tokens.lookup(token)
     assert stored_activity(db, row.id) is not None
+
+
+def stored_user_activity(db: Database, user_id: int) -> object:
+    with db.read() as session:
+        return session.scalar(select(User.last_activity).where(User.id == user_id))
+
+
+def test_a_users_token_is_their_activity_and_a_servers_own_token_is_not(
+    db: Database, tokens: TokenService, alice: User, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, _ = tokens.create(alice.id)
+    with db.write() as session:
+        server = Server(user_id=bob.id, name="")
+        session.add(server)
+        session.flush()
+        server_id = server.id
+    servers_own, _ = tokens.create(bob.id, server_id=server_id)
+    t0 = utcnow()
+    monkeypatch.setattr("app.tokens.utcnow", lambda: t0)
+    tokens.lookup(mine)
+    tokens.lookup(servers_own)
+    assert stored_user_activity(db, alice.id) == t0
+    assert stored_user_activity(db, bob.id) is None
+    # Activity never moves back: a later server report stays when the token is used.
+    later = t0 + timedelta(minutes=5)
+    with db.write() as session:
+        session.get(User, alice.id).last_activity = later  # type: ignore[union-attr]
+    monkeypatch.setattr("app.tokens.utcnow", lambda: t0 + timedelta(minutes=2))
+    tokens.lookup(mine)
+    assert stored_user_activity(db, alice.id) == later
