@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from subprocess import Popen
 from typing import Any
@@ -35,11 +36,27 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL
 STOP_GRACE_SECONDS = 5.0
 
 
+# Ports this process handed out lately, and when. A server binds its port only once
+# it has started (a second or more when many start at once); meanwhile the system
+# may offer the same free port to the next spawn, whose server would then fail.
+_handed_out: dict[int, float] = {}
+HANDED_OUT_SECONDS = 60.0
+
+
 def free_port(ip: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return int(sock.getsockname()[1])
+    """A port nobody listens on right now, and not handed out by this process within
+    HANDED_OUT_SECONDS."""
+    now = time.monotonic()
+    for port, when in list(_handed_out.items()):
+        if now - when > HANDED_OUT_SECONDS:
+            del _handed_out[port]
+    while True:
+        with socket.socket() as sock:
+            sock.bind((ip, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out[port] = now
+            return port
 
 
 def process_start_time(pid: int) -> int | None:

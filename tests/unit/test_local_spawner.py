@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +97,27 @@ def test_start_returns_a_loopback_url(make_spawner: MakeSpawner) -> None:
     assert match is not None, url
     assert int(match.group(1)) == spawner.port
     assert spawner.poll() is None
+
+
+def test_a_port_handed_out_is_not_handed_out_again_while_its_server_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The system may offer the same free port twice before the first server binds it."""
+    offered = iter([41001, 41001, 41002, 41001])
+
+    class Offering(socket.socket):
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", next(offered))
+
+    monkeypatch.setattr(local, "_handed_out", {})
+    monkeypatch.setattr(local.socket, "socket", Offering)
+    assert local.free_port() == 41001
+    assert local.free_port() == 41002  # 41001 offered again: refused
+    # Long after, a port may be handed out again.
+    monkeypatch.setattr(
+        local, "_handed_out", {41001: time.monotonic() - 61, 41002: time.monotonic()}
+    )
+    assert local.free_port() == 41001
 
 
 def test_environment_has_the_hub_variables_and_not_its_secrets(
