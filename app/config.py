@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
@@ -454,20 +455,27 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any]:
 
 
 def persistent_secret(configured: str, path: Path) -> str:
-    """The configured secret, else the one kept in the file at path (created 0600 on first use)."""
+    """The configured secret, else the one kept in the file at path (created 0600 on first use).
+
+    Several workers may start at once: the new secret is written to a file of its own and
+    linked into place, so no one ever reads a file that is created but not yet written."""
     if configured:
         return configured
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            raise ConfigError(
-                f"{path} can be read by other users: run `chmod 600 {path}` "
-                "(and make a new secret if they may have read it)"
-            ) from None
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process linked its secret first: use that one
+        finally:
+            os.unlink(tmp)
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(
+            f"{path} can be read by other users: run `chmod 600 {path}` "
+            "(and make a new secret if they may have read it)"
+        )
     return path.read_text().strip()
 
 
@@ -479,9 +487,9 @@ def check_data_dir(settings: Settings) -> None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if path.stat().st_mode & 0o077:
             path.chmod(0o700)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of this process's own: workers starting together check at the same time.
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"ok")
     except OSError as e:
         raise ConfigError(
             f"data_dir {path} is not writable ({e.strerror}): choose another with "

@@ -320,6 +320,48 @@ def test_a_secret_others_can_read_stops_start_up(settings_dir: Path, name: str) 
     assert resolve_secrets(settings) == resolved
 
 
+def _start_like_a_worker(data_dir: str, ready: Any, out: Any) -> None:
+    """What each worker does as it starts: check data_dir, then read or make the secrets."""
+    settings = load(environ={}, overrides={"data_dir": data_dir})
+    ready.wait()
+    try:
+        resolved = [resolve_secrets(settings) for _ in range(40)]
+        out.put({(r.cookie_secret, r.proxy_auth_token) for r in resolved})
+    except Exception as e:  # reported to the test, which shows it
+        out.put(repr(e))
+
+
+def test_workers_starting_together_all_start_with_the_same_secrets(tmp_path: Path) -> None:
+    # gunicorn starts its workers at once, and each checks data_dir and reads the secrets:
+    # a probe file shared by all, or a secret file read before it is written, made a
+    # worker fail to boot now and then.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = 6
+    for attempt in range(5):
+        data_dir = str(tmp_path / f"data{attempt}")
+        ready, out = context.Barrier(workers), context.Queue()
+        started = [
+            context.Process(target=_start_like_a_worker, args=(data_dir, ready, out))
+            for _ in range(workers)
+        ]
+        for process in started:
+            process.start()
+        results = [out.get(timeout=60) for _ in started]
+        for process in started:
+            process.join(timeout=60)
+        assert all(isinstance(result, set) for result in results), results
+        seen = set().union(*results)
+        assert len(seen) == 1, seen
+        ((cookie_secret, proxy_token),) = seen
+        assert len(cookie_secret) == len(proxy_token) == 64
+        assert sorted(p.name for p in Path(data_dir).iterdir()) == [
+            "cookie_secret",
+            "proxy_auth_token",
+        ]
+
+
 def test_unusable_data_dir_says_what_to_do(tmp_path: Path) -> None:
     # Root ignores permission bits, so use a path whose parent is a regular file.
     blocker = tmp_path / "a-file"
