@@ -9,11 +9,16 @@ encodes host names with it) when gunicorn forked, and the worker's own first
 connection blocked on that module's import lock. So a thread does such work
 (sockets, first imports, printing) inside `fork_safe()`, and a fork of this
 process waits until no thread is inside it.
+
+A thread starts its children inside it too: a worker forked while subprocess.Popen
+runs keeps Popen's pipes, and Popen then waits until that worker exits. A managed
+service was left like that, started but never recorded and never restarted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging  # noqa: F401  (its fork hook first: see _GUARD)
 import os
 import threading
 from collections.abc import Iterator
@@ -22,7 +27,10 @@ from collections.abc import Iterator
 # preexec_fn runs the fork hooks), and fork_safe() blocks may nest.
 _GUARD = threading.RLock()
 # Registered at import, before any thread can be inside fork_safe(): registering
-# later, from a thread, could itself race a fork.
+# later, from a thread, could itself race a fork. And after logging's hook, which takes
+# logging's lock before a fork: hooks run last-registered first, so every fork takes
+# _GUARD before that lock, and a thread that forks (Popen with a preexec_fn) inside
+# fork_safe() cannot deadlock with one that logs and forks.
 os.register_at_fork(
     before=_GUARD.acquire, after_in_parent=_GUARD.release, after_in_child=_GUARD.release
 )

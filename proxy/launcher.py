@@ -256,17 +256,20 @@ class ProxyProcess:
         output = _OutputTail(self.log_file)
         logger.info("Starting configurable-http-proxy: %s", shlex.join(cmd))
         try:
-            proc = subprocess.Popen(
-                cmd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output.stream(),
-                stderr=subprocess.STDOUT,
-                # Ctrl-C in a terminal must not reach CHP directly: stop() ends it.
-                start_new_session=True,
-                # A killed `flaskhub run` must not leave CHP holding its ports.
-                preexec_fn=die_with_parent,
-            )
+            # A restart runs in the supervisor's thread: a worker forked meanwhile would keep
+            # Popen's pipes open (and Popen waiting) for as long as it lives.
+            with fork_safe():
+                proc = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output.stream(),
+                    stderr=subprocess.STDOUT,
+                    # Ctrl-C in a terminal must not reach CHP directly: stop() ends it.
+                    start_new_session=True,
+                    # A killed `flaskhub run` must not leave CHP holding its ports.
+                    preexec_fn=die_with_parent,
+                )
         except OSError as e:
             output.close()
             self._proc, self._output = None, None

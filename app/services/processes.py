@@ -3,7 +3,7 @@ they die (backing off while they keep dying), stopped at exit.
 
 Each runs in its own session, its output appended to <data_dir>/logs/service-<name>.log,
 its pid in <data_dir>/services/<name>.pid (for the API's service model). Imported by
-the arbiter: standard library only (and proxy.lifeline).
+the arbiter: standard library only (and proxy.forks, proxy.lifeline).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from app.services.specs import ServiceSpec, pid_file
+from proxy.forks import fork_safe
 from proxy.lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ class ServiceProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(self.log_file, "ab") as output:
+            # Not while gunicorn forks a worker: the worker would keep the pipe through which
+            # Popen learns that the service started, and Popen would wait for that worker.
+            with fork_safe(), open(self.log_file, "ab") as output:
                 self.proc = subprocess.Popen(
                     list(self.spec.command),
                     env=self.env,

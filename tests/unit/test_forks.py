@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,88 @@ def test_a_thread_may_fork_inside_fork_safe() -> None:
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "forked", result.stderr
+
+
+# A managed service or CHP started by the arbiter's thread while gunicorn forks a
+# worker: the fork comes right after Popen made the pipe through which it learns that the
+# child ran its command. Unguarded, the worker kept that pipe, and Popen waited for the
+# worker to exit: the service ran, but was never recorded and never restarted.
+LAUNCH_DURING_FORK = """
+import os, sys, threading, time
+from pathlib import Path
+
+pipe_made, fork_began = threading.Event(), threading.Event()
+real_pipe = os.pipe
+
+def pipe():
+    fds = real_pipe()
+    if threading.current_thread().name == "launch":
+        pipe_made.set()
+        fork_began.wait(10)
+    return fds
+
+os.pipe = pipe
+{setup}
+os.register_at_fork(before=fork_began.set)
+thread = threading.Thread(target=launch, name="launch")
+thread.start()
+assert pipe_made.wait(10)
+worker = os.fork()  # as gunicorn forks a worker
+if worker == 0:
+    time.sleep(30)  # a worker lives on
+    os._exit(0)
+thread.join(15)
+print("stuck" if thread.is_alive() else "returned")
+os.kill(worker, 9)
+thread.join(15)
+cleanup()
+"""
+
+SERVICE = """
+from app.services.processes import ServiceProcess
+from app.services.specs import ServiceSpec
+
+service = ServiceProcess(ServiceSpec(name="svc", command=("sleep", "60")), {}, sys.argv[1])
+
+def launch():
+    proc = service._launch()
+    assert service.pid_file.read_text() == str(proc.pid)
+
+def cleanup():
+    service.proc.kill()
+"""
+
+PROXY = """
+from proxy.launcher import ProxyProcess, ProxyStartError
+
+proxy = ProxyProcess(
+    ip="127.0.0.1", port=9, api_ip="127.0.0.1", api_port=9, error_target=None,
+    default_target="http://127.0.0.1:9", auth_token="t", cmd=["sleep", "60"],
+    log_file=sys.argv[1] + "/chp.log",
+)
+
+def launch():  # "sleep" never serves: once started, it is given up at once
+    try:
+        proxy._launch(timeout=0)
+    except ProxyStartError:
+        pass
+
+def cleanup():
+    pass
+"""
+
+
+@pytest.mark.parametrize("setup", [SERVICE, PROXY], ids=["service", "chp"])
+def test_a_child_started_while_a_worker_forks_is_started_at_once(
+    tmp_path: Path, setup: str
+) -> None:
+    script = LAUNCH_DURING_FORK.replace("{setup}", textwrap.dedent(setup))
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "returned", result.stderr
