@@ -9,6 +9,8 @@ benchmarks.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import shutil
@@ -36,27 +38,41 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL
 STOP_GRACE_SECONDS = 5.0
 
 
-# Ports this process handed out lately, and when. A server binds its port only once
-# it has started (a second or more when many start at once); meanwhile the system
-# may offer the same free port to the next spawn, whose server would then fail.
-_handed_out: dict[int, float] = {}
+# A server binds its port only once it has started (a second or more when many start
+# at once); meanwhile the system may offer the same free port to the next spawn, in
+# this worker or another, whose server would then fail. So the ports handed out lately
+# are kept in <data_dir>/ports.json, shared by the hub's workers (and by replicas on
+# this host with the same data_dir), under an flock of ports.lock.
 HANDED_OUT_SECONDS = 60.0
 
 
-def free_port(ip: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now, and not handed out by this process within
-    HANDED_OUT_SECONDS."""
-    now = time.monotonic()
-    for port, when in list(_handed_out.items()):
-        if now - when > HANDED_OUT_SECONDS:
-            del _handed_out[port]
-    while True:
-        with socket.socket() as sock:
-            sock.bind((ip, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out[port] = now
-            return port
+def free_port(data_dir: str, ip: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now, and not handed out by a worker of this hub
+    within HANDED_OUT_SECONDS."""
+    registry = Path(data_dir) / "ports.json"
+    with open(registry.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held for microseconds: no greenlet switch inside
+        now = time.time()
+        try:
+            kept = json.loads(registry.read_text())
+            handed_out = {
+                int(port): float(when)
+                for port, when in kept.items()
+                if 0 <= now - float(when) <= HANDED_OUT_SECONDS
+            }
+        except (OSError, ValueError, TypeError, AttributeError):
+            handed_out = {}  # none yet, or unreadable: the registry starts over
+        while True:
+            with socket.socket() as sock:
+                sock.bind((ip, 0))
+                port = int(sock.getsockname()[1])
+            if port not in handed_out:
+                break
+        handed_out[port] = now
+        partial = registry.with_suffix(".tmp")
+        partial.write_text(json.dumps(handed_out))
+        partial.replace(registry)
+    return port
 
 
 def process_start_time(pid: int) -> int | None:
@@ -163,12 +179,12 @@ class LocalProcessSpawner(Spawner):
             self.home.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> str:
-        self.port = free_port(self.ip)
+        log_dir = Path(self.settings.data_dir) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(self.settings.data_dir, self.ip)
         url = f"http://{self.ip}:{self.port}"
         env = self.environment(url)
         self.prepare_home()
-        log_dir = Path(self.settings.data_dir) / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{self.file_stem}.log"
         cmd = self.command()
         with log_path.open("ab") as logf:

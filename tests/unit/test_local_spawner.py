@@ -100,24 +100,36 @@ def test_start_returns_a_loopback_url(make_spawner: MakeSpawner) -> None:
 
 
 def test_a_port_handed_out_is_not_handed_out_again_while_its_server_starts(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The system may offer the same free port twice before the first server binds it."""
-    offered = iter([41001, 41001, 41002, 41001])
+    """The system may offer the same free port twice before the first server binds it,
+    to this worker or to another."""
+    offered = iter([41001, 41001, 41002, 41001, 41002, 41003, 41001])
 
     class Offering(socket.socket):
         def getsockname(self) -> tuple[str, int]:
             return ("127.0.0.1", next(offered))
 
-    monkeypatch.setattr(local, "_handed_out", {})
     monkeypatch.setattr(local.socket, "socket", Offering)
-    assert local.free_port() == 41001
-    assert local.free_port() == 41002  # 41001 offered again: refused
-    # Long after, a port may be handed out again.
-    monkeypatch.setattr(
-        local, "_handed_out", {41001: time.monotonic() - 61, 41002: time.monotonic()}
-    )
-    assert local.free_port() == 41001
+    assert local.free_port(str(tmp_path)) == 41001
+    assert local.free_port(str(tmp_path)) == 41002  # 41001 offered again: refused
+    # Another worker of the same hub (a process forked from this one) refuses both.
+    worker = os.fork()
+    if worker == 0:
+        try:
+            os._exit(0 if local.free_port(str(tmp_path)) == 41003 else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(worker, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # Long after, a port may be handed out again; an unreadable registry starts over.
+    kept = json.loads((tmp_path / "ports.json").read_text())
+    assert set(kept) == {"41001", "41002", "41003"}
+    kept["41001"] -= 61
+    (tmp_path / "ports.json").write_text(json.dumps(kept))
+    assert local.free_port(str(tmp_path)) == 41001
+    (tmp_path / "ports.json").write_text("[not a registry")
+    assert local.free_port(str(tmp_path)) == 41002
 
 
 def test_environment_has_the_hub_variables_and_not_its_secrets(
