@@ -128,12 +128,15 @@ class ServerManager:
             claimed = claim(
                 session, self.settings, user_name, server_name, options, explicit=explicit
             )
+            if not isinstance(claimed, Result):
+                # In the claim's transaction: one write fewer per spawn.
+                server, token = self.rows.issue_credentials(session, claimed)
         if isinstance(claimed, Result):
             label = SpawnStatus.of_refusal(claimed.outcome)
             if label is not None:
                 self.recorder.spawn(label, time.monotonic() - t0)
             return claimed
-        greenlet = gevent.spawn(self._spawn, claimed, t0, auth_state)
+        greenlet = gevent.spawn(self._spawn, server, token, t0, auth_state)
         self.spawns[claimed] = greenlet
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
@@ -141,11 +144,11 @@ class ServerManager:
         if greenlet.value is SpawnStatus.SUCCESS:
             # Marked running and routed just now: no need to read it back.
             return Result(Outcome.READY, f"{user_name}'s server is ready")
-        server = self.get_server(user_name, server_name)
-        if server is not None and server.ready:
+        now = self.get_server(user_name, server_name)
+        if now is not None and now.ready:
             return Result(Outcome.READY, f"{user_name}'s server is ready")
-        if server is not None and server.state == ServerState.FAILED:
-            return Result(Outcome.FAILED, server.failure_message or "", None, server.failure_status)
+        if now is not None and now.state == ServerState.FAILED:
+            return Result(Outcome.FAILED, now.failure_message or "", None, now.failure_status)
         return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
 
     def _auth_state(self, user_name: str, server_name: str) -> dict[str, Any] | None:
@@ -157,14 +160,15 @@ class ServerManager:
         return None if current is not None and current.active else self.auth_state_for(user_name)
 
     def _spawn(
-        self, server_id: int, t0: float, auth_state: dict[str, Any] | None = None
+        self, server: Server, token: str, t0: float, auth_state: dict[str, Any] | None = None
     ) -> SpawnStatus:
         """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure.
         Returns how it ended (SUCCESS: the server is running and routed)."""
+        server_id = server.id
         spawner: Spawner | None = None
         status = SpawnStatus.FAILURE
         try:
-            spawner = self._prepare_spawner(server_id)
+            spawner = self._prepare_spawner(server, token)
             spawner.auth_state = auth_state
             url = None
             with gevent.Timeout(self.settings.start_timeout, False):
@@ -195,9 +199,9 @@ class ServerManager:
             self.spawns.pop(server_id, None)
         return status
 
-    def _prepare_spawner(self, server_id: int) -> Spawner:
+    def _prepare_spawner(self, server: Server, token: str) -> Spawner:
         """A new spawner with the JUPYTERHUB_* environment and the server's own token."""
-        server, token = self.rows.issue_credentials(server_id)
+        server_id = server.id
         spawner = self._make_spawner(server)
         spawner.env = spawner_env(
             self.settings, server.user.name, server.name, token, spawner.hub_connect_url()

@@ -57,33 +57,33 @@ class ServerRows:
             query = select(Server).where(Server.state.in_(states)).options(*SERVER_ONLY)
             return session.scalars(query).all()
 
-    def issue_credentials(self, server_id: int) -> tuple[Server, str]:
-        """A new API token for a starting server, which is also its OAuth client's secret."""
-        with self.db.write() as session:
-            server = session.get(Server, server_id, options=SERVER_ONLY)
-            assert server is not None
-            user_name, server_name = server.user.name, server.name
-            prefix = url_prefix(user_name, server_name)
-            token, row = self.tokens.create(
-                server.user_id,
-                note=f"Server at {prefix}",
-                scopes=[
-                    *access_scopes(user_name, server_name),
-                    "identify",
-                    f"users:activity!user={user_name}",
-                ],
-                server_id=server.id,
-                session=session,
-            )
-            self.oauth.register_client(
-                session,
-                client_id=client_id(user_name, server_name),
-                secret_hash=row.hashed,
-                redirect_uri=prefix + "oauth_callback",
-                description=f"Server at {prefix}",
-                server_id=server.id,
-            )
-            return server, token
+    def issue_credentials(self, session: Session, server_id: int) -> tuple[Server, str]:
+        """A new API token for a starting server, which is also its OAuth client's secret,
+        in the caller's transaction: the claim's, which has the server row at hand."""
+        server = session.get(Server, server_id, options=SERVER_ONLY)
+        assert server is not None
+        user_name, server_name = server.user.name, server.name
+        prefix = url_prefix(user_name, server_name)
+        token, row = self.tokens.create(
+            server.user_id,
+            note=f"Server at {prefix}",
+            scopes=[
+                *access_scopes(user_name, server_name),
+                "identify",
+                f"users:activity!user={user_name}",
+            ],
+            server_id=server.id,
+            session=session,
+        )
+        self.oauth.register_client(
+            session,
+            client_id=client_id(user_name, server_name),
+            secret_hash=row.hashed,
+            redirect_uri=prefix + "oauth_callback",
+            description=f"Server at {prefix}",
+            server_id=server.id,
+        )
+        return server, token
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
