@@ -3,6 +3,7 @@ environment, and waiting for its HTTP. ServerManager strings them together."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import random
@@ -16,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import gevent
 import requests
+from gevent import monkey
 from requests.structures import CaseInsensitiveDict
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, lazyload
@@ -31,11 +33,20 @@ from app.spawners import Spawner, SpawnerError
 log = logging.getLogger(__name__)
 
 THROTTLE_RETRY_RANGE = (30, 60)
-# A starting server is looked at after 20 ms, then at doubling intervals up to 100 ms:
-# a server that is up waits at most that long to be used (looks are cheap, _listens).
+# A starting server is looked at every 20 ms at first, then at intervals of 5 % of the
+# time it has taken so far, up to 100 ms: a server that is up waits for its next look
+# (without which it is not used) at most 5 % of its start-up time, and one that starts
+# for seconds is not looked at hundreds of times. Looks are cheap: _listens.
 HTTP_POLL_FIRST = 0.02
+HTTP_POLL_SHARE = 0.05
 HTTP_POLL_MAX = 0.1
+# A connection attempt to a loopback address that neither fails nor succeeds at once:
+# it waits in a listening socket's full queue (the kernel answers at once otherwise).
+_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
 
+
+_SYSTEM_SOCKET = monkey.get_original("socket", "socket")
+_SYSTEM_SELECT = monkey.get_original("select", "select")
 
 # The user and their servers (not their groups and roles), built once.
 _USER_WITH_SERVERS = (
@@ -196,8 +207,8 @@ def wait_for_http(
 
     Raises SpawnerError when its process exits first, or after `timeout` seconds.
     """
-    deadline = time.monotonic() + timeout
-    delay = HTTP_POLL_FIRST
+    started = time.monotonic()
+    deadline = started + timeout
     prefix_url = url + spawner.service_prefix
     while True:
         status = spawner.poll()
@@ -212,12 +223,17 @@ def wait_for_http(
                 return _server_version(http_get, response, prefix_url)
             except requests.RequestException:
                 pass
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise SpawnerError(
                 f"Server at {prefix_url} didn't respond in {timeout:g} seconds (http_timeout)."
             )
-        gevent.sleep(delay)
-        delay = min(delay * 2, HTTP_POLL_MAX)
+        gevent.sleep(look_again_in(now - started))
+
+
+def look_again_in(waited: float) -> float:
+    """Seconds until the next look at a server that has not answered in `waited` seconds."""
+    return min(HTTP_POLL_MAX, max(HTTP_POLL_FIRST, waited * HTTP_POLL_SHARE))
 
 
 def _listens(url: str) -> bool:
@@ -231,17 +247,31 @@ def _listens(url: str) -> bool:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            family = socket.AF_INET6 if ip_address(host or "").version == 6 else socket.AF_INET
+            address = ip_address(host or "")
         except ValueError:  # a name (a container's): resolved, in gevent's thread pool
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        # An address (a local server's): no resolver, whose thread pool costs a hop.
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1)
-            sock.connect((host, port))
+            address = None
+        if address is not None and address.is_loopback:
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            return _accepts_here(family, (host, port))
+        with socket.create_connection((host, port), timeout=1):
             return True
     except (OSError, ValueError):
         return False
+
+
+def _accepts_here(family: int, address: tuple[Any, ...]) -> bool:
+    """A loopback address (a local server's): one non-blocking connection attempt on
+    the system's own socket, whose answer the kernel knows at once (gevent's socket
+    costs twice as much, to wait for an answer that needs no waiting). Never blocks."""
+    with _SYSTEM_SOCKET(family, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        error = sock.connect_ex(address)
+        if error in _CONNECTING:
+            _, done, _ = _SYSTEM_SELECT([], [sock], [], 0)
+            if not done:
+                return True  # queued: something listens there
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return error == 0
 
 
 def _server_version(

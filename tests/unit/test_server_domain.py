@@ -21,7 +21,16 @@ from app.models import Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import _name_of
 from app.servers import Next, SpawnStatus, get_servers
-from app.servers.spawning import check_limits, claim, direct_get, wait_for_http
+from app.servers.spawning import (
+    HTTP_POLL_FIRST,
+    HTTP_POLL_MAX,
+    _listens,
+    check_limits,
+    claim,
+    direct_get,
+    look_again_in,
+    wait_for_http,
+)
 from app.servers.visit import visit_of
 from app.spawners import SpawnerError
 from app.users import get_users
@@ -419,6 +428,40 @@ def test_wait_for_http_fails_when_the_process_exits_or_nothing_listens_in_time(r
     with pytest.raises(SpawnerError, match=r"didn't respond in 0.3 seconds \(http_timeout\)"):
         wait_for_http(_Starting(), url, get, timeout=0.3)  # type: ignore[arg-type]
     assert asked == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_local_server_whose_queue_is_full_listens(host: str) -> None:
+    # A busy server's full accept queue leaves a connection attempt pending: the look
+    # neither waits for it nor takes it for a refusal.
+    sock = socket.socket(socket.AF_INET6 if host == "::1" else socket.AF_INET)
+    sock.bind((host, 0))
+    url = (
+        f"http://[{host}]:{sock.getsockname()[1]}"
+        if host == "::1"
+        else f"http://{host}:{sock.getsockname()[1]}"
+    )
+    assert not _listens(url)
+    sock.listen(0)
+    waiting = [socket.socket(sock.family) for _ in range(3)]
+    try:
+        for client in waiting:
+            client.setblocking(False)
+            client.connect_ex(sock.getsockname()[:2])
+        assert all(_listens(url) for _ in range(5))
+    finally:
+        for client in waiting:
+            client.close()
+        sock.close()
+
+
+def test_a_starting_server_is_looked_at_often_then_less_often() -> None:
+    looks = [look_again_in(waited / 10) for waited in range(0, 600)]
+    assert looks[0] == HTTP_POLL_FIRST and max(looks) == HTTP_POLL_MAX
+    assert looks == sorted(looks)
+    # A server that came up waits for the next look at most 5 % of its time so far.
+    for tenths, look in enumerate(looks):
+        assert look <= max(HTTP_POLL_FIRST, tenths / 10 * 0.05)
 
 
 def test_a_starting_server_is_probed_directly_whatever_proxy_the_environment_names(
