@@ -10,7 +10,7 @@ benchmarks.
 from __future__ import annotations
 
 import fcntl
-import json
+import itertools
 import logging
 import os
 import shutil
@@ -40,39 +40,45 @@ STOP_GRACE_SECONDS = 5.0
 
 # A server binds its port only once it has started (a second or more when many start
 # at once); meanwhile the system may offer the same free port to the next spawn, in
-# this worker or another, whose server would then fail. So the ports handed out lately
-# are kept in <data_dir>/ports.json, shared by the hub's workers (and by replicas on
-# this host with the same data_dir), under an flock of ports.lock.
+# this worker or another, whose server would then fail. So each port handed out is
+# marked by a file, <data_dir>/ports/<port>, for HANDED_OUT_SECONDS: the hub's workers
+# (and replicas on this host with the same data_dir) see each other's marks. Marks are
+# read and written under an flock of ports/.lock; old ones are swept now and then.
 HANDED_OUT_SECONDS = 60.0
+SWEEP_EVERY = 64
+_handed_out_here = itertools.count()
 
 
 def free_port(data_dir: str, ip: str = "127.0.0.1") -> int:
     """A port nobody listens on right now, and not handed out by a worker of this hub
     within HANDED_OUT_SECONDS."""
-    registry = Path(data_dir) / "ports.json"
-    with open(registry.with_suffix(".lock"), "a") as lock:
+    marks = Path(data_dir) / "ports"
+    marks.mkdir(mode=0o700, exist_ok=True)
+    with open(marks / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held for microseconds: no greenlet switch inside
         now = time.time()
-        try:
-            kept = json.loads(registry.read_text())
-            handed_out = {
-                int(port): float(when)
-                for port, when in kept.items()
-                if 0 <= now - float(when) <= HANDED_OUT_SECONDS
-            }
-        except (OSError, ValueError, TypeError, AttributeError):
-            handed_out = {}  # none yet, or unreadable: the registry starts over
+        if next(_handed_out_here) % SWEEP_EVERY == 0:
+            _sweep(marks, now)
         while True:
             with socket.socket() as sock:
                 sock.bind((ip, 0))
                 port = int(sock.getsockname()[1])
-            if port not in handed_out:
-                break
-        handed_out[port] = now
-        partial = registry.with_suffix(".tmp")
-        partial.write_text(json.dumps(handed_out))
-        partial.replace(registry)
-    return port
+            mark = marks / str(port)
+            try:
+                if now - mark.stat().st_mtime <= HANDED_OUT_SECONDS:
+                    continue  # handed out lately, perhaps by another worker
+            except FileNotFoundError:
+                pass
+            mark.touch()
+            return port
+
+
+def _sweep(marks: Path, now: float) -> None:
+    """Remove the marks of ports handed out long ago."""
+    with os.scandir(marks) as entries:
+        for entry in entries:
+            if entry.name.isdigit() and now - entry.stat().st_mtime > HANDED_OUT_SECONDS:
+                Path(entry.path).unlink(missing_ok=True)
 
 
 def process_start_time(pid: int) -> int | None:

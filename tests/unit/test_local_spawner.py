@@ -3,6 +3,7 @@ hub's own account (`simple`); tests/unit/test_accounts.py runs them as system ac
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -104,32 +105,47 @@ def test_a_port_handed_out_is_not_handed_out_again_while_its_server_starts(
 ) -> None:
     """The system may offer the same free port twice before the first server binds it,
     to this worker or to another."""
-    offered = iter([41001, 41001, 41002, 41001, 41002, 41003, 41001])
+    offered = [41001, 41001, 41002]  # what the system offers next, in turn
 
     class Offering(socket.socket):
         def getsockname(self) -> tuple[str, int]:
-            return ("127.0.0.1", next(offered))
+            return ("127.0.0.1", offered.pop(0))
 
     monkeypatch.setattr(local.socket, "socket", Offering)
+    monkeypatch.setattr(local, "_handed_out_here", itertools.count(1))  # no sweep
     assert local.free_port(str(tmp_path)) == 41001
     assert local.free_port(str(tmp_path)) == 41002  # 41001 offered again: refused
     # Another worker of the same hub (a process forked from this one) refuses both.
     worker = os.fork()
     if worker == 0:
         try:
+            offered[:] = [41001, 41002, 41003]
             os._exit(0 if local.free_port(str(tmp_path)) == 41003 else 1)
         finally:
             os._exit(2)
     _, status = os.waitpid(worker, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    # Long after, a port may be handed out again; an unreadable registry starts over.
-    kept = json.loads((tmp_path / "ports.json").read_text())
-    assert set(kept) == {"41001", "41002", "41003"}
-    kept["41001"] -= 61
-    (tmp_path / "ports.json").write_text(json.dumps(kept))
+    marks = tmp_path / "ports"
+    assert sorted(p.name for p in marks.iterdir() if p.name.isdigit()) == [
+        "41001",
+        "41002",
+        "41003",
+    ]
+    # Long after, a port may be handed out again.
+    long_ago = time.time() - local.HANDED_OUT_SECONDS - 1
+    os.utime(marks / "41001", (long_ago, long_ago))
+    offered[:] = [41001]
     assert local.free_port(str(tmp_path)) == 41001
-    (tmp_path / "ports.json").write_text("[not a registry")
-    assert local.free_port(str(tmp_path)) == 41002
+    # Now and then the marks of long ago are swept away, and only those.
+    os.utime(marks / "41002", (long_ago, long_ago))
+    monkeypatch.setattr(local, "_handed_out_here", itertools.count(0))
+    offered[:] = [41004]
+    assert local.free_port(str(tmp_path)) == 41004
+    assert sorted(p.name for p in marks.iterdir() if p.name.isdigit()) == [
+        "41001",
+        "41003",
+        "41004",
+    ]
 
 
 def test_environment_has_the_hub_variables_and_not_its_secrets(
