@@ -88,7 +88,10 @@ class ServiceProcess:
             command = shlex.join(self.spec.command)
             log.error("Cannot run service %s (%s): %s", self.spec.name, command, e)
             return None
-        self.pid_file.write_text(str(self.proc.pid))
+        # Whole or not at all: the API reads it at any moment.
+        partial = self.pid_file.with_suffix(".pid.tmp")
+        partial.write_text(str(self.proc.pid))
+        partial.replace(self.pid_file)
         log.info("Service %s started (pid %s)", self.spec.name, self.proc.pid)
         return self.proc
 
