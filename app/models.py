@@ -77,7 +77,7 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True, index=True)
     admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     # Changing it logs the user out of every browser (it is part of the session).
     cookie_id: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
