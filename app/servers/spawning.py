@@ -40,11 +40,7 @@ THROTTLE_RETRY_RANGE = (30, 60)
 HTTP_POLL_FIRST = 0.02
 HTTP_POLL_SHARE = 0.05
 HTTP_POLL_MAX = 0.1
-# A connection attempt to a loopback address that neither fails nor succeeds at once:
-# it waits in a listening socket's full queue (the kernel answers at once otherwise).
-_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
-
-
+# The system's own, whatever gevent patched: for looks that never wait (_accepts_here).
 _SYSTEM_SOCKET = monkey.get_original("socket", "socket")
 _SYSTEM_SELECT = monkey.get_original("select", "select")
 
@@ -266,10 +262,12 @@ def _accepts_here(family: int, address: tuple[Any, ...]) -> bool:
     with _SYSTEM_SOCKET(family, socket.SOCK_STREAM) as sock:
         sock.setblocking(False)
         error = sock.connect_ex(address)
-        if error in _CONNECTING:
+        if error == errno.EINPROGRESS:
             _, done, _ = _SYSTEM_SELECT([], [sock], [], 0)
             if not done:
-                return True  # queued: something listens there
+                # Neither refused nor accepted at once, as the kernel answers a loopback
+                # attempt otherwise: it waits in a full accept queue, so something listens.
+                return True
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         return error == 0
 
