@@ -57,6 +57,10 @@ def normalize_username(name: str) -> str:
     return normal
 
 
+# Built once: asked on every request that names a user it does not load.
+_ID_BY_NAME = select(User.id).where(User.name == bindparam("name"))
+
+
 @functools.lru_cache(maxsize=4)
 def _activity_query(periods: int) -> Select[Any]:
     """The user total, then the users active since :since_0, :since_1 ... (built once)."""
@@ -89,9 +93,9 @@ class UserService:
             return user_view(conn, name)
 
     def exists(self, name: str) -> bool:
-        """Whether a user is called name (one indexed lookup, no objects)."""
-        with self.db.read() as session:
-            return session.scalar(select(User.id).where(User.name == name)) is not None
+        """Whether a user is called name (one indexed lookup, no objects, no Session)."""
+        with self.db.connect() as conn:
+            return conn.execute(_ID_BY_NAME, {"name": name}).first() is not None
 
     def note_seen(self, user: User) -> None:
         """Record that a logged-in user used the hub, at most once per ACTIVITY_RESOLUTION
