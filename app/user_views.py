@@ -8,11 +8,22 @@ fraction. One user (GET /users/<name>, the hottest read) takes two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Select, bindparam, literal, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    bindparam,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from app.models import Group, Role, Server, ServerStatus, User, user_group_map, user_role_map
@@ -78,15 +89,24 @@ _BY_NAME = (
 _SERVERS = (
     select(Server.user_id, *_SERVER_COLUMNS).where(Server.user_id.in_(_IDS)).order_by(Server.id)
 )
-# Groups and roles in one statement, told apart by `kind`.
-_MEMBERSHIPS = union_all(
-    select(literal("group").label("kind"), user_group_map.c.user_id, Group.name)
-    .join(Group, Group.id == user_group_map.c.group_id)
-    .where(user_group_map.c.user_id.in_(_IDS)),
-    select(literal("role").label("kind"), user_role_map.c.user_id, Role.name)
-    .join(Role, Role.id == user_role_map.c.role_id)
-    .where(user_role_map.c.user_id.in_(_IDS)),
-).order_by("name")
+
+
+def _memberships(of: Callable[[ColumnElement[int]], ColumnElement[bool]]) -> CompoundSelect:
+    """Groups and roles of the users whose id matches `of`, in one statement, told
+    apart by `kind`."""
+    return union_all(
+        select(literal("group").label("kind"), user_group_map.c.user_id, Group.name)
+        .join(Group, Group.id == user_group_map.c.group_id)
+        .where(of(user_group_map.c.user_id)),
+        select(literal("role").label("kind"), user_role_map.c.user_id, Role.name)
+        .join(Role, Role.id == user_role_map.c.role_id)
+        .where(of(user_role_map.c.user_id)),
+    ).order_by("name")
+
+
+_MEMBERSHIPS = _memberships(lambda user_id: user_id.in_(_IDS))
+# One user's (a list of one would be expanded into the statement at every run).
+_MEMBERSHIPS_OF_ONE = _memberships(lambda user_id: user_id == bindparam("id"))
 
 
 def user_views(session: Session, query: Select[Any]) -> list[UserView]:
@@ -115,6 +135,10 @@ def user_view(conn: Connection, name: str) -> UserView | None:
 
 def _add_memberships(conn: Connection, users: dict[int, UserView]) -> None:
     """Fill in the groups and roles of users ({id: view}), each by name."""
-    for kind, user_id, name in conn.execute(_MEMBERSHIPS, {"ids": list(users)}):
+    if len(users) == 1:
+        found = conn.execute(_MEMBERSHIPS_OF_ONE, {"id": next(iter(users))})
+    else:
+        found = conn.execute(_MEMBERSHIPS, {"ids": list(users)})
+    for kind, user_id, name in found:
         user = users[user_id]
         (user.groups if kind == "group" else user.roles).append(GroupView(name))
