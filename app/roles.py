@@ -17,30 +17,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import BindParameter, bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
-from app.models import Group, Role, User, group_role_map, service_role_map, user_group_map
+from app.models import Group, Role, User, group_role_map, service_role_map
 from app.models import user_role_map as user_roles
 from app.outcomes import Invalid
 from app.scopes import DEFAULT_ROLES
 
 log = logging.getLogger(__name__)
 
-# Asked on every request of a token: built once (building costs more than running).
-_USER_ID: BindParameter[int] = bindparam("user_id")
-_ROLES_OF_USER = select(Role.name, Role.scopes).where(
-    or_(
-        Role.name == "user",
-        Role.id.in_(select(user_roles.c.role_id).where(user_roles.c.user_id == _USER_ID)),
-        Role.id.in_(
-            select(group_role_map.c.role_id)
-            .join(user_group_map, user_group_map.c.group_id == group_role_map.c.group_id)
-            .where(user_group_map.c.user_id == _USER_ID)
-        ),
-    )
-)
+# Asked at the first request of each service token: built once.
 _ROLES_OF_SERVICE = (
     select(Role.scopes)
     .join(service_role_map, service_role_map.c.role_id == Role.id)
@@ -80,14 +68,6 @@ class RoleService:
                     if spec["name"] != "user":
                         _set_members(session, role, spec)
             return _admins(session, specs)
-
-    def scopes_of_user(self, user_id: int) -> list[str]:
-        """The scopes (unexpanded) of every role a user holds, through groups too."""
-        with self.db.connect() as conn:
-            rows = conn.execute(_ROLES_OF_USER, {"user_id": user_id}).all()
-        # A stored `user` role is load_roles redefining what every user holds.
-        base = next((scopes for name, scopes in rows if name == "user"), DEFAULT_ROLES["user"])
-        return [*base, *(s for name, scopes in rows if name != "user" for s in scopes)]
 
     def scopes_of_service(self, service: str) -> list[str]:
         """The scopes (unexpanded) of the roles a service holds."""

@@ -20,7 +20,6 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
-    bindparam,
     delete,
     func,
     or_,
@@ -137,18 +136,12 @@ class ShareService:
     def with_user(self, user_id: int, offset: int, limit: int) -> tuple[Sequence[Share], int]:
         """Shares with a user, directly or through their groups."""
         return self._page(
-            select(Share).where(_with_user(user_id)).order_by(Share.id), offset, limit
+            select(Share).where(shared_with(user_id)).order_by(Share.id), offset, limit
         )
 
     def with_group(self, group_id: int, offset: int, limit: int) -> tuple[Sequence[Share], int]:
         query = select(Share).where(Share.group_id == group_id).order_by(Share.id)
         return self._page(query, offset, limit)
-
-    def scopes_for(self, user_id: int) -> list[str]:
-        """Every scope shared with a user, directly or through their groups."""
-        with self.db.connect() as conn:
-            rows = conn.execute(_SCOPES_FOR, {"user_id": user_id}).scalars().all()
-        return [scope for scopes in rows for scope in scopes]
 
     # -- codes -------------------------------------------------------------------
 
@@ -234,13 +227,10 @@ class ShareService:
         return rows, total
 
 
-def _with_user(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+def shared_with(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+    """Shares with the user, directly or through one of their groups."""
     groups = select(user_group_map.c.group_id).where(user_group_map.c.user_id == user_id)
     return or_(Share.user_id == user_id, Share.group_id.in_(groups))
-
-
-# Asked on every request of a user's token: built once.
-_SCOPES_FOR = select(Share.scopes).where(_with_user(bindparam("user_id")))
 
 
 def _find(

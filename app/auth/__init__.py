@@ -18,6 +18,7 @@ from app.auth.passwords import Passwords
 from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
 from app.db import DATABASE_DOWN, get_db
+from app.grants import granted_scopes
 from app.groups import get_groups
 from app.models import APIToken, User
 from app.roles import get_roles
@@ -30,7 +31,6 @@ from app.scopes import (
     intersect,
     role_scopes,
 )
-from app.shares import get_shares
 from app.tokens import Service, get_tokens
 from app.users import get_users
 
@@ -77,8 +77,7 @@ class Identity:
         """Everything the owner may do: the user role (+ admin role) and what others shared
         with them, or a service's own."""
         if self.user is not None:
-            granted = [*_user_role_scopes(self.user.id), *_shared_scopes(self.user.id)]
-            held = expand_scopes(granted, user=self.user.name)
+            held = expand_scopes(_granted_scopes(self.user.id), user=self.user.name)
             found = held | IDENTIFY
             if not self.user.admin:
                 return found
@@ -158,14 +157,9 @@ def _service_scopes(name: str) -> Iterable[str]:
     return ()
 
 
-def _user_role_scopes(user_id: int) -> Iterable[str]:
-    """The scopes of the roles a user holds (the user role, theirs, their groups')."""
-    return get_roles().scopes_of_user(user_id) if has_app_context() else DEFAULT_ROLES["user"]
-
-
-def _shared_scopes(user_id: int) -> Iterable[str]:
-    """The scopes shared with a user and their groups (JupyterHub 5's sharing)."""
-    return get_shares().scopes_for(user_id) if has_app_context() else ()
+def _granted_scopes(user_id: int) -> Iterable[str]:
+    """The scopes of the roles a user holds and of what was shared with them."""
+    return granted_scopes(get_db(), user_id) if has_app_context() else DEFAULT_ROLES["user"]
 
 
 def _withheld_from_admins() -> frozenset[str]:

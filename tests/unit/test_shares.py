@@ -8,13 +8,20 @@ import pytest
 from sqlalchemy import update
 
 from app.db import Database
+from app.grants import granted_scopes
 from app.groups import GroupService
 from app.models import Server, ShareCode, utcnow
 from app.outcomes import Invalid, NotFound
+from app.scopes import DEFAULT_ROLES
 from app.shares import ShareService, apply_filter
 from app.users import UserService
 
 ACCESS = "access:servers!server=alice/"
+
+
+def shared_scopes(db: Database, user_id: int) -> list[str]:
+    """What a user was granted beyond the user role: here, what was shared with them."""
+    return [s for s in granted_scopes(db, user_id) if s not in DEFAULT_ROLES["user"]]
 
 
 @pytest.fixture
@@ -76,11 +83,11 @@ def test_grant_adds_and_revoke_takes_back(
     shares.grant(server, [ACCESS], user_id=bob, group_id=None)
     share = shares.grant(server, ["read:servers!server=alice/"], user_id=bob, group_id=None)
     assert share.scopes == [ACCESS, "read:servers!server=alice/"]
-    assert sorted(shares.scopes_for(bob)) == share.scopes
+    assert sorted(shared_scopes(db, bob)) == share.scopes
     left = shares.revoke(server, [ACCESS], user_id=bob, group_id=None)
     assert left is not None and left.scopes == ["read:servers!server=alice/"]
     assert shares.revoke(server, None, user_id=bob, group_id=None) is None
-    assert shares.scopes_for(bob) == []
+    assert shared_scopes(db, bob) == []
 
 
 def test_a_group_share_reaches_members_only(
@@ -88,8 +95,8 @@ def test_a_group_share_reaches_members_only(
 ) -> None:
     team = GroupService(db).create("team", members=["carol"])
     shares.grant(server, [ACCESS], user_id=None, group_id=team.id)
-    assert shares.scopes_for(user_id(db, "carol")) == [ACCESS]
-    assert shares.scopes_for(user_id(db, "bob")) == []
+    assert shared_scopes(db, user_id(db, "carol")) == [ACCESS]
+    assert shared_scopes(db, user_id(db, "bob")) == []
     rows, total = shares.with_user(user_id(db, "carol"), 0, 10)
     assert total == 1 and rows[0].group is not None and rows[0].group.name == "team"
 

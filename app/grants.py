@@ -1,0 +1,43 @@
+"""Domain: what a user has been granted, from which app.auth.Identity derives their scopes.
+
+The scopes of the roles they hold (the `user` role, their own roles, their groups'
+roles) and what others shared with them or their groups (JupyterHub 5's sharing).
+Read at every request of a user's token or login cookie, so that a role or share
+taken away counts at once, in every worker: one prebuilt statement.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BindParameter, CompoundSelect, bindparam, null, or_, select, union_all
+
+from app.db import Database
+from app.models import Role, Share, group_role_map, user_group_map, user_role_map
+from app.scopes import DEFAULT_ROLES
+from app.shares import shared_with
+
+_USER_ID: BindParameter[int] = bindparam("user_id")
+# (role name, its scopes) for each role held; (NULL, scopes) for each share.
+_GRANTED: CompoundSelect = union_all(
+    select(Role.name, Role.scopes).where(
+        or_(
+            Role.name == "user",
+            Role.id.in_(select(user_role_map.c.role_id).where(user_role_map.c.user_id == _USER_ID)),
+            Role.id.in_(
+                select(group_role_map.c.role_id)
+                .join(user_group_map, user_group_map.c.group_id == group_role_map.c.group_id)
+                .where(user_group_map.c.user_id == _USER_ID)
+            ),
+        )
+    ),
+    select(null(), Share.scopes).where(shared_with(_USER_ID)),
+)
+
+
+def granted_scopes(db: Database, user_id: int) -> list[str]:
+    """The scopes (unexpanded) of every role a user holds, through groups too, and of
+    everything shared with them and their groups."""
+    with db.connect() as conn:
+        rows = conn.execute(_GRANTED, {"user_id": user_id}).all()
+    # A stored `user` role is load_roles redefining what every user holds.
+    base = next((scopes for name, scopes in rows if name == "user"), DEFAULT_ROLES["user"])
+    return [*base, *(s for name, scopes in rows if name != "user" for s in scopes)]
