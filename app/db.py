@@ -15,16 +15,26 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import gevent
 import gevent.lock
 from flask import Flask, current_app
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    CursorResult,
+    Engine,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import QueuePool
 
 from app.config import get_settings
@@ -44,6 +54,7 @@ SQLITE_POOL_OVERFLOW = 64
 OUTCOME_WAIT_SECONDS = 300.0
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -142,6 +153,29 @@ def rows_changed(result: Any) -> int:
     return result.rowcount
 
 
+class Loader(Generic[M]):
+    """Objects of an ORM class built from its columns selected with Core, as a Session
+    would load them and close: detached, with no change history, and any
+    relationship not set with `set_committed_value` raising when used. For the hottest
+    lookups, where a Session costs more than the statement."""
+
+    def __init__(self, cls: type[M]) -> None:
+        mapper = inspect(cls)
+        # As a Session's query: deferred columns (a user's auth state) left unread.
+        loaded = [prop for prop in mapper.column_attrs if not prop.deferred]
+        self.columns: tuple[Column[Any], ...] = tuple(prop.columns[0] for prop in loaded)
+        self._keys = tuple(prop.key for prop in loaded)
+        self._new = mapper.class_manager.new_instance
+
+    def __call__(self, values: Sequence[Any]) -> M:
+        """The object of one row's values (in the order of `columns`)."""
+        obj = self._new()
+        for key, value in zip(self._keys, values, strict=True):
+            set_committed_value(obj, key, value)
+        make_transient_to_detached(obj)
+        return obj
+
+
 def make_engine(url: str) -> Engine:
     """An engine; on SQLite: WAL, foreign keys, and BEGIN issued by us.
 
@@ -178,7 +212,9 @@ def make_engine(url: str) -> Engine:
         if options.get("flaskhub_immediate"):
             begin_immediate(conn.connection.driver_connection, options.get("flaskhub_timeout"))
         else:
-            conn.exec_driver_sql("BEGIN")
+            # On the driver's connection: SQLAlchemy's execution path would cost more
+            # than the BEGIN itself, on every read.
+            conn.connection.driver_connection.execute("BEGIN")
 
     return engine
 

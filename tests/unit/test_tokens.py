@@ -8,7 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 from app.db import Database
 from app.models import APIToken, OAuthClient, Server, User, utcnow
@@ -67,6 +68,29 @@ def test_lookup(tokens: TokenService, alice: User) -> None:
     assert found.scopes == ["identify"]
     assert tokens.lookup("0" * 32) is None
     assert tokens.lookup("") is None
+
+
+def test_lookup_gives_the_token_and_its_owner_as_stored_and_nothing_more(
+    db: Database, tokens: TokenService, alice: User
+) -> None:
+    token, _ = tokens.create(alice.id, expires_in=3600, scopes=["read:users"], note="bench")
+    found = tokens.lookup(token)
+    assert isinstance(found, APIToken) and found.user is not None
+    # The lookup noted the use (last_activity) after its read.
+    with db.read() as session:
+        stored = session.scalars(select(APIToken).where(APIToken.id == found.id)).one()
+        owner = session.get(User, alice.id)
+    for kind, loaded, row in ((APIToken, found, stored), (User, found.user, owner)):
+        for attr in inspect(kind).column_attrs:
+            if attr.key != "last_activity" and not attr.deferred:
+                assert getattr(loaded, attr.key) == getattr(row, attr.key), attr.key
+    assert inspect(found).detached and inspect(found.user).detached
+    # Built without a Session: the owner's collections and deferred columns were not
+    # read, and say so.
+    with pytest.raises(DetachedInstanceError):
+        _ = found.user.servers
+    with pytest.raises(DetachedInstanceError):
+        _ = found.user.encrypted_auth_state
 
 
 def test_expired_tokens_are_not_found(db: Database, tokens: TokenService, alice: User) -> None:
