@@ -68,7 +68,8 @@ class Visibility:
         if self.sees_all:
             return model
         owner = model["name"]
-        trimmed = {k: v for k, v in model.items() if k in self.user_fields(owner)}
+        fields = self.user_fields(owner)
+        trimmed = {k: v for k, v in model.items() if k in fields}
         servers = {
             name: self._trim_server(owner, server)
             for name, server in model.get("servers", {}).items()
