@@ -7,9 +7,9 @@ talking (to spawners and the proxy) between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, rows_changed
@@ -25,9 +25,28 @@ from app.tokens import TokenService
 SERVER_ONLY = (joinedload(Server.user).lazyload("*"),)
 
 
-# Writes of one server's columns as one UPDATE, without loading the row first (a
-# spawn writes several times).
-_UPDATE_SERVER = update(Server).execution_options(synchronize_session=False)
+# A spawn's writes of its server row: one UPDATE each, without loading the row, on the
+# table (no ORM session to synchronise), built once: building a statement and its cache
+# key cost more than running it.
+_SERVERS = cast(Table, Server.__table__)
+_THIS_SERVER = _SERVERS.c.id == bindparam("server_id")
+_SAVE_STATE = update(_SERVERS).where(_THIS_SERVER).values(spawner_state=bindparam("new_state"))
+_MARK_RUNNING = (
+    update(_SERVERS)
+    .where(
+        _THIS_SERVER,
+        _SERVERS.c.state == ServerState.SPAWNING,
+        _SERVERS.c.owner == bindparam("me"),
+    )
+    .values(
+        state=ServerState.RUNNING,
+        url=bindparam("new_url"),
+        version=bindparam("new_version"),
+        spawner_state=bindparam("new_state"),
+        last_activity=bindparam("now"),
+        owner=None,
+    )
+)
 
 
 class ServerRows:
@@ -87,7 +106,7 @@ class ServerRows:
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
-            session.execute(_UPDATE_SERVER.where(Server.id == server_id), {"spawner_state": state})
+            session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state})
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
         """Keep a progress event with a spawning server, where every worker's stream reads it."""
@@ -110,18 +129,16 @@ class ServerRows:
     def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
         """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
         abandoned) took the server meanwhile: it wins."""
-        mine = (Server.id == server_id, Server.state == ServerState.SPAWNING)
         values = {
-            "state": ServerState.RUNNING,
-            "url": url,
-            "version": version,
-            "spawner_state": state,
-            "last_activity": utcnow(),
-            "owner": None,
+            "server_id": server_id,
+            "me": this_process(),
+            "new_url": url,
+            "new_version": version,
+            "new_state": state,
+            "now": utcnow(),
         }
         with self.db.write() as session:
-            query = _UPDATE_SERVER.where(*mine, Server.owner == this_process())
-            return rows_changed(session.execute(query, values)) == 1
+            return rows_changed(session.execute(_MARK_RUNNING, values)) == 1
 
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
         """A spawning server → FAILED with its message; its credentials are revoked."""
