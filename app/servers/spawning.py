@@ -10,6 +10,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from ipaddress import ip_address
 from typing import Any
@@ -36,7 +37,7 @@ THROTTLE_RETRY_RANGE = (30, 60)
 # A starting server is looked at every 20 ms at first, then at intervals of 5 % of the
 # time it has taken so far, up to 100 ms: a server that is up waits for its next look
 # (without which it is not used) at most 5 % of its start-up time, and one that starts
-# for seconds is not looked at hundreds of times. Looks are cheap: _listens.
+# for seconds is not looked at hundreds of times. Looks are cheap: listener.
 HTTP_POLL_FIRST = 0.02
 HTTP_POLL_SHARE = 0.05
 HTTP_POLL_MAX = 0.1
@@ -212,6 +213,7 @@ def wait_for_http(
     started = time.monotonic()
     deadline = started + timeout
     prefix_url = url + spawner.service_prefix
+    listens = listener(url)
     while True:
         status = spawner.poll()
         if status is not None:
@@ -219,7 +221,7 @@ def wait_for_http(
                 f"Server of {spawner.user_name} exited with status {status} before it "
                 "answered. Its log may say why."
             )
-        if _listens(url):
+        if listens():
             try:
                 response = http_get(prefix_url, timeout=2, allow_redirects=False)
                 return _server_version(http_get, response, prefix_url)
@@ -238,8 +240,9 @@ def look_again_in(waited: float) -> float:
     return min(HTTP_POLL_MAX, max(HTTP_POLL_FIRST, waited * HTTP_POLL_SHARE))
 
 
-def _listens(url: str) -> bool:
-    """Whether anything accepts connections at the URL's host and port.
+def listener(url: str) -> Callable[[], bool]:
+    """A look at whether anything accepts connections at the URL's host and port; the URL
+    is read once, since a starting server is looked at dozens of times.
 
     A connection attempt costs a fraction of an HTTP request, so a starting server
     can be looked at often (each wait between looks is time a ready server is not
@@ -247,17 +250,25 @@ def _listens(url: str) -> bool:
     """
     try:
         parts = urlsplit(url)
-        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            address = ip_address(host or "")
-        except ValueError:  # a name (a container's): resolved, in gevent's thread pool
-            address = None
-        if address is not None and address.is_loopback:
-            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-            return _accepts_here(family, (host, port))
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return lambda: False
+    try:
+        address = ip_address(host)
+    except ValueError:  # a name (a container's): resolved at each look, in gevent's pool
+        return partial(_connects, host, port)
+    if address.is_loopback:
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        return partial(_accepts_here, family, (host, port))
+    return partial(_connects, host, port)
+
+
+def _connects(host: str, port: int) -> bool:
+    """A connection to host:port (gevent's socket, which waits cooperatively) succeeds."""
+    try:
         with socket.create_connection((host, port), timeout=1):
             return True
-    except (OSError, ValueError):
+    except OSError:
         return False
 
 
@@ -265,17 +276,21 @@ def _accepts_here(family: int, address: tuple[Any, ...]) -> bool:
     """A loopback address (a local server's): one non-blocking connection attempt on
     the system's own socket, whose answer the kernel knows at once (gevent's socket
     costs twice as much, to wait for an answer that needs no waiting). Never blocks."""
-    with _SYSTEM_SOCKET(family, socket.SOCK_STREAM) as sock:
-        sock.setblocking(False)
-        error = sock.connect_ex(address)
-        if error == errno.EINPROGRESS:
-            _, done, _ = _SYSTEM_SELECT([], [sock], [], 0)
-            if not done:
-                # Neither refused nor accepted at once, as the kernel answers a loopback
-                # attempt otherwise: it waits in a full accept queue, so something listens.
-                return True
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        return error == 0
+    try:
+        with _SYSTEM_SOCKET(family, socket.SOCK_STREAM) as sock:
+            sock.setblocking(False)
+            error = sock.connect_ex(address)
+            if error == errno.EINPROGRESS:
+                _, done, _ = _SYSTEM_SELECT([], [sock], [], 0)
+                if not done:
+                    # Neither refused nor accepted at once, as the kernel answers a
+                    # loopback attempt otherwise: it waits in a full accept queue, so
+                    # something listens.
+                    return True
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            return error == 0
+    except OSError:
+        return False
 
 
 def _server_version(

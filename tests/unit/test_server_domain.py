@@ -24,10 +24,10 @@ from app.servers import Next, SpawnStatus, get_servers
 from app.servers.spawning import (
     HTTP_POLL_FIRST,
     HTTP_POLL_MAX,
-    _listens,
     check_limits,
     claim,
     direct_get,
+    listener,
     look_again_in,
     wait_for_http,
 )
@@ -441,14 +441,15 @@ def test_a_local_server_whose_queue_is_full_listens(host: str) -> None:
         if host == "::1"
         else f"http://{host}:{sock.getsockname()[1]}"
     )
-    assert not _listens(url)
+    assert not listener(url)()
     sock.listen(0)
     waiting = [socket.socket(sock.family) for _ in range(3)]
     try:
         for client in waiting:
             client.setblocking(False)
             client.connect_ex(sock.getsockname()[:2])
-        assert all(_listens(url) for _ in range(5))
+        listens = listener(url)
+        assert all(listens() for _ in range(5))
     finally:
         for client in waiting:
             client.close()
