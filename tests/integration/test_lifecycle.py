@@ -357,8 +357,8 @@ def test_a_lost_route_is_re_added_when_a_loop_starts(hub: Hub) -> None:
     token = hub.token("lost-route")
     proxy_token = (hub.data_dir / "proxy_auth_token").read_text().strip()
     # The reconcile loop restores lost routes too (a full check every few seconds): when
-    # it wins the race with the request below, the loop's own repair went unused, and the
-    # route is lost again.
+    # it wins the race with the request below, the redirect loop's own repair went unused,
+    # so the route is taken away again.
     for _attempt in range(3):
         seen = len(hub.log())
         requests.delete(
