@@ -256,8 +256,8 @@ def listener(url: str) -> Callable[[], bool]:
     try:
         address = ip_address(host)
     except ValueError:  # a name (a container's): resolved at each look, in gevent's pool
-        return partial(_connects, host, port)
-    if address.is_loopback:
+        address = None
+    if address is not None and address.is_loopback:
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         return partial(_accepts_here, family, (host, port))
     return partial(_connects, host, port)
