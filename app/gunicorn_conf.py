@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def post_worker_init(worker: Any) -> None:
     sampler in each worker; the first worker ready observes the start-up durations."""
     from app import background, metrics
 
+    # Ctrl-C in a terminal signals the whole process group: the arbiter, which then stops
+    # each worker (SIGQUIT), and each worker itself. A worker told twice quits twice: the
+    # second quit's exit lands while the first is already ending the worker, and gevent
+    # prints its traceback. The arbiter's word is enough, so a worker ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # What start-up made lives as long as the worker: no collection needs to visit it.
     gc.freeze()
     metrics.observe_startup(worker.wsgi)

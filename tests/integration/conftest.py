@@ -154,14 +154,22 @@ def hub_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     return env
 
 
-def start_hub(data_dir: Path, env: dict[str, str], timeout: float = 60) -> Hub:
-    """Start `flaskhub run` and wait until it says it is running."""
+def start_hub(
+    data_dir: Path, env: dict[str, str], timeout: float = 60, *, own_group: bool = False
+) -> Hub:
+    """Start `flaskhub run` and wait until it says it is running; `own_group` starts it
+    in a process group of its own, as a terminal does, for a Ctrl-C to the whole group."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-run.log"
     offset = len(log_path.read_text(errors="replace")) if log_path.exists() else 0
     with log_path.open("ab") as logf:
         process = subprocess.Popen(
-            [FLASKHUB, "run"], env=env, cwd=data_dir.parent, stdout=logf, stderr=subprocess.STDOUT
+            [FLASKHUB, "run"],
+            env=env,
+            cwd=data_dir.parent,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            process_group=0 if own_group else None,
         )
     hub = Hub(
         public_url=f"http://127.0.0.1:{env['FLASKHUB_PORT']}",

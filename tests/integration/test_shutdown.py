@@ -1,15 +1,16 @@
-"""POST /hub/api/shutdown and GET /hub/api/health against a running hub."""
+"""Stopping a running hub: POST /hub/api/shutdown (with GET /hub/api/health), and Ctrl-C."""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.conftest import Hub, pid_alive, server_pids
+from tests.integration.conftest import Hub, hub_env, pid_alive, server_pids, start_hub
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +36,45 @@ def test_shutdown_stops_the_hub_and_its_servers_as_asked(
         assert pid_alive(pid)
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(pid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
+# Twice: before workers ignored it, 3 stops in 4 printed the traceback.
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_ctrl_c_in_a_terminal_stops_everything_without_a_traceback(
+    tmp_path: Path, attempt: int
+) -> None:
+    """A terminal's Ctrl-C signals the whole process group at once: gunicorn's arbiter and
+    its workers (CHP and the servers have sessions of their own, stopped by the hub). A
+    worker told to quit twice, by the terminal and by the arbiter, printed gevent's
+    traceback."""
+    data_dir = tmp_path / "data"
+    hub = start_hub(data_dir, hub_env(data_dir, workers=2), own_group=True)
+    pgid = hub.process.pid
+    try:
+        name = f"ctrl-c-{attempt}"
+        assert hub.api("POST", f"/users/{name}").status_code == 201
+        assert hub.api("POST", f"/users/{name}/server").status_code == 201
+        [server] = server_pids(name, hub)
+        assert len(group_members(pgid)) == 3  # the arbiter and its two workers
+        os.killpg(pgid, signal.SIGINT)
+        assert hub.process.wait(timeout=60) == 0
+    finally:
+        hub.stop()
+    log = hub.log()
+    assert "FlaskHub stopped." in log
+    assert "Traceback" not in log, log[-3000:]
+    wait_for(lambda: not group_members(pgid) and not pid_alive(server))
