@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import ConsoleMessage, Locator, Page, expect
 
 from tests.browser.axe import assert_accessible
 from tests.helpers import wait_for
@@ -228,3 +228,26 @@ def test_admin_page_main_actions_from_the_keyboard(page: Page, hub: Hub) -> None
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_have_text("milo is now an admin.")
     assert hub.api("GET", "/users/milo").json()["admin"] is True
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_resource_loads(page: Page, hub: Hub, name: str) -> None:
+    """Nothing the page asks for fails, the icon the browser fetches for its tab included
+    (without one named, Chromium asked for /favicon.ico: a 404 in the console). The page
+    itself may answer with an error status: the error pages say so with it."""
+    failed: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        if message.type == "error" and message.location.get("url") != page.url:
+            failed.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", note)
+    main_action = PAGES[name](page, hub, "load")
+    expect(main_action).to_be_visible()
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon is not None
+    response = page.request.get(hub.public_url + icon)
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    page.wait_for_load_state("networkidle")
+    assert not failed
