@@ -116,6 +116,13 @@ def health() -> ResponseReturnValue:
     return Response("ok\n", mimetype="text/plain")
 
 
+@bp.get("/hub/favicon.ico")
+def favicon() -> ResponseReturnValue:
+    """The icon a browser asks for where a page names none (a server's own page, say:
+    /favicon.ico reaches the hub through the proxy's default route): the hub's."""
+    return redirect("/hub/static/favicon.svg")
+
+
 @bp.route("/hub/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
     next_url = _safe_next(request.values.get("next"))

@@ -305,6 +305,17 @@ def test_health(client: FlaskClient) -> None:
     assert (response.status_code, response.text) == (200, "ok\n")
 
 
+def test_the_default_icon_request_gets_the_hubs_icon(client: FlaskClient) -> None:
+    """A page that names no icon (a server's own) makes the browser ask for /favicon.ico,
+    which the hub sends to /hub/favicon.ico."""
+    assert client.get("/favicon.ico").headers["Location"] == "/hub/favicon.ico"
+    response = client.get("/hub/favicon.ico")
+    assert (response.status_code, response.headers["Location"]) == (302, "/hub/static/favicon.svg")
+    with client.get("/hub/static/favicon.svg") as icon:
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+        assert icon.text.startswith("<svg ")
+
+
 # -- the proxy's error target ---------------------------------------------------------
 
 
