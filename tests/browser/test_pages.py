@@ -155,12 +155,19 @@ def test_token_page_create_see_once_use_and_revoke(page: Page, hub: Hub) -> None
 
 
 def test_token_page_bad_scope_is_explained(page: Page, hub: Hub) -> None:
+    """The refusal is said, and the token of an earlier request is no longer shown beside
+    it (it would read as made by the refused request)."""
     log_in_home(page, hub, "tess")
     page.goto(f"{hub.public_url}/hub/token")
+    page.get_by_label("Note").fill("first")
+    page.get_by_role("button", name="Request new API token").click()
+    expect(page.locator("#new-token-box")).to_be_visible()
     page.get_by_label("Scopes").fill("admin:everything")
     page.get_by_role("button", name="Request new API token").click()
     expect(page.locator("#token-error")).to_contain_text("admin:everything")
-    assert hub.api("GET", "/users/tess/tokens").json()["api_tokens"] == []
+    expect(page.locator("#new-token-box")).to_be_hidden()
+    tokens = hub.api("GET", "/users/tess/tokens").json()["api_tokens"]
+    assert [t["note"] for t in tokens] == ["first"]
 
 
 def test_token_page_lists_and_revokes_authorised_applications(page: Page, hub: Hub) -> None:

@@ -93,10 +93,15 @@ document.addEventListener("DOMContentLoaded", () => {
     if (expires) body.expires_in = expires;
     if (scopes.length) body.scopes = scopes;
     error.textContent = "";
+    // The box shows the answer to this request only: beside a refusal, an earlier
+    // token would read as made by the request that was refused.
+    const box = document.getElementById("new-token-box");
+    box.hidden = true;
+    document.getElementById("new-token-value").textContent = "";
     try {
       const { data } = await hubApi("POST", api, body);
       document.getElementById("new-token-value").textContent = data.token;
-      document.getElementById("new-token-box").hidden = false;
+      box.hidden = false;
       form.reset();
       await load();
     } catch (e) {
