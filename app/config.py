@@ -361,6 +361,9 @@ def _host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
+JSON_EXAMPLES = {list: '["alice", "bob"]', dict: '{"name": "value"}'}
+
+
 def coerce(row: Setting, value: Any) -> Any:
     """Check and convert one value to its setting's type, or raise ConfigError."""
     kind = row.type
@@ -377,8 +380,11 @@ def coerce(row: Setting, value: Any) -> Any:
     if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        # A list or table in an environment variable is JSON: `alice` is not, `["alice"]` is.
+        example = JSON_EXAMPLES.get(kind) if isinstance(value, str) else None
+        hint = f" (written as JSON, such as {example})" if example else ""
         raise ConfigError(
-            f"setting {row.name!r} ({row.env}) must be {kind.__name__}, got {value!r}"
+            f"setting {row.name!r} ({row.env}) must be {kind.__name__}, got {value!r}{hint}"
         )
     if isinstance(value, int | float) and value < 0:
         raise ConfigError(f"setting {row.name!r} must not be negative, got {value!r}")

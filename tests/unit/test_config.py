@@ -255,6 +255,21 @@ def test_bad_env_value_names_the_variable() -> None:
         load(environ={"FLASKHUB_PORT": "abc"})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "example"),
+    [
+        ("FLASKHUB_ADMIN_USERS", "alice", '["alice", "bob"]'),
+        ("FLASKHUB_HEADERS", "X-Frame-Options=deny", '{"name": "value"}'),
+    ],
+)
+def test_a_list_or_table_not_in_json_says_how_to_write_it(
+    variable: str, value: str, example: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(environ={variable: value})
+    assert str(raised.value).endswith(f"got {value!r} (written as JSON, such as {example})")
+
+
 def test_bad_toml_value_is_named(tmp_path: Path) -> None:
     path = write_toml(tmp_path / "hub.toml", {"workers": "many"})
     with pytest.raises(ConfigError, match="'workers'"):
