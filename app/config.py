@@ -361,7 +361,7 @@ def _host(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-JSON_EXAMPLES = {list: '["alice", "bob"]', dict: '{"name": "value"}'}
+JSON_EXAMPLES: dict[type, str] = {list: '["alice", "bob"]', dict: '{"name": "value"}'}
 
 
 def coerce(row: Setting, value: Any) -> Any:
