@@ -34,6 +34,10 @@ def init_app(app: Flask) -> None:
         defaults = {
             "Access-Control-Allow-Headers": DEFAULT_ALLOW_HEADERS,
             "Content-Security-Policy": _default_csp(),
+            # A window a user's server opens (window.open, a link) on a hub page loses
+            # its handle on it, same origin or not: a server's script must never read
+            # a hub page, its XSRF token included (README: Security).
+            "Cross-Origin-Opener-Policy": "noopener-allow-popups",
         }
         for name, value in defaults.items():
             if name.lower() not in configured_lower:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.db import get_db
@@ -33,6 +34,29 @@ def free_ports(count: int) -> list[int]:
         for s in sockets:
             s.bind(("127.0.0.1", 0))
         return [s.getsockname()[1] for s in sockets]
+
+
+# What a browser sends with a top-level navigation (a link, a typed URL, a form), which
+# the hub requires before it believes the login cookie of a request without its XSRF
+# token (app.auth.is_navigation). Tests that act as a person's browser send it.
+NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+# What a page's script sends with fetch() on its own origin.
+SCRIPT_FETCH = {
+    "Sec-Fetch-Mode": "cors",
+    "Sec-Fetch-Dest": "empty",
+    "Sec-Fetch-Site": "same-origin",
+}
+
+
+class BrowserClient(FlaskClient):
+    """Flask's test client as a browser's navigations: every request says it is one
+    (NAVIGATION) unless the test's own headers say otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base.update(
+            {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in NAVIGATION.items()}
+        )
 
 
 def header_values(response: Any, name: str) -> list[str]:

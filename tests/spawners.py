@@ -10,6 +10,7 @@ prefix picks the fault, so one hub serves every lifecycle test:
 - ``never-*``: the process runs but never answers HTTP (http_timeout)
 - ``exit-*``: the process exits with status 3 at once
 - ``oldversion-*``: the server answers with X-JupyterHub-Version 1.0.0
+- ``evil-*``: tests/evil_server.py, a server whose page attacks whoever opens it
 - anything else: the real built-in server
 
 With auth state, the user's access token goes to the server as ACCESS_TOKEN (the
@@ -63,6 +64,8 @@ class FaultSpawner(SimpleLocalProcessSpawner):
             return [sys.executable, "-c", "import time; time.sleep(600)"]
         if fault == "exit":
             return [sys.executable, "-c", "import sys; sys.exit(3)"]
+        if fault == "evil":
+            return [sys.executable, str(Path(__file__).with_name("evil_server.py"))]
         return super().command()
 
 

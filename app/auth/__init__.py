@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
-from flask import Flask, Request, current_app, g, has_app_context, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Request, Response, current_app, g, has_app_context, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import Authenticator, authenticator_class
@@ -36,6 +36,7 @@ from app.users import get_users
 
 CSRF_HEADERS = ("X-XSRFToken", "X-CSRFToken", "X-CSRF-Token")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass(frozen=True)
@@ -244,14 +245,33 @@ def csrf_ok() -> bool:
     """A cookie-authenticated unsafe request must carry the session's CSRF token."""
     if request.method in SAFE_METHODS or token_from_header() is not None:
         return True
-    expected = session.get("csrf")
-    sent = next((request.headers[h] for h in CSRF_HEADERS if h in request.headers), None)
-    if sent is None and request.mimetype in (
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-    ):
-        sent = request.form.get("_xsrf")
+    return _carries_csrf(request, session)
+
+
+def _carries_csrf(req: Request, login: SessionMixin, *, in_query: bool = False) -> bool:
+    """The request carries the login's CSRF token: in a header, a form field, or (for
+    an EventSource, which can send no header) the `_xsrf` query argument."""
+    expected = login.get("csrf")
+    sent = next((req.headers[h] for h in CSRF_HEADERS if h in req.headers), None)
+    if sent is None and req.mimetype in FORM_TYPES:
+        sent = req.form.get("_xsrf")
+    if sent is None and in_query:
+        sent = req.args.get("_xsrf")
     return bool(expected and sent and hmac.compare_digest(str(expected), str(sent)))
+
+
+def is_navigation(req: Request) -> bool:
+    """A top-level navigation of the browser (a link, a typed URL, a form), as the
+    browser itself says (Fetch Metadata, which no script can set)."""
+    return (
+        req.headers.get("Sec-Fetch-Mode") == "navigate"
+        and req.headers.get("Sec-Fetch-Dest") == "document"
+    )
+
+
+class DetachedSession(SecureCookieSession):
+    """The login cookie of a request that may not use it: empty, and never saved (a
+    script's request must neither act as the visitor nor replace their cookie)."""
 
 
 def get_authenticator(app: Flask | None = None) -> Authenticator:
@@ -279,7 +299,17 @@ class HubSessionInterface(SecureCookieSessionInterface):
         # signing serializer to build (Flask builds one first, on every request).
         if self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
-        return super().open_session(app, request)
+        login = super().open_session(app, request)
+        if login is None or is_navigation(request) or _carries_csrf(request, login, in_query=True):
+            return login
+        # Anything else the browser sends with the cookie (fetch, XHR, a frame, an
+        # image) may come from a script of a page on this origin, e.g. a user's server
+        # in path mode: it gets no login and no CSRF token (README: Security).
+        return DetachedSession()
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, DetachedSession):
+            super().save_session(app, session, response)
 
 
 def init_app(app: Flask) -> None:

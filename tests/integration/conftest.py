@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import free_ports, wait_for, xsrf_token
+from tests.helpers import NAVIGATION, free_ports, wait_for, xsrf_token
 from tests.postgres_server import Postgres, throwaway_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,6 +257,7 @@ def process_tree(pid: int) -> list[int]:
 def login(hub: Hub, name: str) -> requests.Session:
     """A browser-like session logged in to the hub as name (through the login form)."""
     session = requests.Session()
+    session.headers.update(NAVIGATION)
     page = session.get(f"{hub.public_url}/hub/login", timeout=10)
     response = session.post(
         f"{hub.public_url}/hub/login",

@@ -29,7 +29,7 @@ from app.db import Database
 from app.migrations import upgrade
 from app.tokens import get_tokens
 from app.users import get_users
-from tests.helpers import free_port, xsrf_token
+from tests.helpers import BrowserClient, free_port, xsrf_token
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +51,7 @@ def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
         # The hub's own account for every server: no test makes system accounts by accident.
         base = {"data_dir": str(data_dir), "proxy_api_port": free_port(), "spawner": "simple"}
         app = create_app({**base, **overrides})
+        app.test_client_class = BrowserClient
         if get_settings(app).db_url != f"sqlite:///{data_dir / 'flaskhub.sqlite'}":
             upgrade(get_settings(app).db_url)
         return app

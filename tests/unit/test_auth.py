@@ -27,6 +27,7 @@ from app.models import APIToken, User
 from app.outcomes import Invalid
 from app.tokens import Service, get_tokens
 from app.users import UserService, get_users
+from tests.helpers import SCRIPT_FETCH, BrowserClient
 
 PASSWORD = "correct horse battery staple"
 XSRF_MESSAGE = "XSRF cookie does not match POST argument"
@@ -245,7 +246,7 @@ def test_session_cookie_flags(client: FlaskClient) -> None:
 def test_wrong_password_is_refused(tmp_path: Path) -> None:
     flask_app = create_app({"data_dir": str(tmp_path / "data"), "dummy_password": "sesame"})
     upgrade(get_settings(flask_app).db_url)
-    client = flask_app.test_client()
+    client = BrowserClient(flask_app)
     response = log_in(client, "alice", "wrong")
     assert response.status_code == 403
     assert "Invalid username or password." in response.text
@@ -291,6 +292,47 @@ def test_xsrf_token_from_before_login_is_not_accepted(client: FlaskClient) -> No
     assert client.post("/hub/login", data=form).status_code == 302
     response = client.delete("/hub/api/users/alice/server", headers={"X-XSRFToken": before})
     assert response.status_code == 403
+
+
+# What a script's request sends: fetch() or XHR, a frame, an object, no Fetch Metadata
+# at all (an old browser, or a client that is no browser).
+NOT_NAVIGATIONS = {
+    "fetch": SCRIPT_FETCH,
+    "no-cors fetch": {**SCRIPT_FETCH, "Sec-Fetch-Mode": "no-cors"},
+    "frame": {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"},
+    "object": {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "object"},
+    "no metadata": {"Sec-Fetch-Mode": "", "Sec-Fetch-Dest": ""},
+}
+
+
+@pytest.mark.parametrize("headers", NOT_NAVIGATIONS.values(), ids=NOT_NAVIGATIONS)
+def test_a_script_gets_no_login_and_no_token(
+    alice_client: FlaskClient, headers: dict[str, str]
+) -> None:
+    """A page on the hub's origin (a user's server in path mode) reads nothing as the
+    visitor: the home page sends it to the login page, whose token is worth nothing."""
+    home = alice_client.get("/hub/home", headers=headers)
+    assert home.status_code == 302
+    assert home.headers["Location"].startswith("/hub/login")
+    login_page = alice_client.get("/hub/login", headers=headers)
+    assert "set-cookie" not in {name.lower() for name in login_page.headers.keys()}
+    stolen = {**headers, "X-XSRFToken": form_xsrf(login_page.text)}
+    assert alice_client.get("/hub/api/user", headers=headers).status_code == 403
+    mint = alice_client.post("/hub/api/users/alice/tokens", json={}, headers=stolen)
+    assert mint.status_code == 403
+    # The visitor's own navigation still finds them logged in.
+    assert alice_client.get("/hub/home").status_code == 200
+
+
+def test_the_hubs_own_scripts_pass_with_the_pages_token(alice_client: FlaskClient) -> None:
+    xsrf = page_xsrf(alice_client.get("/hub/home").text)
+    me = alice_client.get("/hub/api/user", headers={**SCRIPT_FETCH, "X-XSRFToken": xsrf})
+    assert me.status_code == 200 and me.json["name"] == "alice"
+    # An EventSource (the progress bar) sends no header: the token in the URL.
+    by_query = alice_client.get(f"/hub/api/user?_xsrf={xsrf}", headers=SCRIPT_FETCH)
+    assert by_query.status_code == 200
+    wrong = alice_client.get("/hub/api/user?_xsrf=forged", headers=SCRIPT_FETCH)
+    assert wrong.status_code == 403
 
 
 @pytest.fixture

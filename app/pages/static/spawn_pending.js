@@ -5,7 +5,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const bar = document.getElementById("progress-bar");
   const message = document.getElementById("progress-message");
   const log = document.getElementById("progress-log");
-  const source = new EventSource(box.dataset.progressUrl);
+  // An EventSource sends no header: the XSRF token that lets the hub believe its
+  // cookie goes in the URL (as JupyterHub's own page does).
+  const url = new URL(box.dataset.progressUrl, window.location.href);
+  url.searchParams.set("_xsrf", document.querySelector('meta[name="xsrf-token"]').content);
+  const source = new EventSource(url);
   let finished = false;
 
   const showFailure = (text) => {
