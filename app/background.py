@@ -24,7 +24,7 @@ from app.db import DATABASE_DOWN, get_db
 from app.heartbeats import get_heartbeats
 from app.models import Lease, ServerState, utcnow
 from app.processes import process_alive, this_process
-from app.servers import ServerManager, get_servers, url_prefix
+from app.servers import ServerManager, get_servers
 from proxy.client import ProxyError
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Reconciler:
             running = servers.rows.in_states(ServerState.RUNNING)
             if not running:
                 return False
-            self.sentinel = url_prefix(running[0].user.name, running[0].name)
+            self.sentinel = servers.routes.spec(running[0].user.name, running[0].name)
         try:
             lost = servers.routes.get(self.sentinel) is None
         except ProxyError:

@@ -247,6 +247,11 @@ class Settings:
     login_failure_window: float = setting(
         300.0, "Seconds in which login_failure_limit counts; then logins work again."
     )
+    subdomain_host: str = setting(
+        "",
+        "The hub's own origin, e.g. https://hub.example.org: each user's servers then get "
+        "an origin of their own, https://<user>.hub.example.org (README: Security).",
+    )
     cookie_max_age_days: float = setting(14.0, "Days a login lasts (the login cookie's age).")
     cookie_secure: bool = setting(
         False, "Send the login cookie only over HTTPS (always so when the proxy says HTTPS)."

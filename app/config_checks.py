@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.config import (
     AUTHENTICATOR_NAMES,
@@ -124,6 +125,22 @@ def validate(settings: Settings) -> None:
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
     _validate_docker(settings)
+    _validate_subdomain_host(settings.subdomain_host)
+
+
+def _validate_subdomain_host(value: str) -> None:
+    if not value:
+        return
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = parts._replace(scheme="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"setting 'subdomain_host' must be the hub's origin, such as "
+            f"https://hub.example.org or http://localhost:8000, got {value!r}"
+        )
 
 
 def _validate_access(settings: Settings) -> None:

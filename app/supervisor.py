@@ -46,6 +46,7 @@ def start_proxy(settings: Settings) -> ProxyProcess:
         error_target=f"{settings.hub_connect_url}/hub/error",
         auth_token=settings.proxy_auth_token,
         log_file=str(log_file),
+        host_routing=bool(settings.subdomain_host),
     )
     try:
         proxy.start()

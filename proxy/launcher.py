@@ -147,8 +147,11 @@ class ProxyProcess:
         log_level: str = "info",
         cmd: list[str] | None = None,
         log_file: str | None = None,
+        host_routing: bool = False,
     ) -> None:
         self.ip = ip
+        #: Route by host as well as path (per-user origins: the host is the path's first step).
+        self.host_routing = host_routing
         self.port = port
         self.api_ip = api_ip
         self.api_port = api_port
@@ -299,6 +302,8 @@ class ProxyProcess:
         args += ["--default-target", self.default_target]
         if self.error_target:
             args += ["--error-target", self.error_target]
+        if self.host_routing:
+            args.append("--host-routing")
         return [*args, "--log-level", self.log_level]
 
     def _wait_until_serving(

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.config import current_settings
 from app.models import Role, Server, User
-from app.servers import url_prefix
+from app.pages.urls import server_url_for
 from app.user_views import GroupView, ServerView, UserView
 
 
@@ -24,7 +24,7 @@ def server_model(server: Server | ServerView, *, state: bool = False) -> dict[st
     """The server model; with `state`, the spawner's state too (for admin:server_state:
     app.api.visibility takes it out where the caller may not see it)."""
     owner = server.user.name
-    prefix = url_prefix(owner, server.name)
+    prefix = server_url_for(owner, server.name)
     progress = f"/hub/api/users/{owner}/server/progress"
     if server.name:
         progress = f"/hub/api/users/{owner}/servers/{server.name}/progress"
@@ -37,7 +37,7 @@ def server_model(server: Server | ServerView, *, state: bool = False) -> dict[st
         "stopped": not server.active,
         "url": prefix,
         "progress_url": progress,
-        "full_url": public + prefix,
+        "full_url": prefix if prefix.startswith("http") else public + prefix,
         "full_progress_url": public + progress,
         "started": isoformat(server.started),
         "last_activity": isoformat(server.last_activity),
@@ -68,7 +68,7 @@ def user_model(
         "admin": user.admin,
         "groups": [group.name for group in user.groups],
         "roles": role_names(user.admin, user.roles),
-        "server": url_prefix(user.name) if default is not None and default.ready else None,
+        "server": server_url_for(user.name) if default is not None and default.ready else None,
         "pending": default.pending if default is not None else None,
         "created": isoformat(user.created),
         "last_activity": isoformat(user.last_activity),

@@ -34,7 +34,8 @@ from app.logins import get_throttle
 from app.outcomes import DomainError, Invalid
 from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
-from app.servers import get_servers, url_prefix
+from app.pages.urls import server_url_for, to_hub_origin
+from app.servers import get_servers
 from app.users import get_users
 from proxy.client import ProxyError
 
@@ -74,6 +75,9 @@ def _safe_next(target: str | None) -> str:
     return "/hub/home"
 
 
+bp.before_app_request(to_hub_origin)
+
+
 @bp.before_request
 def _csrf() -> None:
     if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok():
@@ -95,7 +99,7 @@ def index() -> ResponseReturnValue:
     if user is not None and current_settings().redirect_to_server:
         server = get_servers().get_server(user.name)
         if server is not None and server.ready:
-            return redirect(url_prefix(user.name))
+            return redirect(server_url_for(user.name))
     return redirect("/hub/home")
 
 
@@ -108,7 +112,7 @@ def user_redirect_to_me(path: str) -> ResponseReturnValue:
     steps = [step for step in path.split("/") if step not in (".", "..")]
     query = request.query_string.decode()
     target = quote("/".join(steps), safe="/@!$&'()*+,;=:~")
-    return redirect(f"{url_prefix(user.name)}{target}{'?' + query if query else ''}")
+    return redirect(f"{server_url_for(user.name)}{target}{'?' + query if query else ''}")
 
 
 @bp.get("/hub/health")
@@ -241,7 +245,7 @@ def change_password() -> ResponseReturnValue:
 def user_no_slash(name: str) -> ResponseReturnValue:
     """/user/<name> → /user/<name>/ (else it bounces between proxy and hub forever)."""
     query = request.query_string.decode()
-    return redirect(f"{url_prefix(name)}{'?' + query if query else ''}")
+    return redirect(f"{server_url_for(name)}{'?' + query if query else ''}")
 
 
 @bp.route("/<path:path>")

@@ -13,8 +13,9 @@ from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
 from app.pages.login_required import require_login
+from app.pages.urls import server_url_for
 from app.pages.visits import go_or_wait, pending_page_url, spawn_page_url, visit_error
-from app.servers import Next, get_servers, url_prefix
+from app.servers import Next, get_servers
 from app.servers.names import check_server_name
 from app.spawn_options import chosen_options, option_fields
 
@@ -32,7 +33,7 @@ def home() -> str:
         "home.html",
         user=user,
         server=next((s for s in named if s.name == ""), None),
-        prefix=url_prefix(user.name),
+        prefix=server_url_for(user.name),
         proxy_up=servers.routes.ping(),
         named_servers=[s for s in named if s.name] if _named_allowed() else None,
         server_row=server_row,
@@ -47,7 +48,7 @@ def server_row(server: Server) -> dict[str, str]:
     )
     return {
         "status": status,
-        "url": url_prefix(owner, name),
+        "url": server_url_for(owner, name),
         "spawn_url": spawn_page_url(owner, name),
         "pending_url": pending_page_url(owner, name),
         "api_url": f"/hub/api/users/{quote(owner, safe='@~')}/servers/{quote(name, safe='@~')}",

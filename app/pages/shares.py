@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from app.errors import HubError
 from app.outcomes import Invalid
 from app.pages.login_required import require_login
-from app.servers import url_prefix
+from app.pages.urls import server_url_for
 from app.shares import get_shares
 
 bp = Blueprint("share_pages", __name__)
@@ -30,9 +30,9 @@ def accept_share_page() -> ResponseReturnValue:
         code=request.args["code"],
         owner=server.user.name,
         server=server,
-        server_url=url_prefix(server.user.name, server.name),
+        server_url=server_url_for(server.user.name, server.name),
         scopes=row.scopes,
-        next_url=_next_url(url_prefix(server.user.name, server.name)),
+        next_url=_next_url(server_url_for(server.user.name, server.name)),
     )
 
 
@@ -45,7 +45,7 @@ def accept_share() -> ResponseReturnValue:
     except Invalid as e:
         raise HubError(400, e.message) from None
     server = share.server
-    return redirect(_next_url(url_prefix(server.user.name, server.name)))
+    return redirect(_next_url(server_url_for(server.user.name, server.name)))
 
 
 def _next_url(default: str) -> str:

@@ -19,8 +19,9 @@ from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
+from app.pages.urls import server_url_for
 from app.pages.visits import pending_page_url, spawn_page_url, visit_error
-from app.servers import Next, get_servers, url_prefix
+from app.servers import Next, get_servers
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def handle(user: User, name: str, path: str) -> ResponseReturnValue:
     """The response for a logged-in user visiting /hub/user/<name>/<path>."""
     if user.name != name:
         # Never another user's server: to one's own.
-        return redirect(url_prefix(user.name) + path + _query())
+        return redirect(server_url_for(user.name) + path + _query())
     server_name, path = _which_server(name, path)
     visit = get_servers().visit(name, server_name)
     if visit.next == Next.GO:
@@ -61,7 +62,7 @@ def _implicit_spawn(name: str, server_name: str, path: str) -> ResponseReturnVal
     servers = get_servers()
     result = servers.start_server(name, server_name, explicit=False)
     if result.outcome == Outcome.READY:
-        return redirect(url_prefix(name, server_name) + path + _query())
+        return redirect(server_url_for(name, server_name) + path + _query())
     if result.outcome in (Outcome.PENDING, Outcome.ALREADY_PENDING):
         return redirect(pending_page_url(name, server_name))
     if result.outcome == Outcome.FAILED:
@@ -86,7 +87,7 @@ def _to_server(server: Server, name: str, server_name: str, path: str) -> Respon
             raise HubError(500, "Redirect loop detected.")
         get_servers().ensure_route(server)
         gevent.sleep(min(2**redirects, 10))
-    return redirect(url_prefix(name, server_name) + path + _query(redirects=redirects + 1))
+    return redirect(server_url_for(name, server_name) + path + _query(redirects=redirects + 1))
 
 
 def _redirects() -> int:

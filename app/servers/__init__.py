@@ -47,9 +47,13 @@ def init_app(app: Flask) -> None:
 
     settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
-    routes = Routes(ProxyClient(settings.proxy_api_url, settings.proxy_auth_token), recorder)
+    routes = Routes(
+        ProxyClient(settings.proxy_api_url, settings.proxy_auth_token),
+        recorder,
+        settings.subdomain_host,
+    )
     db = get_db(app)
-    rows = ServerRows(db, get_tokens(app), get_oauth(app))
+    rows = ServerRows(db, get_tokens(app), get_oauth(app), settings.subdomain_host)
     auth_states = app.extensions.get("flaskhub.auth_states")
     app.extensions["flaskhub.servers"] = ServerManager(
         db,

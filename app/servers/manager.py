@@ -93,7 +93,13 @@ class ServerManager:
         server = self.get_server(user_name, server_name)
         if poll and server is not None and not self.poll_server(server):
             server = self.get_server(user_name, server_name)
-        return visit_of(server, user_name, server_name, implicit_spawn=self.settings.implicit_spawn)
+        return visit_of(
+            server,
+            user_name,
+            server_name,
+            implicit_spawn=self.settings.implicit_spawn,
+            subdomain_host=self.settings.subdomain_host,
+        )
 
     def counts(self) -> dict[str, int]:
         """State counts computed on request (drives limits and gauges)."""
@@ -288,7 +294,7 @@ class ServerManager:
                 spawn.kill(block=True, timeout=5)
             server = when_reachable(lambda: self.rows.by_id(server_id))
             assert server is not None
-            self.routes.delete(url_prefix(server.user.name, server.name))
+            self.routes.delete_server(server.user.name, server.name)
             self.spawner_for(server).stop()
             ok = True
         except Exception:
@@ -354,7 +360,7 @@ class ServerManager:
         if status is None:
             return True
         log.warning("Server of %s exited on its own with status %s", server.user.name, status)
-        self.routes.delete(url_prefix(server.user.name, server.name))
+        self.routes.delete_server(server.user.name, server.name)
         self._mark_stopped(
             server.id, reason=f"Your server stopped unexpectedly (exit status {status})."
         )
@@ -426,7 +432,7 @@ class ServerManager:
         """Clean up after a dead owner: the process, the route, then the state."""
         log.warning("Server of %s: %s Cleaning up.", server.user.name, why)
         _stop_quietly(self.spawner_for(server))
-        self.routes.delete(url_prefix(server.user.name, server.name))
+        self.routes.delete_server(server.user.name, server.name)
         if server.state == ServerState.SPAWNING:
             error = SpawnerError(f"{why} Start the server again.")
             self._record_failure(server.id, None, error)

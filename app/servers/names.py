@@ -3,9 +3,10 @@ scopes and the data of its proxy route."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from app.outcomes import Invalid, shown
 from app.spawners.base import SERVER_SEPARATOR
@@ -33,6 +34,51 @@ def url_prefix(user_name: str, server_name: str = "") -> str:
     if server_name:
         prefix += f"{quote(server_name, safe='@~')}/"
     return prefix
+
+
+# A user's host label in per-user origins: a name that is a DNS label as it stands, else
+# its DNS-safe part and a hash of the whole name. A label of that hashed form is never
+# a name as it stands, so no user can take another's origin by their name.
+HASHED_LABEL_RE = re.compile(r".*-h[0-9a-f]{16}")
+PLAIN_LABEL_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+LABEL_MAX = 63
+
+
+def host_label(user_name: str) -> str:
+    """The DNS label of a user's origin (per-user origins)."""
+    if (
+        PLAIN_LABEL_RE.fullmatch(user_name)
+        and len(user_name) <= LABEL_MAX
+        and not HASHED_LABEL_RE.fullmatch(user_name)
+        and not user_name.startswith("xn-")
+    ):
+        return user_name
+    digest = hashlib.sha256(user_name.encode()).hexdigest()[:16]
+    safe = "-".join(re.findall(r"[a-z0-9]+", user_name.lower()))[:40] or "u"
+    return f"{safe}-h{digest}" if not safe.startswith("xn") else f"u{safe}-h{digest}"
+
+
+def user_origin(subdomain_host: str, user_name: str) -> str:
+    """The origin of a user's servers: '' on the hub's own (path mode), else
+    <scheme>://<label>.<host>[:port]."""
+    if not subdomain_host:
+        return ""
+    parts = urlsplit(subdomain_host)
+    return f"{parts.scheme}://{host_label(user_name)}.{parts.netloc}"
+
+
+def server_url(subdomain_host: str, user_name: str, server_name: str = "") -> str:
+    """Where a person opens a server: its prefix, on its user's origin if they have one."""
+    return user_origin(subdomain_host, user_name) + url_prefix(user_name, server_name)
+
+
+def route_spec(subdomain_host: str, user_name: str, server_name: str = "") -> str:
+    """The server's route in CHP: with per-user origins CHP routes by host (the host,
+    without its port, as the path's first step)."""
+    if not subdomain_host:
+        return url_prefix(user_name, server_name)
+    host = urlsplit(user_origin(subdomain_host, user_name)).hostname
+    return f"/{host}{url_prefix(user_name, server_name)}"
 
 
 def client_id(user_name: str, server_name: str = "") -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.db import Database
 from app.models import Server, ServerState
-from app.servers.names import route_data, url_prefix
+from app.servers.names import route_data, route_spec
 from app.servers.recorder import Recorder
 from app.users import UserService
 from proxy.client import ProxyClient, ProxyError
@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 class Routes:
     """Adds, deletes and lists the hub's routes in CHP through one ProxyClient."""
 
-    def __init__(self, client: ProxyClient, recorder: Recorder) -> None:
+    def __init__(self, client: ProxyClient, recorder: Recorder, subdomain_host: str = "") -> None:
         self.client = client
         self.recorder = recorder
+        self.subdomain_host = subdomain_host
         #: Other routes the check keeps, {prefix: (target, data)}: the services' (app.services).
         self.extra_routes: Callable[[], dict[str, tuple[str, dict[str, Any]]]] = dict
 
@@ -53,9 +54,17 @@ class Routes:
         """Add (or re-point) a route; raises ProxyError."""
         self._timed(self.recorder.proxy_add, self.client.add_route, prefix, target, data)
 
+    def spec(self, user_name: str, server_name: str = "") -> str:
+        """A server's route (by host too, with per-user origins)."""
+        return route_spec(self.subdomain_host, user_name, server_name)
+
     def add_server(self, user_name: str, server_name: str, url: str) -> None:
         """Route a server's prefix to it; raises ProxyError."""
-        self.add(url_prefix(user_name, server_name), url, route_data(user_name, server_name))
+        self.add(self.spec(user_name, server_name), url, route_data(user_name, server_name))
+
+    def delete_server(self, user_name: str, server_name: str) -> None:
+        """Delete a server's route (logged, never raised: as delete)."""
+        self.delete(self.spec(user_name, server_name))
 
     def delete(self, prefix: str) -> None:
         """Delete a route; a failure is logged (the route check retries it), never raised."""
@@ -81,7 +90,7 @@ class Routes:
         }
         starting = set()
         for server in rows:
-            prefix = url_prefix(server.user.name, server.name)
+            prefix = self.spec(server.user.name, server.name)
             if server.state == ServerState.SPAWNING or server.url is None:
                 starting.add(prefix)  # finish_spawn owns its route until it is running
                 continue
@@ -95,7 +104,7 @@ class Routes:
 
     def ensure(self, server: Server) -> bool:
         """Re-add a running server's route if CHP lost it; True if it did."""
-        prefix = url_prefix(server.user.name, server.name)
+        prefix = self.spec(server.user.name, server.name)
         if server.url is None or self.get(prefix) is not None:
             return False
         self.add_server(server.user.name, server.name, server.url)

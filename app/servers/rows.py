@@ -16,7 +16,7 @@ from app.db import Database, rows_changed
 from app.models import Server, ServerState, User, utcnow
 from app.oauth import OAuthService
 from app.processes import this_process
-from app.servers.names import access_scopes, client_id, url_prefix
+from app.servers.names import access_scopes, client_id, server_url, url_prefix
 from app.tokens import TokenService
 
 # A server with its user's own columns (name, storage id) and none of the user's
@@ -52,10 +52,13 @@ _MARK_RUNNING = (
 class ServerRows:
     """Reads and writes server rows (and the credentials issued to a server)."""
 
-    def __init__(self, db: Database, tokens: TokenService, oauth: OAuthService) -> None:
+    def __init__(
+        self, db: Database, tokens: TokenService, oauth: OAuthService, subdomain_host: str = ""
+    ) -> None:
         self.db = db
         self.tokens = tokens
         self.oauth = oauth
+        self.subdomain_host = subdomain_host
 
     def get(self, user_name: str, server_name: str = "") -> Server | None:
         with self.db.read() as session:
@@ -98,7 +101,8 @@ class ServerRows:
             session,
             client_id=client_id(user_name, server_name),
             secret_hash=row.hashed,
-            redirect_uri=prefix + "oauth_callback",
+            # On the server's own origin with per-user origins (its login happens there).
+            redirect_uri=server_url(self.subdomain_host, user_name, server_name) + "oauth_callback",
             description=f"Server at {prefix}",
             server_id=server.id,
         )

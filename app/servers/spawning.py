@@ -28,7 +28,7 @@ from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import this_process
 from app.servers.counts import state_counts
-from app.servers.names import access_scopes, client_id, url_prefix
+from app.servers.names import access_scopes, client_id, server_url, url_prefix
 from app.spawners import Spawner, SpawnerError
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def spawner_env(
     """The JUPYTERHUB_* variables a server is started with (and nothing of the hub's);
     `hub_url` is the hub as the server reaches it (default the hub's own URL)."""
     prefix = url_prefix(user_name, server_name)
+    url = server_url(settings.subdomain_host, user_name, server_name)
     scopes = json.dumps(access_scopes(user_name, server_name))
     api_url = f"{hub_url or settings.hub_url}/hub/api"
     return {
@@ -164,13 +165,14 @@ def spawner_env(
         "JUPYTERHUB_USER": user_name,
         "JUPYTERHUB_SERVER_NAME": server_name,
         "JUPYTERHUB_CLIENT_ID": client_id(user_name, server_name),
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": prefix + "oauth_callback",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": url + "oauth_callback",
         "JUPYTERHUB_OAUTH_SCOPES": scopes,
         "JUPYTERHUB_OAUTH_ACCESS_SCOPES": scopes,
         "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
         "JUPYTERHUB_ACTIVITY_URL": f"{api_url}/users/{quote(user_name, safe='@~')}/activity",
-        "JUPYTERHUB_HOST": "",
-        "JUPYTERHUB_PUBLIC_URL": settings.public_url + prefix,
+        # With per-user origins the server sends browsers to the hub's own origin.
+        "JUPYTERHUB_HOST": settings.subdomain_host.rstrip("/"),
+        "JUPYTERHUB_PUBLIC_URL": url if settings.subdomain_host else settings.public_url + prefix,
     }
 
 

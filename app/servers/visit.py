@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from app.models import Server, ServerState
-from app.servers.names import url_prefix
+from app.servers.names import server_url
 
 
 class Next(enum.StrEnum):
@@ -46,10 +46,15 @@ class Visit:
 
 
 def visit_of(
-    server: Server | None, user_name: str, server_name: str = "", *, implicit_spawn: bool
+    server: Server | None,
+    user_name: str,
+    server_name: str = "",
+    *,
+    implicit_spawn: bool,
+    subdomain_host: str = "",
 ) -> Visit:
     """The decision for a server row (None when the server was never started)."""
-    url = url_prefix(user_name, server_name)
+    url = server_url(subdomain_host, user_name, server_name)
     decided = partial(Visit, user_name=user_name, server_name=server_name)
     state = ServerState(server.state) if server is not None else ServerState.STOPPED
     if server is not None and server.ready:

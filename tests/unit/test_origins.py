@@ -1,0 +1,74 @@
+"""Per-user origins: each user's host, CHP's host routes, the servers' environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ConfigError, load
+from app.servers.names import (
+    HASHED_LABEL_RE,
+    host_label,
+    route_spec,
+    server_url,
+    url_prefix,
+)
+from app.servers.spawning import spawner_env
+
+HUB = "https://hub.example.org"
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("alice", "alice"), ("bob-2", "bob-2"), ("7up", "7up")],
+)
+def test_a_name_that_is_a_dns_label_is_its_own_label(name: str, label: str) -> None:
+    assert host_label(name) == label
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["alice.smith", "a_b", "x@example.org", "bob+1", "-x", "a--b", "x" * 64, "xn--abc", "élodie"],
+)
+def test_any_other_name_gets_a_hashed_label_no_plain_name_can_take(name: str) -> None:
+    label = host_label(name)
+    assert HASHED_LABEL_RE.fullmatch(label) and len(label) <= 63
+    # The squatter's move: a user named as the label itself gets another label.
+    assert host_label(label) != label
+
+
+def test_labels_of_different_names_differ() -> None:
+    names = ["alice.smith", "alice_smith", "alice-smith", "Alice.Smith".lower(), "alice@smith"]
+    labels = {host_label(n) for n in names}
+    assert len(labels) == len(set(names))
+
+
+def test_path_mode_urls_and_routes_are_the_prefix() -> None:
+    assert server_url("", "alice", "lab") == url_prefix("alice", "lab") == "/user/alice/lab/"
+    assert route_spec("", "alice") == "/user/alice/"
+
+
+def test_per_user_origins_urls_and_routes_name_the_users_host() -> None:
+    assert server_url("http://localhost:8000", "alice") == "http://alice.localhost:8000/user/alice/"
+    assert route_spec("http://localhost:8000", "alice", "x") == "/alice.localhost/user/alice/x/"
+    label = host_label("a.b")
+    assert server_url(HUB, "a.b") == f"https://{label}.hub.example.org/user/a.b/"
+
+
+def test_a_server_logs_in_on_its_own_origin_and_sends_people_to_the_hubs() -> None:
+    settings = load(environ={}, overrides={"subdomain_host": HUB})
+    env = spawner_env(settings, "alice", "", "t0ken")
+    assert env["JUPYTERHUB_HOST"] == HUB
+    callback = "https://alice.hub.example.org/user/alice/oauth_callback"
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == callback
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/alice/"
+    path_env = spawner_env(load(environ={}, overrides={}), "alice", "", "t0ken")
+    assert path_env["JUPYTERHUB_HOST"] == ""
+    assert path_env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/user/alice/oauth_callback"
+
+
+@pytest.mark.parametrize(
+    "value", ["hub.example.org", "ftp://hub.example.org", "https://hub.example.org/x", "http://:80"]
+)
+def test_subdomain_host_must_be_an_origin(value: str) -> None:
+    with pytest.raises(ConfigError, match="subdomain_host"):
+        load(environ={}, overrides={"subdomain_host": value})
