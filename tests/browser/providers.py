@@ -58,10 +58,22 @@ def sign_in(page: Page, hub: Hub, login: str) -> None:
     page.wait_for_url(re.compile(re.escape(hub.public_url) + r"/hub/.*"))
 
 
+def page_api(page: Page, path: str) -> Any:
+    """GET /hub/api<path> as a hub page's own script does (its XSRF token with the
+    cookie); the model, or None when refused. The page must be a hub page."""
+    return page.evaluate(
+        "async (url) => { try { return (await window.hubApi('GET', url)).data; }"
+        " catch (e) { return null; } }",
+        f"/hub/api{path}",
+    )
+
+
 def whoami(page: Page, hub: Hub) -> str | None:
     """Who the browser is logged in as at the hub, or None."""
-    response = page.request.get(f"{hub.public_url}/hub/api/user")
-    return response.json()["name"] if response.ok else None
+    if not page.url.startswith(f"{hub.public_url}/hub/"):
+        page.goto(f"{hub.public_url}/hub/home")
+    model = page_api(page, "/user")
+    return str(model["name"]) if model else None
 
 
 def admin_flag(hub: Hub, name: str) -> bool:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.browser.providers import provider_with_hub, sign_in, whoami
+from tests.browser.providers import page_api, provider_with_hub, sign_in, whoami
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub
 from tests.oidc_server import OpenIDProvider
@@ -72,8 +72,8 @@ def test_tokens_kept_encrypted_and_shown_only_to_admin_auth_state(
     for key in ("access_token", "refresh_token", "id_token"):
         assert state[key] and state[key].encode() not in raw
     assert b"staff" not in raw
-    own = page.request.get(f"{hub.public_url}/hub/api/users/alice")
-    assert own.ok and "auth_state" not in own.json()
+    own = page_api(page, "/users/alice")
+    assert own is not None and "auth_state" not in own
 
 
 def test_spawn_refreshes_the_login_and_hands_the_token_to_the_server(

@@ -15,14 +15,16 @@ from tests.integration.test_jupyter_compat import SINGLEUSER
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+@pytest.fixture(scope="module", params=["path", "per-user origins"])
+def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Hub]:
     if not SINGLEUSER.exists():
         pytest.skip(f"{SINGLEUSER} is missing: run `source .ci/setup --test`")
     data_dir = tmp_path_factory.mktemp("lab-hub") / "data"
     # The tests run as root with the hub's own account for servers: --allow-root here only
     # (./run's servers never run as root).
     env = hub_env(data_dir, spawner_cmd=[str(SINGLEUSER), "--allow-root"])
+    if request.param == "per-user origins":
+        env["FLASKHUB_SUBDOMAIN_HOST"] = f"http://localhost:{env['FLASKHUB_PORT']}"
     hub = start_hub(data_dir, env)
     try:
         yield hub
@@ -31,10 +33,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 def test_start_my_server_opens_jupyterlab(page: Page, hub: Hub) -> None:
-    page.goto(f"{hub.public_url}/hub/home")
+    """In both modes: with per-user origins, JupyterLab on lara's own origin, its login
+    through the hub's OAuth there."""
+    hub_origin = hub.env.get("FLASKHUB_SUBDOMAIN_HOST", hub.public_url)
+    server_origin = (
+        hub_origin.replace("://", "://lara.") if hub_origin != hub.public_url else hub_origin
+    )
+    page.goto(f"{hub_origin}/hub/home")
     sign_in(page, "lara")
     page.get_by_role("link", name="Start My Server").click()
-    page.wait_for_url(f"{hub.public_url}/user/lara/lab**", timeout=60_000)
+    page.wait_for_url(f"{server_origin}/user/lara/lab**", timeout=60_000)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
     expect(page).to_have_title("JupyterLab", timeout=30_000)
     server = hub.api("GET", "/users/lara").json()["servers"][""]

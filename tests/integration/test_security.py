@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import free_port, wait_for, xsrf_token
+from tests.helpers import NAVIGATION, free_port, wait_for, xsrf_token
 from tests.integration.conftest import FLASKHUB, Hub, hub_env, login, server_pids
 
 pytestmark = pytest.mark.integration
@@ -336,6 +336,7 @@ def test_logout_ends_copied_cookies_and_the_servers_logins(hub: Hub, alice_runni
     ]
     assert oauth, "the server login gave the server an OAuth token"
     copied = requests.Session()
+    copied.headers.update(NAVIGATION)
     copied.cookies.update(browser.cookies)
     assert copied.get(f"{hub.public_url}/hub/api/user", timeout=10).status_code == 200
     browser.get(f"{hub.public_url}/hub/logout", timeout=10)
@@ -387,7 +388,7 @@ def test_repeated_failed_logins_are_throttled_then_forgiven(
 def test_the_error_page_shows_nothing_of_another_users_server(hub: Hub) -> None:
     assert hub.api("POST", "/users/bob").status_code == 201
     assert hub.api("POST", "/users/bob/server").status_code == 201
-    (pid,) = server_pids("bob")
+    (pid,) = server_pids("bob", hub)
     os.kill(pid, signal.SIGKILL)  # bob's server dies, with a stop reason to come
     page = hub.get("/hub/error/503", params={"url": "/user/bob/"})  # no login at all
     assert page.status_code == 503
