@@ -208,7 +208,7 @@ def token(name: str, note: str) -> None:
         username = normalize_username(name)
     except Invalid as e:
         raise click.ClickException(str(e)) from None
-    admin = username in [n.lower() for n in settings.admin_users]
+    admin = username in map(normalize_username, settings.admin_users)
     if users.get(username) is None:
         click.echo(f"Creating user {username}{' (admin)' if admin else ''}", err=True)
     user = users.get_or_create(username, admin=admin)

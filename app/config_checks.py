@@ -20,6 +20,8 @@ from app.config import (
     Settings,
     coerce,
 )
+from app.names import normalize_username
+from app.outcomes import Invalid
 from app.spawn_options import problem_with as spawn_options_problem
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -104,9 +106,6 @@ def validate(settings: Settings) -> None:
         if "\n" in name + value or "\r" in name + value:
             # Werkzeug refuses them at response time: every response would be a 500.
             raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
-    for name in settings.admin_users:
-        if not isinstance(name, str):
-            raise ConfigError("setting 'admin_users' must be a list of names")
     if not METRIC_NAME_RE.fullmatch(settings.metrics_prefix):
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
@@ -131,6 +130,8 @@ def _validate_access(settings: Settings) -> None:
     for name in ("allowed_users", "blocked_users", "allowed_groups", "admin_groups"):
         if not all(isinstance(v, str) and v.strip() for v in getattr(settings, name)):
             raise ConfigError(f"setting {name!r} must be a list of non-empty strings")
+    for name in ("allowed_users", "blocked_users", "admin_users"):
+        _validate_usernames(name, getattr(settings, name))
     allows = settings.allow_all or settings.allowed_users or settings.allowed_groups
     if settings.authenticator in PROVIDER_AUTHENTICATORS and not allows:
         raise ConfigError(
@@ -138,6 +139,15 @@ def _validate_access(settings: Settings) -> None:
             "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
             "the provider accepts"
         )
+
+
+def _validate_usernames(setting: str, names: list[str]) -> None:
+    """Each name must be one the normalisation takes: a look-alike would never match."""
+    for name in names:
+        try:
+            normalize_username(name)
+        except Invalid as e:
+            raise ConfigError(f"setting {setting!r}: {e.message}") from None
 
 
 def _validate_ldap(settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -15,15 +14,12 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, DatabaseUnavailable
 from app.models import Group, Server, ServerState, User, utcnow
+from app.names import normalize_username
 from app.outcomes import Conflict, Invalid, NotFound, shown
 from app.user_views import UserView, user_view, user_views
 
-# A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
-# (128 ASCII characters), so that every spawner can use it.
-USERNAME_MAX_BYTES = 128
 # The columns GET /users sorts by (JupyterHub's).
 SORT_KEYS = ("id", "name", "last_activity", "server_ready")
-USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # How precisely a token's and a user's last use of the hub is kept (the writes are
 # throttled to this: a write per request would serialise every request).
 ACTIVITY_RESOLUTION = timedelta(minutes=1)
@@ -42,19 +38,6 @@ ONE_USER_LOADS = (
     joinedload(User.groups),
     joinedload(User.roles),
 )
-
-
-def normalize_username(name: str) -> str:
-    """Lower-case and strip a name, then validate it, or raise Invalid saying why."""
-    if not isinstance(name, str):
-        raise Invalid("A username must be a string.")
-    normal = name.strip().lower()
-    if not USERNAME_RE.fullmatch(normal) or len(normal.encode()) > USERNAME_MAX_BYTES:
-        raise Invalid(
-            f"Invalid username {shown(name)}: use letters, digits and . _ - @ +, starting "
-            f"with a letter or digit, at most {USERNAME_MAX_BYTES} bytes."
-        )
-    return normal
 
 
 # Built once: asked on every request that names a user it does not load.

@@ -16,6 +16,7 @@ import logging
 from app.auth.authenticators import AuthResult
 from app.config import Settings
 from app.models import User
+from app.names import normalize_username
 from app.outcomes import Forbidden
 from app.users import UserService
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def _names(values: list[str]) -> set[str]:
-    return {v.strip().lower() for v in values}
+    """A list of names of the settings, in the names' normal form (checked at start-up:
+    app.config_checks)."""
+    return {normalize_username(v) for v in values}
 
 
 def allowed(settings: Settings, result: AuthResult) -> bool:
