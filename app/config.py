@@ -124,6 +124,9 @@ class Settings:
     ldap_search_filter: str = setting(
         "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
     )
+    ldap_username_attribute: str = setting(
+        "uid", "The attribute of the bound entry that must equal the normalised name typed."
+    )
     ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
     ldap_bind_password: str = setting("", "The service account's password.", secret=True)
     ldap_group_search_base: str = setting(
