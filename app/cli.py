@@ -241,6 +241,30 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
     click.echo(f"User {username} {'(admin) ' if admin else ''}can now log in.")
 
 
+@user.command("unbind")
+@click.argument("name")
+def user_unbind(name: str) -> None:
+    """Release user NAME from the identity provider's account it is bound to (when the
+    person's account there changed): the next login through the provider binds it again."""
+    from app.outcomes import DomainError
+
+    settings = _settings()
+    _migrate(settings)
+    username = _username(name)
+    try:
+        bound = _user_service(settings).unbind_provider(username)
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    if bound is None:
+        click.echo(f"{username} is bound to no account of an identity provider.")
+        return
+    issuer, subject = bound
+    click.echo(
+        f"{username} is no longer bound to sub {subject} of {issuer}: the next login of "
+        f"{username} through the provider binds it again."
+    )
+
+
 @user.command("set-password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")

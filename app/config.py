@@ -160,6 +160,11 @@ class Settings:
     username_claim: str = setting(
         "preferred_username", "The claim that names the user (normalised like every name)."
     )
+    oauth_subject_claim: str = setting(
+        "",
+        "oauth2: the userinfo claim that is the user's stable id, bound to the name at the "
+        "first login (empty: sub, else id as GitHub's). oidc always uses sub.",
+    )
     groups_claim: str = setting(
         "groups", "The claim that lists the user's groups (id token or userinfo)."
     )

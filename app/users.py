@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import Database, DatabaseUnavailable
 from app.models import Group, Server, ServerState, User, utcnow
 from app.names import normalize_username
-from app.outcomes import Conflict, Invalid, NotFound, shown
+from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
 from app.user_views import UserView, user_view, user_views
 
 # The columns GET /users sorts by (JupyterHub's).
@@ -226,6 +226,40 @@ class UserService:
         """Delete the user row (with servers and tokens); callers stop servers first."""
         with self.db.write() as session:
             session.execute(delete(User).where(User.name == name))
+
+    def bind_provider(self, name: str, issuer: str, subject: str) -> None:
+        """Bind the user to the identity provider's account (issuer, sub) if not bound yet;
+        Forbidden if it is bound to another account (a name never changes hands)."""
+        with self.db.write() as session:
+            # One conditional write: of two first logins at once, exactly one binds.
+            session.execute(
+                update(User)
+                .where(User.name == name, User.provider_subject.is_(None))
+                .values(provider_issuer=issuer, provider_subject=subject)
+                .execution_options(synchronize_session=False)
+            )
+            bound = session.execute(
+                select(User.provider_issuer, User.provider_subject).where(User.name == name)
+            ).one_or_none()
+        if bound is not None and tuple(bound) != (issuer, subject):
+            raise Forbidden(
+                f"The name {name} on this hub belongs to another account of the identity "
+                f"provider, so you cannot log in as {name}. If that account was yours and "
+                "has changed, ask the hub's administrators to release the name."
+            )
+
+    def unbind_provider(self, name: str) -> tuple[str, str] | None:
+        """Release the user from the provider's account it is bound to (the next login
+        through the provider binds it again); the binding it had, or None."""
+        with self.db.write() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFound(f"No such user: {name}")
+            if user.provider_issuer is None or user.provider_subject is None:
+                return None
+            bound = (user.provider_issuer, user.provider_subject)
+            user.provider_issuer = user.provider_subject = None
+            return bound
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
         with self.db.write() as session:

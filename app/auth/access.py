@@ -7,6 +7,10 @@ Order: `blocked_users` refuse; `allow_all` admits; otherwise a name in
 start so: app.config). Admin comes from `admin_users` and, when the
 authenticator knows the user's groups and `admin_groups` is set, from those
 groups, re-read at every login: leaving the group takes admin away.
+
+A name from an identity provider is bound to the provider's account (issuer,
+sub) at its first login through it; a login of that name by another account is
+refused (`flaskhub user unbind NAME` releases it).
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ def admit(users: UserService, settings: Settings, result: AuthResult) -> User:
             "Ask its administrators to allow you (allowed_users or allowed_groups)."
         )
     user = users.get_or_create(result.name)
+    if result.subject is not None:
+        try:
+            users.bind_provider(user.name, *result.subject)
+        except Forbidden:
+            log.warning(
+                "Refused login of %s: the name is bound to another account of the provider "
+                "(this one: issuer %s, sub %s)",
+                user.name,
+                *result.subject,
+            )
+            raise
     admin = is_admin(settings, result)
     if admin is not None and admin != user.admin:
         change = "Granted" if admin else "Removed"
