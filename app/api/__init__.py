@@ -15,6 +15,8 @@ from app.auth import csrf_ok, current_identity
 from app.errors import HubError
 from app.headers import API_PATHS
 from app.names import normalize_username
+from app.outcomes import Invalid
+from app.users import get_users
 
 bp = Blueprint("api", __name__, url_prefix="/hub/api")
 # The routes whose <name> is a user's (elsewhere a group's or a service's); <owner> is
@@ -51,6 +53,18 @@ def _user_names(endpoint: str | None, values: dict[str, Any] | None) -> None:
     if not values or request.url_rule is None:
         return
     if "name" in values and request.url_rule.rule.startswith(USER_NAMED):
-        values["name"] = normalize_username(values["name"])
+        values["name"] = _path_username(values["name"])
     if "owner" in values:
-        values["owner"] = normalize_username(values["owner"])
+        values["owner"] = _path_username(values["owner"])
+
+
+def _path_username(name: str) -> str:
+    """The normal form of a user's name in a path; a name it refuses only if a user has
+    exactly that name (made before the normalisation refused it: the admin can still
+    rename or delete them; such a user can no longer log in)."""
+    try:
+        return normalize_username(name)
+    except Invalid:
+        if get_users().exists(name):
+            return name
+        raise

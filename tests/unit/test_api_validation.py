@@ -683,3 +683,14 @@ def test_a_share_names_its_user_in_the_normal_form(
         assert response.json is not None and response.json["user"] == {"name": "bob"}
     else:
         check_error(response, 400, "Invalid username")
+
+
+def test_a_user_named_before_look_alikes_were_refused_can_be_renamed_and_deleted(
+    app: Flask, api: Api
+) -> None:
+    with get_db(app).write() as session:
+        session.add(User(name="ｋａｔｅ", cookie_id="x"))  # an earlier version's user
+    check_error(api("PATCH", "/users/ｋａｔｅ", {"name": "ｋａｔｅ2"}), 400, "Invalid username")
+    assert api("PATCH", "/users/ｋａｔｅ", {"name": "kate-old"}).status_code == 200
+    assert api("DELETE", "/users/kate-old").status_code == 204
+    assert user_names(app) == ["admin", "alice", "bob"]
