@@ -242,14 +242,21 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
 
 
 @user.command("unbind")
-@click.argument("name")
-def user_unbind(name: str) -> None:
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True, help="Every user (the hub changed provider).")
+def user_unbind(name: str | None, every: bool) -> None:
     """Release user NAME from the identity provider's account it is bound to (when the
     person's account there changed): the next login through the provider binds it again."""
     from app.outcomes import DomainError
 
+    if every == bool(name):
+        raise click.UsageError("Give a NAME or --all.")
     settings = _settings()
     _migrate(settings)
+    if name is None:
+        count = _user_service(settings).unbind_all_providers()
+        click.echo(f"Released {count} names: each is bound again at its next login.")
+        return
     username = _username(name)
     try:
         bound = _user_service(settings).unbind_provider(username)

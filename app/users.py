@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database, DatabaseUnavailable
+from app.db import Database, DatabaseUnavailable, rows_changed
 from app.models import Group, Server, ServerState, User, utcnow
 from app.names import normalize_username
 from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
@@ -260,6 +260,18 @@ class UserService:
             bound = (user.provider_issuer, user.provider_subject)
             user.provider_issuer = user.provider_subject = None
             return bound
+
+    def unbind_all_providers(self) -> int:
+        """Release every name from its provider's account (the hub moved to another
+        provider or issuer); the number released."""
+        with self.db.write() as session:
+            released = session.execute(
+                update(User)
+                .where(User.provider_subject.is_not(None))
+                .values(provider_issuer=None, provider_subject=None)
+                .execution_options(synchronize_session=False)
+            )
+            return rows_changed(released)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
         with self.db.write() as session:

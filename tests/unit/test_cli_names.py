@@ -57,3 +57,17 @@ def test_unbind_releases_the_name(run: tuple[CliRunner, dict[str, str], UserServ
     assert "kate is bound to no account" in invoke(run, "user", "unbind", "kate").output
     nobody = invoke(run, "user", "unbind", "nobody")
     assert nobody.exit_code == 1 and "No such user: nobody" in nobody.output
+
+
+def test_unbind_all_after_a_change_of_provider(
+    run: tuple[CliRunner, dict[str, str], UserService],
+) -> None:
+    users = run[2]
+    for name in ("kate", "lena", "max"):  # (the first also creates the database)
+        assert invoke(run, "token", name).exit_code == 0
+    users.bind_provider("kate", "https://old-id", "k")
+    users.bind_provider("lena", "https://old-id", "l")
+    result = invoke(run, "user", "unbind", "--all")
+    assert result.exit_code == 0 and "Released 2 names" in result.output
+    users.bind_provider("kate", "https://new-id", "k2")
+    assert invoke(run, "user", "unbind").exit_code == 2  # neither a name nor --all
