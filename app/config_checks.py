@@ -25,6 +25,8 @@ from app.outcomes import Invalid
 from app.spawn_options import problem_with as spawn_options_problem
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# An LDAP attribute's name (RFC 4512 descr).
+LDAP_ATTRIBUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 SWARM_ADDRESSES = ("docker_gwbridge", "network")
@@ -171,8 +173,31 @@ def _validate_ldap(settings: Settings) -> None:
         if not isinstance(template, str) or "{username}" not in template:
             raise ConfigError("each of 'ldap_bind_dn_template' must contain {username}")
         _check_fields("ldap_bind_dn_template", template, "username")
+        _check_dn_template(template)
+    if not LDAP_ATTRIBUTE_RE.fullmatch(settings.ldap_username_attribute):
+        raise ConfigError(
+            "setting 'ldap_username_attribute' must be an attribute name such as uid or "
+            f"sAMAccountName, got {settings.ldap_username_attribute!r}"
+        )
     _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
     _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
+
+
+def _check_dn_template(template: str) -> None:
+    """A template must make a DN: the hub reads the bound entry's own name there (a bind
+    name such as {username}@example.org names no entry)."""
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
+    try:
+        parse_dn(template.format(username="x"))
+    except LDAPInvalidDnError:
+        raise ConfigError(
+            f"each of 'ldap_bind_dn_template' must be a DN such as uid={{username}},ou=people,"
+            f"dc=example,dc=org, not {template!r}: the hub reads the bound entry's own name "
+            "(ldap_username_attribute). For user@domain bind names, use search-then-bind "
+            "(ldap_search_base)."
+        ) from None
 
 
 def _validate_oauth(settings: Settings, *urls: str) -> None:

@@ -259,6 +259,10 @@ def test_ldap_without_allow_settings_does_not_start(clean_env: Path) -> None:
         ({"ldap_bind_dn_template": ["uid=alice,dc=x"]}, "ldap_bind_dn_template"),
         ({"ldap_bind_dn_template": ["uid={username},{base}"]}, "ldap_bind_dn_template"),
         ({"ldap_group_search_filter": "(member={user})"}, "ldap_group_search_filter"),
+        # A bind name that is no DN names no entry whose own name the hub could read.
+        ({"ldap_bind_dn_template": ["{username}@example.org"]}, "ldap_bind_dn_template"),
+        ({"ldap_username_attribute": ""}, "ldap_username_attribute"),
+        ({"ldap_username_attribute": "uid)(cn=*"}, "ldap_username_attribute"),
     ],
 )
 def test_bad_ldap_settings_are_named(clean_env: Path, changes: dict[str, Any], named: str) -> None:
