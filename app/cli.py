@@ -208,7 +208,7 @@ def token(name: str, note: str) -> None:
         username = normalize_username(name)
     except Invalid as e:
         raise click.ClickException(str(e)) from None
-    admin = username in [n.lower() for n in settings.admin_users]
+    admin = username in map(normalize_username, settings.admin_users)
     if users.get(username) is None:
         click.echo(f"Creating user {username}{' (admin)' if admin else ''}", err=True)
     user = users.get_or_create(username, admin=admin)
@@ -239,6 +239,37 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
         users.set_admin(username, True)
     users.set_password_hash(username, hash_password(password))
     click.echo(f"User {username} {'(admin) ' if admin else ''}can now log in.")
+
+
+@user.command("unbind")
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True, help="Every user (the hub changed provider).")
+def user_unbind(name: str | None, every: bool) -> None:
+    """Release user NAME from the identity provider's account it is bound to (when the
+    person's account there changed): the next login through the provider binds it again."""
+    from app.outcomes import DomainError
+
+    if every == bool(name):
+        raise click.UsageError("Give a NAME or --all.")
+    settings = _settings()
+    _migrate(settings)
+    if name is None:
+        count = _user_service(settings).unbind_all_providers()
+        click.echo(f"Released {count} names: each is bound again at its next login.")
+        return
+    username = _username(name)
+    try:
+        bound = _user_service(settings).unbind_provider(username)
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    if bound is None:
+        click.echo(f"{username} is bound to no account of an identity provider.")
+        return
+    issuer, subject = bound
+    click.echo(
+        f"{username} is no longer bound to sub {subject} of {issuer}: the next login of "
+        f"{username} through the provider binds it again."
+    )
 
 
 @user.command("set-password")

@@ -124,6 +124,9 @@ class Settings:
     ldap_search_filter: str = setting(
         "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
     )
+    ldap_username_attribute: str = setting(
+        "uid", "The attribute of the bound entry that must equal the normalised name typed."
+    )
     ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
     ldap_bind_password: str = setting("", "The service account's password.", secret=True)
     ldap_group_search_base: str = setting(
@@ -156,6 +159,11 @@ class Settings:
     )
     username_claim: str = setting(
         "preferred_username", "The claim that names the user (normalised like every name)."
+    )
+    oauth_subject_claim: str = setting(
+        "",
+        "oauth2: the userinfo claim that is the user's stable id, bound to the name at the "
+        "first login (empty: sub, else id as GitHub's). oidc always uses sub.",
     )
     groups_claim: str = setting(
         "groups", "The claim that lists the user's groups (id token or userinfo)."

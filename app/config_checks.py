@@ -21,9 +21,13 @@ from app.config import (
     Settings,
     coerce,
 )
+from app.names import normalize_username
+from app.outcomes import Invalid
 from app.spawn_options import problem_with as spawn_options_problem
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# An LDAP attribute's name (RFC 4512 descr).
+LDAP_ATTRIBUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 SWARM_ADDRESSES = ("docker_gwbridge", "network")
@@ -105,9 +109,6 @@ def validate(settings: Settings) -> None:
         if "\n" in name + value or "\r" in name + value:
             # Werkzeug refuses them at response time: every response would be a 500.
             raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
-    for name in settings.admin_users:
-        if not isinstance(name, str):
-            raise ConfigError("setting 'admin_users' must be a list of names")
     if not METRIC_NAME_RE.fullmatch(settings.metrics_prefix):
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
@@ -148,6 +149,8 @@ def _validate_access(settings: Settings) -> None:
     for name in ("allowed_users", "blocked_users", "allowed_groups", "admin_groups"):
         if not all(isinstance(v, str) and v.strip() for v in getattr(settings, name)):
             raise ConfigError(f"setting {name!r} must be a list of non-empty strings")
+    for name in ("allowed_users", "blocked_users", "admin_users"):
+        _validate_usernames(name, getattr(settings, name))
     allows = settings.allow_all or settings.allowed_users or settings.allowed_groups
     if settings.authenticator in PROVIDER_AUTHENTICATORS and not allows:
         raise ConfigError(
@@ -155,6 +158,15 @@ def _validate_access(settings: Settings) -> None:
             "'allowed_users' or 'allowed_groups', or 'allow_all' = true to let in everyone "
             "the provider accepts"
         )
+
+
+def _validate_usernames(setting: str, names: list[str]) -> None:
+    """Each name must be one the normalisation takes: a look-alike would never match."""
+    for name in names:
+        try:
+            normalize_username(name)
+        except Invalid as e:
+            raise ConfigError(f"setting {setting!r}: {e.message}") from None
 
 
 def _validate_ldap(settings: Settings) -> None:
@@ -178,8 +190,31 @@ def _validate_ldap(settings: Settings) -> None:
         if not isinstance(template, str) or "{username}" not in template:
             raise ConfigError("each of 'ldap_bind_dn_template' must contain {username}")
         _check_fields("ldap_bind_dn_template", template, "username")
+        _check_dn_template(template)
+    if not LDAP_ATTRIBUTE_RE.fullmatch(settings.ldap_username_attribute):
+        raise ConfigError(
+            "setting 'ldap_username_attribute' must be an attribute name such as uid or "
+            f"sAMAccountName, got {settings.ldap_username_attribute!r}"
+        )
     _check_fields("ldap_search_filter", settings.ldap_search_filter, "username")
     _check_fields("ldap_group_search_filter", settings.ldap_group_search_filter, "username", "dn")
+
+
+def _check_dn_template(template: str) -> None:
+    """A template must make a DN: the hub reads the bound entry's own name there (a bind
+    name such as {username}@example.org names no entry)."""
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
+    try:
+        parse_dn(template.format(username="x"))
+    except LDAPInvalidDnError:
+        raise ConfigError(
+            f"each of 'ldap_bind_dn_template' must be a DN such as uid={{username}},ou=people,"
+            f"dc=example,dc=org, not {template!r}: the hub reads the bound entry's own name "
+            "(ldap_username_attribute). For user@domain bind names, use search-then-bind "
+            "(ldap_search_base)."
+        ) from None
 
 
 def _validate_oauth(settings: Settings, *urls: str) -> None:

@@ -94,6 +94,10 @@ class User(Base):
     auth_refreshed: Mapped[datetime | None] = mapped_column(
         UTCDateTime, nullable=True, deferred=True
     )
+    # The identity provider's account (issuer, sub) the name is bound to at its first
+    # login through one: a later login of the name by another account is refused.
+    provider_issuer: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    provider_subject: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
 
     servers: Mapped[list[Server]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"

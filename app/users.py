@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -13,17 +12,14 @@ from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database, DatabaseUnavailable
+from app.db import Database, DatabaseUnavailable, rows_changed
 from app.models import Group, Server, ServerState, User, utcnow
-from app.outcomes import Conflict, Invalid, NotFound, shown
+from app.names import normalize_username
+from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
 from app.user_views import UserView, user_view, user_views
 
-# A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
-# (128 ASCII characters), so that every spawner can use it.
-USERNAME_MAX_BYTES = 128
 # The columns GET /users sorts by (JupyterHub's).
 SORT_KEYS = ("id", "name", "last_activity", "server_ready")
-USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # How precisely a token's and a user's last use of the hub is kept (the writes are
 # throttled to this: a write per request would serialise every request).
 ACTIVITY_RESOLUTION = timedelta(minutes=1)
@@ -42,19 +38,6 @@ ONE_USER_LOADS = (
     joinedload(User.groups),
     joinedload(User.roles),
 )
-
-
-def normalize_username(name: str) -> str:
-    """Lower-case and strip a name, then validate it, or raise Invalid saying why."""
-    if not isinstance(name, str):
-        raise Invalid("A username must be a string.")
-    normal = name.strip().lower()
-    if not USERNAME_RE.fullmatch(normal) or len(normal.encode()) > USERNAME_MAX_BYTES:
-        raise Invalid(
-            f"Invalid username {shown(name)}: use letters, digits and . _ - @ +, starting "
-            f"with a letter or digit, at most {USERNAME_MAX_BYTES} bytes."
-        )
-    return normal
 
 
 # Built once: asked on every request that names a user it does not load.
@@ -243,6 +226,52 @@ class UserService:
         """Delete the user row (with servers and tokens); callers stop servers first."""
         with self.db.write() as session:
             session.execute(delete(User).where(User.name == name))
+
+    def bind_provider(self, name: str, issuer: str, subject: str) -> None:
+        """Bind the user to the identity provider's account (issuer, sub) if not bound yet;
+        Forbidden if it is bound to another account (a name never changes hands)."""
+        with self.db.write() as session:
+            # One conditional write: of two first logins at once, exactly one binds.
+            session.execute(
+                update(User)
+                .where(User.name == name, User.provider_subject.is_(None))
+                .values(provider_issuer=issuer, provider_subject=subject)
+                .execution_options(synchronize_session=False)
+            )
+            bound = session.execute(
+                select(User.provider_issuer, User.provider_subject).where(User.name == name)
+            ).one_or_none()
+        if bound is not None and tuple(bound) != (issuer, subject):
+            raise Forbidden(
+                f"The name {name} on this hub belongs to another account of the identity "
+                f"provider, so you cannot log in as {name}. If that account was yours and "
+                "has changed, ask the hub's administrators to release the name."
+            )
+
+    def unbind_provider(self, name: str) -> tuple[str, str] | None:
+        """Release the user from the provider's account it is bound to (the next login
+        through the provider binds it again); the binding it had, or None."""
+        with self.db.write() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFound(f"No such user: {name}")
+            if user.provider_issuer is None or user.provider_subject is None:
+                return None
+            bound = (user.provider_issuer, user.provider_subject)
+            user.provider_issuer = user.provider_subject = None
+            return bound
+
+    def unbind_all_providers(self) -> int:
+        """Release every name from its provider's account (the hub moved to another
+        provider or issuer); the number released."""
+        with self.db.write() as session:
+            released = session.execute(
+                update(User)
+                .where(User.provider_subject.is_not(None))
+                .values(provider_issuer=None, provider_subject=None)
+                .execution_options(synchronize_session=False)
+            )
+            return rows_changed(released)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
         with self.db.write() as session:

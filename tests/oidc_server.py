@@ -34,6 +34,16 @@ ACCOUNTS = {
     "carol": {"preferred_username": "carol", "groups": ["staff", "ops"]},
     "bob": {"preferred_username": "bob", "groups": ["students"]},
     "eve": {"preferred_username": "eve/../root", "groups": ["staff"]},
+    # Accounts of their own (another sub each) whose names are kate or look like it.
+    "kate": {"preferred_username": "kate", "groups": ["staff"]},
+    "kate-upper": {"preferred_username": "Kate", "groups": ["staff"]},
+    "kate-kelvin": {"preferred_username": "\u212aate", "groups": ["staff"]},
+    "kate-spaces": {"preferred_username": " kate\u3000", "groups": ["staff"]},
+    "kate-ascii-spaces": {"preferred_username": "kate ", "groups": ["staff"]},
+    "kate-fullwidth": {"preferred_username": "ｋａｔｅ", "groups": ["staff"]},
+    "kate-bold": {"preferred_username": "𝐤𝐚𝐭𝐞", "groups": ["staff"]},
+    "kate-nbsp": {"preferred_username": "kate\u00a0", "groups": ["staff"]},
+    "kate-cyrillic": {"preferred_username": "kаte", "groups": ["staff"]},  # Cyrillic а
 }
 
 

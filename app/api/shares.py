@@ -23,7 +23,7 @@ from app.models import Server, Share, ShareCode
 from app.outcomes import NotFound
 from app.servers import get_servers
 from app.shares import CODE_LIFETIME_RANGE, DEFAULT_CODE_LIFETIME, apply_filter, get_shares
-from app.users import get_users
+from app.users import get_users, normalize_username
 
 bp = Blueprint("shares", __name__)
 
@@ -160,7 +160,9 @@ def _named(body: dict[str, Any]) -> tuple[str, str]:
     user, group = body.get("user"), body.get("group")
     if bool(user) == bool(group) or not isinstance(user or group, str):
         raise HubError(400, "Specify exactly one of `user` or `group` (a name)")
-    return ("user", user) if user else ("group", group)  # type: ignore[return-value]
+    if user:
+        return "user", normalize_username(user)
+    return "group", group  # type: ignore[return-value]
 
 
 def _recipient(body: dict[str, Any], identity: Identity) -> tuple[int | None, int | None]:

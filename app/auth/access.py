@@ -7,6 +7,10 @@ Order: `blocked_users` refuse; `allow_all` admits; otherwise a name in
 start so: app.config). Admin comes from `admin_users` and, when the
 authenticator knows the user's groups and `admin_groups` is set, from those
 groups, re-read at every login: leaving the group takes admin away.
+
+A name from an identity provider is bound to the provider's account (issuer,
+sub) at its first login through it; a login of that name by another account is
+refused (`flaskhub user unbind NAME` releases it).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 from app.auth.authenticators import AuthResult
 from app.config import Settings
 from app.models import User
+from app.names import normalize_username
 from app.outcomes import Forbidden
 from app.users import UserService
 
@@ -23,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def _names(values: list[str]) -> set[str]:
-    return {v.strip().lower() for v in values}
+    """A list of names of the settings, in the names' normal form (checked at start-up:
+    app.config_checks)."""
+    return {normalize_username(v) for v in values}
 
 
 def allowed(settings: Settings, result: AuthResult) -> bool:
@@ -59,6 +66,17 @@ def admit(users: UserService, settings: Settings, result: AuthResult) -> User:
             "Ask its administrators to allow you (allowed_users or allowed_groups)."
         )
     user = users.get_or_create(result.name)
+    if result.subject is not None:
+        try:
+            users.bind_provider(user.name, *result.subject)
+        except Forbidden:
+            log.warning(
+                "Refused login of %s: the name is bound to another account of the provider "
+                "(this one: issuer %s, sub %s)",
+                user.name,
+                *result.subject,
+            )
+            raise
     admin = is_admin(settings, result)
     if admin is not None and admin != user.admin:
         change = "Granted" if admin else "Removed"

@@ -54,6 +54,9 @@ class AuthResult:
     groups: frozenset[str] | None = None
     #: What the provider handed over (tokens, claims), kept encrypted as auth state.
     auth_state: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: The provider's account, (issuer, sub): the name is bound to it at the first login
+    #: (app.auth.access). None for authenticators without one (dummy, password, LDAP).
+    subject: tuple[str, str] | None = None
 
 
 class Authenticator:

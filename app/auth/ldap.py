@@ -5,7 +5,10 @@ the name escaped as an RDN value) or from a search under `ldap_search_base`
 with `ldap_search_filter` (the name escaped for a filter), done anonymously or
 as `ldap_bind_dn`. The password is then proved by binding as that DN; an
 empty password is refused before anything is sent (LDAP would take it as an
-anonymous bind). Groups (their `cn`) come from `ldap_group_search_filter`
+anonymous bind). The bound entry's own `ldap_username_attribute` (uid), normalised,
+must then be the normalised name typed: the directory's matching rules bind
+look-alikes (`ａｌｉｃｅ`, `𝐚𝐥𝐢𝐜𝐞`) as `alice`, and a name the normalisation refuses
+never reaches the directory. Groups (their `cn`) come from `ldap_group_search_filter`
 under `ldap_group_search_base`. An unreachable server raises Unavailable.
 """
 
@@ -22,7 +25,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
 from app.auth.authenticators import Authenticator, AuthResult
-from app.outcomes import Unavailable
+from app.outcomes import Invalid, Unavailable
 from app.users import normalize_username
 
 log = logging.getLogger(__name__)
@@ -49,11 +52,38 @@ class LDAPAuthenticator(Authenticator):
             conn = self._bind(dn, password)
             if conn is not None:
                 try:
+                    if not self._entry_names(conn, dn, username):
+                        return None
                     return AuthResult(username, self._groups(conn, dn, username))
                 finally:
                     conn.unbind()
         log.info("LDAP refused the password of %s", username)
         return None
+
+    def _entry_names(self, conn: ldap3.Connection, dn: str, username: str) -> bool:
+        """Whether the bound entry's own username attribute, normalised, is username.
+
+        The directory's matching rules take look-alikes (fullwidth or mathematical
+        letters, odd spaces) as the name, so a bind alone does not say whose entry it is.
+        """
+        attribute = self.settings.ldap_username_attribute
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
+        values = [
+            value
+            for entry in conn.response or []
+            if entry.get("type") == "searchResEntry"
+            for value in _values(entry["attributes"].get(attribute))
+        ]
+        if any(_normal(str(value)) == username for value in values):
+            return True
+        log.warning(
+            "LDAP entry %s was bound for %s, but its %s is %r: refused as a wrong password",
+            dn,
+            username,
+            attribute,
+            values,
+        )
+        return False
 
     def _candidate_dns(self, username: str) -> list[str]:
         """The DNs the user may be: from the templates, or the one entry the search finds."""
@@ -139,6 +169,14 @@ def _close(conn: ldap3.Connection) -> None:
         conn.unbind()
     except LDAPException:
         pass  # it could not send the unbind on the closed socket: the error raised first counts
+
+
+def _normal(name: str) -> str | None:
+    """A directory's name in the normal form, or None if the normalisation refuses it."""
+    try:
+        return normalize_username(name)
+    except Invalid:
+        return None
 
 
 def _values(value: Any) -> list[Any]:

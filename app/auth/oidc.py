@@ -91,6 +91,10 @@ class OIDCAuthenticator(RedirectAuthenticator):
                 claims = {**info, **claims}
         return claims
 
+    def subject(self, claims: dict[str, Any]) -> tuple[str, str]:
+        """(iss, sub) of the verified id token: OpenID Connect's stable id of an account."""
+        return str(claims["iss"]), self._stable_id(claims, ("sub",))
+
     def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         """The id token's claims, or Forbidden: signature, iss, aud, exp and nonce checked."""
         s = self.settings

@@ -93,7 +93,10 @@ class RedirectAuthenticator(Authenticator):
         token = self._fetch_token(args["code"], pending["verifier"])
         claims = self.claims(token, pending)
         return AuthResult(
-            self._username(claims), self._groups(claims), auth_state=_state(token, claims)
+            self._username(claims),
+            self._groups(claims),
+            auth_state=_state(token, claims),
+            subject=self.subject(claims),
         )
 
     def _fetch_token(self, code: str, verifier: str) -> dict[str, Any]:
@@ -119,6 +122,22 @@ class RedirectAuthenticator(Authenticator):
     def claims(self, token: dict[str, Any], pending: dict[str, str]) -> dict[str, Any]:
         """What the provider says of the user (verified)."""
         raise NotImplementedError
+
+    def subject(self, claims: dict[str, Any]) -> tuple[str, str]:
+        """The provider's account, (issuer, its stable id of the user), or Forbidden."""
+        raise NotImplementedError
+
+    def _stable_id(self, claims: dict[str, Any], names: tuple[str, ...]) -> str:
+        """The first of the claims `names` that is there: a non-empty string or number."""
+        for name in names:
+            value = claims.get(name)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                return str(value)
+        raise Forbidden(
+            f"The identity provider sent no stable id ({' or '.join(names)}) for you, so the "
+            "hub cannot tell your account from another of the same name. Tell the hub's "
+            "administrators."
+        )
 
     def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
         """New tokens (with the refresh token, if any), then who userinfo says they are."""
@@ -187,11 +206,18 @@ class RedirectAuthenticator(Authenticator):
             raise _unavailable(e) from None
 
     def _username(self, claims: dict[str, Any]) -> str:
+        """The username claim, normalised like every name; spaces around it are refused
+        too (a person may type them, a provider's claim has no reason to)."""
         value = claims.get(self.settings.username_claim)
         if not isinstance(value, str) or not value:
             raise Forbidden(
                 f"The identity provider sent no {self.settings.username_claim!r} for you: "
                 "the hub cannot name your account. Tell the hub's administrators."
+            )
+        if value != value.strip():
+            raise Invalid(
+                f"Invalid username {value!r} from the identity provider: it has spaces "
+                "around it. Tell the hub's administrators."
             )
         return normalize_username(value)
 

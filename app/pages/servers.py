@@ -11,6 +11,7 @@ from app.auth import current_identity
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
+from app.names import normalize_username
 from app.outcomes import Outcome
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for
@@ -62,7 +63,7 @@ def spawn(name: str, server_name: str) -> ResponseReturnValue:
     """An explicit request to start (again, after a failure); then to the server or the
     pending page. Another user's server: with the `servers` scope on it (admins)."""
     user = require_login()
-    name = name or user.name
+    name = normalize_username(name) if name else user.name
     _check_may_start(user, name, server_name)
     fields = option_fields(current_settings().spawn_options)
     values = request.form if request.method == "POST" else request.args
@@ -91,6 +92,7 @@ def _check_may_start(user: User, name: str, server_name: str) -> None:
 @bp.get("/hub/spawn-pending/<name>/<server_name>")
 def spawn_pending(name: str, server_name: str) -> ResponseReturnValue:
     user = require_login()
+    name = normalize_username(name)
     if user.name != name and not user.admin:
         return redirect(pending_page_url(user.name, server_name))
     visit = get_servers().visit(name, server_name)

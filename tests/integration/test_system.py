@@ -89,6 +89,21 @@ def test_user_api_shapes(hub: Hub) -> None:
     assert paged.json()["_pagination"]["total"] == len(names)
 
 
+def test_a_roster_in_mixed_case_works_in_every_call(hub: Hub) -> None:
+    """JupyterHub's: `Rosa` is `rosa` in every call; `ROSA` after `rosa` is a 409."""
+    created = hub.api("POST", "/users/Rosa")
+    assert created.status_code == 201 and created.json()["name"] == "rosa"
+    assert hub.api("POST", "/users/ROSA").status_code == 409
+    assert hub.api("GET", "/users/ROSA").json()["name"] == "rosa"
+    assert hub.api("POST", "/users/Rosa/server").status_code == 201
+    assert hub.api("GET", "/users/rosa").json()["server"] == "/user/rosa/"
+    assert hub.api("DELETE", "/users/RoSa/server").status_code == 204
+    assert hub.api("DELETE", "/users/Rosa").status_code == 204
+    assert hub.api("GET", "/users/rosa").status_code == 404
+    refused = hub.api("GET", "/users/ｒｏｓａ")
+    assert refused.status_code == 400 and "Invalid username" in refused.json()["message"]
+
+
 @pytest.mark.parametrize(
     "name", ["", "   ", "has space", "a/b", "-leading-dash", "x" * 256, "semi;colon", "ünï/x"]
 )

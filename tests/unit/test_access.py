@@ -97,6 +97,12 @@ def test_refused_user_is_not_created(db: Database) -> None:
         ("allowed_groups", [" "]),
         ("admin_groups", [None]),
         ("allow_all", "yes"),
+        # A name the normalisation refuses could never match: stop, naming the setting.
+        ("blocked_users", ["ｍａｌｌｏｒｙ"]),
+        ("blocked_users", ["mallory\u00a0"]),
+        ("allowed_users", ["\u212aate"]),
+        ("admin_users", ["𝐚𝐝𝐚"]),
+        ("admin_users", ["no/slash"]),
     ],
 )
 def test_bad_access_setting_is_named(name: str, value: Any) -> None:
@@ -130,3 +136,31 @@ def test_allowed_user_logs_in(hub: Flask, log_in: Callable[..., TestResponse]) -
     response = log_in(client, "Bob")
     assert response.status_code == 302
     assert client.get("/hub/home").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "name", ["MALLORY", " Mallory ", "ｍａｌｌｏｒｙ", "𝐦𝐚𝐥𝐥𝐨𝐫𝐲", "mallory\u3000", "\u00a0mallory"]
+)
+def test_blocked_user_gets_in_under_no_variant(
+    make_app: Callable[..., Flask], log_in: Callable[..., TestResponse], name: str
+) -> None:
+    hub = make_app(blocked_users=["Mallory"])
+    client = hub.test_client()
+    response = log_in(client, name)
+    assert response.status_code == 403
+    assert client.get("/hub/home").status_code == 302  # not logged in
+    assert get_users(hub).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "result", "expected"),
+    [
+        ({"admin_users": ["Ada"]}, who("ada"), True),
+        ({"admin_users": [" ADA "]}, who("ada"), True),
+        ({"admin_users": ["ada"]}, who("adа"), None),  # the last letter Cyrillic: not ada
+    ],
+)
+def test_admin_users_compared_in_normal_form(
+    setting: dict[str, Any], result: AuthResult, expected: bool | None
+) -> None:
+    assert is_admin(settings(**setting), result) is expected

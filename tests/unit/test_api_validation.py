@@ -587,3 +587,110 @@ def test_cookie_requests_with_the_pages_xsrf_token_pass(
     )
     assert response.status_code == 201, response.text
     assert response.json is not None and response.json["note"] == "mine"
+
+
+# -- names in any case (JupyterHub's: `Alice` is `alice` in every call) -------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/users/Alice", None, 200),
+        ("GET", "/users/ALICE", None, 200),
+        ("PATCH", "/users/Alice", {"admin": False}, 200),
+        ("POST", "/users/Alice/activity", {"last_activity": NOW}, 200),
+        ("GET", "/users/Alice/tokens", None, 200),
+        (
+            "POST",
+            "/users/Alice/tokens",
+            {"note": "roster", "scopes": ["read:servers!user=alice"]},
+            201,
+        ),
+        ("DELETE", "/users/Alice/server", None, 204),
+        ("DELETE", "/users/Alice/servers/lab", None, 404),
+        ("GET", "/users/Alice/shared", None, 200),
+        ("GET", "/shares/Alice/", None, 404),  # alice has no server
+        ("GET", "/share-codes/Alice/", None, 404),
+    ],
+)
+def test_a_name_in_any_case_is_the_user(
+    api: Api, method: str, path: str, body: Any, status: int
+) -> None:
+    response = api(method, path, body)
+    assert response.status_code == status, response.text
+    if status == 404:
+        assert "No such user" not in response.text
+    if path == "/users/Alice" or path == "/users/ALICE":
+        assert response.json is not None and response.json["name"] == "alice"
+
+
+def test_delete_in_another_case_deletes_the_user(app: Flask, api: Api) -> None:
+    assert api("DELETE", "/users/Bob").status_code == 204
+    assert user_names(app) == ["admin", "alice"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/users/ALICE", None),
+        ("POST", "/users/ alice", None),
+        ("POST", "/users", {"usernames": ["ALICE"]}),
+        ("POST", "/users", {"usernames": ["Alice", "BOB"]}),
+    ],
+)
+def test_creating_a_name_in_another_case_is_a_conflict(
+    app: Flask, api: Api, method: str, path: str, body: Any
+) -> None:
+    check_error(api(method, path, body), 409, "already exist")
+    assert user_names(app) == ["admin", "alice", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/users/ａｌｉｃｅ"),
+        ("GET", "/users/𝐚𝐥𝐢𝐜𝐞"),
+        ("DELETE", "/users/ａｌｉｃｅ"),
+        ("PATCH", "/users/\u212aate"),
+        ("POST", "/users/ａｌｉｃｅ/server"),
+        ("POST", "/users/alice\u00a0/tokens"),
+        ("GET", "/shares/ａｌｉｃｅ/"),
+    ],
+)
+def test_a_look_alike_name_in_the_path_is_refused(
+    app: Flask, api: Api, method: str, path: str
+) -> None:
+    check_error(api(method, path, {}), 400, "Invalid username")
+    assert user_names(app) == ["admin", "alice", "bob"]
+    assert server_rows(app) == []
+
+
+@pytest.mark.parametrize(("target", "status"), [("BOB", 200), ("ｂｏｂ", 400), ("bob\u00a0", 400)])
+def test_a_share_names_its_user_in_the_normal_form(
+    make_app: Callable[..., Flask], make_token: Callable[..., str], target: str, status: int
+) -> None:
+    app = make_app(admin_access=True)
+    get_users(app).create_many(["alice", "bob"])
+    with get_db(app).write() as session:
+        alice = session.scalar(select(User).where(User.name == "alice"))
+        session.add(Server(user=alice, name="", state=ServerState.STOPPED))
+    admin = make_token(app, "admin", admin=True)
+    response = app.test_client().post(
+        "/hub/api/shares/Alice/", json={"user": target}, headers={"Authorization": f"token {admin}"}
+    )
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json is not None and response.json["user"] == {"name": "bob"}
+    else:
+        check_error(response, 400, "Invalid username")
+
+
+def test_a_user_named_before_look_alikes_were_refused_can_be_renamed_and_deleted(
+    app: Flask, api: Api
+) -> None:
+    with get_db(app).write() as session:
+        session.add(User(name="ｋａｔｅ", cookie_id="x"))  # an earlier version's user
+    check_error(api("PATCH", "/users/ｋａｔｅ", {"name": "ｋａｔｅ2"}), 400, "Invalid username")
+    assert api("PATCH", "/users/ｋａｔｅ", {"name": "kate-old"}).status_code == 200
+    assert api("DELETE", "/users/kate-old").status_code == 204
+    assert user_names(app) == ["admin", "alice", "bob"]

@@ -64,6 +64,8 @@ def test_create_many_is_all_or_none_on_an_existing_name(groups: GroupService) ->
         (["geo", "has space"], [], "Invalid group name"),
         (["geo"], ["alice", "ghost"], "No such user: ghost"),
         (["geo"], ["alice", "no/slash"], "Invalid username"),
+        (["geo"], ["alice", "ａｌｉｃｅ"], "Invalid username"),  # never merged into alice
+        (["geo"], ["\u212aate"], "Invalid username"),
     ],
 )
 def test_create_many_refuses_and_creates_none(
@@ -72,6 +74,10 @@ def test_create_many_refuses_and_creates_none(
     with pytest.raises(Invalid, match=message):
         groups.create_many(names, members=usernames)
     assert all_names(groups) == []
+
+
+def test_members_are_named_in_any_case(groups: GroupService) -> None:
+    assert members(groups.create("bio", members=["CAROL", " Carol "])) == ["carol"]
 
 
 def test_create_one_conflicts_with_an_existing_group(groups: GroupService) -> None:

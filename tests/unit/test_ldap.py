@@ -259,6 +259,10 @@ def test_ldap_without_allow_settings_does_not_start(clean_env: Path) -> None:
         ({"ldap_bind_dn_template": ["uid=alice,dc=x"]}, "ldap_bind_dn_template"),
         ({"ldap_bind_dn_template": ["uid={username},{base}"]}, "ldap_bind_dn_template"),
         ({"ldap_group_search_filter": "(member={user})"}, "ldap_group_search_filter"),
+        # A bind name that is no DN names no entry whose own name the hub could read.
+        ({"ldap_bind_dn_template": ["{username}@example.org"]}, "ldap_bind_dn_template"),
+        ({"ldap_username_attribute": ""}, "ldap_username_attribute"),
+        ({"ldap_username_attribute": "uid)(cn=*"}, "ldap_username_attribute"),
     ],
 )
 def test_bad_ldap_settings_are_named(clean_env: Path, changes: dict[str, Any], named: str) -> None:
@@ -272,3 +276,72 @@ def test_good_ldap_settings(clean_env: Path, url: str) -> None:
         environ={}, overrides={**LDAP, "ldap_url": url, "ldap_start_tls": False, "allow_all": True}
     )
     assert settings.ldap_url == url
+
+
+# -- look-alike names: OpenLDAP matches uid=ａｌｉｃｅ and uid=𝐚𝐥𝐢𝐜𝐞 to alice's entry ----
+
+LOOK_ALIKES = ["ａｌｉｃｅ", "𝐚𝐥𝐢𝐜𝐞", "ALİCE", "alice\u00a0", "ｃarol", "ｃａｒｏｌ"]
+
+
+@pytest.fixture(scope="module")
+def look_alike_entry(slapd: Slapd) -> Iterator[str]:
+    """An entry whose own uid is fullwidth (ｄａｖｅ): OpenLDAP binds `dave` to it."""
+    dn = f"uid=ｄａｖｅ,{PEOPLE}"
+    manager = ldap3.Connection(slapd.url, ROOT_DN, ROOT_PASSWORD, auto_bind=True)
+    attributes = {"uid": "ｄａｖｅ", "cn": "dave", "sn": "dave", "userPassword": "dave-pw"}
+    assert manager.add(dn, "inetOrgPerson", attributes), manager.result
+    try:
+        yield dn
+    finally:
+        manager.delete(dn)
+        manager.unbind()
+
+
+@needs_slapd
+@pytest.mark.parametrize("mode", [DIRECT, SEARCH], ids=["direct", "search"])
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_a_look_alike_of_a_name_is_refused_before_binding(
+    ldap_hub: Callable[..., Flask], mode: dict[str, Any], name: str
+) -> None:
+    # alice is blocked, carol an admin by her group: a variant must not get past either.
+    hub = ldap_hub(blocked_users=["alice"], **mode)
+    client = hub.test_client()
+    password = "carol-pw" if "rol" in name else "alice-pw"
+    response = sign_in(client, name, password)
+    assert response.status_code == 403
+    assert "Invalid username" in response.text
+    assert logged_in_as(client) is None
+    assert get_users(hub).count() == 0
+
+
+@needs_slapd
+@pytest.mark.parametrize("mode", [DIRECT, SEARCH], ids=["direct", "search"])
+def test_an_entry_whose_uid_is_not_the_name_is_refused(
+    ldap_hub: Callable[..., Flask], look_alike_entry: str, mode: dict[str, Any]
+) -> None:
+    """`dave` binds as uid=ｄａｖｅ: its own uid is no normal name, so not dave's."""
+    hub = ldap_hub(allow_all=True, **mode)
+    client = hub.test_client()
+    response = sign_in(client, "dave", "dave-pw")
+    assert response.status_code == 403
+    assert "Invalid username or password." in response.text
+    assert logged_in_as(client) is None
+    assert get_users(hub).count() == 0
+
+
+@needs_slapd
+def test_the_entrys_uid_in_another_case_is_the_name(
+    ldap_hub: Callable[..., Flask], slapd: Slapd
+) -> None:
+    dn = f"uid=Erin,{PEOPLE}"
+    manager = ldap3.Connection(slapd.url, ROOT_DN, ROOT_PASSWORD, auto_bind=True)
+    attributes = {"uid": "Erin", "cn": "erin", "sn": "erin", "userPassword": "erin-pw"}
+    assert manager.add(dn, "inetOrgPerson", attributes), manager.result
+    try:
+        for mode in (DIRECT, SEARCH):
+            client = ldap_hub(allow_all=True, **mode).test_client()
+            assert sign_in(client, "ERIN", "erin-pw").status_code == 302
+            assert logged_in_as(client) == "erin"
+    finally:
+        manager.delete(dn)
+        manager.unbind()

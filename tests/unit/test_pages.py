@@ -176,6 +176,8 @@ def test_home_of_a_user_without_a_server(alice: FlaskClient) -> None:
         ("alice", "bob", "/hub/spawn-pending/alice"),  # another's: to one's own
         ("alice", "alice", "/hub/home"),  # no server: nothing to wait for
         ("boss", "bob", "/hub/home"),  # an admin may look at bob's
+        ("alice", "Alice", "/hub/home"),  # a name in any case is that user
+        ("boss", "BOB", "/hub/home"),
     ],
 )
 def test_spawn_pending_redirects(
@@ -191,6 +193,13 @@ def test_spawn_pending_redirects(
     response = client.get(f"/hub/spawn-pending/{of}")
     assert response.status_code == 302
     assert response.headers["Location"] == location
+
+
+@pytest.mark.parametrize("path", ["/hub/spawn-pending/ａｌｉｃｅ", "/hub/spawn/𝐚𝐥𝐢𝐜𝐞"])
+def test_a_look_alike_name_in_a_page_path_is_refused(alice: FlaskClient, path: str) -> None:
+    response = alice.get(path)
+    assert response.status_code == 400
+    assert "Invalid username" in text_of(response)
 
 
 def test_spawn_pending_of_a_failed_spawn_offers_relaunch(

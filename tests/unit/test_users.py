@@ -87,6 +87,65 @@ def test_normalize_username_needs_a_string() -> None:
         normalize_username(42)  # type: ignore[arg-type]
 
 
+# A name NFKC would change is refused (never merged with the plain one); case is folded
+# with lower(), not casefold(), so that ß stays ß (casefold would make "straße" "strasse").
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Kate", "kate"),
+        ("KATE", "kate"),
+        (" kate ", "kate"),  # spaces typed around a name (the form, the CLI)
+        ("straße", "straße"),
+        ("STRASSE", "strasse"),
+        ("STRAẞE", "straße"),  # capital sharp s: its lower case is ß, a real case pair
+        ("alıce", "alıce"),  # Turkish dotless ı: another letter, so another name
+        ("аlice", "аlice"),  # Cyrillic а: another letter (NFKC keeps it), another name
+        ("ΟΔΟΣ", "οδος"),
+    ],
+)
+def test_normalize_username_folds_case(name: str, expected: str) -> None:
+    assert normalize_username(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u212aate",  # Kelvin sign K + ate: NFKC makes it "Kate"
+        " kate\u3000",  # ideographic space
+        "kate\u00a0",  # no-break space
+        "\u00a0kate",
+        "ｋａｔｅ",  # fullwidth
+        "ＡＬＩＣＥ",
+        "𝐚𝐥𝐢𝐜𝐞",  # mathematical bold
+        "𝕒𝕝𝕚𝕔𝕖",  # double-struck
+        "ﬁona",  # the ligature ﬁ
+        "kate\u2002",  # en space
+        "ａlice",  # one fullwidth letter among plain ones
+        "\u2126hm",  # Ohm sign (NFKC: Greek omega)
+        "ⓐlice",  # circled letter
+        "alice\u00b2",  # superscript two
+        "e\u0301",  # e + combining acute: NFC composes it to é
+        "İstanbul",  # capital I with dot: its lower case carries a combining dot
+        "a\u200db",  # zero-width joiner (NFKC keeps it; no letter or digit)
+        "a\u00adb",  # soft hyphen
+    ],
+)
+def test_normalize_username_refuses_look_alikes(name: str) -> None:
+    with pytest.raises(Invalid, match="Invalid username"):
+        normalize_username(name)
+
+
+def test_a_look_alike_is_named_as_such() -> None:
+    with pytest.raises(Invalid, match="look like"):
+        normalize_username("\u212aate")
+
+
+@pytest.mark.parametrize("name", ["Kate", "straße", "οδος", "alıce", "zoë"])
+def test_normalize_username_is_idempotent(name: str) -> None:
+    once = normalize_username(name)
+    assert normalize_username(once) == once
+
+
 # -- users --------------------------------------------------------------------
 
 
