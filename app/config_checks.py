@@ -104,6 +104,8 @@ def validate(settings: Settings) -> None:
         if "\n" in name + value or "\r" in name + value:
             # Werkzeug refuses them at response time: every response would be a 500.
             raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
+    if not all(isinstance(name, str) for name in settings.system_users_allowed):
+        raise ConfigError("setting 'system_users_allowed' must be a list of account names")
     for name in settings.admin_users:
         if not isinstance(name, str):
             raise ConfigError("setting 'admin_users' must be a list of names")

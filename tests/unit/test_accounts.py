@@ -6,11 +6,13 @@ root) under a prefix of their own, and delete them afterwards.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import pwd
 import secrets
 import signal
+import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,6 +65,52 @@ def test_names_that_differ_only_in_replaced_characters_get_different_accounts() 
     assert accounts.account_name("{username}", "1abc")[0] == "u"
 
 
+def test_the_default_template_never_names_an_existing_account() -> None:
+    assert load(environ={}).system_user_template == "flaskhub-{username}"
+
+
+@pytest.mark.parametrize(
+    ("template", "owner"),
+    [
+        ("flaskhub-{username}", "alice.smith"),  # the review's case
+        ("flaskhub-{username}", "alice@example.org"),
+        ("flaskhub-{username}", "x" * 40),  # cut, then hashed
+        ("{username}", "1password"),  # 'u' in front, then hashed
+        ("{username}", "zoë"),
+    ],
+)
+def test_no_name_fills_the_template_to_another_users_hashed_name(template: str, owner: str) -> None:
+    hashed = accounts.account_name(template, owner)
+    prefix = template.split("{", 1)[0]
+    squatter = hashed.removeprefix(prefix)
+    assert accounts.account_name(template, squatter) != hashed
+
+
+@pytest.mark.parametrize("username", ["ann-123456", "bob-cafe12", "x-000000"])
+def test_a_name_that_looks_hashed_is_hashed(username: str) -> None:
+    name = accounts.account_name("flaskhub-{username}", username)
+    assert name.startswith(f"flaskhub-{username}-")
+    assert accounts.ACCOUNT_NAME_RE.fullmatch(name) and len(name) <= accounts.ACCOUNT_NAME_MAX
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("UID_MIN\t\t\t 500\nUID_MAX\t\t 2000\n", (500, 2000)),
+        ("# UID_MIN 5\nUID_MAX 3000\n", (1000, 3000)),
+        ("UID_MIN lots\n", (1000, 60000)),
+        ("", (1000, 60000)),
+    ],
+)
+def test_the_uid_range_comes_from_login_defs(
+    tmp_path: Path, text: str, expected: tuple[int, int]
+) -> None:
+    path = tmp_path / "login.defs"
+    path.write_text(text)
+    assert accounts.uid_range(path) == expected
+    assert accounts.uid_range(tmp_path / "missing") == (1000, 60000)
+
+
 # -- real accounts (root only) -------------------------------------------------
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creating system accounts needs root")
@@ -74,9 +122,24 @@ def prefix() -> Iterator[str]:
     value = f"fht{secrets.token_hex(2)}-"
     yield value
     for entry in pwd.getpwall():
-        if entry.pw_name.startswith(value):
+        # Never a uid-0 account's processes: they would be root's, this test's own included.
+        if entry.pw_name.startswith(value) and entry.pw_uid != 0:
             subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], check=False)
             subprocess.run(["userdel", "--remove", entry.pw_name], check=False, capture_output=True)
+    for group in grp.getgrall():
+        if group.gr_name.startswith(value):
+            subprocess.run(["groupdel", group.gr_name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def add_account(prefix: str) -> Callable[..., pwd.struct_passwd]:
+    """add_account(name, *useradd_options): a real account named prefix + name."""
+
+    def _add(name: str, *options: str) -> pwd.struct_passwd:
+        subprocess.run(["useradd", *options, prefix + name], check=True, capture_output=True)
+        return pwd.getpwnam(prefix + name)
+
+    return _add
 
 
 MakeSpawner = Callable[..., LocalProcessSpawner]
@@ -203,10 +266,11 @@ def test_a_new_user_of_a_kept_accounts_name_never_gets_it(
     newcomer = make_spawner("frank", storage_id="id-new-frank")
     with pytest.raises(SpawnerError) as failure:
         newcomer.start()
-    assert f"System account '{prefix}frank' belongs to an earlier FlaskHub user" in str(
-        failure.value
-    )
-    assert f"userdel --remove {prefix}frank" in str(failure.value)
+    message = str(failure.value)
+    assert f"System account '{prefix}frank' was made for another FlaskHub user" in message
+    # Both remedies, the one that keeps the files first.
+    assert f"flaskhub user bind-account frank {prefix}frank" in message
+    assert f"userdel --remove {prefix}frank" in message
 
 
 @as_root
@@ -267,3 +331,193 @@ def test_a_spawn_that_loses_the_race_to_create_the_account_takes_it(
     account = first.account
     assert account is not None and account.name == f"{prefix}jo"
     assert pwd.getpwnam(f"{prefix}jo").pw_gecos == accounts.marker("id-jo")
+
+
+# -- which existing accounts may run servers (issue 21: 4, 9, 11) ----------------
+
+
+@as_root
+@pytest.mark.process
+@pytest.mark.parametrize(
+    "name", ["daemon", "sync", "games", "man", "www-data", "_apt", "nobody", "postgres", "openldap"]
+)
+def test_the_machines_own_accounts_never_run_a_server(make_spawner: MakeSpawner, name: str) -> None:
+    if accounts._by_name(name) is None:
+        pytest.skip(f"no account {name} here")
+    spawner = make_spawner(name, system_user_template="{username}", create_system_users=False)
+    with pytest.raises(SpawnerError) as failure:
+        assert spawner.account is None  # never reached: only looking it up, nothing runs
+    message = str(failure.value)
+    assert f"System account {name!r}" in message
+    assert f"system_users_allowed = [{name!r}]" in message.replace('"', "'")
+
+
+@as_root
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--system", "--shell", "/bin/bash"], "below UID_MIN"),
+        (["--uid", "{above}", "--shell", "/bin/bash"], "above UID_MAX"),
+        (["--shell", "/usr/sbin/nologin"], "no login shell"),
+        (["--shell", "/bin/false"], "no login shell"),
+        (["--shell", "/bin/sync"], "no login shell"),
+    ],
+)
+def test_a_service_account_runs_servers_only_when_listed(
+    make_spawner: MakeSpawner,
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+    options: list[str],
+    why: str,
+) -> None:
+    above = next(u for u in range(60001, 65000) if not _uid_taken(u))
+    entry = add_account("svc", "--create-home", *(o.format(above=above) for o in options))
+    Path(entry.pw_dir).chmod(0o700)
+    refused = make_spawner("svc", create_system_users=False)
+    with pytest.raises(SpawnerError) as failure:
+        refused.start()
+    assert why in str(failure.value)
+    assert refused.pid is None
+    listed = make_spawner("svc", create_system_users=False, system_users_allowed=[prefix + "svc"])
+    listed.start()
+    assert whoami(listed)["uid"] == entry.pw_uid
+
+
+def _uid_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+@as_root
+@pytest.mark.process
+def test_root_is_refused_even_when_listed(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner(
+        "root",
+        system_user_template="{username}",
+        create_system_users=False,
+        system_users_allowed=["root"],
+    )
+    with pytest.raises(SpawnerError, match="never runs a server as root"):
+        spawner.start()
+    assert spawner.pid is None
+
+
+@pytest.mark.parametrize(("uid", "gid"), [(0, 1001), (1001, 0)])
+def test_uid_or_gid_0_under_another_name_is_refused_even_when_listed(uid: int, gid: int) -> None:
+    # A struct, not a real account: a uid-0 account would share root's processes.
+    toor = pwd.struct_passwd(("toor", "x", uid, gid, "", "/home/toor", "/bin/bash"))
+    with pytest.raises(SpawnerError, match="never runs a server as root"):
+        accounts.check_usable(toor, allowed=["toor"])
+
+
+@as_root
+@pytest.mark.process
+def test_a_user_named_like_a_hashed_account_cannot_take_it(
+    make_spawner: MakeSpawner, prefix: str
+) -> None:
+    hashed = accounts.account_name(prefix + "{username}", "alice.smith")
+    squatter = make_spawner(hashed.removeprefix(prefix))  # "alice-smith-7821bc"
+    squatter.start()
+    whoami(squatter)
+    alice = make_spawner("alice.smith")
+    alice.start()
+    assert whoami(alice)["uid"] == pwd.getpwnam(hashed).pw_uid != whoami(squatter)["uid"]
+
+
+@as_root
+@pytest.mark.process
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o711, 0o701, 0o704, 0o702, 0o770])
+def test_a_home_other_accounts_can_enter_is_refused_with_the_chmod(
+    make_spawner: MakeSpawner,
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+    mode: int,
+) -> None:
+    # The group of the home has another member: bob.
+    subprocess.run(["groupadd", prefix + "team"], check=True)
+    kim = add_account("kim", "--create-home", "--gid", prefix + "team")
+    add_account("bob", "--groups", prefix + "team")
+    home = Path(kim.pw_dir)
+    home.chmod(mode)
+    spawner = make_spawner("kim", create_system_users=False)
+    with pytest.raises(SpawnerError) as failure:
+        spawner.start()
+    assert f"can be entered by other accounts: chmod 700 {home}" in str(failure.value)
+    assert spawner.pid is None
+    subprocess.run(["chmod", "700", str(home)], check=True)  # what the message says
+    spawner.start()
+    assert whoami(spawner)["uid"] == kim.pw_uid
+
+
+@as_root
+@pytest.mark.process
+def test_a_home_open_only_to_the_accounts_own_group_is_fine(
+    make_spawner: MakeSpawner, add_account: Callable[..., pwd.struct_passwd]
+) -> None:
+    kim = add_account("kim", "--create-home")  # a group of its own (USERGROUPS_ENAB)
+    Path(kim.pw_dir).chmod(0o750)
+    spawner = make_spawner("kim", create_system_users=False)
+    spawner.start()
+    assert whoami(spawner)["uid"] == kim.pw_uid
+
+
+@as_root
+@pytest.mark.process
+def test_a_symlinked_or_someone_elses_home_is_refused(
+    make_spawner: MakeSpawner, add_account: Callable[..., pwd.struct_passwd], prefix: str
+) -> None:
+    other = add_account("other", "--create-home")
+    add_account("borrow", "--no-create-home", "--home-dir", other.pw_dir)
+    link = add_account("link", "--create-home")
+    real = Path(link.pw_dir + "-real")
+    Path(link.pw_dir).rename(real)
+    Path(link.pw_dir).symlink_to(real)
+    try:
+        for name in ("borrow", "link"):
+            spawner = make_spawner(name, create_system_users=False)
+            with pytest.raises(SpawnerError, match="does not belong to it"):
+                spawner.start()
+    finally:
+        Path(link.pw_dir).unlink()
+        subprocess.run(["rm", "-rf", str(real)], check=True)
+
+
+def _acl(*entries: tuple[int, int, int]) -> bytes:
+    """An access ACL as the kernel stores it: (tag, permissions, id) entries, in order."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+@as_root
+@pytest.mark.process
+def test_a_home_an_acl_opens_to_another_account_is_refused(
+    make_spawner: MakeSpawner, add_account: Callable[..., pwd.struct_passwd]
+) -> None:
+    kim = add_account("kim", "--create-home")  # a group of its own, mode 0700
+    bob = add_account("bob")
+    home = Path(kim.pw_dir)
+    anyone = 0xFFFFFFFF
+    # setfacl -m u:bob:rx: the mode's group bits become the ACL's mask (0750).
+    os.setxattr(
+        home,
+        "system.posix_acl_access",
+        _acl(
+            (0x01, 7, anyone),
+            (0x02, 5, bob.pw_uid),
+            (0x04, 0, anyone),
+            (0x10, 5, anyone),
+            (0x20, 0, anyone),
+        ),
+    )
+    spawner = make_spawner("kim", create_system_users=False)
+    with pytest.raises(SpawnerError) as failure:
+        spawner.start()
+    assert f"(mode 0750 with an ACL) can be entered by other accounts: chmod 700 {home}" in str(
+        failure.value
+    )
+    home.chmod(0o700)  # the mask is then empty: bob's entry grants nothing
+    spawner.start()
+    assert whoami(spawner)["uid"] == kim.pw_uid
