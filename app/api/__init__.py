@@ -8,13 +8,35 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from app.api import groups, hub, named_servers, oauth, proxy, services, shares, tokens, users
+from app.api import (
+    groups,
+    hub,
+    named_servers,
+    oauth,
+    proxy,
+    services,
+    shares,
+    system_accounts,
+    tokens,
+    users,
+)
 from app.auth import csrf_ok, current_identity
 from app.errors import HubError
 from app.headers import API_PATHS
 
 bp = Blueprint("api", __name__, url_prefix="/hub/api")
-for module in (groups, hub, named_servers, oauth, proxy, services, shares, tokens, users):
+for module in (
+    groups,
+    hub,
+    named_servers,
+    oauth,
+    proxy,
+    services,
+    shares,
+    system_accounts,
+    tokens,
+    users,
+):
     bp.register_blueprint(module.bp)
 
 

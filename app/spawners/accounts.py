@@ -331,6 +331,12 @@ def bindable(name: str, allowed: Collection[str]) -> pwd.struct_passwd:
     return entry
 
 
+def bound_to(storage_id: str) -> str | None:
+    """The name of the account marked with this stable id, if any."""
+    entry = _by_marker(storage_id)
+    return entry.pw_name if entry is not None else None
+
+
 def bind(name: str, storage_id: str) -> None:
     """Mark an account as the one of the user with this stable id (their files with it)."""
     _run(["usermod", "--comment", marker(storage_id), name])

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from werkzeug.test import TestResponse
 
 from app.config import load
 from app.spawners import accounts
 from app.spawners.base import SpawnerError
 from app.spawners.local import LocalProcessSpawner
+from app.users import get_users
 from tests.helpers import wait_for
 
 # Debian's python3: every account may run it (the hub's .venv may live under /root).
@@ -521,3 +524,133 @@ def test_a_home_an_acl_opens_to_another_account_is_refused(
     home.chmod(0o700)  # the mask is then empty: bob's entry grants nothing
     spawner.start()
     assert whoami(spawner)["uid"] == kim.pw_uid
+
+
+# -- binding a kept account to a user (issue 21: after the database is replaced) ----
+
+BIND_URL = "/hub/api/users/{}/system-account"
+
+
+@pytest.fixture
+def bind_app(make_app: Callable[..., Flask], prefix: str) -> Flask:
+    """A hub whose servers run as accounts named prefix + name."""
+    return make_app(spawner="local", system_user_template=prefix + "{username}")
+
+
+def bind(app: Flask, token: str, user: str, body: object) -> TestResponse:
+    """POST the user's system account as the token's owner."""
+    return app.test_client().post(
+        BIND_URL.format(user), json=body, headers={"Authorization": f"token {token}"}
+    )
+
+
+@as_root
+@pytest.mark.process
+def test_an_admin_gives_a_returning_user_their_kept_account(
+    bind_app: Flask,
+    make_token: Callable[..., str],
+    make_spawner: MakeSpawner,
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    admin = make_token(bind_app, "admin", admin=True)
+    alice = get_users(bind_app).get_or_create("alice")
+    # Made by the hub before its database was replaced: marked with another stable id.
+    kept = add_account("alice", "--create-home", "--comment", accounts.marker("id-old-hub"))
+    Path(kept.pw_dir).chmod(0o700)
+    (Path(kept.pw_dir) / "notes.txt").write_text("kept")
+    with pytest.raises(SpawnerError, match=f"bind-account alice {prefix}alice"):
+        make_spawner("alice", storage_id=alice.storage_id).start()
+
+    response = bind(bind_app, admin, "alice", {"account": f"{prefix}alice"})
+    assert response.status_code == 200, response.json
+    assert response.json == {
+        "name": "alice",
+        "system_account": f"{prefix}alice",
+        "uid": kept.pw_uid,
+        "home": kept.pw_dir,
+        "changed": True,
+    }
+    assert pwd.getpwnam(f"{prefix}alice").pw_gecos == accounts.marker(alice.storage_id)
+    assert f"admin bound system account {prefix}alice" in caplog.text
+    spawner = make_spawner("alice", storage_id=alice.storage_id)
+    spawner.start()
+    assert whoami(spawner)["uid"] == kept.pw_uid
+    assert (spawner.home / "notes.txt").read_text() == "kept"
+    # Again: nothing to change.
+    assert bind(bind_app, admin, "alice", {"account": f"{prefix}alice"}).json["changed"] is False
+
+
+@as_root
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("user", "body", "status", "message"),
+    [
+        ("zed", {"account": "{prefix}kept"}, 404, "No such user: zed"),
+        ("alice", {"account": "daemon"}, 400, "'daemon' is the machine's own"),
+        ("alice", {"account": "nobody"}, 400, "'nobody' is the machine's own"),
+        ("alice", {"account": "root"}, 400, "never runs a server as root"),
+        ("alice", {"account": "{prefix}nosuch"}, 400, "No system account"),
+        ("alice", {"account": "a\x00b"}, 400, "No system account"),
+        ("alice", {"account": "{prefix}own"}, 400, "was not made by FlaskHub"),
+        ("alice", {"account": "{prefix}svc"}, 400, "below UID_MIN"),
+        ("alice", {"account": 5}, 400, 'Send {"account": '),
+        ("alice", ["{prefix}kept"], 400, 'Send {"account": '),
+        ("alice", {"account": "{prefix}carol"}, 409, "belongs to user carol"),
+        ("bob", {"account": "{prefix}kept"}, 409, "bob already has system account"),
+    ],
+)
+def test_only_a_kept_account_of_no_other_user_is_bound(
+    bind_app: Flask,
+    make_token: Callable[..., str],
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+    user: str,
+    body: Any,
+    status: int,
+    message: str,
+) -> None:
+    admin = make_token(bind_app, "admin", admin=True)
+    users = get_users(bind_app)
+    alice, bob, carol = (users.get_or_create(n) for n in ("alice", "bob", "carol"))
+    add_account("kept", "--comment", accounts.marker("id-old-hub"))
+    add_account("own")  # the operator's own, not the hub's
+    add_account("svc", "--system", "--shell", "/bin/bash", "--comment", accounts.marker("x"))
+    add_account("carol", "--comment", accounts.marker(carol.storage_id))
+    add_account("bob", "--comment", accounts.marker(bob.storage_id))
+    body = json.loads(json.dumps(body).replace("{prefix}", prefix))
+    response = bind(bind_app, admin, user, body)
+    assert (response.status_code, response.json["status"]) == (status, status)
+    assert message in response.json["message"]
+    assert pwd.getpwnam(f"{prefix}kept").pw_gecos == accounts.marker("id-old-hub")
+
+
+@as_root
+@pytest.mark.process
+def test_only_admins_bind_accounts(
+    bind_app: Flask,
+    make_token: Callable[..., str],
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+) -> None:
+    get_users(bind_app).get_or_create("alice")
+    add_account("kept", "--comment", accounts.marker("id-old-hub"))
+    for name, scopes in (("bob", ()), ("alice", ()), ("carl", ("admin:users", "admin:servers"))):
+        token = make_token(bind_app, name, scopes=scopes)
+        for user in ("alice", "nobody-here"):
+            response = bind(bind_app, token, user, {"account": f"{prefix}kept"})
+            assert response.status_code == 403, (name, user)
+    anonymous = bind_app.test_client().post(BIND_URL.format("alice"), json={"account": "x"})
+    assert anonymous.status_code == 403
+    assert pwd.getpwnam(f"{prefix}kept").pw_gecos == accounts.marker("id-old-hub")
+
+
+def test_binding_needs_servers_that_run_as_accounts(
+    make_app: Callable[..., Flask], make_token: Callable[..., str]
+) -> None:
+    app = make_app()  # spawner = "simple": every server as the hub's own account
+    get_users(app).get_or_create("alice")
+    response = bind(app, make_token(app, "admin", admin=True), "alice", {"account": "x"})
+    assert response.status_code == 400
+    assert "do not run as system accounts" in response.json["message"]
