@@ -209,7 +209,8 @@ class Settings:
     system_users_allowed: list[str] = setting(
         [],
         "Existing accounts that may run servers although their uid is outside login.defs' "
-        "UID_MIN..UID_MAX or they have no login shell (never root).",
+        "UID_MIN..UID_MAX, they have no login shell, or they are in a group that can act as "
+        "root (sudo, docker...); never root.",
     )
     create_system_users: bool = setting(
         False, "Create a missing system account (useradd) at a user's first spawn."

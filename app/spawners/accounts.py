@@ -7,9 +7,9 @@ stable id in their comment (GECOS) field: a renamed user keeps their account
 old account or its files.
 
 Only people's accounts run servers: never root, and never the machine's own
-service accounts (a uid outside login.defs' UID_MIN..UID_MAX, or no login shell)
-unless the operator lists them in `system_users_allowed`. A home that other
-accounts can enter is refused too.
+service accounts (a uid outside login.defs' UID_MIN..UID_MAX, no login shell) or
+accounts in groups that can act as root, unless the operator lists them in
+`system_users_allowed`. A home that other accounts can enter is refused too.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ LOGIN_DEFS = Path("/etc/login.defs")
 UID_RANGE_DEFAULT = (1000, 60000)
 SHELLS = Path("/etc/shells")
 NO_LOGIN_SHELLS = ("nologin", "false")
+# Groups whose members can act as root or read what only root should (logs, password
+# hashes, raw disks): code a web login runs never gets them unless the operator says so.
+PRIVILEGED_GROUPS = frozenset(
+    {"sudo", "wheel", "admin", "adm", "shadow", "disk", "docker", "lxd", "libvirt"}
+)
 MARKER_PREFIX = "FlaskHub user "
 COMMAND_TIMEOUT = 30.0
 
@@ -168,8 +173,19 @@ def is_login_shell(shell: str, shells: Path = SHELLS) -> bool:
     return shell in {line.strip() for line in lines if not line.startswith("#")}
 
 
-def _service_sign(entry: pwd.struct_passwd) -> str | None:
-    """What marks an account as the machine's own (a service's), or None for a person's."""
+def _group_names(gids: list[int]) -> set[str]:
+    names = set()
+    for gid in gids:
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            pass  # a gid with no group entry grants nothing by name
+    return names
+
+
+def _service_sign(entry: pwd.struct_passwd, gids: list[int]) -> str | None:
+    """What marks an account as the machine's own (a service's, or one that can act as
+    root), or None for a person's."""
     low, high = uid_range()
     if entry.pw_uid < low:
         return f"its uid {entry.pw_uid} is below UID_MIN {low} ({LOGIN_DEFS})"
@@ -177,18 +193,26 @@ def _service_sign(entry: pwd.struct_passwd) -> str | None:
         return f"its uid {entry.pw_uid} is above UID_MAX {high} ({LOGIN_DEFS})"
     if not is_login_shell(entry.pw_shell):
         return f"it has no login shell ({entry.pw_shell or '/bin/sh'}, see {SHELLS})"
+    privileged = sorted(_group_names(gids) & PRIVILEGED_GROUPS)
+    if privileged:
+        return (
+            f"it is in group {', '.join(privileged)}, which can act as root or read what "
+            "only root should"
+        )
     return None
 
 
 def check_usable(entry: pwd.struct_passwd, allowed: Collection[str]) -> None:
     """Refuse root always, and the machine's own accounts unless `allowed` names them."""
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
+    gids = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    if entry.pw_uid == 0 or 0 in gids:
         raise SpawnerError(
-            f"System account {entry.pw_name!r} is root's: FlaskHub never runs a server as root."
+            f"System account {entry.pw_name!r} is root's, or in root's group: FlaskHub "
+            "never runs a server as root."
         )
     if entry.pw_name in allowed:
         return
-    sign = _service_sign(entry)
+    sign = _service_sign(entry, gids)
     if sign is not None:
         raise SpawnerError(
             f"System account {entry.pw_name!r} is the machine's own, not a person's: {sign}. "

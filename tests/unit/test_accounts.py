@@ -140,7 +140,11 @@ def add_account(prefix: str) -> Callable[..., pwd.struct_passwd]:
 
     def _add(name: str, *options: str) -> pwd.struct_passwd:
         subprocess.run(["useradd", *options, prefix + name], check=True, capture_output=True)
-        return pwd.getpwnam(prefix + name)
+        entry = pwd.getpwnam(prefix + name)
+        if "--create-home" in options:
+            # Without HOME_MODE in login.defs useradd makes 0755 homes, which the hub refuses.
+            Path(entry.pw_dir).chmod(0o700)
+        return entry
 
     return _add
 
@@ -376,7 +380,6 @@ def test_a_service_account_runs_servers_only_when_listed(
 ) -> None:
     above = next(u for u in range(60001, 65000) if not _uid_taken(u))
     entry = add_account("svc", "--create-home", *(o.format(above=above) for o in options))
-    Path(entry.pw_dir).chmod(0o700)
     refused = make_spawner("svc", create_system_users=False)
     with pytest.raises(SpawnerError) as failure:
         refused.start()
@@ -558,7 +561,6 @@ def test_an_admin_gives_a_returning_user_their_kept_account(
     alice = get_users(bind_app).get_or_create("alice")
     # Made by the hub before its database was replaced: marked with another stable id.
     kept = add_account("alice", "--create-home", "--comment", accounts.marker("id-old-hub"))
-    Path(kept.pw_dir).chmod(0o700)
     (Path(kept.pw_dir) / "notes.txt").write_text("kept")
     with pytest.raises(SpawnerError, match=f"bind-account alice {prefix}alice"):
         make_spawner("alice", storage_id=alice.storage_id).start()
@@ -654,3 +656,41 @@ def test_binding_needs_servers_that_run_as_accounts(
     response = bind(app, make_token(app, "admin", admin=True), "alice", {"account": "x"})
     assert response.status_code == 400
     assert "do not run as system accounts" in response.json["message"]
+
+
+@as_root
+@pytest.mark.process
+@pytest.mark.parametrize("group", ["sudo", "docker", "adm", "shadow", "disk"])
+def test_an_account_in_a_group_that_can_act_as_root_runs_servers_only_when_listed(
+    make_spawner: MakeSpawner,
+    add_account: Callable[..., pwd.struct_passwd],
+    prefix: str,
+    group: str,
+) -> None:
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        pytest.skip(f"no group {group} here")
+    entry = add_account("ops", "--create-home", "--groups", group)  # uid and shell: a person's
+    refused = make_spawner("ops", create_system_users=False)
+    with pytest.raises(SpawnerError) as failure:
+        refused.start()
+    assert f"it is in group {group}" in str(failure.value)
+    assert f'system_users_allowed = ["{prefix}ops"]' in str(failure.value)
+    listed = make_spawner("ops", create_system_users=False, system_users_allowed=[prefix + "ops"])
+    listed.start()
+    assert whoami(listed)["uid"] == entry.pw_uid
+
+
+@as_root
+@pytest.mark.process
+def test_an_account_in_roots_group_is_refused_even_when_listed(
+    make_spawner: MakeSpawner, add_account: Callable[..., pwd.struct_passwd], prefix: str
+) -> None:
+    add_account("wheel", "--create-home", "--groups", "root")
+    spawner = make_spawner(
+        "wheel", create_system_users=False, system_users_allowed=[prefix + "wheel"]
+    )
+    with pytest.raises(SpawnerError, match="never runs a server as root"):
+        spawner.start()
+    assert spawner.pid is None
