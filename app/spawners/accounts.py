@@ -174,6 +174,7 @@ def is_login_shell(shell: str, shells: Path = SHELLS) -> bool:
 
 
 def _group_names(gids: list[int]) -> set[str]:
+    """The names of the groups with these ids."""
     names = set()
     for gid in gids:
         try:
@@ -215,7 +216,7 @@ def check_usable(entry: pwd.struct_passwd, allowed: Collection[str]) -> None:
     sign = _service_sign(entry, gids)
     if sign is not None:
         raise SpawnerError(
-            f"System account {entry.pw_name!r} is the machine's own, not a person's: {sign}. "
+            f"System account {entry.pw_name!r} is not an ordinary person's account: {sign}. "
             "FlaskHub runs no server as such an account unless the operator lists it: "
             f'system_users_allowed = ["{entry.pw_name}"]. To give each user an account of '
             'their own instead, keep a prefix in system_user_template ("flaskhub-{username}").'
@@ -242,7 +243,8 @@ def find(
         if entry is None and not create_missing:
             raise SpawnerError(
                 f"No system account {name!r} for user {username!r}: create it "
-                f"(useradd --create-home {name}) or set create_system_users = true."
+                f"(useradd --create-home --key HOME_MODE=0700 {name}) or set "
+                "create_system_users = true."
             )
         if entry is None:
             entry = _create_once(name, storage_id)

@@ -590,8 +590,8 @@ def test_an_admin_gives_a_returning_user_their_kept_account(
     ("user", "body", "status", "message"),
     [
         ("zed", {"account": "{prefix}kept"}, 404, "No such user: zed"),
-        ("alice", {"account": "daemon"}, 400, "'daemon' is the machine's own"),
-        ("alice", {"account": "nobody"}, 400, "'nobody' is the machine's own"),
+        ("alice", {"account": "daemon"}, 400, "'daemon' is not an ordinary person's"),
+        ("alice", {"account": "nobody"}, 400, "'nobody' is not an ordinary person's"),
         ("alice", {"account": "root"}, 400, "never runs a server as root"),
         ("alice", {"account": "{prefix}nosuch"}, 400, "No system account"),
         ("alice", {"account": "a\x00b"}, 400, "No system account"),
