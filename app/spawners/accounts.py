@@ -14,6 +14,7 @@ accounts in groups that can act as root, unless the operator lists them in
 
 from __future__ import annotations
 
+import base64
 import grp
 import hashlib
 import logging
@@ -33,10 +34,14 @@ log = logging.getLogger(__name__)
 # Names every useradd accepts (shadow's strict rule); 32 bytes is the utmp limit.
 ACCOUNT_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]*")
 ACCOUNT_NAME_MAX = 32
-HASH_CHARS = 6
-# What a hashed name ends with. A name that ends so is hashed too, even when valid: then
-# no user's name fills the template to another user's hashed name.
-HASHED_RE = re.compile(rf".*-[0-9a-f]{{{HASH_CHARS}}}")
+# A hashed name ends in 13 characters of base32 (65 bits of SHA-256): finding another
+# name with the same hash takes about 2**64 tries. (The 6 hex digits, 24 bits, of
+# earlier versions took seconds.) Accounts made with the old names keep them.
+HASH_CHARS = 13
+# What a hashed name ends with, now or in earlier versions. A name that ends so is
+# hashed too, even when valid: then no user's name fills the template to another
+# user's hashed name.
+HASHED_RE = re.compile(r".*-(?:[a-z2-7]{13}|[0-9a-f]{6})")
 # Where useradd's range of people's uids is written, and its defaults when not.
 LOGIN_DEFS = Path("/etc/login.defs")
 UID_RANGE_DEFAULT = (1000, 60000)
@@ -74,7 +79,8 @@ def account_name(template: str, username: str) -> str:
     valid = ACCOUNT_NAME_RE.fullmatch(name) and len(name) <= ACCOUNT_NAME_MAX
     if valid and not HASHED_RE.fullmatch(name):
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:HASH_CHARS]
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode().lower()
+    digest = digest[:HASH_CHARS]
     safe = re.sub(r"[^a-z0-9_-]", "-", name.lower())
     if not re.match(r"[a-z_]", safe):
         safe = "u" + safe
