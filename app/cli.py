@@ -1,4 +1,5 @@
-"""The `flaskhub` command: run | token | user add | user set-password | db upgrade | singleuser."""
+"""The `flaskhub` command: run | token | user add | user set-password | user bind-account |
+db upgrade | singleuser."""
 
 from __future__ import annotations
 
@@ -289,6 +290,34 @@ def user_set_password(name: str, password_stdin: bool) -> None:
     except DomainError as e:
         raise click.ClickException(e.message) from None
     click.echo(f"The password of {username} is changed.")
+
+
+@user.command("bind-account")
+@click.argument("name")
+@click.argument("account")
+def user_bind_account(name: str, account: str) -> None:
+    """Run user NAME's servers as ACCOUNT, a system account the hub made and kept, with
+    its files (after the hub's database was lost or replaced). As root."""
+    from app.db import Database
+    from app.outcomes import DomainError
+    from app.system_accounts import bind_account
+
+    settings = _settings()
+    _migrate(settings)
+    # The binding is logged (to standard error), as the API's is in the hub's log.
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s] %(message)s")
+    by = f"flaskhub user bind-account (uid {os.geteuid()})"
+    try:
+        binding = bind_account(Database(settings.db_url), settings, _username(name), account, by)
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    if not binding.changed:
+        click.echo(f"System account {binding.system_account} is {binding.name}'s already.")
+        return
+    click.echo(
+        f"{binding.name}'s servers now run as system account {binding.system_account}, "
+        f"with its files in {binding.home}."
+    )
 
 
 def _username(name: str) -> str:

@@ -210,7 +210,15 @@ class Settings:
         ["flaskhub", "singleuser"], "Command that starts a user's server."
     )
     system_user_template: str = setting(
-        "{username}", "The system account of a user's servers (local spawner, hub as root)."
+        "flaskhub-{username}",
+        "The system account of a user's servers (local spawner, hub as root); the prefix "
+        "keeps users off the machine's own accounts.",
+    )
+    system_users_allowed: list[str] = setting(
+        [],
+        "Existing accounts that may run servers although their uid is outside login.defs' "
+        "UID_MIN..UID_MAX, they have no login shell, or they are in a group that can act as "
+        "root (sudo, docker...); never root.",
     )
     create_system_users: bool = setting(
         False, "Create a missing system account (useradd) at a user's first spawn."

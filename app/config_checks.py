@@ -109,6 +109,8 @@ def validate(settings: Settings) -> None:
         if "\n" in name + value or "\r" in name + value:
             # Werkzeug refuses them at response time: every response would be a 500.
             raise ConfigError(f"setting 'headers': {name!r} must not contain line breaks")
+    if not all(isinstance(name, str) for name in settings.system_users_allowed):
+        raise ConfigError("setting 'system_users_allowed' must be a list of account names")
     if not METRIC_NAME_RE.fullmatch(settings.metrics_prefix):
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"

@@ -10,7 +10,18 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from app.api import groups, hub, named_servers, oauth, proxy, services, shares, tokens, users
+from app.api import (
+    groups,
+    hub,
+    named_servers,
+    oauth,
+    proxy,
+    services,
+    shares,
+    system_accounts,
+    tokens,
+    users,
+)
 from app.auth import csrf_ok, current_identity
 from app.errors import HubError
 from app.headers import API_PATHS
@@ -22,7 +33,19 @@ bp = Blueprint("api", __name__, url_prefix="/hub/api")
 # The routes whose <name> is a user's (elsewhere a group's or a service's); <owner> is
 # always a user's.
 USER_NAMED = tuple(f"{bp.url_prefix}/{kind}/<name>" for kind in ("users", "shares", "share-codes"))
-for module in (groups, hub, named_servers, oauth, proxy, services, shares, tokens, users):
+
+for module in (
+    groups,
+    hub,
+    named_servers,
+    oauth,
+    proxy,
+    services,
+    shares,
+    system_accounts,
+    tokens,
+    users,
+):
     bp.register_blueprint(module.bp)
 
 

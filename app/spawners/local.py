@@ -126,6 +126,7 @@ class LocalProcessSpawner(Spawner):
                 self.user_name,
                 self.storage_id,
                 create_missing=self.settings.create_system_users,
+                allowed=self.settings.system_users_allowed,
             )
         return self._account
 

@@ -16,9 +16,11 @@ import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.integration.conftest import REPO, Hub
 
 pytestmark = [
@@ -31,20 +33,33 @@ PREFIX = f"fhi{secrets.token_hex(2)}-"
 SHARED_WARNING = "Every user's server runs as this hub's own account"
 
 
-@pytest.fixture(scope="module")
-def hub(hub_factory: Callable[..., Hub]) -> Iterator[Hub]:
+def account_settings() -> dict[str, Any]:
+    """Servers as accounts made from this module's template, from the servers' environment."""
     program = SERVER_ENV.resolve() / "bin" / "flaskhub"
     assert program.exists(), f"{program} is missing: `.ci/setup` makes it when run as root"
-    yield hub_factory(
-        spawner="local",
-        system_user_template=PREFIX + "{username}",
-        create_system_users=True,
-        spawner_cmd=[str(program), "singleuser"],
-    )
+    return {
+        "spawner": "local",
+        "system_user_template": PREFIX + "{username}",
+        "create_system_users": True,
+        "spawner_cmd": [str(program), "singleuser"],
+    }
+
+
+@pytest.fixture(scope="module")
+def hub(hub_factory: Callable[..., Hub]) -> Iterator[Hub]:
+    yield hub_factory(**account_settings())
     for entry in pwd.getpwall():
-        if entry.pw_name.startswith(PREFIX):
+        if entry.pw_name.startswith(PREFIX) and entry.pw_uid != 0:
             subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], check=False)
-            subprocess.run(["userdel", "--remove", entry.pw_name], check=False, capture_output=True)
+            # userdel refuses (8) while a killed server is not yet reaped by its hub.
+            wait_for(lambda name=entry.pw_name: _userdel(name) != USERDEL_IN_USE)
+
+
+USERDEL_IN_USE = 8
+
+
+def _userdel(name: str) -> int:
+    return subprocess.run(["userdel", "--remove", name], capture_output=True).returncode
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +134,32 @@ def test_an_account_reads_its_own_server_and_nothing_of_anyone_else(
         result = as_account("alice", *cmd)
         assert result.returncode != 0, f"alice's account could read {what}"
         assert "Permission denied" in result.stderr, (what, result.stderr)
+
+
+def test_after_the_database_is_replaced_an_admin_gives_alice_her_account_back(
+    hub: Hub, running: dict[str, int], hub_factory: Callable[..., Hub]
+) -> None:
+    """Last in this module: alice's account leaves the module's hub for the new one."""
+    account = pwd.getpwnam(PREFIX + "alice")
+    written = as_account("alice", "sh", "-c", f"echo mine > {account.pw_dir}/notes.txt")
+    assert written.returncode == 0, written.stderr
+    # A new hub, as after a lost database: same template, no users, new stable ids.
+    fresh = hub_factory(**account_settings())
+    assert fresh.api("POST", "/users", json={"usernames": ["alice", "bob"]}).status_code == 201
+    refused = fresh.api("POST", "/users/alice/server")
+    assert refused.status_code == 500
+    assert f"flaskhub user bind-account alice {PREFIX}alice" in refused.json()["message"]
+
+    bound = fresh.cli("user", "bind-account", "alice", PREFIX + "alice")
+    assert bound.returncode == 0, bound.stderr
+    assert f"with its files in {account.pw_dir}" in bound.stdout
+    assert f"bound system account {PREFIX}alice (uid {account.pw_uid}" in bound.stderr
+    # Asked for another user: 409 names the account's owner.
+    taken = fresh.api("POST", "/users/bob/system-account", json={"account": PREFIX + "alice"})
+    assert taken.status_code == 409 and "belongs to user alice" in taken.json()["message"]
+
+    assert fresh.api("POST", "/users/alice/server").status_code == 201
+    pid = pid_of(fresh, "alice")
+    assert uid_of(pid) == account.pw_uid
+    read = as_account("alice", "cat", f"{account.pw_dir}/notes.txt")
+    assert read.stdout == "mine\n"

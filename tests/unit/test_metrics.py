@@ -272,7 +272,12 @@ def test_a_request_that_raises_is_counted_as_the_500_it_gets(app: Flask) -> None
 
 
 # FlaskHub's own rules: JupyterHub routes nothing there, so they keep their pattern.
-OWN_RULES = {"/hub/api/openapi.json", "/hub/api/users/<name>/password", "/hub/favicon.ico"}
+OWN_RULES = {
+    "/hub/api/openapi.json",
+    "/hub/api/users/<name>/password",
+    "/hub/api/users/<name>/system-account",
+    "/hub/favicon.ico",
+}
 
 
 def test_every_rule_has_a_jupyterhub_handler_name_or_is_our_own(app: Flask) -> None:
