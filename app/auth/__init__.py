@@ -266,6 +266,8 @@ def is_navigation(req: Request) -> bool:
     return (
         req.headers.get("Sec-Fetch-Mode") == "navigate"
         and req.headers.get("Sec-Fetch-Dest") == "document"
+        # A service worker's navigation preload: the worker reads the answer.
+        and "Service-Worker-Navigation-Preload" not in req.headers
     )
 
 

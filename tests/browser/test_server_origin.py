@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from tests.helpers import wait_for
@@ -59,9 +60,10 @@ def hub_origin(hub: Hub) -> str:
 
 
 def start_server(hub: Hub, name: str) -> str:
-    """Start name's server through the API; its URL once ready."""
+    """Start name's server through the API (if it is not running); its URL once ready."""
     hub.api("POST", "/users", json={"usernames": [name]})
-    assert hub.api("POST", f"/users/{name}/server").status_code in (201, 202)
+    if not hub.api("GET", f"/users/{name}").json()["server"]:
+        assert hub.api("POST", f"/users/{name}/server").status_code in (201, 202)
     return str(wait_for(lambda: hub.api("GET", f"/users/{name}").json()["server"]))
 
 
@@ -136,3 +138,33 @@ def test_per_user_origins_the_server_logs_in_on_its_own_origin(origin_hub: Hub, 
     # The hub on a user's origin sends the browser to its own origin.
     page.goto(f"http://{ADMIN}.localhost:{port}/hub/home")
     assert page.url == f"{origin}/hub/home"
+
+
+@pytest.mark.parametrize("worker", ["watch", "preload"])
+def test_path_mode_a_servers_service_worker_gets_no_token(
+    path_hub: Hub, page: Page, worker: str
+) -> None:
+    """A server's service worker of scope / (Service-Worker-Allowed) sees the hub pages'
+    requests (`watch`) or reads them through navigation preload (`preload`): the hub
+    answers a preload as a script's request, and a page a worker controls blanks its
+    token, unregisters the worker and loads again."""
+    server = path_hub.public_url + start_server(path_hub, EVIL)
+    requests.get(f"{server}reports?clear=1", timeout=10)
+    log_in_as_admin(page, path_hub)
+    page.goto(f"{server}evil?worker={worker}&victim={ADMIN}")
+    page.wait_for_function("document.title === 'done'")
+    page.goto(f"{path_hub.public_url}/hub/admin")
+    # The worker controlled the page (it saw the page's own requests)...
+    reports = lambda: requests.get(f"{server}reports", timeout=10).json()  # noqa: E731
+    wait_for(lambda: any(r.get("url", "").startswith("/hub/") for r in reports()))
+    # ...and then none: the page dropped it and loaded again, as the admin.
+    page.wait_for_function(
+        "navigator.serviceWorker.controller === null && location.pathname === '/hub/admin'"
+    )
+    expect(page.locator("#admin")).to_be_visible()
+    assert page.evaluate("navigator.serviceWorker.getRegistrations().then((r) => r.length)") == 0
+    seen = reports()
+    # At most the login page's token, of no login: no mint passed.
+    assert all(r.get("mint", 403) == 403 for r in seen), seen
+    assert not any(r.get("token") for r in seen if r.get("url") != "/hub/login"), seen
+    assert stolen_tokens(path_hub) == []
