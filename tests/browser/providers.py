@@ -60,7 +60,8 @@ def sign_in(page: Page, hub: Hub, login: str) -> None:
 
 def page_api(page: Page, path: str) -> Any:
     """GET /hub/api<path> as a hub page's own script does (its XSRF token with the
-    cookie); the model, or None when refused. The page must be a hub page."""
+    cookie); the model, or None when refused. The page must be a hub page with hub.js."""
+    page.wait_for_function("window.hubApi !== undefined")
     return page.evaluate(
         "async (url) => { try { return (await window.hubApi('GET', url)).data; }"
         " catch (e) { return null; } }",
@@ -69,9 +70,11 @@ def page_api(page: Page, path: str) -> Any:
 
 
 def whoami(page: Page, hub: Hub) -> str | None:
-    """Who the browser is logged in as at the hub, or None."""
-    if not page.url.startswith(f"{hub.public_url}/hub/"):
-        page.goto(f"{hub.public_url}/hub/home")
+    """Who the browser is logged in as at the hub, or None (the home page, as it
+    finds it, and the API as the page's own script calls it)."""
+    page.goto(f"{hub.public_url}/hub/home")
+    if page.url != f"{hub.public_url}/hub/home":
+        return None  # sent to the login page
     model = page_api(page, "/user")
     return str(model["name"]) if model else None
 
