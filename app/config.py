@@ -290,6 +290,9 @@ class Settings:
         "", "Memory limit of a user container: bytes or 512m, 2g (empty: none)."
     )
     cpu_limit: float = setting(0.0, "CPUs a user container may use, e.g. 1.5 (0: no limit).")
+    pids_limit: int = setting(
+        1024, "Processes and threads a user container may run at once (0 or -1: no limit)."
+    )
     mem_guarantee: str = setting(
         "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."
     )

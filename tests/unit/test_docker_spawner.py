@@ -44,6 +44,7 @@ def test_safe_names_never_collide() -> None:
         ({"docker_port": 70000}, "docker_port"),
         ({"mem_limit": "lots"}, "mem_limit"),
         ({"cpu_limit": -1}, "cpu_limit"),
+        ({"pids_limit": -2}, "pids_limit"),
     ],
 )
 def test_bad_docker_settings_are_refused(overrides: dict[str, Any], named: str) -> None:
@@ -55,3 +56,4 @@ def test_docker_settings_defaults() -> None:
     settings = load(environ={}, overrides={"mem_limit": "512M", "cpu_limit": 1})
     assert settings.mem_limit == "512M" and settings.cpu_limit == 1.0
     assert settings.docker_image.startswith("flaskhub/singleuser:")
+    assert settings.pids_limit == 1024
