@@ -22,6 +22,7 @@ from tests.integration.conftest import Hub, login
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
+    reaches_server,
     remove_labelled,
     run_in,
     spawn,
@@ -293,14 +294,19 @@ def test_containers_reach_the_hub_but_not_each_other(
     spawn(docker_hub, "bob")
     alice, bob = container_of(docker_client, "alice"), container_of(docker_client, "bob")
     bob_ip = bob.attrs["NetworkSettings"]["Networks"][PREFIX]["IPAddress"]
-    connect = "import socket,sys; socket.create_connection((sys.argv[1], 8888), timeout=3)"
-    code, output = alice.exec_run(["python3", "-c", connect, bob_ip])
-    assert code != 0 and b"timed out" in output, output
+    assert reaches_server(alice, "127.0.0.1", 8888, "/user/alice/")
+    assert not reaches_server(alice, bob_ip, 8888, "/user/bob/")
     # The hub's API, over the network's gateway (JUPYTERHUB_API_URL), answers.
     fetch = (
         "import os,urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).status)"
     )
     assert run_in(alice, f'python3 -c "{fetch}"').strip() == "200"
+    # But not CHP's API (on the host's loopback only), though on the same host.
+    gateway = docker_client.networks.get(PREFIX).attrs["IPAM"]["Config"][0]["Gateway"]
+    api_port = docker_hub.proxy_api_url.rsplit(":", 1)[1]
+    connect = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+    code, output = alice.exec_run(["python3", "-c", connect, gateway, api_port])
+    assert code != 0 and b"refused" in output, output
     # And CHP, on the host, reaches both servers.
     for name in ("alice", "bob"):
         token = docker_hub.token(name)
