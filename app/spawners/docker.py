@@ -1,12 +1,12 @@
 """DockerSpawner: one container per server on a Docker engine, the user's files in a volume.
 
 Containers join one user-defined bridge network (`docker_network`, created if
-missing). The hub reaches a server at its container's address on that network;
-the server reaches the hub at `hub_connect_ip`, by default the network's
-gateway, which is the host itself: `flaskhub run` also binds the hub there (see
-`DockerSpawner.hub_connect_ips`). Every call to the engine goes through the
-Docker SDK over its socket, which gevent's monkey patching makes cooperative;
-each carries a timeout.
+missing, with inter-container traffic off). The hub reaches a server at its
+container's address on that network; the server reaches the hub at
+`hub_connect_ip`, by default the network's gateway, which is the host itself:
+`flaskhub run` also binds the hub there (see `DockerSpawner.hub_connect_ips`).
+Every call to the engine goes through the Docker SDK over its socket, which
+gevent's monkey patching makes cooperative; each carries a timeout.
 """
 
 from __future__ import annotations
