@@ -93,16 +93,21 @@ class SwarmSpawner(DockerSpawner):
         assert room >= SERVICE_NAME_MAX - MAX_SWARM_PREFIX - 1
         return f"{self.settings.docker_prefix}-{safe_name(self.file_stem, SERVICE_SAFE, room)}"
 
+    @property
+    def shares_network(self) -> bool:
+        """Whether the task joins docker_network (else an overlay network of its own)."""
+        return self.settings.swarm_address == "network" or bool(self.settings.docker_network)
+
     def network(self) -> Network:
-        """The task's network: with swarm_address = "network", docker_network (an attachable
-        overlay network, made if missing), else an overlay network of this server's own.
+        """The task's network: docker_network (an attachable overlay network, made if
+        missing) in "network" mode or where set, else an overlay network of its own.
 
         An overlay network has no switch for inter-container traffic: tasks on one
         network reach each other. The hub and CHP must share docker_network with the
         tasks in "network" mode; in "docker_gwbridge" mode they reach each task over
-        docker_gwbridge (inter-container traffic off), so no two servers share a network.
+        docker_gwbridge (inter-container traffic off), so no two servers need share one.
         """
-        if self.settings.swarm_address == "network":
+        if self.shares_network:
             return ensure_network(self.client, self.settings, driver="overlay", attachable=True)
         try:
             network = self.client.networks.get(self.service_name)
@@ -125,8 +130,8 @@ class SwarmSpawner(DockerSpawner):
         return self.client.networks.get(created.id)
 
     def _remove_own_network(self) -> None:
-        """Remove this server's own network (docker_gwbridge mode), if it is there and ours."""
-        if self.settings.swarm_address == "network":
+        """Remove this server's own network, if it has one and it is there."""
+        if self.shares_network:
             return
         try:
             network = self.client.networks.get(self.service_name)

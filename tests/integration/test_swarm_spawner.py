@@ -274,6 +274,22 @@ def test_a_network_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
         theirs.remove()
 
 
+def test_a_network_named_in_docker_network_is_shared(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    # E.g. for tasks to reach a service of the operator's on it, knowingly.
+    hub = hub_factory(**{**SETTINGS, "docker_network": f"{PREFIX}-shared"})
+    spawn(hub, "sue")
+    (attached,) = spec_of(docker_client, "sue")["Networks"]
+    network = docker_client.networks.get(attached["Target"])
+    assert network.name == f"{PREFIX}-shared" and network.attrs["Attachable"]
+    stop(hub, "sue")
+    assert docker_client.networks.get(f"{PREFIX}-shared").id == network.id
+
+
 def test_tasks_drop_net_raw_and_have_a_process_limit(
     swarm_hub: Hub,
     docker_client: docker.DockerClient,  # noqa: F811
