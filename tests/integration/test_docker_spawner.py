@@ -226,14 +226,14 @@ def test_a_container_that_exits_at_once_fails_with_its_status_and_log(
 def foreign_container(
     docker_client: docker.DockerClient,  # noqa: F811
     docker_images: str,  # noqa: F811
-) -> Iterator[Callable[[str], Container]]:
+) -> Iterator[Callable[..., Container]]:
     """Make containers named as the hub would name a user's, without its labels (an
     operator's own, e.g. compose's `<project>-db-1`); removed at the end."""
     made: list[Container] = []
 
-    def make(name: str) -> Container:
+    def make(name: str, labels: dict[str, str] | None = None) -> Container:
         container = docker_client.containers.run(
-            docker_images, ["sleep", "600"], name=name, detach=True, labels={"test": PREFIX}
+            docker_images, ["sleep", "600"], name=name, detach=True, labels=labels or {}
         )
         made.append(container)
         return container
@@ -243,16 +243,24 @@ def foreign_container(
         container.remove(force=True)
 
 
-@pytest.mark.parametrize("user", ["db-1", "proxy-1", "hub-1"])
+# Compose v2 names the deployment's own services <project>-<service>-1; a second hub on
+# the engine whose docker_prefix is <PREFIX>-db names its user 1's container <PREFIX>-db-1.
+SECOND_HUB = {LABEL_HUB: f"{PREFIX}-db", LABEL_USER: "1", LABEL_SERVER: ""}
+
+
+@pytest.mark.parametrize(
+    ("user", "labels"),
+    [("db-1", {}), ("proxy-1", {}), ("hub-1", {}), ("db-1", SECOND_HUB)],
+)
 def test_a_container_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
     docker_hub: Hub,
     docker_client: docker.DockerClient,  # noqa: F811
-    foreign_container: Callable[[str], Container],
+    foreign_container: Callable[..., Container],
     user: str,
+    labels: dict[str, str],
 ) -> None:
-    # Compose v2 names the deployment's own services <project>-<service>-1.
     name = f"{PREFIX}-{user}"
-    theirs = foreign_container(name)
+    theirs = foreign_container(name, labels)
     docker_hub.api("POST", f"/users/{user}")
     response = docker_hub.api("POST", f"/users/{user}/server")
     assert response.status_code == 409, response.text
