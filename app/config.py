@@ -48,6 +48,10 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
+# Settings where -1 means no limit, as for Docker (as 0 does).
+MINUS_ONE_OK = frozenset({"pids_limit"})
+
+
 def setting(default: Any, help: str, *, secret: bool = False) -> Any:
     """A row of the settings table: a Settings field with its default and help text
     (a secret one is left out of the settings' repr, so logs and tracebacks never show it)."""
@@ -389,8 +393,9 @@ def coerce(row: Setting, value: Any) -> Any:
         raise ConfigError(
             f"setting {row.name!r} ({row.env}) must be {kind.__name__}, got {value!r}{hint}"
         )
-    if isinstance(value, int | float) and value < 0:
-        raise ConfigError(f"setting {row.name!r} must not be negative, got {value!r}")
+    if isinstance(value, int | float) and value < (-1 if row.name in MINUS_ONE_OK else 0):
+        floor = "below -1 (no limit)" if row.name in MINUS_ONE_OK else "negative"
+        raise ConfigError(f"setting {row.name!r} must not be {floor}, got {value!r}")
     return value
 
 

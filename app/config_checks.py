@@ -243,11 +243,6 @@ def _validate_docker(settings: Settings) -> None:
         raise ConfigError(
             f"setting 'docker_port' must be a port number, got {settings.docker_port}"
         )
-    if settings.pids_limit < -1:
-        raise ConfigError(
-            f"setting 'pids_limit' must be a number of processes, or 0 or -1 for no limit, "
-            f"got {settings.pids_limit}"
-        )
     for name in ("mem_limit", "mem_guarantee"):
         value = getattr(settings, name)
         if value and not MEM_LIMIT_RE.fullmatch(value):
