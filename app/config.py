@@ -48,6 +48,10 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
+# Settings where -1 means no limit, as for Docker (as 0 does).
+MINUS_ONE_OK = frozenset({"pids_limit"})
+
+
 def setting(default: Any, help: str, *, secret: bool = False) -> Any:
     """A row of the settings table: a Settings field with its default and help text
     (a secret one is left out of the settings' repr, so logs and tracebacks never show it)."""
@@ -311,6 +315,9 @@ class Settings:
         "", "Memory limit of a user container: bytes or 512m, 2g (empty: none)."
     )
     cpu_limit: float = setting(0.0, "CPUs a user container may use, e.g. 1.5 (0: no limit).")
+    pids_limit: int = setting(
+        1024, "Processes and threads a user container may run at once (0 or -1: no limit)."
+    )
     mem_guarantee: str = setting(
         "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."
     )
@@ -407,8 +414,9 @@ def coerce(row: Setting, value: Any) -> Any:
         raise ConfigError(
             f"setting {row.name!r} ({row.env}) must be {kind.__name__}, got {value!r}{hint}"
         )
-    if isinstance(value, int | float) and value < 0:
-        raise ConfigError(f"setting {row.name!r} must not be negative, got {value!r}")
+    if isinstance(value, int | float) and value < (-1 if row.name in MINUS_ONE_OK else 0):
+        floor = "below -1 (no limit)" if row.name in MINUS_ONE_OK else "negative"
+        raise ConfigError(f"setting {row.name!r} must not be {floor}, got {value!r}")
     return value
 
 

@@ -1,12 +1,12 @@
 """DockerSpawner: one container per server on a Docker engine, the user's files in a volume.
 
 Containers join one user-defined bridge network (`docker_network`, created if
-missing). The hub reaches a server at its container's address on that network;
-the server reaches the hub at `hub_connect_ip`, by default the network's
-gateway, which is the host itself: `flaskhub run` also binds the hub there (see
-`DockerSpawner.hub_connect_ips`). Every call to the engine goes through the
-Docker SDK over its socket, which gevent's monkey patching makes cooperative;
-each carries a timeout.
+missing, with inter-container traffic off). The hub reaches a server at its
+container's address on that network; the server reaches the hub at
+`hub_connect_ip`, by default the network's gateway, which is the host itself:
+`flaskhub run` also binds the hub there (see `DockerSpawner.hub_connect_ips`).
+Every call to the engine goes through the Docker SDK over its socket, which
+gevent's monkey patching makes cooperative; each carries a timeout.
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ from app.spawners.base import Spawner, SpawnerError
 log = logging.getLogger(__name__)
 
 LABEL_USER = "org.flaskhub.user"
+# The user's stable id: a renamed user, or a new user of an old name, is someone else.
+LABEL_STORAGE = "org.flaskhub.storage-id"
 LABEL_SERVER = "org.flaskhub.server"
 LABEL_HUB = "org.flaskhub.hub"
+# The labels that say a container or service is this hub's, for this user's server.
+OWNER_LABELS = (LABEL_HUB, LABEL_STORAGE, LABEL_SERVER)
 # Seconds any one call to the engine may take (a stop adds its grace period).
 CLIENT_TIMEOUT = 30
 # Connections to the engine kept per process: one per concurrent spawn or poll.
@@ -42,7 +46,14 @@ LOG_LINES = 20
 NAME_SAFE = re.compile(r"[a-zA-Z0-9.-]")
 MAX_NAME_PART = 100
 
+# Off: containers on the users' bridge reach the host (the hub), never each other.
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+# What a container may do that a notebook never needs: forge packets (ARP, ICMP spoofing).
+CAP_DROP = ("NET_RAW",)
+
 _clients: dict[int, docker.DockerClient] = {}
+# Networks warned about by _check_network in this process.
+_warned_networks: set[str] = set()
 
 
 def docker_client() -> docker.DockerClient:
@@ -79,12 +90,27 @@ def network_name(settings: Settings) -> str:
 def ensure_network(
     client: docker.DockerClient, settings: Settings, driver: str = "bridge", **options: Any
 ) -> Network:
-    """The network of user containers, created (labelled; a bridge unless told) if missing."""
+    """The network of user containers, created (labelled; a bridge unless told) if missing.
+
+    A bridge is made with inter-container traffic off: the hub and CHP, on the
+    host, reach each container, but no container reaches another. One that is
+    there already and does not hold that is refused, unless named in docker_network.
+    """
     name = network_name(settings)
     try:
-        return client.networks.get(name)
+        network = client.networks.get(name)
     except NotFound:
-        pass
+        network = _create_network(client, settings, driver, **options)
+    _check_network(network, settings)
+    return network
+
+
+def _create_network(
+    client: docker.DockerClient, settings: Settings, driver: str, **options: Any
+) -> Network:
+    name = network_name(settings)
+    if driver == "bridge":
+        options["options"] = {ICC_OPTION: "false"}
     try:
         created = client.networks.create(
             name, driver=driver, labels={LABEL_HUB: settings.docker_prefix}, **options
@@ -94,6 +120,39 @@ def ensure_network(
     except APIError:
         # Another worker created it meanwhile.
         return client.networks.get(name)
+
+
+def network_flaw(network: Network, settings: Settings) -> str:
+    """What lets user containers on network reach each other (or "" if nothing we can tell)."""
+    attrs = network.attrs
+    if (attrs.get("Labels") or {}).get(LABEL_HUB) != settings.docker_prefix:
+        return "this hub did not make it"
+    if attrs.get("Driver") == "bridge" and (attrs.get("Options") or {}).get(ICC_OPTION) != "false":
+        return f"it lets containers reach each other ({ICC_OPTION} is not false)"
+    return ""
+
+
+def _check_network(network: Network, settings: Settings) -> None:
+    """Refuse a network user containers could reach each other on; warn (once) if the
+    operator named it in docker_network (the compose deployment shares it with CHP)."""
+    flaw = network_flaw(network, settings)
+    if not flaw:
+        return
+    if not settings.docker_network:
+        raise SpawnerError(
+            f"Docker network {network.name} exists but {flaw}, so user containers on it "
+            f"could reach each other's servers. Remove it (docker network rm {network.name}, "
+            "once nothing uses it) for the hub to make its own, set docker_prefix to a "
+            "name nothing uses, or set docker_network to use it knowingly."
+        )
+    if network.id not in _warned_networks:
+        _warned_networks.add(network.id)
+        log.warning(
+            "Docker network %s (docker_network) is used although %s: user containers on it "
+            "may reach each other's servers and anything else on it.",
+            network.name,
+            flaw,
+        )
 
 
 def network_gateway(network: Network) -> str:
@@ -142,9 +201,33 @@ class DockerSpawner(Spawner):
         """What tells an operator whose a container or volume is, and which hub made it."""
         return {
             LABEL_USER: self.user_name,
+            LABEL_STORAGE: self.storage_id,
             LABEL_SERVER: self.server_name,
             LABEL_HUB: self.settings.docker_prefix,
         }
+
+    def owns(self, labels: dict[str, str] | None) -> bool:
+        """Whether labels say this hub made the object for this user's (stable id) server."""
+        mine = self.labels()
+        return all((labels or {}).get(key) == mine[key] for key in OWNER_LABELS)
+
+    def name_taken(self, kind: str, name: str, labels: dict[str, str] | None) -> SpawnerError:
+        """The spawn fails: something not this server's already has the name it needs."""
+        # The labels go to the log only: they may name another user.
+        log.warning(
+            "Not starting %s's server: a %s named %s exists that is not this server's (labels %s)",
+            self.user_name,
+            kind,
+            name,
+            labels,
+        )
+        return SpawnerError(
+            f"Cannot start the server: a Docker {kind} named {name} already exists and "
+            f"this hub did not make it for this server, so it is left alone. An "
+            f"administrator must rename or remove that {kind}, or set docker_prefix to a "
+            "start of names that nothing else on the engine uses.",
+            409,
+        )
 
     @classmethod
     def hub_connect_ips(cls, settings: Settings) -> list[str]:
@@ -204,11 +287,14 @@ class DockerSpawner(Spawner):
             ) from e
 
     def _remove_leftover(self) -> None:
-        """Remove a container of this server's name left by `docker_remove = false` or a crash."""
+        """Remove a container of this server's name left by `docker_remove = false` or a crash;
+        one of that name that is not this server's fails the spawn (never removed)."""
         try:
             old = self.client.containers.get(self.container_name)
         except NotFound:
             return
+        if not self.owns(old.labels):
+            raise self.name_taken("container", self.container_name, old.labels)
         log.info("Removing the old container %s of %s", self.container_name, self.user_name)
         old.remove(force=True)
 
@@ -225,11 +311,17 @@ class DockerSpawner(Spawner):
                 network=ensure_network(self.client, self.settings).name,
                 mem_limit=self.settings.mem_limit or None,
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
+                pids_limit=self.pids_limit(),
+                cap_drop=list(CAP_DROP),
             )
         except APIError as e:
             raise SpawnerError(
                 f"Cannot create container {self.container_name}: {engine_says(e)}"
             ) from e
+
+    def pids_limit(self) -> int | None:
+        """pids_limit for the engine: None (no limit) for 0 or -1."""
+        return self.settings.pids_limit if self.settings.pids_limit > 0 else None
 
     def container_env(self) -> dict[str, str]:
         """docker_env, then the JUPYTERHUB_* variables; none of the hub's own environment."""

@@ -2,13 +2,14 @@
 
 It is the DockerSpawner's design on a swarm: the same names, labels, home
 volume, environment and failure messages, through a swarm manager's engine.
-Services join `docker_network`, an attachable overlay network (created if
-missing). The host is on no overlay network, but every task also joins the
-node's `docker_gwbridge` bridge: with `swarm_address = "docker_gwbridge"` (one
-node, the hub on it) the hub and CHP reach a task at its address there, and the
-task reaches the hub at that bridge's gateway. With `swarm_address = "network"`
-the hub and CHP run on the overlay network themselves (as swarm services or
-attached containers) and use the task's address on it. Services publish no
+The host is on no overlay network, but every task also joins the node's
+`docker_gwbridge` bridge (inter-container traffic off): with `swarm_address =
+"docker_gwbridge"` (one node, the hub on it) the hub and CHP reach a task at its
+address there, the task reaches the hub at that bridge's gateway, and each
+service has an overlay network of its own. With `swarm_address = "network"`
+all services join `docker_network`, an attachable overlay network (created if
+missing), on which the hub and CHP run themselves (as swarm services or
+attached containers) and use the task's address. Services publish no
 ports and skip the virtual IP (`dnsrr`): the routing mesh needs IPVS.
 """
 
@@ -29,6 +30,7 @@ from docker.utils import parse_bytes
 from app.config import MAX_SWARM_PREFIX, Settings
 from app.spawners.base import SpawnerError
 from app.spawners.docker import (
+    CAP_DROP,
     LOG_LINES,
     STOP_GRACE_SECONDS,
     DockerSpawner,
@@ -91,9 +93,55 @@ class SwarmSpawner(DockerSpawner):
         assert room >= SERVICE_NAME_MAX - MAX_SWARM_PREFIX - 1
         return f"{self.settings.docker_prefix}-{safe_name(self.file_stem, SERVICE_SAFE, room)}"
 
+    @property
+    def shares_network(self) -> bool:
+        """Whether the task joins docker_network (else an overlay network of its own)."""
+        return self.settings.swarm_address == "network" or bool(self.settings.docker_network)
+
     def network(self) -> Network:
-        """docker_network: an attachable overlay network, made if missing."""
-        return ensure_network(self.client, self.settings, driver="overlay", attachable=True)
+        """The task's network: docker_network (an attachable overlay network, made if
+        missing) in "network" mode or where set, else an overlay network of its own.
+
+        An overlay network has no switch for inter-container traffic: tasks on one
+        network reach each other. The hub and CHP must share docker_network with the
+        tasks in "network" mode; in "docker_gwbridge" mode they reach each task over
+        docker_gwbridge (inter-container traffic off), so no two servers need share one.
+        """
+        if self.shares_network:
+            return ensure_network(self.client, self.settings, driver="overlay", attachable=True)
+        try:
+            network = self.client.networks.get(self.service_name)
+        except NotFound:
+            network = self._create_own_network()
+        labels = network.attrs.get("Labels")
+        if not self.owns(labels):
+            raise self.name_taken("network", self.service_name, labels)
+        return network
+
+    def _create_own_network(self) -> Network:
+        try:
+            created = self.client.networks.create(
+                self.service_name, driver="overlay", labels=self.labels(), check_duplicate=True
+            )
+        except APIError as e:
+            raise SpawnerError(
+                f"Cannot create network {self.service_name}: {engine_says(e)}"
+            ) from e
+        return self.client.networks.get(created.id)
+
+    def _remove_own_network(self) -> None:
+        """Remove this server's own network, if it has one and it is there."""
+        if self.shares_network:
+            return
+        try:
+            network = self.client.networks.get(self.service_name)
+            if self.owns(network.attrs.get("Labels")):
+                network.remove()
+        except NotFound:
+            return
+        except APIError as e:
+            # Still in use by a task on its way out: the next start reuses it.
+            log.warning("Could not remove network %s: %s", self.service_name, engine_says(e))
 
     # -- starting ------------------------------------------------------------
 
@@ -116,11 +164,15 @@ class SwarmSpawner(DockerSpawner):
             self.report_progress(20, f"Image {image} is not on this node: the task's node pulls it")
 
     def _remove_leftover(self) -> None:
-        """Remove a service of this server's name left by a crash of the hub."""
+        """Remove a service of this server's name left by a crash of the hub; one of that
+        name that is not this server's fails the spawn (never removed)."""
         try:
             old = self.client.services.get(self.service_name)
         except NotFound:
             return
+        labels = old.attrs["Spec"].get("Labels")
+        if not self.owns(labels):
+            raise self.name_taken("service", self.service_name, labels)
         log.info("Removing the old service %s of %s", self.service_name, self.user_name)
         old.remove()
 
@@ -137,6 +189,8 @@ class SwarmSpawner(DockerSpawner):
                 mounts=self.mount_specs(),
                 networks=[self.network().name],
                 resources=self.resources(),
+                # Engine API 1.41 (Engine 20.10) takes capabilities by their kernel names.
+                cap_drop=[f"CAP_{name}" for name in CAP_DROP],
                 constraints=settings.swarm_placement or None,
                 restart_policy=RestartPolicy(condition="none"),
                 endpoint_spec=EndpointSpec(mode="dnsrr"),
@@ -166,14 +220,19 @@ class SwarmSpawner(DockerSpawner):
         return specs
 
     def resources(self) -> Resources:
-        """mem_limit and cpu_limit as limits, mem_guarantee and cpu_guarantee as reservations."""
+        """mem_limit, cpu_limit and pids_limit as limits, mem_guarantee and cpu_guarantee as
+        reservations."""
         settings = self.settings
-        return Resources(
+        resources = Resources(
             mem_limit=parse_bytes(settings.mem_limit) if settings.mem_limit else None,
             cpu_limit=int(settings.cpu_limit * 1e9) or None,
             mem_reservation=parse_bytes(settings.mem_guarantee) if settings.mem_guarantee else None,
             cpu_reservation=int(settings.cpu_guarantee * 1e9) or None,
         )
+        # The SDK has no argument for it; Engine API 1.41 reads Limits.Pids.
+        if pids := self.pids_limit():
+            resources.setdefault("Limits", {})["Pids"] = pids
+        return resources
 
     def _wait_for_task(self, service: Service) -> str:
         """Wait until the task runs and its port accepts connections; its address.
@@ -255,11 +314,11 @@ class SwarmSpawner(DockerSpawner):
 
     def stop(self, now: bool = False) -> None:
         service = self._service()
-        if service is None:
-            return
-        service.remove()
-        log.info("Removed service %s of %s", self.service_name, self.user_name)
-        self._wait_for_containers(now)
+        if service is not None:
+            service.remove()
+            log.info("Removed service %s of %s", self.service_name, self.user_name)
+            self._wait_for_containers(now)
+        self._remove_own_network()
 
     def _wait_for_containers(self, now: bool) -> None:
         """Wait (bounded) until the service's containers on this node are gone: the next

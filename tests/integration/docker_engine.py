@@ -178,3 +178,24 @@ def run_in(container: Container, command: str) -> str:
     code, output = container.exec_run(["sh", "-c", command])
     assert code == 0, output
     return output.decode()
+
+
+# Exits 0 if a single-user server answers at http://<argv[1]>:<argv[2]><argv[3]>. Only a
+# server's own header counts: a host's outbound route may end at a proxy that accepts
+# every connection (as on the machines the suite runs on).
+_REACHES = """
+import http.client, sys
+connection = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=3)
+try:
+    connection.request("GET", sys.argv[3])
+    response = connection.getresponse()
+except OSError as e:
+    sys.exit(f"unreachable: {e}")
+sys.exit(0 if response.getheader("X-JupyterHub-Version") else "not a server")
+"""
+
+
+def reaches_server(container: Container, ip: str, port: int, path: str) -> bool:
+    """Whether code in container gets an answer from the single-user server at ip:port."""
+    code, _ = container.exec_run(["python3", "-c", _REACHES, ip, str(port), path])
+    return code == 0

@@ -22,6 +22,7 @@ from tests.integration.conftest import Hub, login
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
+    reaches_server,
     remove_labelled,
     run_in,
     spawn,
@@ -219,3 +220,171 @@ def test_a_container_that_exits_at_once_fails_with_its_status_and_log(
     assert response.status_code == 500
     message = response.json()["message"]
     assert "exited with status 3" in message and "cannot go on" in message
+
+
+@pytest.fixture
+def foreign_container(
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+) -> Iterator[Callable[..., Container]]:
+    """Make containers named as the hub would name a user's, without its labels (an
+    operator's own, e.g. compose's `<project>-db-1`); removed at the end."""
+    made: list[Container] = []
+
+    def make(name: str, labels: dict[str, str] | None = None) -> Container:
+        container = docker_client.containers.run(
+            docker_images, ["sleep", "600"], name=name, detach=True, labels=labels or {}
+        )
+        made.append(container)
+        return container
+
+    yield make
+    for container in made:
+        container.remove(force=True)
+
+
+# Compose v2 names the deployment's own services <project>-<service>-1; a second hub on
+# the engine whose docker_prefix is <PREFIX>-db names its user 1's container <PREFIX>-db-1.
+SECOND_HUB = {LABEL_HUB: f"{PREFIX}-db", LABEL_USER: "1", LABEL_SERVER: ""}
+
+
+@pytest.mark.parametrize(
+    ("user", "labels"),
+    [("db-1", {}), ("proxy-1", {}), ("hub-1", {}), ("db-1", SECOND_HUB)],
+)
+def test_a_container_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+    foreign_container: Callable[..., Container],
+    user: str,
+    labels: dict[str, str],
+) -> None:
+    name = f"{PREFIX}-{user}"
+    theirs = foreign_container(name, labels)
+    docker_hub.api("POST", f"/users/{user}")
+    response = docker_hub.api("POST", f"/users/{user}/server")
+    assert response.status_code == 409, response.text
+    message = response.json()["message"]
+    assert f"a Docker container named {name} already exists" in message
+    assert "rename or remove that container, or set docker_prefix" in message
+    kept = docker_client.containers.get(name)
+    assert kept.id == theirs.id and kept.status == "running"
+
+
+def test_a_leftover_of_a_renamed_user_is_not_a_new_user_of_that_name(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    hub = hub_factory(**{**SETTINGS, "docker_remove": False})
+    spawn(hub, "rita")
+    stop(hub, "rita")
+    # docker_remove = false keeps it; the same user's next start replaces it.
+    first = container_of(docker_client, "rita")
+    spawn(hub, "rita")
+    stop(hub, "rita")
+    left = container_of(docker_client, "rita")
+    assert left.id != first.id
+    assert hub.api("PATCH", "/users/rita", json={"name": "rosa"}).status_code == 200
+    hub.api("POST", "/users/rita")
+    response = hub.api("POST", "/users/rita/server")
+    assert response.status_code == 409, response.text
+    assert f"a Docker container named {PREFIX}-rita already exists" in response.json()["message"]
+    assert container_of(docker_client, "rita").id == left.id
+
+
+def test_containers_reach_the_hub_but_not_each_other(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    spawn(docker_hub, "bob")
+    alice, bob = container_of(docker_client, "alice"), container_of(docker_client, "bob")
+    bob_ip = bob.attrs["NetworkSettings"]["Networks"][PREFIX]["IPAddress"]
+    assert reaches_server(alice, "127.0.0.1", 8888, "/user/alice/")
+    assert not reaches_server(alice, bob_ip, 8888, "/user/bob/")
+    # The hub's API, over the network's gateway (JUPYTERHUB_API_URL), answers.
+    fetch = (
+        "import os,urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).status)"
+    )
+    assert run_in(alice, f'python3 -c "{fetch}"').strip() == "200"
+    # But not CHP's API (on the host's loopback only), though on the same host.
+    gateway = docker_client.networks.get(PREFIX).attrs["IPAM"]["Config"][0]["Gateway"]
+    api_port = docker_hub.proxy_api_url.rsplit(":", 1)[1]
+    connect = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+    code, output = alice.exec_run(["python3", "-c", connect, gateway, api_port])
+    assert code != 0 and b"refused" in output, output
+    # And CHP, on the host, reaches both servers.
+    for name in ("alice", "bob"):
+        token = docker_hub.token(name)
+        page = docker_hub.get(f"/user/{name}/", headers={"Authorization": f"token {token}"})
+        assert page.status_code == 200
+    options = docker_client.networks.get(PREFIX).attrs["Options"]
+    assert options["com.docker.network.bridge.enable_icc"] == "false"
+
+
+def test_containers_drop_net_raw_and_have_a_process_limit(
+    docker_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(docker_hub, "alice")
+    alice = container_of(docker_client, "alice")
+    NET_RAW = 13  # noqa: N806 (the capability's bit, linux/capability.h)
+    bounding = int(run_in(alice, "sed -n 's/^CapBnd:\\t//p' /proc/self/status"), 16)
+    assert not bounding & (1 << NET_RAW)
+    assert run_in(alice, "cat /sys/fs/cgroup/pids/pids.max").strip() == "1024"
+
+
+@pytest.fixture
+def foreign_network(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:  # noqa: F811
+    """Make networks with given labels and options; removed at the end."""
+    made: list[Any] = []
+
+    def make(name: str, **kwargs: Any) -> str:
+        made.append(docker_client.networks.create(name, **kwargs))
+        return name
+
+    yield make
+    for network in made:
+        network.reload()
+        # A failed test may leave its hub's containers on it: those are this module's.
+        for container in network.containers:
+            if container.labels.get(LABEL_HUB) == PREFIX:
+                container.remove(force=True)
+        network.remove()
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ({"test": PREFIX}, "this hub did not make it"),
+        ({LABEL_HUB: f"{PREFIX}-n"}, "com.docker.network.bridge.enable_icc is not false"),
+    ],
+)
+def test_a_network_of_the_name_where_containers_reach_each_other_is_refused(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+    foreign_network: Callable[..., str],
+    labels: dict[str, str],
+    why: str,
+) -> None:
+    prefix = foreign_network(f"{PREFIX}-n", labels=labels)
+    with pytest.raises(RuntimeError) as refused:
+        hub_factory(**{**SETTINGS, "docker_prefix": prefix})
+    assert f"Docker network {prefix} exists but" in str(refused.value)
+    assert why in str(refused.value) and "docker network rm" in str(refused.value)
+
+
+def test_a_network_named_in_docker_network_is_used_with_a_warning(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+    foreign_network: Callable[..., str],
+) -> None:
+    network = foreign_network(f"{PREFIX}-shared", labels={"test": PREFIX})
+    hub = hub_factory(**{**SETTINGS, "docker_network": network})
+    spawn(hub, "sam")
+    assert f"Docker network {network} (docker_network) is used although" in hub.log()
+    stop(hub, "sam")

@@ -26,6 +26,7 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
     docker_swarm,
+    reaches_server,
     remove_labelled,
     run_in,
     spawn,
@@ -127,7 +128,7 @@ def test_limits_reservations_placement_and_environment(
     spawn(swarm_hub, "alice")
     spec = spec_of(docker_client, "alice")
     assert spec["Resources"] == {
-        "Limits": {"MemoryBytes": 256 * 1024 * 1024, "NanoCPUs": 500_000_000},
+        "Limits": {"MemoryBytes": 256 * 1024 * 1024, "NanoCPUs": 500_000_000, "Pids": 1024},
         "Reservations": {"MemoryBytes": 64 * 1024 * 1024, "NanoCPUs": 250_000_000},
     }
     assert spec["Placement"]["Constraints"] == ["node.role==manager"]
@@ -136,8 +137,11 @@ def test_limits_reservations_placement_and_environment(
     assert "PYTHONPATH" not in env and not any(k.startswith("FLASKHUB_") for k in env)
     gateway = docker_client.networks.get(GWBRIDGE).attrs["IPAM"]["Config"][0]["Gateway"]
     assert env["JUPYTERHUB_API_URL"].startswith(f"http://{gateway}:")
-    network = docker_client.networks.get(PREFIX)
-    assert network.attrs["Driver"] == "overlay" and network.attrs["Attachable"]
+    # An overlay network of its own (the hub reaches it over docker_gwbridge).
+    (attached,) = spec["Networks"]
+    network = docker_client.networks.get(attached["Target"])
+    assert network.name == f"{PREFIX}-alice" and network.attrs["Driver"] == "overlay"
+    assert network.attrs["Labels"][LABEL_HUB] == PREFIX
 
 
 def test_home_survives_stop_and_start_and_stop_removes_the_service(
@@ -154,6 +158,8 @@ def test_home_survives_stop_and_start_and_stop_removes_the_service(
     stop(swarm_hub, "carol")
     with pytest.raises(docker.errors.NotFound):
         docker_client.services.get(first.id)
+    # And its network, which only it used.
+    assert f"{PREFIX}-carol" not in [n.name for n in docker_client.networks.list()]
     volume = docker_client.volumes.get(home["Source"])
     assert volume.attrs["Labels"][LABEL_USER] == "carol"
     spawn(swarm_hub, "carol")
@@ -196,6 +202,7 @@ def test_a_missing_image_fails_naming_it_and_is_not_retried(
     assert hub.query("SELECT started FROM servers") == started
     # The failed service is removed, not left to be retried by the swarm.
     assert docker_client.services.list(filters={"name": f"{PREFIX}-dora"}) == []
+    assert f"{PREFIX}-dora" not in [n.name for n in docker_client.networks.list()]
 
 
 def test_a_task_that_exits_at_once_fails_with_its_status_and_log(
@@ -209,3 +216,116 @@ def test_a_task_that_exits_at_once_fails_with_its_status_and_log(
     assert response.status_code == 500
     message = response.json()["message"]
     assert "exited with status 3" in message and "cannot go on" in message
+
+
+@pytest.fixture
+def foreign_service(
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+) -> Iterator[Callable[[str], Service]]:
+    """Make services named as the hub would name a user's, without its labels; removed
+    at the end."""
+    made: list[Service] = []
+
+    def make(name: str) -> Service:
+        service = docker_client.services.create(
+            docker_images, ["sleep", "600"], name=name, labels={"test": PREFIX}
+        )
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.remove()
+
+
+@pytest.mark.parametrize("user", ["db", "proxy"])
+def test_a_service_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+    foreign_service: Callable[[str], Service],
+    user: str,
+) -> None:
+    # A stack names its services <stack>_<service>; one made by hand can be anything.
+    name = f"{PREFIX}-{user}"
+    theirs = foreign_service(name)
+    swarm_hub.api("POST", f"/users/{user}")
+    response = swarm_hub.api("POST", f"/users/{user}/server")
+    assert response.status_code == 409, response.text
+    message = response.json()["message"]
+    assert f"a Docker service named {name} already exists" in message
+    assert "rename or remove that service, or set docker_prefix" in message
+    assert docker_client.services.get(name).id == theirs.id
+
+
+def test_a_network_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    name = f"{PREFIX}-nina"
+    theirs = docker_client.networks.create(name, driver="overlay", labels={"test": PREFIX})
+    try:
+        swarm_hub.api("POST", "/users/nina")
+        response = swarm_hub.api("POST", "/users/nina/server")
+        assert response.status_code == 409, response.text
+        assert f"a Docker network named {name} already exists" in response.json()["message"]
+        assert docker_client.networks.get(name).id == theirs.id
+    finally:
+        theirs.remove()
+
+
+def test_a_network_named_in_docker_network_is_shared(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    # E.g. for tasks to reach a service of the operator's on it, knowingly.
+    hub = hub_factory(**{**SETTINGS, "docker_network": f"{PREFIX}-shared"})
+    spawn(hub, "sue")
+    (attached,) = spec_of(docker_client, "sue")["Networks"]
+    network = docker_client.networks.get(attached["Target"])
+    assert network.name == f"{PREFIX}-shared" and network.attrs["Attachable"]
+    stop(hub, "sue")
+    assert docker_client.networks.get(f"{PREFIX}-shared").id == network.id
+
+
+def test_tasks_drop_net_raw_and_have_a_process_limit(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "alice")
+    container = container_of(docker_client, "alice")
+    NET_RAW = 13  # noqa: N806 (the capability's bit, linux/capability.h)
+    bounding = int(run_in(container, "sed -n 's/^CapBnd:\\t//p' /proc/self/status"), 16)
+    assert not bounding & (1 << NET_RAW)
+    assert run_in(container, "cat /sys/fs/cgroup/pids/pids.max").strip() == "1024"
+
+
+def unreachable(container: Container, ip: str, port: int) -> bool:
+    """Whether a connection from inside container to ip:port fails."""
+    connect = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+    code, _ = container.exec_run(["python3", "-c", connect, ip, str(port)])
+    return code != 0
+
+
+def test_tasks_reach_the_hub_but_not_each_other_nor_the_proxy_api(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(swarm_hub, "alice")
+    spawn(swarm_hub, "bob")
+    alice, bob = container_of(docker_client, "alice"), container_of(docker_client, "bob")
+    gwbridge = docker_client.networks.get(GWBRIDGE).attrs
+    addresses = [n["IPAddress"] for n in bob.attrs["NetworkSettings"]["Networks"].values()]
+    addresses.append(gwbridge["Containers"][bob.id]["IPv4Address"].split("/")[0])
+    assert reaches_server(alice, "127.0.0.1", 8888, "/user/alice/")
+    for ip in addresses:
+        assert not reaches_server(alice, ip, 8888, "/user/bob/"), ip
+    fetch = "import os,urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).code)"
+    assert run_in(alice, f'python3 -c "{fetch}"').strip() == "200"
+    gateway = gwbridge["IPAM"]["Config"][0]["Gateway"]
+    proxy_api_port = int(swarm_hub.proxy_api_url.rsplit(":", 1)[1])
+    assert unreachable(alice, gateway, proxy_api_port)
+    assert get_as(swarm_hub, "alice", "alice").status_code == 200
+    assert get_as(swarm_hub, "bob", "bob").status_code == 200

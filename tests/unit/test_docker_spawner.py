@@ -8,6 +8,7 @@ import pytest
 
 from app.config import DOCKER_NAME_RE, ConfigError, load
 from app.spawners.docker import MAX_NAME_PART, safe_name
+from app.spawners.swarm import SwarmSpawner
 
 
 @pytest.mark.parametrize(
@@ -44,6 +45,7 @@ def test_safe_names_never_collide() -> None:
         ({"docker_port": 70000}, "docker_port"),
         ({"mem_limit": "lots"}, "mem_limit"),
         ({"cpu_limit": -1}, "cpu_limit"),
+        ({"pids_limit": -2}, "pids_limit"),
     ],
 )
 def test_bad_docker_settings_are_refused(overrides: dict[str, Any], named: str) -> None:
@@ -55,3 +57,18 @@ def test_docker_settings_defaults() -> None:
     settings = load(environ={}, overrides={"mem_limit": "512M", "cpu_limit": 1})
     assert settings.mem_limit == "512M" and settings.cpu_limit == 1.0
     assert settings.docker_image.startswith("flaskhub/singleuser:")
+    assert settings.pids_limit == 1024
+
+
+@pytest.mark.parametrize(("setting", "limit"), [(1024, 1024), (1, 1), (0, None), (-1, None)])
+def test_pids_limit_0_or_minus_1_is_no_limit(setting: int, limit: int | None) -> None:
+    settings = load(environ={}, overrides={"pids_limit": setting})
+    spawner = SwarmSpawner(
+        user_name="ann",
+        server_name="",
+        service_prefix="/user/ann/",
+        settings=settings,
+        storage_id="0" * 32,
+    )
+    assert spawner.pids_limit() == limit
+    assert spawner.resources().get("Limits", {}).get("Pids") == limit
