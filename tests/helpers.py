@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
 from app.db import get_db
@@ -57,6 +60,30 @@ class BrowserClient(FlaskClient):
         self.environ_base.update(
             {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in NAVIGATION.items()}
         )
+
+
+class LocalhostAdapter(HTTPAdapter):
+    """Sends *.localhost to 127.0.0.1, as browsers do (per-user origins on a laptop),
+    where glibc without nss-myhostname resolves no such name."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        if not (parts.hostname or "").endswith(".localhost"):
+            return super().send(request, **kwargs)
+        direct = request.copy()
+        direct.headers["Host"] = parts.netloc
+        direct.url = parts._replace(netloc=f"127.0.0.1:{parts.port or 80}").geturl()
+        response = super().send(direct, **kwargs)
+        response.url, response.request = request.url or "", request
+        return response
+
+
+def browser_session() -> requests.Session:
+    """A requests session as a person's browser: navigations, *.localhost on loopback."""
+    session = requests.Session()
+    session.headers.update(NAVIGATION)
+    session.mount("http://", LocalhostAdapter())
+    return session
 
 
 def header_values(response: Any, name: str) -> list[str]:

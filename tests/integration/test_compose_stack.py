@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from app.spawners.docker import LABEL_HUB
-from tests.helpers import free_port, wait_for, xsrf_token
+from tests.helpers import browser_session, free_port, wait_for, xsrf_token
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     BUILD_TIMEOUT,
     REPO,
@@ -72,9 +72,12 @@ class Stack:
 def compose_env() -> dict[str, str]:
     """Our environment without FlaskHub's, plus what the file asks for; a free port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
+    port = str(free_port())
     env.update(
         CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(32),
-        FLASKHUB_PORT=str(free_port()),
+        FLASKHUB_PORT=port,
+        # Per-user origins, as the file has them, on this port.
+        FLASKHUB_SUBDOMAIN_HOST=f"http://localhost:{port}",
         FLASKHUB_DOCKER_PREFIX=PROJECT,
     )
     return env
@@ -121,7 +124,7 @@ def stack(
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> Iterator[Stack]:
     env = compose_env()
-    stack = Stack(url=f"http://127.0.0.1:{env['FLASKHUB_PORT']}", env=env)
+    stack = Stack(url=env["FLASKHUB_SUBDOMAIN_HOST"], env=env)
     try:
         result = stack.compose("up", "-d")
         assert result.returncode == 0, result.stderr
@@ -142,7 +145,7 @@ def answers(url: str) -> bool:
 
 def login(stack: Stack, name: str, password: str) -> requests.Session:
     """A browser-like session logged in through the login form."""
-    session = requests.Session()
+    session = browser_session()
     session.headers["Accept"] = "text/html"
     page = session.get(f"{stack.url}/hub/login", timeout=30)
     response = session.post(
@@ -188,7 +191,8 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     # Start My Server, then the server's OAuth round trip with the hub (at hub:8081).
     page = session.get(f"{stack.url}/hub/spawn", timeout=120)
     assert page.status_code == 200, page.text
-    assert page.url == f"{stack.url}/user/admin/" and "admin" in page.text
+    # On admin's own origin, its login there through the hub's OAuth.
+    assert page.url == user_url(stack, "admin") and "admin" in page.text
     container = docker_client.containers.get(f"{PROJECT}-admin")
     assert container.labels[LABEL_HUB] == PROJECT
     assert PROJECT in container.attrs["NetworkSettings"]["Networks"]
@@ -200,10 +204,15 @@ def test_owner_reaches_the_server_through_the_proxy_others_do_not(stack: Stack) 
     assert response.status_code in (201, 202), response.text
     wait_for(lambda: api(stack, "GET", "/users/alice", admin).json()["servers"][""]["ready"], 120)
     for token, status in ((alice, 200), (bob, 403)):
-        response = requests.get(
-            f"{stack.url}/user/alice/", headers={"Authorization": f"token {token}"}, timeout=30
+        response = browser_session().get(
+            user_url(stack, "alice"), headers={"Authorization": f"token {token}"}, timeout=30
         )
         assert response.status_code == status, response.text
+
+
+def user_url(stack: Stack, name: str) -> str:
+    """A user's server on their own origin: http://<name>.localhost:<port>/user/<name>/."""
+    return f"{stack.url.replace('://', f'://{name}.')}/user/{name}/"
 
 
 def test_a_user_container_reaches_the_hub_but_not_the_database_or_the_proxy_api(

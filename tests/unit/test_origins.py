@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from flask import Flask
 
 from app.config import ConfigError, load
 from app.servers.names import (
@@ -72,3 +75,27 @@ def test_a_server_logs_in_on_its_own_origin_and_sends_people_to_the_hubs() -> No
 def test_subdomain_host_must_be_an_origin(value: str) -> None:
     with pytest.raises(ConfigError, match="subdomain_host"):
         load(environ={}, overrides={"subdomain_host": value})
+
+
+@pytest.fixture
+def origin_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(subdomain_host="http://localhost:8000")
+
+
+@pytest.mark.parametrize("path", ["/hub/home", "/hub/login?next=%2Fhub%2Ftoken", "/user/alice/x"])
+def test_the_hub_answers_on_a_users_origin_only_with_its_own(origin_app: Flask, path: str) -> None:
+    """Never a page, a form or a cookie on an origin whose other paths a server controls."""
+    client = origin_app.test_client()
+    response = client.get(path, headers={"Host": "alice.localhost:8000"})
+    assert response.status_code == 307
+    assert response.headers["Location"] == f"http://localhost:8000{path}"
+    assert "Set-Cookie" not in response.headers
+    form = client.post("/hub/login", data={"username": "eve"}, headers={"Host": "x.localhost:8000"})
+    assert form.status_code == 307 and form.headers["Location"].startswith("http://localhost:8000/")
+
+
+def test_the_hub_answers_on_its_own_host_and_to_servers_on_its_port(origin_app: Flask) -> None:
+    client = origin_app.test_client()
+    assert client.get("/hub/login", headers={"Host": "localhost:8000"}).status_code == 200
+    # A server's API calls reach the hub's port directly.
+    assert client.get("/hub/api", headers={"Host": "127.0.0.1:8081"}).status_code == 200
