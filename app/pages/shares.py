@@ -32,7 +32,9 @@ def accept_share_page() -> ResponseReturnValue:
         server=server,
         server_url=server_url_for(server.user.name, server.name),
         scopes=row.scopes,
-        next_url=_next_url(server_url_for(server.user.name, server.name)),
+        # Only a `next` the link named: the form's POST goes to the server by default
+        # (absolute with per-user origins, which `next` may never be).
+        next_url=_next_url(""),
     )
 
 

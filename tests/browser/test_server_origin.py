@@ -11,6 +11,7 @@ the hub's origin (path mode) and on an origin of its own (per-user origins, with
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,3 +169,18 @@ def test_path_mode_a_servers_service_worker_gets_no_token(
     assert all(r.get("mint", 403) == 403 for r in seen), seen
     assert not any(r.get("token") for r in seen if r.get("url") != "/hub/login"), seen
     assert stolen_tokens(path_hub) == []
+
+
+def test_per_user_origins_an_accepted_share_opens_the_server_on_its_origin(
+    origin_hub: Hub, page: Page
+) -> None:
+    """The review's lure, as it would be sent: accept-share with `next` on the server;
+    and the plain invitation, whose Accept goes to the server's own origin."""
+    url = start_server(origin_hub, EVIL)
+    code = origin_hub.api("POST", f"/share-codes/{EVIL}/", json={"expires_in": 600})
+    assert code.status_code == 200, code.text
+    log_in_as_admin(page, origin_hub)
+    page.goto(f"{hub_origin(origin_hub)}{code.json()['accept_url']}")
+    page.get_by_role("button", name=re.compile("Accept and open")).click()
+    page.wait_for_url(f"{url}**")
+    page.wait_for_function("document.title === 'done'")
