@@ -348,6 +348,9 @@ class Settings:
 
     @property
     def public_url(self) -> str:
+        """Where people reach the hub: its own origin with per-user origins."""
+        if self.subdomain_host:
+            return self.subdomain_host.rstrip("/")
         return f"http://{_host(self.ip)}:{self.port}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlsplit
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,13 @@ class Routes:
         """A server's route (by host too, with per-user origins)."""
         return route_spec(self.subdomain_host, user_name, server_name)
 
+    def on_hub_host(self, prefix: str) -> str:
+        """A route of the hub's own origin (the services'): by host too, with per-user
+        origins, where a route of no host matches nothing."""
+        if not self.subdomain_host:
+            return prefix
+        return f"/{urlsplit(self.subdomain_host).hostname}{prefix}"
+
     def add_server(self, user_name: str, server_name: str, url: str) -> None:
         """Route a server's prefix to it; raises ProxyError."""
         self.add(self.spec(user_name, server_name), url, route_data(user_name, server_name))
@@ -85,7 +93,7 @@ class Routes:
                 select(Server).where(Server.state.in_([ServerState.RUNNING, ServerState.SPAWNING]))
             ).all()
         wanted: dict[str, tuple[str, dict[str, Any]]] = {
-            **self.extra_routes(),
+            **{self.on_hub_host(p): route for p, route in self.extra_routes().items()},
             "/": (hub_url, {"hub": True, "jupyterhub": True}),
         }
         starting = set()

@@ -214,3 +214,16 @@ def test_slow_spawn_timeout_includes_the_route_and_never_cancels(
     server = servers.get_server("sam")
     assert server is not None and server.ready
     assert servers.routes.get("/user/sam/") is not None
+
+
+def test_per_user_origins_route_services_on_the_hubs_host(
+    hub_app: Callable[..., Flask], chp: tuple[str, str]
+) -> None:
+    """CHP with --host-routing matches no route without a host: a service's route names
+    the hub's, as users' routes name theirs."""
+    service = {"name": "svc", "url": "http://127.0.0.1:9", "api_token": "svc-token-0123456789"}
+    app = hub_app(subdomain_host="http://localhost:8000", services=[service])
+    assert get_servers(app).check_routes()["added"] >= 2
+    routes = ProxyClient(*chp).get_all_routes()
+    assert routes["/localhost/services/svc/"]["target"] == "http://127.0.0.1:9"
+    assert "/services/svc/" not in routes
