@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import urlsplit
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
