@@ -96,7 +96,9 @@ def pending_page(page: Page, hub: Hub, tag: str) -> Locator:
 def pending_failure(page: Page, hub: Hub, tag: str) -> Locator:
     log_in(page, hub, f"failafter-{tag}")
     page.goto(f"{hub.public_url}/hub/spawn?image=base&memory=1G")
-    expect(page.get_by_role("alert")).to_contain_text("Injected late failure")
+    # The failure comes SLOW_SECONDS after the spawn began: longer than expect's 5 s
+    # default on a busy machine.
+    expect(page.get_by_role("alert")).to_contain_text("Injected late failure", timeout=30_000)
     return page.get_by_role("link", name="Relaunch Server")
 
 
