@@ -91,6 +91,9 @@ def run() -> None:
     _sync_service_clients(settings)
     init_spawners = _recover()
     binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
+    if settings.hub_socket:
+        # The proxy's way in: only there (and from trusted_proxies) is X-Forwarded-For believed.
+        binds += ["--bind", f"unix:{settings.hub_socket}"]
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -247,6 +250,7 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
 def user_set_password(name: str, password_stdin: bool) -> None:
     """Reset the password of user NAME; their logins in every browser end."""
     from app.auth.passwords import Passwords
+    from app.logins import LoginThrottle
     from app.outcomes import DomainError
 
     settings = _settings()
@@ -254,7 +258,8 @@ def user_set_password(name: str, password_stdin: bool) -> None:
     username = _username(name)
     password = _new_password(password_stdin)
     try:
-        Passwords(_user_service(settings), settings).reset(username, password)
+        users = _user_service(settings)
+        Passwords(users, settings, LoginThrottle(users.db, settings)).reset(username, password)
     except DomainError as e:
         raise click.ClickException(e.message) from None
     click.echo(f"The password of {username} is changed.")

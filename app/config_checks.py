@@ -124,6 +124,23 @@ def validate(settings: Settings) -> None:
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
     _validate_docker(settings)
+    _validate_trusted_proxies(settings.trusted_proxies)
+
+
+def _validate_trusted_proxies(values: list[Any]) -> None:
+    """Each an address or a network (CIDR)."""
+    from app.forwarded import parse_networks
+
+    for value in values:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            parse_networks([value])
+        except ValueError:
+            raise ConfigError(
+                f"setting 'trusted_proxies': {value!r} is not an address or network, such as "
+                "10.0.0.5 or 10.0.0.0/24"
+            ) from None
 
 
 def _validate_access(settings: Settings) -> None:
