@@ -185,7 +185,9 @@ class Settings:
         secret=True,
     )
     auth_refresh_age: float = setting(
-        300.0, "Seconds after which a login's auth state is refreshed before a spawn (0: never)."
+        300.0,
+        "Seconds after which a login's auth state is refreshed, with its groups, before a "
+        "spawn and at the next request of its cookie or token (0: never).",
     )
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")

@@ -201,14 +201,16 @@ def _resolve_identity() -> Identity:
             return Identity(service=found)
         if found is not None and found.user is not None:
             # Loaded with the token, in the same read.
-            return Identity(user=found.user, token=found)
+            user = get_auth_states().recheck(found.user)
+            return Identity(user=user, token=found) if user is not None else ANONYMOUS
         return ANONYMOUS
     name = session.get("user")
     if name:
         user = users.get(name)
         if user is not None and hmac.compare_digest(session.get("cookie_id", ""), user.cookie_id):
             users.note_seen(user)
-            return Identity(user=user, via_cookie=True)
+            user = get_auth_states().recheck(user)
+            return Identity(user=user, via_cookie=True) if user is not None else ANONYMOUS
     return ANONYMOUS
 
 
