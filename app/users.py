@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import Database, DatabaseUnavailable
 from app.models import Group, Server, ServerState, User, utcnow
 from app.outcomes import Conflict, Invalid, NotFound, shown
+from app.renames import follow_user_rename, forget_user
 from app.user_views import UserView, user_view, user_views
 
 # A name becomes part of file names, accounts and URLs: 128 bytes of UTF-8 at most
@@ -215,6 +216,7 @@ class UserService:
                 if any(s.active for s in user.servers):
                     raise Invalid(f"Cannot rename {name} while a server is active")
                 user.name = new_name
+                follow_user_rename(session, name, new_name)
             if admin is not None:
                 user.admin = admin
             if groups is not None:
@@ -242,6 +244,7 @@ class UserService:
     def delete(self, name: str) -> None:
         """Delete the user row (with servers and tokens); callers stop servers first."""
         with self.db.write() as session:
+            forget_user(session, name)
             session.execute(delete(User).where(User.name == name))
 
     def set_password_hash(self, name: str, password_hash: str) -> None:

@@ -9,7 +9,7 @@ from app.errors import HubError
 from app.outcomes import Invalid
 from app.pages.login_required import require_login
 from app.servers import url_prefix
-from app.shares import get_shares
+from app.shares import filtered, get_shares
 
 bp = Blueprint("share_pages", __name__)
 
@@ -31,7 +31,7 @@ def accept_share_page() -> ResponseReturnValue:
         owner=server.user.name,
         server=server,
         server_url=url_prefix(server.user.name, server.name),
-        scopes=row.scopes,
+        scopes=filtered(row.scopes, server),
         next_url=_next_url(url_prefix(server.user.name, server.name)),
     )
 
