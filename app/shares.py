@@ -90,7 +90,13 @@ class ShareService:
     def grant(
         self, server: Server, scopes: list[str], *, user_id: int | None, group_id: int | None
     ) -> Share:
-        """Give a user or a group the scopes on server (added to those already given)."""
+        """Give a user or a group the scopes on server (added to those already given);
+        Invalid for its owner, who holds them already (a group they are in is fine)."""
+        if user_id is not None and user_id == server.user_id:
+            raise Invalid(
+                f"Cannot share {server_filter(server.user.name, server.name).partition('=')[2]} "
+                "with its owner, who has it already."
+            )
         with self.db.write() as session:
             share = _find(session, server.id, user_id, group_id)
             if share is None:

@@ -56,7 +56,10 @@ class Hub:
 @pytest.fixture
 def hub(make_app: Callable[..., Flask], make_token: Callable[..., str]) -> Hub:
     # As JupyterHub's sharing docs: users may share their servers once a role says so.
-    user_role = {"name": "user", "scopes": ["self", "shares!user", "read:users:name"]}
+    user_role = {
+        "name": "user",
+        "scopes": ["self", "shares!user", "read:users:name", "read:groups:name"],
+    }
     app = make_app(load_roles=[user_role])
     get_roles(app).load([user_role])  # as `flaskhub run` does before the workers start
     hub = Hub(app, make_token(app, "admin", admin=True))
@@ -143,3 +146,21 @@ def test_the_migration_keeps_shares_by_id(tmp_path: Path) -> None:
         stored = conn.execute(text("SELECT scopes FROM shares")).scalar_one()
     assert json.loads(stored) == ["access:servers!server=carla/", "read:servers!server=carla/"]
     engine.dispose()
+
+
+def test_sharing_with_the_owner_is_a_400(hub: Hub, make_token: Callable[..., str]) -> None:
+    # Issue 21, finding 10 (here with the other sharing tests of this issue).
+    carol = make_token(hub.app, "carol")
+    response = hub.api("POST", "/shares/carol/", carol, json={"user": "carol"})
+    assert response.status_code == 400
+    assert "its owner" in response.json["message"]
+    assert hub.api("GET", "/shares/carol", carol).json["_pagination"]["total"] == 0
+
+
+def test_a_group_share_may_include_the_owner(hub: Hub, make_token: Callable[..., str]) -> None:
+    # The owner's team may share her server: she gains nothing by it, the others do.
+    assert hub.api("POST", "/groups/team", json={"users": ["carol", "bob"]}).status_code == 201
+    carol = make_token(hub.app, "carol")
+    granted = hub.api("POST", "/shares/carol/", carol, json={"group": "team"})
+    assert granted.status_code == 200, granted.text
+    assert hub.opens(make_token(hub.app, "bob"), "carol/")
