@@ -18,6 +18,7 @@ from app.auth import current_identity
 from app.db import Database, get_db
 from app.migrations import alembic_config, upgrade
 from app.models import Server, Share
+from app.renames import names_user, renamed_scope
 from app.roles import get_roles
 from app.users import UserService, get_users
 
@@ -164,3 +165,37 @@ def test_a_group_share_may_include_the_owner(hub: Hub, make_token: Callable[...,
     granted = hub.api("POST", "/shares/carol/", carol, json={"group": "team"})
     assert granted.status_code == 200, granted.text
     assert hub.opens(make_token(hub.app, "bob"), "carol/")
+
+
+@pytest.mark.parametrize(
+    ("scope", "renamed"),
+    [
+        ("access:servers!server=carol/", "access:servers!server=carla/"),
+        ("access:servers!server=carol/lab", "access:servers!server=carla/lab"),
+        ("read:users!user=carol", "read:users!user=carla"),
+        # Names that start like carol's are someone else's.
+        ("access:servers!server=carolyn/", "access:servers!server=carolyn/"),
+        ("read:users!user=carolyn", "read:users!user=carolyn"),
+        ("read:users!user=car", "read:users!user=car"),
+        ("read:groups!group=carol", "read:groups!group=carol"),
+        ("read:users", "read:users"),
+    ],
+)
+def test_renamed_scope(scope: str, renamed: str) -> None:
+    assert renamed_scope(scope, "carol", "carla") == renamed
+    assert names_user(scope, "carol") == (scope != renamed)
+
+
+def test_a_deleted_groups_name_gives_a_new_group_nothing(
+    hub: Hub, make_token: Callable[..., str]
+) -> None:
+    assert hub.api("POST", "/groups/team", json={"users": ["carol"]}).status_code == 201
+    # An admin's token for the team's members only.
+    scopes = ["admin:servers!group=team", "read:users!user=boss"]
+    boss = make_token(hub.app, "boss", admin=True, scopes=scopes)
+    assert hub.api("DELETE", "/users/carol/server", boss).status_code != 403
+    assert hub.api("DELETE", "/groups/team").status_code == 204
+    hub.add_user("dave")
+    assert hub.api("POST", "/groups/team", json={"users": ["dave"]}).status_code == 201
+    assert hub.api("DELETE", "/users/dave/server", boss).status_code == 403
+    assert hub.api("GET", "/users/boss", boss).status_code == 200
