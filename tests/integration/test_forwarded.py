@@ -8,7 +8,9 @@ login of the right password answers exactly like a wrong password.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -108,3 +110,21 @@ def test_a_refused_right_password_answers_like_a_wrong_one(
     assert "Invalid username or password." in right.text
     # The refusal counts as a failure too: the throttle cannot tell them apart either.
     assert hub.query("SELECT failures FROM login_failures WHERE key = 'name:mallory'") == [(2,)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another account")
+def test_no_other_account_can_open_the_hubs_socket(hub_factory: Callable[..., Hub]) -> None:
+    # A user's server runs as its own account (the local spawner, the hub as root): the
+    # socket is in data_dir (0700), where only the hub's account may enter.
+    hub = hub_factory()
+    path = hub.data_dir / "hub.sock"
+    assert path.is_socket()
+    connect = f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r})"
+    tried = subprocess.run(
+        ["/usr/bin/python3", "-c", connect],
+        user="nobody",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert tried.returncode != 0 and "PermissionError" in tried.stderr
