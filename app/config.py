@@ -137,7 +137,11 @@ class Settings:
     ldap_search_filter: str = setting(
         "(uid={username})", "Search-then-bind: the filter that finds exactly one user entry."
     )
-    ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
+    ldap_bind_dn: str = setting(
+        "",
+        "The service account that searches (empty: anonymous search); set, it also re-reads "
+        "users' groups after auth_refresh_age.",
+    )
     ldap_bind_password: str = setting("", "The service account's password.", secret=True)
     ldap_group_search_base: str = setting(
         "", "Where the groups are (empty: no groups; allowed_groups, admin_groups then unusable)."

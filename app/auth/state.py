@@ -93,14 +93,15 @@ class AuthStates:
         (admin too). None when the provider no longer vouches for them, or the settings
         no longer admit them: their cookies end, and the request is anonymous."""
         age = self.settings.auth_refresh_age
-        if self.keeper is None or not age or not self._refreshes:
+        stateless = self.authenticator.refreshes_without_state()
+        if not age or not self._refreshes or (self.keeper is None and not stateless):
             return user
         now = utcnow()
         if now < self._fresh_until.get(user.id, now):
             return user
         with self.db.read() as session:
             row = session.execute(_REFRESHED, {"user_id": user.id}).one_or_none()
-        if row is None or not row[1]:
+        if row is None or not (row[1] or stateless):
             return user  # no auth state kept (a login from before crypt_key): nothing to ask
         if row[0] is not None and now - row[0] < timedelta(seconds=age):
             self._fresh_until[user.id] = row[0] + timedelta(seconds=age)
@@ -120,8 +121,8 @@ class AuthStates:
             return user  # another request is refreshing it right now
         state = self.load(user.name)
         try:
-            if state is not None:
-                self._refresh(user.name, state)
+            if state is not None or self.authenticator.refreshes_without_state():
+                self._refresh(user.name, state or {})
         except (LoginExpired, Forbidden) as e:
             log.warning("Login of %s no longer vouched for (%s): its cookies end", user.name, e)
             self._fresh_until.pop(user.id, None)
