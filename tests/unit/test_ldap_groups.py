@@ -4,14 +4,18 @@ the next request of the cookie or a token, past `auth_refresh_age` (real slapd).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import ldap3
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
-from tests.helpers import wait_for, xsrf_token
+from app.db import get_db
+from app.models import User, utcnow
+from tests.helpers import free_port, wait_for, xsrf_token
 from tests.ldap_server import GROUPS, PEOPLE, ROOT_DN, ROOT_PASSWORD, Slapd, person_dn, start_slapd
 
 pytestmark = pytest.mark.process
@@ -50,8 +54,8 @@ def directory(slapd: Slapd) -> Iterator[Callable[[str, list[str]], None]]:
 
 
 @pytest.fixture
-def hub(make_app: Callable[..., Flask], slapd: Slapd) -> Flask:
-    settings: dict[str, Any] = {
+def settings(slapd: Slapd) -> dict[str, Any]:
+    return {
         "authenticator": "ldap",
         "ldap_url": slapd.url,
         "ldap_start_tls": False,
@@ -64,6 +68,10 @@ def hub(make_app: Callable[..., Flask], slapd: Slapd) -> Flask:
         "admin_groups": ["ops"],
         "auth_refresh_age": REFRESH_AGE,
     }
+
+
+@pytest.fixture
+def hub(make_app: Callable[..., Flask], settings: dict[str, Any]) -> Flask:
     return make_app(**settings)
 
 
@@ -117,3 +125,21 @@ def test_leaving_the_allowed_groups_ends_the_login(
         timeout=REFRESH_AGE + 10,
     )
     assert carol.get("/hub/api/user").status_code == 403
+
+
+def test_a_directory_that_does_not_answer_changes_nothing(
+    hub: Flask,
+    make_app: Callable[..., Flask],
+    make_token: Callable[..., str],
+    settings: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The same hub's database, served by a hub whose directory is down.
+    _signed_in(hub, "carol", "carol-pw")
+    token = make_token(hub, "carol")
+    down = make_app(**{**settings, "ldap_url": f"ldap://127.0.0.1:{free_port()}"})
+    with get_db(hub).write() as session:  # the login is stale
+        session.execute(update(User).values(auth_refreshed=utcnow() - timedelta(hours=1)))
+    assert _admin_by_token(down, token)  # not known to be wrong: kept as it was
+    assert "Could not refresh the login of carol" in caplog.text
+    assert _admin_by_token(hub, token)
