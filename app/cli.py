@@ -85,6 +85,7 @@ def run() -> None:
     # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
+    _warn_unknown_proxy(settings)
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
@@ -133,6 +134,19 @@ def _warn_shared_account(settings: Settings) -> None:
         "(README, Security).",
         os.geteuid(),
         settings.data_dir,
+    )
+
+
+def _warn_unknown_proxy(settings: Settings) -> None:
+    """Say when no proxy's X-Forwarded-For can be believed: every login would then seem to
+    come from the proxy's address, and the login throttle would count them all as one."""
+    if settings.hub_socket or settings.trusted_proxies:
+        return
+    log.warning(
+        "The proxy is not started by this hub and neither hub_socket nor trusted_proxies "
+        "is set: the hub believes no X-Forwarded-For, so every login through the proxy "
+        "counts as one from the proxy's address. Set FLASKHUB_HUB_SOCKET (a socket the "
+        "proxy shares with the hub) or FLASKHUB_TRUSTED_PROXIES (its address)."
     )
 
 

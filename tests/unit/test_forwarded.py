@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.cli import _warn_unknown_proxy
+from app.config import ConfigError, load
 from app.forwarded import TrustedProxies
 from app.logins import login_keys
 
@@ -96,3 +100,31 @@ def test_trusted_proxies_are_read_from_the_right(
 )
 def test_login_keys(name: str, address: str, keys: list[str]) -> None:
     assert login_keys(name, address) == keys
+
+
+def test_a_hub_behind_a_proxy_it_did_not_start_says_whom_it_believes(
+    clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _warn_unknown_proxy(load(environ={}, overrides={"proxy_auto_start": False}))
+    assert "FLASKHUB_TRUSTED_PROXIES" in caplog.text
+    caplog.clear()
+    trusting = {"proxy_auto_start": False, "trusted_proxies": ["10.0.0.5"]}
+    _warn_unknown_proxy(load(environ={}, overrides=trusting))
+    _warn_unknown_proxy(load(environ={}))  # the CHP it starts uses its socket
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"trusted_proxies": ["10.0.0.300"]}, "'trusted_proxies': '10.0.0.300'"),
+        ({"trusted_proxies": ["proxy.example.org"]}, "is not an address or network"),
+        ({"trusted_proxies": [5]}, "is not an address or network"),
+        ({"hub_socket": "/run/" + "x" * 200}, "FLASKHUB_HUB_SOCKET to a shorter path"),
+    ],
+)
+def test_bad_proxy_settings_are_named(
+    clean_env: Path, overrides: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load(environ={}, overrides=overrides)
