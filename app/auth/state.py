@@ -25,7 +25,7 @@ from app.config import Settings
 from app.crypt import CryptKeeper, DecryptError
 from app.db import Database, rows_changed
 from app.models import User, utcnow
-from app.outcomes import Forbidden, LoginExpired, NotFound, Unavailable
+from app.outcomes import DomainError, LoginExpired, NotFound, Unavailable
 from app.users import UserService
 
 _REFRESHED = select(User.auth_refreshed, User.encrypted_auth_state.is_not(None)).where(
@@ -123,15 +123,15 @@ class AuthStates:
         try:
             if state is not None or self.authenticator.refreshes_without_state():
                 self._refresh(user.name, state or {})
-        except (LoginExpired, Forbidden) as e:
+        except Unavailable as e:
+            # Not known to be wrong: kept as it was until the next try, auth_refresh_age on.
+            log.warning("Could not refresh the login of %s: %s", user.name, e)
+        except DomainError as e:  # LoginExpired, Forbidden, a name no longer valid
             log.warning("Login of %s no longer vouched for (%s): its cookies end", user.name, e)
             self._fresh_until.pop(user.id, None)
             self._unclaim(user.id)
             self.users.end_sessions(user.name)
             return None
-        except Unavailable as e:
-            # Not known to be wrong: kept as it was until the next try, auth_refresh_age on.
-            log.warning("Could not refresh the login of %s: %s", user.name, e)
         self._fresh_until[user.id] = now + age
         return self.users.get(user.name) or user
 
