@@ -102,7 +102,9 @@ class AuthStates:
         with self.db.read() as session:
             row = session.execute(_REFRESHED, {"user_id": user.id}).one_or_none()
         if row is None or not (row[1] or stateless):
-            return user  # no auth state kept (a login from before crypt_key): nothing to ask
+            # No auth state kept (a login from before crypt_key): nothing to ask, for now.
+            self._fresh_until[user.id] = now + timedelta(seconds=age)
+            return user
         if row[0] is not None and now - row[0] < timedelta(seconds=age):
             self._fresh_until[user.id] = row[0] + timedelta(seconds=age)
             return user
