@@ -128,3 +128,15 @@ def test_no_other_account_can_open_the_hubs_socket(hub_factory: Callable[..., Hu
         timeout=30,
     )
     assert tried.returncode != 0 and "PermissionError" in tried.stderr
+
+
+def test_requests_through_the_proxy_to_the_hubs_socket_all_arrive(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    # Keep-alive connections to the socket: one connection per request with `Connection:
+    # close` let some of these end in EPIPE and a 503 (the hub answered, then closed).
+    hub = hub_factory()
+    answers = [
+        hub.api("POST", "/services/bad", json={"colour": "red"}).status_code for _ in range(300)
+    ]
+    assert set(answers) == {400}
