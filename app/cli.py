@@ -86,12 +86,16 @@ def run() -> None:
     # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
+    _warn_unknown_proxy(settings)
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
     _sync_service_clients(settings)
     init_spawners = _recover()
     binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
+    if settings.hub_socket:
+        # The proxy's way in: only there (and from trusted_proxies) is X-Forwarded-For believed.
+        binds += ["--bind", f"unix:{settings.hub_socket}"]
     gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", *binds]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -131,6 +135,19 @@ def _warn_shared_account(settings: Settings) -> None:
         "(README, Security).",
         os.geteuid(),
         settings.data_dir,
+    )
+
+
+def _warn_unknown_proxy(settings: Settings) -> None:
+    """Say when no proxy's X-Forwarded-For can be believed: every login would then seem to
+    come from the proxy's address, and the login throttle would count them all as one."""
+    if settings.hub_socket or settings.trusted_proxies:
+        return
+    log.warning(
+        "The proxy is not started by this hub and neither hub_socket nor trusted_proxies "
+        "is set: the hub believes no X-Forwarded-For, so every login through the proxy "
+        "counts as one from the proxy's address. Set FLASKHUB_HUB_SOCKET (a socket the "
+        "proxy shares with the hub) or FLASKHUB_TRUSTED_PROXIES (its address)."
     )
 
 
@@ -279,6 +296,7 @@ def user_unbind(name: str | None, every: bool) -> None:
 def user_set_password(name: str, password_stdin: bool) -> None:
     """Reset the password of user NAME; their logins in every browser end."""
     from app.auth.passwords import Passwords
+    from app.logins import LoginThrottle
     from app.outcomes import DomainError
 
     settings = _settings()
@@ -286,7 +304,8 @@ def user_set_password(name: str, password_stdin: bool) -> None:
     username = _username(name)
     password = _new_password(password_stdin)
     try:
-        Passwords(_user_service(settings), settings).reset(username, password)
+        users = _user_service(settings)
+        Passwords(users, settings, LoginThrottle(users.db, settings)).reset(username, password)
     except DomainError as e:
         raise click.ClickException(e.message) from None
     click.echo(f"The password of {username} is changed.")

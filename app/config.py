@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
+from urllib.parse import quote
 
 from app.version import __version__
 
@@ -42,6 +43,8 @@ MAX_SWARM_PREFIX = 40
 # Authenticators whose users come from an identity provider: they must say who may log in.
 PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
+# sun_path holds 108 bytes with the terminating NUL.
+MAX_SOCKET_PATH = 107
 
 
 class ConfigError(ValueError):
@@ -80,6 +83,16 @@ class Settings:
         "", "CHP's REST API URL when external (default from proxy_api_port)."
     )
     proxy_auto_start: bool = setting(True, "Start and supervise CHP with `flaskhub run`.")
+    hub_socket: str = setting(
+        "",
+        "Unix socket the proxy reaches the hub through; X-Forwarded-For is believed there "
+        "(default <data_dir>/hub.sock when the hub starts CHP; empty otherwise).",
+    )
+    trusted_proxies: list[str] = setting(
+        [],
+        "Addresses or networks of proxies whose X-Forwarded-For is believed (besides "
+        'hub_socket), e.g. ["10.0.0.5"]; never one users\' servers can connect from.',
+    )
     proxy_auth_token: str = setting(
         "", "Token for CHP's API (else CONFIGPROXY_AUTH_TOKEN, else generated).", secret=True
     )
@@ -131,7 +144,11 @@ class Settings:
     ldap_username_attribute: str = setting(
         "uid", "The attribute of the bound entry that must equal the normalised name typed."
     )
-    ldap_bind_dn: str = setting("", "The service account that searches (empty: anonymous search).")
+    ldap_bind_dn: str = setting(
+        "",
+        "The service account that searches (empty: anonymous search); set, it also re-reads "
+        "users' groups after auth_refresh_age.",
+    )
     ldap_bind_password: str = setting("", "The service account's password.", secret=True)
     ldap_group_search_base: str = setting(
         "", "Where the groups are (empty: no groups; allowed_groups, admin_groups then unusable)."
@@ -184,7 +201,9 @@ class Settings:
         secret=True,
     )
     auth_refresh_age: float = setting(
-        300.0, "Seconds after which a login's auth state is refreshed before a spawn (0: never)."
+        300.0,
+        "Seconds after which a login's auth state is refreshed, with its groups, before a "
+        "spawn and at the next request of its cookie or token (0: never).",
     )
     ldap_timeout: float = setting(10.0, "Seconds to connect to and wait for the LDAP server.")
     admin_users: list[str] = setting([], "Names that are admins (created at start-up).")
@@ -347,6 +366,13 @@ class Settings:
         )
 
     @property
+    def proxy_target(self) -> str:
+        """Where the proxy sends everything that is not a user's server: the hub."""
+        if self.hub_socket:
+            return f"http+unix://{quote(self.hub_socket, safe='')}"
+        return self.hub_connect_url
+
+    @property
     def public_url(self) -> str:
         """Where people reach the hub: its own origin with per-user origins."""
         if self.subdomain_host:
@@ -454,10 +480,28 @@ def load(
     return replace(
         settings,
         data_dir=data_dir,
+        hub_socket=_hub_socket(settings, data_dir),
         db_url=_db_url(settings.db_url, data_dir),
         proxy_api_url=settings.proxy_api_url or f"http://127.0.0.1:{settings.proxy_api_port}",
         proxy_auth_token=settings.proxy_auth_token or environ.get("CONFIGPROXY_AUTH_TOKEN", ""),
     )
+
+
+def _hub_socket(settings: Settings, data_dir: str) -> str:
+    """The hub's Unix socket for the proxy: in data_dir (0700) when the hub starts CHP."""
+    if settings.hub_socket:
+        path = str(Path(settings.hub_socket).expanduser().resolve())
+    elif settings.proxy_auto_start:
+        path = f"{data_dir}/hub.sock"
+    else:
+        return ""
+    if len(path.encode()) > MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"setting 'hub_socket': {path} is longer than a Unix socket path may be "
+            f"({MAX_SOCKET_PATH} bytes): set FLASKHUB_HUB_SOCKET to a shorter path in a "
+            "directory only the hub's account may enter"
+        )
+    return path
 
 
 def _db_url(url: str, data_dir: str) -> str:

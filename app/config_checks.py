@@ -129,6 +129,7 @@ def validate(settings: Settings) -> None:
         )
     _validate_docker(settings)
     _validate_subdomain_host(settings.subdomain_host)
+    _validate_trusted_proxies(settings.trusted_proxies)
 
 
 def _validate_subdomain_host(value: str) -> None:
@@ -144,6 +145,22 @@ def _validate_subdomain_host(value: str) -> None:
             f"setting 'subdomain_host' must be the hub's origin, such as "
             f"https://hub.example.org or http://localhost:8000, got {value!r}"
         )
+
+
+def _validate_trusted_proxies(values: list[Any]) -> None:
+    """Each an address or a network (CIDR)."""
+    from app.forwarded import parse_networks
+
+    for value in values:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            parse_networks([value])
+        except ValueError:
+            raise ConfigError(
+                f"setting 'trusted_proxies': {value!r} is not an address or network, such as "
+                "10.0.0.5 or 10.0.0.0/24"
+            ) from None
 
 
 def _validate_access(settings: Settings) -> None:

@@ -118,7 +118,10 @@ def init_app(app: Flask) -> None:
             log.info("Login of %s expired: %s", session.get("user"), e.message)
             session.clear()
             return redirect("/hub/login?" + urlencode({"next": request.full_path.rstrip("?")}))
-        return error_response(STATUS[e.outcome], e.message)
+        wait = getattr(e, "retry_after", None)
+        return error_response(
+            STATUS[e.outcome], e.message, {"Retry-After": str(wait)} if wait is not None else None
+        )
 
     def _database_down(e: Exception) -> Response:
         # The driver's message names hosts and ports: the log gets it, the visitor not.

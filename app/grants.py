@@ -3,7 +3,8 @@
 The scopes of the roles they hold (the `user` role, their own roles, their groups'
 roles) and what others shared with them or their groups (JupyterHub 5's sharing).
 Read at every request of a user's token or login cookie, so that a role or share
-taken away counts at once, in every worker: one prebuilt statement.
+taken away counts at once, in every worker: one prebuilt statement. A share's
+scopes get the filter of its server as named now (its owner may have been renamed).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 from sqlalchemy import BindParameter, CompoundSelect, bindparam, null, or_, select, union_all
 
 from app.db import Database
-from app.models import Role, Share, group_role_map, user_group_map, user_role_map
+from app.models import Role, Server, Share, User, group_role_map, user_group_map, user_role_map
 from app.scopes import DEFAULT_ROLES
-from app.shares import shared_with
+from app.shares import server_filter, shared_with
 
 _USER_ID: BindParameter[int] = bindparam("user_id")
-# (role name, its scopes) for each role held; (NULL, scopes) for each share.
+# (role name, its scopes, NULL, NULL) for each role held; (NULL, scopes, owner, server
+# name) for each share.
 _GRANTED: CompoundSelect = union_all(
-    select(Role.name, Role.scopes).where(
+    select(Role.name, Role.scopes, null(), null()).where(
         or_(
             Role.name == "user",
             Role.id.in_(select(user_role_map.c.role_id).where(user_role_map.c.user_id == _USER_ID)),
@@ -29,7 +31,10 @@ _GRANTED: CompoundSelect = union_all(
             ),
         )
     ),
-    select(null(), Share.scopes).where(shared_with(_USER_ID)),
+    select(null(), Share.scopes, User.name, Server.name)
+    .join(Server, Server.id == Share.server_id)
+    .join(User, User.id == Server.user_id)
+    .where(shared_with(_USER_ID)),
 )
 
 
@@ -39,5 +44,12 @@ def granted_scopes(db: Database, user_id: int) -> list[str]:
     with db.connect() as conn:
         rows = conn.execute(_GRANTED, {"user_id": user_id}).all()
     # A stored `user` role is load_roles redefining what every user holds.
-    base = next((scopes for name, scopes in rows if name == "user"), DEFAULT_ROLES["user"])
-    return [*base, *(s for name, scopes in rows if name != "user" for s in scopes)]
+    base = next((row[1] for row in rows if row[0] == "user"), DEFAULT_ROLES["user"])
+    granted = [*base]
+    for name, scopes, owner, server in rows:
+        if owner is not None:  # a share: its server's filter, as named now
+            wanted = server_filter(owner, server)
+            granted += (f"{s.partition('!')[0]}!{wanted}" for s in scopes)
+        elif name != "user":
+            granted += scopes
+    return granted

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, lazyload, selectinload
 from app.db import Database, get_db
 from app.models import Group, User
 from app.outcomes import Conflict, Invalid, NotFound, shown
+from app.renames import forget_group
 from app.users import normalize_username
 
 GROUP_NAME_RE = re.compile(r"[\w.@+:~-]{1,255}")
@@ -82,6 +83,7 @@ class GroupService:
         """Delete a group (its members stay); NotFound if there is none."""
         with self.db.write() as session:
             session.delete(_find(session, name))
+            forget_group(session, name)
 
     def add_members(self, name: str, members: Iterable[str]) -> Group:
         """Add users to a group (members already in it are fine)."""

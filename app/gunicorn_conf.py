@@ -31,6 +31,11 @@ def _address(ip: str) -> str:
 
 
 bind = [_address(_settings.hub_ip)]
+if _settings.hub_socket:
+    bind.append(f"unix:{_settings.hub_socket}")
+# gunicorn would take X-Forwarded-Proto from any 127.0.0.1 peer, a user's server included:
+# app.forwarded decides whom to believe (it always believes its Unix socket).
+forwarded_allow_ips = ""
 workers = _settings.workers
 worker_class = "gevent"
 # CHP keeps idle keep-alive connections to the hub; they count here.

@@ -7,6 +7,7 @@ right password included; the answer is the same whether the name exists or not.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Iterable
 from datetime import timedelta
@@ -16,7 +17,33 @@ from sqlalchemy import delete
 
 from app.config import Settings, get_settings
 from app.db import Database, get_db
+from app.forwarded import parse_address
 from app.models import LoginFailure, utcnow
+from app.outcomes import Invalid, TooManyFailures
+from app.users import normalize_username
+
+# Most IPv6 clients hold a whole /64: counted per address, each would have 2**64 tries.
+IPV6_PREFIX = 64
+MAX_KEY_NAME = 256
+
+
+def login_keys(name: str, address: str | None) -> list[str]:
+    """The throttle's keys of a login: the name as the hub knows it, and the address."""
+    try:
+        normal = normalize_username(name)
+    except Invalid:
+        normal = name.strip().lower()[:MAX_KEY_NAME]  # never logs in; still counted
+    return [f"name:{normal}", f"addr:{_address_key(address or '')}"]
+
+
+def _address_key(address: str) -> str:
+    """The address; an IPv6 one by its /64, an IPv4-mapped one as the IPv4 address."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return address[:MAX_KEY_NAME]
+    if parsed.version == 6:
+        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
+    return str(parsed)
 
 
 class LoginThrottle:
@@ -40,6 +67,12 @@ class LoginThrottle:
             if row is not None and row.failures >= self.limit and row.first_at + self.window > now
         ]
         return math.ceil((max(ends) - now).total_seconds()) if ends else None
+
+    def check(self, keys: Iterable[str]) -> None:
+        """TooManyFailures while a login for these keys may not be tried."""
+        wait = self.retry_after(keys)
+        if wait is not None:
+            raise TooManyFailures(f"Too many failed logins. Try again in {wait} seconds.", wait)
 
     def failed(self, keys: Iterable[str]) -> None:
         """Count one failure for each key (a window that ended starts again).

@@ -80,6 +80,16 @@ class Forbidden(DomainError):
     outcome = Outcome.FORBIDDEN
 
 
+class TooManyFailures(DomainError):
+    """Too many wrong passwords for a name or from an address (login_failure_limit)."""
+
+    outcome = Outcome.THROTTLED
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotModifiable(DomainError):
     """The thing exists but the settings define it: it cannot be changed at run time."""
 

@@ -5,6 +5,11 @@ each with that server's filter (`access:servers!server=alice/` by default); the
 holder's rights are their roles' plus the scopes shared with them and their
 groups (app.auth). A share code, exchanged by whoever holds it before it
 expires, creates (or extends) a Share for them.
+
+Shares and codes name the server by its id and store the scopes without a
+filter: the filter is made from the server's current owner and name whenever it
+is read (`filtered`), so a renamed user's shares go with them and a new user of
+the old name gets none of them.
 """
 
 from __future__ import annotations
@@ -63,6 +68,17 @@ def apply_filter(scopes: Iterable[str], owner: str, server_name: str) -> list[st
     return sorted(f"{base}!{wanted}" for base in found)
 
 
+def base_scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes without their filters (as stored)."""
+    return sorted({scope.partition("!")[0] for scope in scopes})
+
+
+def filtered(scopes: Iterable[str], server: Server) -> list[str]:
+    """Stored scopes of a share or code, each with its server's filter as named now."""
+    wanted = server_filter(server.user.name, server.name)
+    return [f"{base}!{wanted}" for base in base_scopes(scopes)]
+
+
 class ShareService:
     """Shares and share codes over a Database."""
 
@@ -74,7 +90,13 @@ class ShareService:
     def grant(
         self, server: Server, scopes: list[str], *, user_id: int | None, group_id: int | None
     ) -> Share:
-        """Give a user or a group the scopes on server (added to those already given)."""
+        """Give a user or a group the scopes on server (added to those already given);
+        Invalid for its owner, who holds them already (a group they are in is fine)."""
+        if user_id is not None and user_id == server.user_id:
+            raise Invalid(
+                f"Cannot share {server_filter(server.user.name, server.name).partition('=')[2]} "
+                "with its owner, who has it already."
+            )
         with self.db.write() as session:
             share = _find(session, server.id, user_id, group_id)
             if share is None:
@@ -86,7 +108,7 @@ class ShareService:
                     scopes=[],
                 )
                 session.add(share)
-            share.scopes = sorted({*share.scopes, *scopes})
+            share.scopes = sorted({*share.scopes, *base_scopes(scopes)})
             session.flush()
             share_id = share.id
         return self._get(share_id)
@@ -104,7 +126,8 @@ class ShareService:
             share = _find(session, server.id, user_id, group_id)
             if share is None:
                 return None
-            left = [s for s in share.scopes if scopes is not None and s not in scopes]
+            taken = base_scopes(scopes or [])
+            left = [s for s in share.scopes if scopes is not None and s not in taken]
             if not left:
                 session.delete(share)
                 return None
@@ -152,7 +175,7 @@ class ShareService:
             row = ShareCode(
                 owner_id=server.user_id,
                 server_id=server.id,
-                scopes=scopes,
+                scopes=base_scopes(scopes),
                 expires_at=utcnow() + timedelta(seconds=expires_in),
                 hashed=hash_token(code),
             )

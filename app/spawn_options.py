@@ -10,6 +10,7 @@ picks, among the choices the operator declared.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,11 @@ from app.outcomes import Invalid, shown
 
 if TYPE_CHECKING:
     from app.config import Settings
+
+# Options nobody declared are stored and shown as sent (JupyterHub hands them to the
+# spawner): a few, and small, or every listing of servers carries them.
+MAX_UNDECLARED_OPTIONS = 16
+MAX_UNDECLARED_BYTES = 4096
 
 # The settings a spawn option may choose per server (what spawners read at start).
 SERVER_SETTINGS = (
@@ -101,11 +107,29 @@ def chosen_options(fields: list[OptionField], values: Mapping[str, str]) -> dict
     return options
 
 
-def checked_options(fields: list[OptionField], options: Mapping[str, Any]) -> dict[str, Any]:
+def checked_options(fields: list[OptionField], options: object) -> dict[str, Any]:
     """user_options from any source (the form or the API): each declared field checked
     against its choices (its default when left out); other keys kept as sent, as
-    JupyterHub passes them to the spawner."""
+    JupyterHub passes them to the spawner, if few and small (else Invalid)."""
+    if not isinstance(options, Mapping):
+        raise Invalid("Send the spawn options as a JSON object ({name: value}).")
+    declared = {f.name for f in fields}
+    _check_undeclared({k: v for k, v in options.items() if k not in declared})
     return {**options, **chosen_options(fields, options)}
+
+
+def _check_undeclared(extra: dict[str, Any]) -> None:
+    if len(extra) > MAX_UNDECLARED_OPTIONS:
+        raise Invalid(
+            f"At most {MAX_UNDECLARED_OPTIONS} spawn options besides those the hub declares "
+            f"may be sent; these are {len(extra)}."
+        )
+    size = len(json.dumps(extra).encode())
+    if size > MAX_UNDECLARED_BYTES:
+        raise Invalid(
+            f"Spawn options besides those the hub declares may take at most "
+            f"{MAX_UNDECLARED_BYTES} bytes (as JSON); these take {size} bytes."
+        )
 
 
 def settings_for(settings: Settings, options: Mapping[str, Any]) -> Settings:

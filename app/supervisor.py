@@ -41,8 +41,8 @@ def start_proxy(settings: Settings) -> ProxyProcess:
         port=settings.port,
         api_ip="127.0.0.1",
         api_port=settings.proxy_api_port,
-        # The proxy may be elsewhere (docker-compose): it reaches the hub as servers do.
-        default_target=settings.hub_connect_url,
+        # Over the hub's Unix socket: the one way in where X-Forwarded-For is believed.
+        default_target=settings.proxy_target,
         error_target=f"{settings.hub_connect_url}/hub/error",
         auth_token=settings.proxy_auth_token,
         log_file=str(log_file),

@@ -16,6 +16,7 @@ from app.db import Database, DatabaseUnavailable, rows_changed
 from app.models import Group, Server, ServerState, User, utcnow
 from app.names import normalize_username
 from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
+from app.renames import follow_user_rename, forget_user
 from app.user_views import UserView, user_view, user_views
 
 # The columns GET /users sorts by (JupyterHub's).
@@ -198,6 +199,7 @@ class UserService:
                 if any(s.active for s in user.servers):
                     raise Invalid(f"Cannot rename {name} while a server is active")
                 user.name = new_name
+                follow_user_rename(session, name, new_name)
             if admin is not None:
                 user.admin = admin
             if groups is not None:
@@ -225,6 +227,7 @@ class UserService:
     def delete(self, name: str) -> None:
         """Delete the user row (with servers and tokens); callers stop servers first."""
         with self.db.write() as session:
+            forget_user(session, name)
             session.execute(delete(User).where(User.name == name))
 
     def bind_provider(self, name: str, issuer: str, subject: str) -> None:

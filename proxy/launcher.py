@@ -22,6 +22,8 @@ from proxy.lifeline import die_with_parent
 logger = logging.getLogger(__name__)
 
 CHP_SCRIPT = Path("node_modules", "configurable-http-proxy", "bin", "configurable-http-proxy")
+# CHP's command line, with keep-alive connections to the hub's Unix socket (see the file).
+CHP_WRAPPER = "chp.mjs"
 INSTALL_HINT = "If it is missing or broken, run `npm ci --prefix proxy` (needs Node >= 20)."
 # A CHP that keeps dying is restarted after 0, interval, 2*interval, ... up to this many
 # seconds; one that stayed up this long counts as healthy again.
@@ -41,10 +43,12 @@ class ProxyStartError(RuntimeError):
 
 
 def find_chp() -> list[str]:
-    """Return the command that runs CHP: our pinned copy, else one on PATH."""
-    script = Path(__file__).resolve().parent / CHP_SCRIPT
+    """Return the command that runs CHP: our pinned copy (through chp.mjs), else one on
+    PATH (which opens a connection per request to a Unix-socket target)."""
+    here = Path(__file__).resolve().parent
+    script = here / CHP_SCRIPT
     if script.is_file():
-        return ["node", str(script)]
+        return ["node", str(here / CHP_WRAPPER)]
     found = shutil.which("configurable-http-proxy")
     if found:
         return [found]

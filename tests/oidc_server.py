@@ -146,6 +146,16 @@ class OpenIDProvider:
         )
         response.raise_for_status()
 
+    def set_groups(self, account: str, groups: list[str]) -> None:
+        """Put an account in exactly these groups, as the provider's administrators would."""
+        response = requests.get(
+            f"{self.issuer}/_test/groups",
+            params={"account": account, "groups": ",".join(groups)},
+            verify=str(self.ca_file),
+            timeout=5,
+        )
+        response.raise_for_status()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -22,7 +22,13 @@ from app.groups import get_groups
 from app.models import Server, Share, ShareCode
 from app.outcomes import NotFound
 from app.servers import get_servers
-from app.shares import CODE_LIFETIME_RANGE, DEFAULT_CODE_LIFETIME, apply_filter, get_shares
+from app.shares import (
+    CODE_LIFETIME_RANGE,
+    DEFAULT_CODE_LIFETIME,
+    apply_filter,
+    filtered,
+    get_shares,
+)
 from app.users import get_users, normalize_username
 
 bp = Blueprint("shares", __name__)
@@ -42,7 +48,7 @@ SHARED_SERVER_FIELDS = ("name", "url", "full_url", "ready")
 def share_model(share: Share) -> dict[str, Any]:
     return {
         "server": shared_server_model(share.server),
-        "scopes": share.scopes,
+        "scopes": filtered(share.scopes, share.server),
         "user": {"name": share.user.name} if share.user else None,
         "group": {"name": share.group.name} if share.group else None,
         "kind": "group" if share.group else "user",
@@ -53,7 +59,7 @@ def share_model(share: Share) -> dict[str, Any]:
 def share_code_model(row: ShareCode, code: str | None = None) -> dict[str, Any]:
     model: dict[str, Any] = {
         "server": shared_server_model(row.server),
-        "scopes": row.scopes,
+        "scopes": filtered(row.scopes, row.server),
         "id": f"sc_{row.id}",
         "created_at": isoformat(row.created_at),
         "expires_at": isoformat(row.expires_at),

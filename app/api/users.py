@@ -167,7 +167,9 @@ def set_password(name: str) -> Response:
     if not isinstance(body, dict) or set(body) - {"password", "current_password"}:
         raise HubError(400, 'Send {"password": ..., "current_password": ...}.')
     if identity.user is not None and identity.user.name == name and identity.full_access:
-        get_passwords().change(name, body.get("current_password"), body.get("password"))
+        get_passwords().change(
+            name, body.get("current_password"), body.get("password"), request.remote_addr
+        )
     else:
         require_scope("admin:users", user=name)
         get_passwords().reset(user_or_404(name).name, body.get("password"))

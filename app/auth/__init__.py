@@ -11,15 +11,16 @@ from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, has_app_context, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.auth.authenticators import Authenticator, authenticator_class
 from app.auth.passwords import Passwords
 from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
 from app.db import DATABASE_DOWN, get_db
+from app.forwarded import TrustedProxies
 from app.grants import granted_scopes
 from app.groups import get_groups
+from app.logins import get_throttle
 from app.models import APIToken, User
 from app.roles import get_roles
 from app.scopes import (
@@ -201,14 +202,16 @@ def _resolve_identity() -> Identity:
             return Identity(service=found)
         if found is not None and found.user is not None:
             # Loaded with the token, in the same read.
-            return Identity(user=found.user, token=found)
+            user = get_auth_states().recheck(found.user)
+            return Identity(user=user, token=found) if user is not None else ANONYMOUS
         return ANONYMOUS
     name = session.get("user")
     if name:
         user = users.get(name)
         if user is not None and hmac.compare_digest(session.get("cookie_id", ""), user.cookie_id):
             users.note_seen(user)
-            return Identity(user=user, via_cookie=True)
+            user = get_auth_states().recheck(user)
+            return Identity(user=user, via_cookie=True) if user is not None else ANONYMOUS
     return ANONYMOUS
 
 
@@ -316,14 +319,14 @@ class HubSessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Create the configured authenticator and expose csrf_token to templates."""
-    # CHP (the proxy in front of the hub) says how the browser reached it.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
-    app.session_interface = HubSessionInterface()
     settings = get_settings(app)
+    # The proxy in front of the hub says how the browser reached it; no one else may.
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    app.session_interface = HubSessionInterface()
     cls = authenticator_class(settings.authenticator)
     authenticator = cls(settings, get_users(app))
     app.extensions["flaskhub.authenticator"] = authenticator
-    app.extensions["flaskhub.passwords"] = Passwords(get_users(app), settings)
+    app.extensions["flaskhub.passwords"] = Passwords(get_users(app), settings, get_throttle(app))
     app.extensions["flaskhub.auth_states"] = AuthStates(
         get_db(app), settings, authenticator, get_users(app)
     )

@@ -77,6 +77,11 @@ class Authenticator:
         refresh; raises LoginExpired when the provider no longer vouches for it."""
         return None
 
+    def refreshes_without_state(self) -> bool:
+        """refresh() can say who someone is now without the auth state kept at login (LDAP
+        with a service account); others need that state (crypt_key)."""
+        return False
+
 
 class DummyAuthenticator(Authenticator):
     """Any name; with dummy_password set, only that password."""

@@ -25,7 +25,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
 from app.auth.authenticators import Authenticator, AuthResult
-from app.outcomes import Invalid, Unavailable
+from app.outcomes import Invalid, LoginExpired, Unavailable
 from app.users import normalize_username
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,42 @@ class LDAPAuthenticator(Authenticator):
         try:
             return self._authenticate(username, password)
         except LDAPException as e:
-            log.error("LDAP server %s failed: %s", self.settings.ldap_url, e)
-            raise Unavailable(
-                "The login service (LDAP) cannot be reached right now: try again in a "
-                "moment, and tell the hub's administrators if it lasts."
-            ) from None
+            raise _unavailable(self.settings.ldap_url, e) from None
+
+    def refreshes_without_state(self) -> bool:
+        """With a service account (ldap_bind_dn) and groups, they are read again without
+        the user's password: a user out of admin_groups loses admin within auth_refresh_age."""
+        return bool(self.settings.ldap_bind_dn and self.settings.ldap_group_search_base)
+
+    def refresh(self, name: str, auth_state: dict[str, Any]) -> AuthResult | None:
+        """The user's groups now, searched as the service account; LoginExpired when their
+        entry is gone, None without a service account."""
+        if not self.refreshes_without_state():
+            return None
+        try:
+            conn = self._service()
+            try:
+                dn = self._existing_dn(conn, name)
+                if dn is None:
+                    raise LoginExpired(f"The directory no longer has {name}: log in again.")
+                return AuthResult(name, self._groups(conn, dn, name))
+            finally:
+                conn.unbind()
+        except LDAPException as e:
+            raise _unavailable(self.settings.ldap_url, e) from None
+
+    def _existing_dn(self, conn: ldap3.Connection, username: str) -> str | None:
+        """The DN of the user's entry as the directory has it now, or None."""
+        s = self.settings
+        if not s.ldap_bind_dn_template:
+            found = self._search_dns(conn, username)
+            return found[0] if len(found) == 1 else None
+        for template in s.ldap_bind_dn_template:
+            dn = template.format(username=escape_rdn(username))
+            conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[])
+            if any(e.get("type") == "searchResEntry" for e in conn.response or []):
+                return dn
+        return None
 
     def _authenticate(self, username: str, password: str) -> AuthResult | None:
         for dn in self._candidate_dns(username):
@@ -93,15 +124,20 @@ class LDAPAuthenticator(Authenticator):
         # (ldap3's `with` leaves a connection that was bound before it open: unbind closes.)
         conn = self._service()
         try:
-            query = s.ldap_search_filter.format(username=escape_filter_chars(username))
-            conn.search(s.ldap_search_base, query, ldap3.SUBTREE, attributes=[])
-            found = [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
+            found = self._search_dns(conn, username)
         finally:
             conn.unbind()
         if len(found) != 1:
             log.info("LDAP search for %s found %d entries (wanted one)", username, len(found))
             return []
         return found
+
+    def _search_dns(self, conn: ldap3.Connection, username: str) -> list[str]:
+        """The DNs ldap_search_filter finds under ldap_search_base for the user."""
+        s = self.settings
+        query = s.ldap_search_filter.format(username=escape_filter_chars(username))
+        conn.search(s.ldap_search_base, query, ldap3.SUBTREE, attributes=[])
+        return [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
 
     def _groups(self, conn: ldap3.Connection, dn: str, username: str) -> frozenset[str] | None:
         """The cn of every group the user is in; None without ldap_group_search_base."""
@@ -158,6 +194,14 @@ class LDAPAuthenticator(Authenticator):
             raise
         conn.unbind()
         return None
+
+
+def _unavailable(url: str, e: LDAPException) -> Unavailable:
+    log.error("LDAP server %s failed: %s", url, e)
+    return Unavailable(
+        "The login service (LDAP) cannot be reached right now: try again in a "
+        "moment, and tell the hub's administrators if it lasts."
+    )
 
 
 def _close(conn: ldap3.Connection) -> None:

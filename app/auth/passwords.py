@@ -12,6 +12,7 @@ import logging
 
 from app.auth.authenticators import hash_password, in_threadpool, verify_password
 from app.config import Settings
+from app.logins import LoginThrottle, login_keys
 from app.outcomes import Forbidden, Invalid, NotFound
 from app.users import UserService
 
@@ -36,19 +37,26 @@ def check_new_password(password: object) -> str:
 class Passwords:
     """Change and reset passwords of the `password` authenticator's accounts."""
 
-    def __init__(self, users: UserService, settings: Settings) -> None:
+    def __init__(self, users: UserService, settings: Settings, throttle: LoginThrottle) -> None:
         self.users = users
+        self.throttle = throttle
         self.enabled = settings.authenticator == "password"
 
-    def change(self, name: str, current: object, new: object) -> None:
-        """The user's own change: Forbidden when `current` is wrong, Invalid for a bad new one."""
+    def change(self, name: str, current: object, new: object, address: str | None) -> None:
+        """The user's own change: Forbidden when `current` is wrong (counted as a failed
+        login of the name and the address: TooManyFailures after login_failure_limit),
+        Invalid for a bad new one."""
         self._check_enabled()
         user = self.users.get(name)
         if user is None:
             raise NotFound(f"No such user: {name}")
         new = check_new_password(new)
+        # A stolen cookie must not become a way to guess the password without limit.
+        keys = login_keys(name, address)
+        self.throttle.check(keys)
         ok = isinstance(current, str) and bool(user.password_hash)
         if not ok or not in_threadpool(verify_password, user.password_hash, current):
+            self.throttle.failed(keys)
             log.warning("Refused a password change of %s: wrong current password", name)
             raise Forbidden("The current password is wrong: your password is unchanged.")
         self._store(name, new)

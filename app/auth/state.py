@@ -4,6 +4,11 @@ Kept encrypted in users.encrypted_auth_state (app.crypt) when `crypt_key` is set
 and not at all otherwise. Before a spawn, a login older than `auth_refresh_age`
 is refreshed through the authenticator (refresh token, else userinfo); when the
 provider no longer vouches for it, LoginExpired asks the person to log in again.
+
+Every request of a user's cookie or token re-checks the same way once the login
+is older than `auth_refresh_age` (`recheck`): the groups are read again, so a
+user out of `admin_groups` (or `allowed_groups`) loses admin (or the hub) at
+their next request, whichever credential it carries.
 """
 
 from __future__ import annotations
@@ -12,16 +17,27 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from app.auth.access import admit
 from app.auth.authenticators import Authenticator
 from app.config import Settings
 from app.crypt import CryptKeeper, DecryptError
-from app.db import Database
+from app.db import Database, rows_changed
 from app.models import User, utcnow
-from app.outcomes import LoginExpired, NotFound
+from app.outcomes import DomainError, LoginExpired, NotFound, Unavailable
 from app.users import UserService
+
+_REFRESHED = select(User.auth_refreshed, User.encrypted_auth_state.is_not(None)).where(
+    User.id == bindparam("user_id")
+)
+# Of the requests that find a login stale at once (in any worker), one refreshes it.
+_CLAIM = (
+    update(User)
+    .where(User.id == bindparam("user_id"))
+    .where(or_(User.auth_refreshed.is_(None), User.auth_refreshed < bindparam("cutoff")))
+    .values(auth_refreshed=bindparam("now"))
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +53,8 @@ class AuthStates:
         self.authenticator = authenticator
         self.users = users
         self.keeper = CryptKeeper.from_setting(settings.crypt_key)
+        # user id -> until when their login is known fresh (no need to ask the database).
+        self._fresh_until: dict[int, datetime] = {}
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +85,66 @@ class AuthStates:
             return state
         if refreshed is not None and utcnow() - refreshed < timedelta(seconds=age):
             return state
+        return self._refresh(name, state)
+
+    def recheck(self, user: User) -> User | None:
+        """The user of a request's cookie or token as the provider vouches for them now:
+        past auth_refresh_age the login is refreshed and admit() re-reads the groups
+        (admin too). None when the provider no longer vouches for them, or the settings
+        no longer admit them: their cookies end, and the request is anonymous."""
+        age = self.settings.auth_refresh_age
+        stateless = self.authenticator.refreshes_without_state()
+        if not age or not self._refreshes or (self.keeper is None and not stateless):
+            return user
+        now = utcnow()
+        if now < self._fresh_until.get(user.id, now):
+            return user
+        with self.db.read() as session:
+            row = session.execute(_REFRESHED, {"user_id": user.id}).one_or_none()
+        if row is None or not (row[1] or stateless):
+            # No auth state kept (a login from before crypt_key): nothing to ask, for now.
+            self._fresh_until[user.id] = now + timedelta(seconds=age)
+            return user
+        if row[0] is not None and now - row[0] < timedelta(seconds=age):
+            self._fresh_until[user.id] = row[0] + timedelta(seconds=age)
+            return user
+        return self._refresh_request(user, now, timedelta(seconds=age))
+
+    @property
+    def _refreshes(self) -> bool:
+        return type(self.authenticator).refresh is not Authenticator.refresh
+
+    def _refresh_request(self, user: User, now: datetime, age: timedelta) -> User | None:
+        with self.db.write() as session:
+            claimed = rows_changed(
+                session.execute(_CLAIM, {"user_id": user.id, "cutoff": now - age, "now": now})
+            )
+        if not claimed:
+            return user  # another request is refreshing it right now
+        state = self.load(user.name)
+        try:
+            if state is not None or self.authenticator.refreshes_without_state():
+                self._refresh(user.name, state or {})
+        except Unavailable as e:
+            # Not known to be wrong: kept as it was until the next try, auth_refresh_age on.
+            log.warning("Could not refresh the login of %s: %s", user.name, e)
+        except DomainError as e:  # LoginExpired, Forbidden, a name no longer valid
+            log.warning("Login of %s no longer vouched for (%s): its cookies end", user.name, e)
+            self._fresh_until.pop(user.id, None)
+            self._unclaim(user.id)
+            self.users.end_sessions(user.name)
+            return None
+        self._fresh_until[user.id] = now + age
+        return self.users.get(user.name) or user
+
+    def _unclaim(self, user_id: int) -> None:
+        """Stale again: the next request asks the provider again (and is refused again)."""
+        with self.db.write() as session:
+            session.execute(update(User).where(User.id == user_id).values(auth_refreshed=None))
+
+    def _refresh(self, name: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Refresh through the authenticator, admit again (admin brought up to date) and keep
+        the new state; LoginExpired or Forbidden when the provider or settings refuse."""
         result = self.authenticator.refresh(name, state)
         if result is None:
             return state  # nothing this authenticator can refresh

@@ -26,12 +26,12 @@ from app.auth import (
     login_user,
     logout_user,
 )
-from app.auth.access import admit
+from app.auth.access import admit, allowed
 from app.auth.authenticators import AuthResult
 from app.config import current_settings
 from app.errors import STATUS, HubError
-from app.logins import get_throttle
-from app.outcomes import DomainError, Invalid
+from app.logins import get_throttle, login_keys
+from app.outcomes import DomainError, Invalid, TooManyFailures
 from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for, to_hub_origin
@@ -159,19 +159,24 @@ def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
 def _authenticate(name: str, next_url: str) -> AuthResult:
     """Who the form proves, or the form again with why not (403, or 429 after too
     many failures for the name or from the address, whether the name exists or not)."""
-    keys = [f"name:{name.strip().lower()[:256]}", f"addr:{request.remote_addr}"]
+    keys = login_keys(name, request.remote_addr)
     throttle = get_throttle()
-    wait = throttle.retry_after(keys)
-    if wait is not None:
-        refusal = f"Too many failed logins. Try again in {wait} seconds."
-        html = _login_page(next_url, refusal, name)
-        abort(Response(html, status=429, headers={"Retry-After": str(wait)}))
+    try:
+        throttle.check(keys)
+    except TooManyFailures as e:
+        html = _login_page(next_url, e.message, name)
+        abort(Response(html, status=429, headers={"Retry-After": str(e.retry_after)}))
     result: AuthResult | None
+    error = "Invalid username or password."
     try:
         result = get_authenticator().authenticate(name, request.form.get("password", ""))
-        error = None if result else "Invalid username or password."
     except Invalid as e:
         result, error = None, str(e)
+    if result is not None and not allowed(current_settings(), result):
+        # The right password of someone the hub refuses answers as a wrong one (and counts
+        # as one): else the form would tell anyone whose passwords are right.
+        log.warning("Refused login of %s: not allowed by the hub's settings", result.name)
+        result = None
     if result is None:
         throttle.failed(keys)
         abort(Response(_login_page(next_url, error, name), status=403))
@@ -232,7 +237,8 @@ def change_password() -> ResponseReturnValue:
     try:
         if new != request.form.get("password_confirm", ""):
             raise Invalid("The new password and its confirmation differ.")
-        get_passwords().change(user.name, request.form.get("current_password", ""), new)
+        current = request.form.get("current_password", "")
+        get_passwords().change(user.name, current, new, request.remote_addr)
     except DomainError as e:
         status = STATUS[e.outcome]
         return render_template("change_password.html", error=e.message, done=False), status

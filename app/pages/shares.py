@@ -9,7 +9,7 @@ from app.errors import HubError
 from app.outcomes import Invalid
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for
-from app.shares import get_shares
+from app.shares import filtered, get_shares
 
 bp = Blueprint("share_pages", __name__)
 
@@ -31,7 +31,7 @@ def accept_share_page() -> ResponseReturnValue:
         owner=server.user.name,
         server=server,
         server_url=server_url_for(server.user.name, server.name),
-        scopes=row.scopes,
+        scopes=filtered(row.scopes, server),
         # Only a `next` the link named: the form's POST goes to the server by default
         # (absolute with per-user origins, which `next` may never be).
         next_url=_next_url(""),

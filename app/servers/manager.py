@@ -375,7 +375,7 @@ class ServerManager:
     def check_routes(self) -> dict[str, int]:
         """Make the proxy's table match the database now (see Routes.check)."""
         # The proxy may be elsewhere (docker-compose): it reaches the hub as servers do.
-        return self.routes.check(self.db, self.users, self.settings.hub_connect_url)
+        return self.routes.check(self.db, self.users, self.settings.proxy_target)
 
     def ensure_route(self, server: Server) -> bool:
         """Re-add a running server's route if the proxy lost it; True if it did."""

@@ -69,7 +69,13 @@ def test_a_filter_in_the_name_logs_nobody_in(page: Page, hub: Hub) -> None:
     assert whoami(page, hub) is None
 
 
-def test_someone_outside_the_allowed_group_gets_a_403_page(page: Page, hub: Hub) -> None:
+def test_someone_outside_the_allowed_group_is_told_as_a_wrong_password(
+    page: Page, hub: Hub
+) -> None:
+    # The form must not tell whose password is right (issue 21, finding 5).
     sign_in(page, hub, "bob", PASSWORDS["bob"])
-    assert "bob may not use this hub" in page.inner_text("#error-message")
+    refused = page.get_by_role("alert").inner_text()
+    sign_in(page, hub, "bob", "not-his-password")
+    assert page.get_by_role("alert").inner_text() == refused
+    assert "Invalid username or password." in refused
     assert whoami(page, hub) is None

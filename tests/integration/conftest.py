@@ -9,9 +9,11 @@ hub per module.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -276,3 +278,21 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def over_the_socket(
+    hub: Hub, method: str, path: str, headers: dict[str, str], body: str | None = None
+) -> tuple[int, str, str]:
+    """A request over the hub's Unix socket, as the proxy sends one: (status, Set-Cookie,
+    body)."""
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(hub.data_dir / "hub.sock"))
+
+    with contextlib.closing(UnixConnection("localhost", timeout=10)) as conn:
+        conn.request(method, path, body=body, headers={"Host": "hub.example", **headers})
+        response = conn.getresponse()
+        text = response.read().decode()
+        return response.status, response.getheader("Set-Cookie", ""), text

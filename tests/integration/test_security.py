@@ -17,7 +17,14 @@ import pytest
 import requests
 
 from tests.helpers import NAVIGATION, free_port, wait_for, xsrf_token
-from tests.integration.conftest import FLASKHUB, Hub, hub_env, login, server_pids
+from tests.integration.conftest import (
+    FLASKHUB,
+    Hub,
+    hub_env,
+    login,
+    over_the_socket,
+    server_pids,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -349,11 +356,8 @@ def test_logout_ends_copied_cookies_and_the_servers_logins(hub: Hub, alice_runni
 
 
 def test_the_login_cookie_is_secure_over_https_and_lasts_14_days(hub: Hub) -> None:
-    # Straight to the hub, as CHP serving HTTPS forwards a request (X-Forwarded-Proto).
-    https = requests.get(
-        f"{hub.hub_url}/hub/login", headers={"X-Forwarded-Proto": "https"}, timeout=10
-    )
-    cookie = https.headers["Set-Cookie"]
+    # As CHP serving HTTPS forwards a request (X-Forwarded-Proto), over the hub's socket.
+    _, cookie, _ = over_the_socket(hub, "GET", "/hub/login", {"X-Forwarded-Proto": "https"})
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     plain = login(hub, "alice")  # over plain HTTP, through CHP
     (login_cookie,) = [c for c in plain.cookies if c.name == "flaskhub-session"]

@@ -14,6 +14,8 @@
 //            nonce (a valid signature on a token minted for some other login)
 //   drop     the next token request gets its connection closed, no answer (a provider
 //            that went down at the worst moment)
+// and GET /_test/groups?account=ID&groups=a,b changes an account's groups, as the
+// provider's administrators would (the userinfo endpoint says so from then on).
 import https from 'node:https';
 import { createPrivateKey, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -69,6 +71,12 @@ const provider = new Provider(issuer, {
 
 let fault = '';
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/_test/groups') {
+    const account = accounts[ctx.query.account];
+    account.groups = (ctx.query.groups || '').split(',').filter(Boolean);
+    ctx.body = account;
+    return;
+  }
   if (ctx.path === '/_test/fault') {
     fault = ctx.query.kind || '';
     ctx.body = { fault };

@@ -126,7 +126,9 @@ def test_not_allowed_gets_a_403_page(
     response = log_in(client, name)
     assert response.status_code == 403
     assert response.mimetype == "text/html"
-    assert f"{name} may not use this hub" in response.text
+    # Exactly a wrong password's answer: the form tells no one whose password is right.
+    assert "Invalid username or password." in response.text
+    assert "may not use this hub" not in response.text
     assert get_users(hub).get(name) is None
     assert client.get("/hub/home").status_code == 302  # not logged in
 

@@ -10,7 +10,9 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -96,8 +98,19 @@ def test_compose_keeps_the_database_and_the_proxy_api_off_the_users_network() ->
     proxy = services["proxy"]
     assert proxy["networks"]["backend"]["aliases"] == ["proxy-api"]
     assert "--api-ip=proxy-api" in proxy["command"]
-    assert "--default-target=http://hub:8081" in proxy["command"]
+    assert "--error-target=http://hub:8081/hub/error" in proxy["command"]
     assert services["hub"]["environment"]["FLASKHUB_PROXY_API_URL"] == "http://proxy-api:8001"
+
+
+def test_compose_proxy_reaches_the_hub_over_a_socket_only_they_share() -> None:
+    # Only there does the hub believe X-Forwarded-For (issue 21, finding 5).
+    services = _services()["services"]
+    socket = services["hub"]["environment"]["FLASKHUB_HUB_SOCKET"]
+    target = f"--default-target=http+unix://{quote(socket, safe='')}"
+    assert target in services["proxy"]["command"]
+    folder = str(PurePosixPath(socket).parent)
+    mounting = [name for name, s in services.items() if folder in str(s.get("volumes", []))]
+    assert sorted(mounting) == ["hub", "proxy"]
 
 
 def test_every_image_not_built_here_has_a_stand_in() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ def test_login(ldap_hub: Callable[..., Flask], mode: dict[str, Any], name: str) 
     assert logged_in_as(client) == name.lower()
 
 
+def _without_tokens(html: str) -> str:
+    return re.sub(r'(value|content)="[^"]*"', "", html)
+
+
 @needs_slapd
 @pytest.mark.parametrize("mode", [DIRECT, SEARCH], ids=["direct", "search"])
 @pytest.mark.parametrize(
@@ -176,7 +181,11 @@ def test_not_allowed_gets_a_403_page(
     client = hub.test_client()
     response = sign_in(client, name, PASSWORDS[name])
     assert response.status_code == 403
-    assert f"{name} may not use this hub" in response.text
+    # The right password of someone refused answers as a wrong one (issue 21, finding 5).
+    wrong = sign_in(hub.test_client(), name, "not the password")
+    assert wrong.status_code == 403
+    assert "Invalid username or password." in response.text
+    assert _without_tokens(response.text) == _without_tokens(wrong.text)
     assert logged_in_as(client) is None
     assert get_users(hub).get(name) is None
 

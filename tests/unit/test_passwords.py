@@ -168,3 +168,26 @@ def test_no_passwords_on_other_hubs(
     client.post("/hub/login", data=form)
     assert 'id="change-password"' not in client.get("/hub/home").text
     assert client.get("/hub/change-password").status_code == 404
+
+
+def test_guessing_the_current_password_shares_the_login_throttle(
+    make_app: Callable[..., Flask],
+) -> None:
+    # Issue 21, finding 10: a stolen cookie must not guess the password without limit.
+    hub = make_app(authenticator="password", login_failure_limit=3)
+    get_users(hub).get_or_create("alice")
+    get_users(hub).set_password_hash("alice", hash_password(OLD))
+    client = logged_in(hub, "alice")
+    for guess in ("guess one", "guess two", "guess three"):
+        assert change(client, guess, NEW)[0] == 403
+    status, page = change(client, OLD, NEW)  # even the right one, now
+    assert status == 429 and "Too many failed logins" in page
+    assert can_log_in(hub, "alice", OLD) is False  # the login form counts them too
+    assert get_users(hub).get("alice") is not None
+    xsrf = xsrf_token(client.get("/hub/change-password").text)
+    api = client.put(
+        "/hub/api/users/alice/password",
+        json={"current_password": OLD, "password": NEW},
+        headers={"X-XSRFToken": xsrf},
+    )
+    assert api.status_code == 429 and int(api.headers["Retry-After"]) > 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from proxy.client import ProxyClient
-from proxy.launcher import ProxyProcess, ProxyStartError, _terminate, find_chp
+from proxy.launcher import CHP_SCRIPT, ProxyProcess, ProxyStartError, _terminate, find_chp
 from tests.helpers import free_ports, wait_for
 
 pytestmark = pytest.mark.process
@@ -79,13 +79,12 @@ def test_find_chp_prefers_the_pinned_copy() -> None:
 
     assert cmd[0] == "node"
     assert Path(cmd[1]).is_file()
-    assert Path(cmd[1]).parts[-5:] == (
-        "proxy",
-        "node_modules",
-        "configurable-http-proxy",
-        "bin",
-        "configurable-http-proxy",
-    )
+    # The pinned CHP's command line, through the wrapper that keeps connections to the
+    # hub's socket open.
+    assert Path(cmd[1]).parts[-2:] == ("proxy", "chp.mjs")
+    assert (Path(cmd[1]).parent / CHP_SCRIPT).is_file()
+    version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.stdout.strip() == "5.3.0"
 
 
 def test_start_serves_and_stop_leaves_no_process(make_proxy) -> None:

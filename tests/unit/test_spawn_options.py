@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from flask import Flask
 
 from app.config import load
 from app.servers import get_servers
-from app.spawn_options import checked_options, option_fields, settings_for
+from app.spawn_options import (
+    MAX_UNDECLARED_BYTES,
+    MAX_UNDECLARED_OPTIONS,
+    checked_options,
+    option_fields,
+    settings_for,
+)
 
 OPTIONS = [
     {"name": "docker_image", "label": "Image", "choices": ["lab:1", "lab:2"]},
@@ -41,3 +49,35 @@ def test_the_api_refuses_a_choice_outside_the_declared_ones(
     assert response.status_code == 400
     assert "Spawn option 'docker_image'" in response.json["message"]
     assert get_servers(app).get_server("alice") is None  # nothing was claimed
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        # Issue 21, finding 10: undeclared options are bounded in number and size.
+        ({f"k{i}": "v" for i in range(MAX_UNDECLARED_OPTIONS + 1)}, "At most"),
+        ({"blob": "x" * (MAX_UNDECLARED_BYTES + 1)}, "bytes"),
+        ({"nested": [[["x" * 1000] * 10] * 10]}, "bytes"),
+        ({"k" * MAX_UNDECLARED_BYTES: 1}, "bytes"),
+        ([1, 2], "JSON object"),
+        ("options", "JSON object"),
+    ],
+)
+def test_undeclared_options_are_bounded(
+    make_app: Callable[..., Flask], make_token: Callable[..., str], body: Any, says: str
+) -> None:
+    app = make_app(spawn_options=OPTIONS, allow_named_servers=True)
+    token = make_token(app, "alice")
+    for path in ("/hub/api/users/alice/server", "/hub/api/users/alice/servers/lab"):
+        response = app.test_client().post(
+            path, json=body, headers={"Authorization": f"token {token}"}
+        )
+        assert response.status_code == 400, response.text
+        assert says in response.json["message"]
+    assert get_servers(app).get_server("alice") is None
+
+
+def test_a_few_small_undeclared_options_are_kept() -> None:
+    fields = option_fields(OPTIONS)
+    options = checked_options(fields, {"profile": "gpu", "size": {"cpu": 2}})
+    assert options["profile"] == "gpu" and options["size"] == {"cpu": 2}
