@@ -70,13 +70,18 @@ def page_api(page: Page, path: str) -> Any:
 
 
 def whoami(page: Page, hub: Hub) -> str | None:
-    """Who the browser is logged in as at the hub, or None (the home page, as it
-    finds it, and the API as the page's own script calls it)."""
-    page.goto(f"{hub.public_url}/hub/home")
-    if page.url != f"{hub.public_url}/hub/home":
-        return None  # sent to the login page
-    model = page_api(page, "/user")
-    return str(model["name"]) if model else None
+    """Who the browser is logged in as at the hub, or None: the home page in another
+    tab of the same browser (this one stays where it is), and the API as that page's
+    own script calls it."""
+    probe = page.context.new_page()
+    try:
+        probe.goto(f"{hub.public_url}/hub/home")
+        if probe.url != f"{hub.public_url}/hub/home":
+            return None  # sent to the login page
+        model = page_api(probe, "/user")
+        return str(model["name"]) if model else None
+    finally:
+        probe.close()
 
 
 def admin_flag(hub: Hub, name: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from tests.browser.providers import admin_flag, whoami
 from tests.integration.conftest import Hub, hub_env, start_hub
@@ -59,13 +59,13 @@ def test_an_ops_member_is_an_admin(page: Page, hub: Hub) -> None:
 
 def test_a_wrong_password_is_refused_on_the_form(page: Page, hub: Hub) -> None:
     sign_in(page, hub, "alice", "not-her-password")
-    assert page.get_by_role("alert").is_visible()
+    expect(page.get_by_role("alert")).to_be_visible()
     assert whoami(page, hub) is None
 
 
 def test_a_filter_in_the_name_logs_nobody_in(page: Page, hub: Hub) -> None:
     sign_in(page, hub, "*)(uid=*", PASSWORDS["alice"])
-    assert page.get_by_role("alert").is_visible()
+    expect(page.get_by_role("alert")).to_be_visible()
     assert whoami(page, hub) is None
 
 

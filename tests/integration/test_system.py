@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import wait_for, xsrf_token
+from tests.helpers import browser_session, wait_for, xsrf_token
 from tests.integration.conftest import FLASKHUB, Hub, hub_env, pid_alive
 
 pytestmark = pytest.mark.integration
@@ -195,7 +195,7 @@ def test_hub_pages_and_redirects(hub: Hub) -> None:
 
 
 def test_login_form_requires_its_csrf_token(hub: Hub) -> None:
-    session = requests.Session()
+    session = browser_session()
     session.get(f"{hub.public_url}/hub/login", timeout=10)
     forged = session.post(
         f"{hub.public_url}/hub/login", data={"username": "kim"}, allow_redirects=False, timeout=10
@@ -205,7 +205,7 @@ def test_login_form_requires_its_csrf_token(hub: Hub) -> None:
 
 
 def test_login_cookie_is_httponly_samesite_and_scoped_to_the_hub(hub: Hub) -> None:
-    session = requests.Session()
+    session = browser_session()
     page = session.get(f"{hub.public_url}/hub/login", timeout=10)
     xsrf = xsrf_token(page.text)
     response = session.post(
@@ -226,7 +226,7 @@ def test_proxy_unreachable_the_hub_still_serves_and_says_so(hub_factory) -> None
     # No CHP at all: talk to the hub directly.
     hub.public_url = hub.hub_url
     assert hub.get("/hub/health").status_code == 200
-    session = requests.Session()
+    session = browser_session()
     page = session.get(f"{hub.hub_url}/hub/login", timeout=10)
     xsrf = xsrf_token(page.text)
     session.post(f"{hub.hub_url}/hub/login", data={"username": "mia", "_xsrf": xsrf}, timeout=10)
@@ -273,7 +273,7 @@ def test_password_accounts_from_the_cli(hub_factory) -> None:  # type: ignore[no
     assert added.returncode == 0, added.stderr
     short = hub.cli("user", "add", "yan", "--password-stdin", input="short\n")
     assert short.returncode != 0 and "at least 8 characters" in short.stderr
-    session = requests.Session()
+    session = browser_session()
 
     def attempt(name: str, password: str) -> requests.Response:
         page = session.get(f"{hub.public_url}/hub/login", timeout=10)
