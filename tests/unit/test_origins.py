@@ -99,3 +99,19 @@ def test_the_hub_answers_on_its_own_host_and_to_servers_on_its_port(origin_app: 
     assert client.get("/hub/login", headers={"Host": "localhost:8000"}).status_code == 200
     # A server's API calls reach the hub's port directly.
     assert client.get("/hub/api", headers={"Host": "127.0.0.1:8081"}).status_code == 200
+
+
+def test_links_and_redirects_go_to_the_users_origin(
+    origin_app: Flask, log_in: Callable[..., object]
+) -> None:
+    """user-redirect (nbgitpuller's links), /hub/user/<other>/ and a bare /user/<name>
+    send the browser to the server on its user's origin, never to a path of the hub's."""
+    client = origin_app.test_client()
+    client.environ_base["HTTP_HOST"] = "localhost:8000"  # the hub's own host
+    log_in(client, "alice")
+    own = "http://alice.localhost:8000/user/alice/"
+    moved = client.get("/hub/user-redirect/git-pull?repo=x")
+    assert moved.headers["Location"] == own + "git-pull?repo=x"
+    assert client.get("/hub/user/bob/lab").headers["Location"] == own + "lab"
+    bare = client.get("/user/carol?x=1")
+    assert bare.headers["Location"] == "http://carol.localhost:8000/user/carol/?x=1"
