@@ -87,6 +87,7 @@ def run() -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
     _warn_unknown_proxy(settings)
+    _warn_admin_groups_kept(settings)
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
@@ -149,6 +150,28 @@ def _warn_unknown_proxy(settings: Settings) -> None:
         "counts as one from the proxy's address. Set FLASKHUB_HUB_SOCKET (a socket the "
         "proxy shares with the hub) or FLASKHUB_TRUSTED_PROXIES (its address)."
     )
+
+
+def _warn_admin_groups_kept(settings: Settings) -> None:
+    """Say when leaving an admin group ends admin only at the next login: the hub can ask
+    a provider again only with the login's tokens (crypt_key), a directory only with a
+    service account (ldap_bind_dn)."""
+    if not settings.admin_groups:
+        return
+    if settings.authenticator == "ldap":
+        missing = "" if settings.ldap_bind_dn else "FLASKHUB_LDAP_BIND_DN (a service account)"
+    elif settings.authenticator in ("oidc", "oauth2"):
+        missing = "" if settings.crypt_key else "FLASKHUB_CRYPT_KEY (to keep the login's tokens)"
+    else:
+        return
+    if missing:
+        log.warning(
+            "admin_groups is set, but the hub cannot ask the %s provider again after a "
+            "login: a user taken out of an admin group stays admin until they log in again. "
+            "Set %s.",
+            settings.authenticator,
+            missing,
+        )
 
 
 def _hub_env(settings: Settings) -> dict[str, str]:

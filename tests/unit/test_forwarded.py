@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.cli import _warn_unknown_proxy
+from app.cli import _warn_admin_groups_kept, _warn_unknown_proxy
 from app.config import ConfigError, load
 from app.forwarded import TrustedProxies
 from app.logins import login_keys
@@ -128,3 +128,28 @@ def test_bad_proxy_settings_are_named(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)):
         load(environ={}, overrides=overrides)
+
+
+LDAP = {
+    "authenticator": "ldap",
+    "ldap_url": "ldap://127.0.0.1:9",
+    "ldap_search_base": "ou=people,dc=example,dc=org",
+    "allowed_groups": ["staff"],
+}
+
+
+@pytest.mark.parametrize(
+    ("settings", "warned"),
+    [
+        (LDAP, True),
+        ({**LDAP, "ldap_bind_dn": "cn=search,dc=example,dc=org"}, False),
+        ({}, False),
+    ],
+)
+def test_admin_groups_that_cannot_be_asked_again_are_said_at_start(
+    clean_env: Path, caplog: pytest.LogCaptureFixture, settings: dict[str, object], warned: bool
+) -> None:
+    """Finding 7: without a way to ask again, leaving an admin group ends admin only at the
+    next login; the operator is told so."""
+    _warn_admin_groups_kept(load(environ={}, overrides={"admin_groups": ["ops"], **settings}))
+    assert ("stays admin until they log in again" in caplog.text) is warned
