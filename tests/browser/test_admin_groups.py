@@ -51,7 +51,16 @@ def provider(provider_and_hub: tuple[OpenIDProvider, Hub]) -> Iterator[OpenIDPro
 
 
 def _by_cookie(page: Page, hub: Hub, path: str) -> int:
-    return page.request.get(f"{hub.public_url}/hub/api{path}").status
+    """GET /hub/api<path> as the hub page's own script asks: the cookie and the page's
+    XSRF token (without it, a script's request is anonymous)."""
+    assert page.url.startswith(f"{hub.public_url}/hub/"), page.url
+    return int(
+        page.evaluate(
+            "async (url) => (await fetch(url, { headers: { 'X-XSRFToken': "
+            "document.querySelector('meta[name=\"xsrf-token\"]').content } })).status",
+            f"/hub/api{path}",
+        )
+    )
 
 
 def _by_token(token: str, hub: Hub, path: str) -> int:
