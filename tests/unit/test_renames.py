@@ -125,7 +125,7 @@ def test_the_migration_keeps_shares_by_id(tmp_path: Path) -> None:
     """0014 drops the names stored in shares' and codes' scopes (and downgrade puts back
     those of the servers as named then)."""
     url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
-    upgrade(url, "0012")
+    upgrade(url, "0013")  # the schema before 0014
     db = Database(url)  # 0014 changes data, not the schema: today's tables fit
     users = UserService(db)
     carol, bob = users.get_or_create("carol"), users.get_or_create("bob")
@@ -142,7 +142,7 @@ def test_the_migration_keeps_shares_by_id(tmp_path: Path) -> None:
     assert json.loads(stored) == ["access:servers", "read:servers"]
     with engine.begin() as conn:
         conn.execute(text("UPDATE users SET name = 'carla' WHERE id = 1"))
-    command.downgrade(alembic_config(url), "0012")
+    command.downgrade(alembic_config(url), "0013")
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT scopes FROM shares")).scalar_one()
     assert json.loads(stored) == ["access:servers!server=carla/", "read:servers!server=carla/"]
