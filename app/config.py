@@ -598,17 +598,37 @@ def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     app.config["FLASKHUB"] = settings
     app.config["SECRET_KEY"] = settings.cookie_secret
     app.config.update(
-        SESSION_COOKIE_NAME="flaskhub-session",
-        # The hub's cookie must never reach user servers under /user/.
-        SESSION_COOKIE_PATH="/hub/",
+        **_login_cookie(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.cookie_secure,
         PERMANENT_SESSION_LIFETIME=timedelta(days=settings.cookie_max_age_days),
         # Werkzeug refuses a longer body (413) before anything reads it.
         MAX_CONTENT_LENGTH=settings.max_body_size,
         JSON_SORT_KEYS=False,
     )
+
+
+def _login_cookie(settings: Settings) -> dict[str, Any]:
+    """The login cookie's name, path and Secure flag.
+
+    With per-user origins over HTTPS the cookie is `__Host-` prefixed: browsers accept
+    such a cookie only from the hub's own host, so a server on <user>.<hub host> cannot
+    plant a cookie of that name for the hub (cookie tossing: a cookie it sets with
+    Domain=<hub host> would otherwise log its visitors in as its owner). The prefix
+    requires Path=/ and Secure; the hub's host serves no user's server then.
+    """
+    if settings.subdomain_host.startswith("https://"):
+        return {
+            "SESSION_COOKIE_NAME": "__Host-flaskhub-session",
+            "SESSION_COOKIE_PATH": "/",
+            "SESSION_COOKIE_SECURE": True,
+        }
+    return {
+        "SESSION_COOKIE_NAME": "flaskhub-session",
+        # In path mode the hub's cookie must never reach user servers under /user/.
+        "SESSION_COOKIE_PATH": "/hub/",
+        "SESSION_COOKIE_SECURE": settings.cookie_secure,
+    }
 
 
 def get_settings(app: Flask) -> Settings:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
 from app.config import ConfigError, load
 from app.servers.names import (
@@ -115,3 +116,28 @@ def test_links_and_redirects_go_to_the_users_origin(
     assert client.get("/hub/user/bob/lab").headers["Location"] == own + "lab"
     bare = client.get("/user/carol?x=1")
     assert bare.headers["Location"] == "http://carol.localhost:8000/user/carol/?x=1"
+
+
+def test_over_https_the_login_cookie_is_the_hub_hosts_alone(
+    make_app: Callable[..., Flask], log_in: Callable[..., TestResponse]
+) -> None:
+    """Cookie tossing: a server on alice.hub.example.org can set a cookie for the domain
+    hub.example.org; a `__Host-` cookie it cannot set, and the hub reads no other."""
+    app = make_app(subdomain_host="https://hub.example.org")
+    client = app.test_client()
+    client.environ_base.update({"HTTP_HOST": "hub.example.org", "wsgi.url_scheme": "https"})
+    response = log_in(client, "alice")
+    name = "__Host-flaskhub-session"
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(name + "="))
+    flags = {part.strip() for part in cookie.split(";")[1:]}
+    assert {"Secure", "HttpOnly", "Path=/", "SameSite=Lax"} <= flags
+    assert not any(flag.lower().startswith("domain=") for flag in flags)
+    assert client.get("/hub/api/user").json["name"] == "alice"
+    # The same login planted under the plain name (as a server could, Domain=hub...).
+    value = cookie.split(";")[0].split("=", 1)[1]
+    planted = app.test_client()
+    planted.environ_base.update({"HTTP_HOST": "hub.example.org", "wsgi.url_scheme": "https"})
+    assert (
+        planted.get("/hub/api/user", headers={"Cookie": f"flaskhub-session={value}"}).status_code
+        == 403
+    )
