@@ -88,6 +88,7 @@ def run() -> None:
     _warn_shared_account(settings)
     _warn_unknown_proxy(settings)
     _warn_admin_groups_kept(settings)
+    _warn_passwords_in_path_mode(settings)
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
@@ -172,6 +173,20 @@ def _warn_admin_groups_kept(settings: Settings) -> None:
             settings.authenticator,
             missing,
         )
+
+
+def _warn_passwords_in_path_mode(settings: Settings) -> None:
+    """Say that in path mode a user's server can show a false login form on the hub's
+    own origin (a service worker), where people type their password."""
+    if settings.subdomain_host or settings.authenticator not in ("password", "ldap"):
+        return
+    log.warning(
+        "Users' servers share the hub's origin (no subdomain_host) and people type "
+        "passwords into the hub (authenticator = %s): a server's service worker could "
+        "show them a false login form. Set FLASKHUB_SUBDOMAIN_HOST to give each user's "
+        "servers an origin of their own (README: Security).",
+        settings.authenticator,
+    )
 
 
 def _hub_env(settings: Settings) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.cli import _warn_admin_groups_kept, _warn_unknown_proxy
+from app.cli import _warn_admin_groups_kept, _warn_passwords_in_path_mode, _warn_unknown_proxy
 from app.config import ConfigError, load
 from app.forwarded import TrustedProxies
 from app.logins import login_keys
@@ -153,3 +153,20 @@ def test_admin_groups_that_cannot_be_asked_again_are_said_at_start(
     next login; the operator is told so."""
     _warn_admin_groups_kept(load(environ={}, overrides={"admin_groups": ["ops"], **settings}))
     assert ("stays admin until they log in again" in caplog.text) is warned
+
+
+@pytest.mark.parametrize(
+    ("settings", "warned"),
+    [
+        ({"authenticator": "password"}, True),
+        ({**LDAP}, True),
+        ({"authenticator": "password", "subdomain_host": "https://hub.example.org"}, False),
+        ({}, False),
+    ],
+)
+def test_passwords_typed_on_an_origin_servers_share_are_said_at_start(
+    clean_env: Path, caplog: pytest.LogCaptureFixture, settings: dict[str, object], warned: bool
+) -> None:
+    """Path mode with a password form: a server's service worker could show a false one."""
+    _warn_passwords_in_path_mode(load(environ={}, overrides=settings))
+    assert ("could show them a false login form" in caplog.text) is warned
