@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, has_app_context, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from werkzeug.exceptions import HTTPException
 
 from app.auth.authenticators import Authenticator, authenticator_class
 from app.auth.passwords import Passwords
@@ -251,14 +252,19 @@ def csrf_ok() -> bool:
     return _carries_csrf(request, session)
 
 
-def _carries_csrf(req: Request, login: SessionMixin, *, in_query: bool = False) -> bool:
-    """The request carries the login's CSRF token: in a header, a form field, or (for
-    an EventSource, which can send no header) the `_xsrf` query argument."""
+def _carries_csrf(req: Request, login: SessionMixin, *, opening: bool = False) -> bool:
+    """The request carries the login's CSRF token: in a header or a form field; while
+    the session opens also the `_xsrf` query argument (an EventSource can send no
+    header), and a body too large to read counts as none (the view answers its 413)."""
     expected = login.get("csrf")
     sent = next((req.headers[h] for h in CSRF_HEADERS if h in req.headers), None)
     if sent is None and req.mimetype in FORM_TYPES:
-        sent = req.form.get("_xsrf")
-    if sent is None and in_query:
+        try:
+            sent = req.form.get("_xsrf")
+        except HTTPException:
+            if not opening:
+                raise
+    if sent is None and opening:
         sent = req.args.get("_xsrf")
     return bool(expected and sent and hmac.compare_digest(str(expected), str(sent)))
 
@@ -305,7 +311,7 @@ class HubSessionInterface(SecureCookieSessionInterface):
         if self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         login = super().open_session(app, request)
-        if login is None or is_navigation(request) or _carries_csrf(request, login, in_query=True):
+        if login is None or is_navigation(request) or _carries_csrf(request, login, opening=True):
             return login
         # Anything else the browser sends with the cookie (fetch, XHR, a frame, an
         # image) may come from a script of a page on this origin, e.g. a user's server

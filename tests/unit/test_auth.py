@@ -403,3 +403,14 @@ def test_authorization_schemes(
 def test_bad_token_is_refused(client: FlaskClient) -> None:
     response = client.get("/hub/api/user", headers={"Authorization": "token " + "0" * 32})
     assert response.status_code == 403
+
+
+def test_a_script_sending_too_large_a_form_with_the_cookie_gets_413(
+    alice_client: FlaskClient,
+) -> None:
+    """The session opens before the view: a body too large to read for its token is
+    still the view's 413, never a 500."""
+    big = {"username": "x" * (5 * 1024 * 1024)}
+    response = alice_client.post("/hub/login", data=big, headers=SCRIPT_FETCH)
+    assert response.status_code == 413
+    assert alice_client.get("/hub/home").status_code == 200
