@@ -48,3 +48,28 @@ def test_start_my_server_opens_jupyterlab(page: Page, hub: Hub) -> None:
     server = hub.api("GET", "/users/lara").json()["servers"][""]
     assert server["ready"] is True
     assert hub.api("DELETE", "/users/lara/server").status_code in (202, 204)
+
+
+def test_jupyterlab_hub_menu_opens_the_hub_and_logs_out(page: Page, hub: Hub) -> None:
+    """File > Hub Control Panel opens the hub's home on the hub's origin (a new tab),
+    logged in; File > Log Out ends the login there, in both modes."""
+    hub_origin = hub.env.get("FLASKHUB_SUBDOMAIN_HOST", hub.public_url)
+    page.goto(f"{hub_origin}/hub/home")
+    sign_in(page, "mona")
+    page.get_by_role("link", name="Start My Server").click()
+    page.wait_for_url("**/user/mona/lab**", timeout=60_000)
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+    with page.context.expect_page(timeout=30_000) as opened:
+        page.get_by_role("menuitem", name="File").click()
+        page.get_by_role("menuitem", name="Hub Control Panel").click()
+    panel = opened.value
+    panel.wait_for_load_state()
+    assert panel.url == f"{hub_origin}/hub/home"
+    expect(panel.get_by_role("button", name="Stop My Server")).to_be_visible()
+    panel.close()
+    page.get_by_role("menuitem", name="File").click()
+    page.get_by_role("menuitem", name="Log Out").click()
+    page.wait_for_url(f"{hub_origin}/hub/login**", timeout=30_000)
+    page.goto(f"{hub_origin}/hub/home")
+    page.wait_for_url(f"{hub_origin}/hub/login**")
+    assert hub.api("DELETE", "/users/mona/server").status_code in (202, 204)
