@@ -40,6 +40,11 @@ DOCKER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 SERVICE_NAME_RE = re.compile(r"[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9]+)*")
 # Leaves room in a service name for the user and server.
 MAX_SWARM_PREFIX = 40
+# A docker_attach entry naming a service of the hub's compose project.
+ATTACH_SERVICE = "service:"
+# Each server's own network (docker_attach): 14 addresses, for the server, the hub, CHP
+# and replicas of either.
+SERVER_SUBNET_PREFIX = 28
 # Authenticators whose users come from an identity provider: they must say who may log in.
 PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
@@ -316,6 +321,16 @@ class Settings:
     )
     docker_network: str = setting(
         "", "Network of user containers (default: named docker_prefix, created if missing)."
+    )
+    docker_attach: list[str] = setting(
+        [],
+        "Containers that must reach user servers (docker spawner), when they run in containers: "
+        "a name or id, or service:<name> for a service of the hub's compose project. Set: each "
+        "server gets a network of its own that only these join, instead of docker_network.",
+    )
+    docker_server_subnets: str = setting(
+        "10.213.0.0/16",
+        "Addresses of servers' own networks (docker_attach): each takes a /28 of this range.",
     )
     docker_home: str = setting(
         "/home/jovyan", "Where the user's volume (<docker_prefix>-home-<storage id>) is mounted."

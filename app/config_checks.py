@@ -6,16 +6,19 @@ validate(settings) raises ConfigError naming the setting and what it must be.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import (
+    ATTACH_SERVICE,
     AUTHENTICATOR_NAMES,
     BY_NAME,
     DOCKER_NAME_RE,
     MAX_SWARM_PREFIX,
     PROVIDER_AUTHENTICATORS,
+    SERVER_SUBNET_PREFIX,
     SERVICE_NAME_RE,
     ConfigError,
     Settings,
@@ -320,7 +323,41 @@ def _validate_docker(settings: Settings) -> None:
             raise ConfigError(
                 f"setting {name!r} must be bytes or a number with b, k, m or g, got {value!r}"
             )
+    _validate_attach(settings)
     _validate_swarm(settings)
+
+
+def _validate_attach(settings: Settings) -> None:
+    """docker_attach's entries, the range of servers' own networks, and how servers
+    reach the hub from a network the hub did not choose the address of."""
+    for entry in settings.docker_attach:
+        name = entry.removeprefix(ATTACH_SERVICE) if isinstance(entry, str) else ""
+        if not DOCKER_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                "setting 'docker_attach' must list container names or service:<name> "
+                f"(letters, digits, _ . -), got {entry!r}"
+            )
+    try:
+        subnets = ipaddress.IPv4Network(settings.docker_server_subnets)
+    except ValueError:
+        subnets = None
+    if subnets is None or subnets.prefixlen > SERVER_SUBNET_PREFIX:
+        raise ConfigError(
+            "setting 'docker_server_subnets' must be an IPv4 network of at least "
+            f"/{SERVER_SUBNET_PREFIX}, e.g. 10.213.0.0/16, got {settings.docker_server_subnets!r}"
+        )
+    if settings.spawner != "docker" or not settings.docker_attach:
+        return
+    if settings.docker_network:
+        raise ConfigError(
+            "settings 'docker_attach' and 'docker_network' exclude each other: with "
+            "docker_attach each server has a network of its own; unset one of them"
+        )
+    if not settings.hub_connect_ip:
+        raise ConfigError(
+            "setting 'docker_attach' needs 'hub_connect_ip': the name user containers reach "
+            "the hub at on their own networks, e.g. hub (the hub's compose service)"
+        )
 
 
 def _validate_swarm(settings: Settings) -> None:

@@ -5,6 +5,11 @@ missing, with inter-container traffic off). The hub reaches a server at its
 container's address on that network; the server reaches the hub at
 `hub_connect_ip`, by default the network's gateway, which is the host itself:
 `flaskhub run` also binds the hub there (see `DockerSpawner.hub_connect_ips`).
+
+Where the hub and CHP run in containers themselves (docker-compose), they cannot
+share a network with the servers without the servers reaching each other: with
+`docker_attach`, each server gets a bridge network of its own, which only the
+containers named there join (the hub under its service name, `hub_connect_ip`).
 Every call to the engine goes through the Docker SDK over its socket, which
 gevent's monkey patching makes cooperative; each carries a timeout.
 """
@@ -12,6 +17,7 @@ gevent's monkey patching makes cooperative; each carries a timeout.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -24,8 +30,9 @@ import gevent
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.networks import Network
+from docker.types import IPAMConfig, IPAMPool
 
-from app.config import Settings
+from app.config import ATTACH_SERVICE, SERVER_SUBNET_PREFIX, Settings
 from app.spawners.base import Spawner, SpawnerError
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,13 @@ CAP_DROP = ("NET_RAW",)
 _clients: dict[int, docker.DockerClient] = {}
 # Networks warned about by _check_network in this process.
 _warned_networks: set[str] = set()
+# The labels compose gives each container: its project and its service.
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+# Ranges tried for a server's own network before the spawn fails (each try is one call).
+SUBNET_TRIES = 64
+# The compose project of the hub's own container, per process (it never changes).
+_own_project: dict[int, str] = {}
 
 
 def docker_client() -> docker.DockerClient:
@@ -167,6 +181,35 @@ def network_gateway(network: Network) -> str:
     )
 
 
+def candidate_subnets(subnets: str, name: str) -> Iterator[ipaddress.IPv4Network]:
+    """/28 ranges of subnets for the network called name: from a place its name picks,
+    so that servers started at once seldom try the same one first."""
+    whole = ipaddress.IPv4Network(subnets)
+    size = 2 ** (32 - SERVER_SUBNET_PREFIX)
+    count = whole.num_addresses // size
+    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % count
+    for step in range(min(count, SUBNET_TRIES)):
+        first = int(whole.network_address) + (start + step) % count * size
+        yield ipaddress.IPv4Network((first, SERVER_SUBNET_PREFIX))
+
+
+def own_compose_project(client: docker.DockerClient) -> str:
+    """The compose project of the container the hub runs in (its hostname names it)."""
+    pid = os.getpid()
+    if pid not in _own_project:
+        try:
+            labels = client.containers.get(socket.gethostname()).labels
+        except NotFound:
+            labels = {}
+        if COMPOSE_PROJECT not in labels:
+            raise SpawnerError(
+                "docker_attach names a service:<name>, but the hub does not run in a "
+                "container of a compose project: name the containers instead"
+            )
+        _own_project[pid] = labels[COMPOSE_PROJECT]
+    return _own_project[pid]
+
+
 def backoff() -> Iterator[None]:
     """Pauses of a wait on the engine (each next() sleeps): 0.05 s, doubling up to 0.5 s."""
     delay = 0.05
@@ -252,6 +295,11 @@ class DockerSpawner(Spawner):
     def start(self) -> str:
         self._ensure_image()
         self._remove_leftover()
+        if self.settings.docker_attach:
+            self.report_progress(30, f"Creating network {self.network_name}")
+            self._server_network()
+        else:
+            ensure_network(self.client, self.settings)
         self.report_progress(40, f"Creating container {self.container_name}")
         container = self._create()
         self.container_id = container.id
@@ -308,7 +356,7 @@ class DockerSpawner(Spawner):
                 labels=self.labels(),
                 environment=self.container_env(),
                 volumes=self.mounts(),
-                network=ensure_network(self.client, self.settings).name,
+                network=self.network_name,
                 mem_limit=self.settings.mem_limit or None,
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
                 pids_limit=self.pids_limit(),
@@ -318,6 +366,106 @@ class DockerSpawner(Spawner):
             raise SpawnerError(
                 f"Cannot create container {self.container_name}: {engine_says(e)}"
             ) from e
+
+    @property
+    def network_name(self) -> str:
+        """The server's network: its own with docker_attach, else the shared docker_network."""
+        if self.settings.docker_attach:
+            return f"{self.container_name}-net"
+        return network_name(self.settings)
+
+    def _server_network(self) -> Network:
+        """The server's own network, made if missing and joined by docker_attach; one of
+        its name that is not this server's fails the spawn (never reused)."""
+        try:
+            network = self.client.networks.get(self.network_name)
+        except NotFound:
+            network = self._create_server_network()
+        if not self.owns(network.attrs.get("Labels")):
+            raise self.name_taken("network", self.network_name, network.attrs.get("Labels"))
+        self._attach(network)
+        return network
+
+    def _create_server_network(self) -> Network:
+        """A bridge of one /28 of docker_server_subnets (the engine refuses one in use)."""
+        for subnet in candidate_subnets(self.settings.docker_server_subnets, self.network_name):
+            ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet))])
+            try:
+                created = self.client.networks.create(
+                    self.network_name,
+                    driver="bridge",
+                    ipam=ipam,
+                    labels=self.labels(),
+                    check_duplicate=True,
+                )
+            except APIError as e:
+                if "overlap" in engine_says(e):
+                    continue
+                raise SpawnerError(
+                    f"Cannot create network {self.network_name}: {engine_says(e)}"
+                ) from e
+            return self.client.networks.get(created.id)
+        raise SpawnerError(
+            f"No free range for network {self.network_name} in docker_server_subnets "
+            f"({self.settings.docker_server_subnets}) after {SUBNET_TRIES} tries: set a "
+            "larger or less used range"
+        )
+
+    def _attach(self, network: Network) -> None:
+        """Join each docker_attach container to network, under its service's or own name."""
+        joined = network.attrs.get("Containers") or {}
+        for container, alias in self._attachments():
+            if container.id in joined:
+                continue
+            try:
+                network.connect(container, aliases=[alias])
+            except APIError as e:
+                raise SpawnerError(
+                    f"Cannot join {container.name} (docker_attach) to network "
+                    f"{network.name}: {engine_says(e)}"
+                ) from e
+
+    def _attachments(self) -> list[tuple[Container, str]]:
+        """The running containers docker_attach names, each with the name servers know it by."""
+        found = []
+        for entry in self.settings.docker_attach:
+            if entry.startswith(ATTACH_SERVICE):
+                service = entry.removeprefix(ATTACH_SERVICE)
+                found += [(c, service) for c in self._service_containers(service)]
+                continue
+            try:
+                found.append((self.client.containers.get(entry), entry))
+            except NotFound:
+                raise SpawnerError(
+                    f"docker_attach names container {entry}, which is not on the engine"
+                ) from None
+        return found
+
+    def _service_containers(self, service: str) -> list[Container]:
+        project = own_compose_project(self.client)
+        labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
+        containers: list[Container] = self.client.containers.list(filters={"label": labels})
+        if not containers:
+            raise SpawnerError(
+                f"docker_attach names service:{service}, but no container of service "
+                f"{service} runs in the hub's compose project {project}"
+            )
+        return containers
+
+    def _remove_server_network(self) -> None:
+        """Take everything off the server's own network, then remove it."""
+        try:
+            network = self.client.networks.get(self.network_name)
+            if not self.owns(network.attrs.get("Labels")):
+                return
+            for container_id in network.attrs.get("Containers") or {}:
+                network.disconnect(container_id, force=True)
+            network.remove()
+        except NotFound:
+            return
+        except APIError as e:
+            # The next start of this server reuses it.
+            log.warning("Could not remove network %s: %s", self.network_name, engine_says(e))
 
     def pids_limit(self) -> int | None:
         """pids_limit for the engine: None (no limit) for 0 or -1."""
@@ -361,7 +509,7 @@ class DockerSpawner(Spawner):
 
     def _ip(self, container: Container) -> str:
         networks = container.attrs["NetworkSettings"]["Networks"]
-        return str(networks.get(network_name(self.settings), {}).get("IPAddress") or "")
+        return str(networks.get(self.network_name, {}).get("IPAddress") or "")
 
     def _exited(self, container: Container) -> SpawnerError:
         code = container.attrs["State"]["ExitCode"]
@@ -399,8 +547,12 @@ class DockerSpawner(Spawner):
 
     def stop(self, now: bool = False) -> None:
         container = self._container()
-        if container is None:
-            return
+        if container is not None:
+            self._stop_container(container, now)
+        if self.settings.docker_attach:
+            self._remove_server_network()
+
+    def _stop_container(self, container: Container, now: bool) -> None:
         container.stop(timeout=0 if now else STOP_GRACE_SECONDS)
         log.info("Stopped container %s of %s", self.container_name, self.user_name)
         if self.settings.docker_remove:

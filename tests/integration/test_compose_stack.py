@@ -176,9 +176,9 @@ def test_only_the_stack_s_services_run_and_the_proxy_is_not_in_the_hub_s_namespa
     )
     services = sorted(c.labels["com.docker.compose.service"] for c in running)
     assert services == ["db", "hub", "proxy"]  # the single-user image is only built
-    network = docker_client.networks.get(PROJECT)
-    attached = {c["Name"] for c in network.attrs["Containers"].values()}
-    assert {f"{PROJECT}_hub_1", f"{PROJECT}_proxy_1"} <= attached
+    # No network for user containers yet: each server gets its own as it starts.
+    networks = docker_client.networks.list(filters={"label": f"{LABEL_HUB}={PROJECT}"})
+    assert networks == []
 
 
 def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
@@ -195,7 +195,11 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     assert page.url == user_url(stack, "admin") and "admin" in page.text
     container = docker_client.containers.get(f"{PROJECT}-admin")
     assert container.labels[LABEL_HUB] == PROJECT
-    assert PROJECT in container.attrs["NetworkSettings"]["Networks"]
+    # Alone on a network of its own with the hub and the proxy (docker_attach).
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [f"{PROJECT}-admin-net"]
+    network = docker_client.networks.get(f"{PROJECT}-admin-net")
+    members = {c["Name"] for c in network.attrs["Containers"].values()}
+    assert members == {f"{PROJECT}-admin", f"{PROJECT}_hub_1", f"{PROJECT}_proxy_1"}
 
 
 def test_owner_reaches_the_server_through_the_proxy_others_do_not(stack: Stack) -> None:
@@ -215,26 +219,39 @@ def user_url(stack: Stack, name: str) -> str:
     return f"{stack.url.replace('://', f'://{name}.')}/user/{name}/"
 
 
-def test_a_user_container_reaches_the_hub_but_not_the_database_or_the_proxy_api(
+def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_others(
     stack: Stack,
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> None:
     container = docker_client.containers.get(f"{PROJECT}-admin")
+    # alice's server (started by the test before): by name and at its address.
+    alice = docker_client.containers.get(f"{PROJECT}-alice")
+    (alice_ip,) = (n["IPAddress"] for n in alice.attrs["NetworkSettings"]["Networks"].values())
     probe = (
-        "import socket\n"
-        "for host, port in (('hub', 8081), ('proxy', 8000), ('db', 5432), ('proxy-api', 8001)):\n"
+        "import socket, sys\n"
+        "for target in sys.argv[1:]:\n"
+        "    host, port = target.split(':')\n"
         "    try:\n"
-        "        socket.create_connection((host, port), timeout=2).close()\n"
+        "        socket.create_connection((host, int(port)), timeout=2).close()\n"
         "        print(host, 'open')\n"
         "    except OSError:\n"
         "        print(host, 'closed')\n"
     )
-    code, output = container.exec_run(["python3", "-c", probe])
+    targets = ["hub:8081", "proxy:8000", "db:5432", "proxy-api:8001"]
+    targets += [f"{PROJECT}-alice:8888", f"{alice_ip}:8888"]
+    code, output = container.exec_run(["python3", "-c", probe, *targets])
     assert code == 0, output
     assert output.decode().split() == [
         *("hub", "open", "proxy", "open"),
         *("db", "closed", "proxy-api", "closed"),
+        *(f"{PROJECT}-alice", "closed", alice_ip, "closed"),
     ]
+    # The proxy reaches both (the owners' 200s above), and the hub's API answers admin's.
+    fetch = (
+        "import os,urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).status)"
+    )
+    code, output = container.exec_run(["python3", "-c", fetch])
+    assert (code, output.decode().strip()) == (0, "200"), output
 
 
 def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
@@ -245,7 +262,7 @@ def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
     assert container.exec_run(["sh", "-c", f"echo kept > {HOME}/notes.txt"]).exit_code == 0
     result = stack.compose("down", timeout=180)
     assert result.returncode == 0, result.stderr
-    # The hub stopped its containers on the way out, so the network could go too.
+    # The hub stopped its containers on the way out and removed their networks.
     left = project_leftovers(docker_client)
     assert left and all(item.startswith("volume ") for item in left), left
     assert f"volume {PROJECT}_db-data" in left

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from ipaddress import IPv4Network
 from typing import Any
 
 import docker
@@ -388,3 +389,73 @@ def test_a_network_named_in_docker_network_is_used_with_a_warning(
     spawn(hub, "sam")
     assert f"Docker network {network} (docker_network) is used although" in hub.log()
     stop(hub, "sam")
+
+
+@pytest.fixture(scope="module")
+def probe(
+    leftovers: None,
+    docker_images: str,  # noqa: F811
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> Container:
+    """A container standing for CHP in a container: what docker_attach joins to servers."""
+    return docker_client.containers.run(
+        docker_images,
+        ["sleep", "900"],
+        name=f"{PREFIX}-probe",
+        labels={LABEL_HUB: PREFIX},
+        detach=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def attach_hub(probe: Container, hub_factory: Callable[..., Hub]) -> Hub:
+    # Servers of this hub never call it back here (no login through it): any name will do.
+    return hub_factory(**SETTINGS, docker_attach=[probe.name], hub_connect_ip="hub.invalid")
+
+
+def test_with_docker_attach_each_server_is_alone_on_a_network_of_its_own_with_them(
+    attach_hub: Hub,
+    probe: Container,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(attach_hub, "ann")
+    spawn(attach_hub, "ben")
+    addresses = {}
+    for name in ("ann", "ben"):
+        container = container_of(docker_client, name)
+        ((network_name, endpoint),) = container.attrs["NetworkSettings"]["Networks"].items()
+        assert network_name == f"{PREFIX}-{name}-net"
+        network = docker_client.networks.get(network_name)
+        assert network.attrs["Labels"][LABEL_USER] == name
+        subnet = IPv4Network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.prefixlen == 28 and subnet.subnet_of(IPv4Network("10.213.0.0/16"))
+        members = {m["Name"] for m in network.attrs["Containers"].values()}
+        assert members == {container.name, probe.name}
+        addresses[name] = endpoint["IPAddress"]
+        # The attached container reaches the server, at its address and by name.
+        assert reaches_server(probe, addresses[name], 8888, f"/user/{name}/")
+        assert reaches_server(probe, container.name, 8888, f"/user/{name}/")
+    assert addresses["ann"] != addresses["ben"]
+    ann = container_of(docker_client, "ann")
+    assert not reaches_server(ann, addresses["ben"], 8888, "/user/ben/")
+    # CHP (on the host here) routes to each server: its own answer (no login, a 403).
+    for name in ("ann", "ben"):
+        page = attach_hub.get(f"/user/{name}/")
+        assert page.status_code == 403 and page.headers.get("X-JupyterHub-Version"), page.text
+    # A stop takes the server's network away, off the attached container too.
+    stop(attach_hub, "ann")
+    assert docker_client.networks.list(names=[f"{PREFIX}-ann-net"]) == []
+    probe.reload()
+    assert list(probe.attrs["NetworkSettings"]["Networks"]) == ["bridge", f"{PREFIX}-ben-net"]
+    stop(attach_hub, "ben")
+
+
+def test_with_docker_attach_a_network_of_the_name_that_is_not_the_servers_fails_the_spawn(
+    attach_hub: Hub,
+    foreign_network: Callable[..., str],
+) -> None:
+    foreign_network(f"{PREFIX}-cid-net", labels={"test": PREFIX})
+    attach_hub.api("POST", "/users/cid")
+    response = attach_hub.api("POST", "/users/cid/server")
+    assert response.status_code == 409, response.text
+    assert f"a Docker network named {PREFIX}-cid-net already exists" in response.json()["message"]

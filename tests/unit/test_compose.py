@@ -6,6 +6,7 @@ tests/integration/test_compose_stack.py runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -80,16 +81,18 @@ def test_compose_builds_the_default_single_user_image_and_starts_none() -> None:
     assert singleuser["scale"] == 0
 
 
-def test_compose_hub_spawns_containers_on_the_compose_network_it_names() -> None:
+def test_compose_hub_gives_each_server_a_network_only_it_and_the_proxy_join() -> None:
     config = _services(FLASKHUB_DOCKER_PREFIX="site")
     env = config["services"]["hub"]["environment"]
     assert env["FLASKHUB_SPAWNER"] == "docker"
     assert env["FLASKHUB_HUB_IP"] == "0.0.0.0" and env["FLASKHUB_HUB_CONNECT_IP"] == "hub"
-    # Compose would prefix the project's name; the hub must find the network by its name.
-    assert config["networks"]["flaskhub"]["name"] == env["FLASKHUB_DOCKER_NETWORK"] == "site"
+    assert json.loads(env["FLASKHUB_DOCKER_ATTACH"]) == ["service:hub", "service:proxy"]
+    assert "FLASKHUB_DOCKER_NETWORK" not in env
     assert env["FLASKHUB_DOCKER_PREFIX"] == "site"
     assert "/var/run/docker.sock:/var/run/docker.sock" in str(config["services"]["hub"]["volumes"])
-    assert set(config["services"]["hub"]["networks"]) == {"flaskhub", "backend"}
+    # No network of the file's is one user containers join.
+    assert set(config["networks"]) == {"backend"}
+    assert set(config["services"]["hub"]["networks"]) == {"backend"}
 
 
 def test_compose_keeps_the_database_and_the_proxy_api_off_the_users_network() -> None:

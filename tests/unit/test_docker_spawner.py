@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
 
 from app.config import DOCKER_NAME_RE, ConfigError, load
-from app.spawners.docker import MAX_NAME_PART, safe_name
+from app.spawners.docker import MAX_NAME_PART, candidate_subnets, safe_name
 from app.spawners.swarm import SwarmSpawner
 
 
@@ -46,6 +48,22 @@ def test_safe_names_never_collide() -> None:
         ({"mem_limit": "lots"}, "mem_limit"),
         ({"cpu_limit": -1}, "cpu_limit"),
         ({"pids_limit": -2}, "pids_limit"),
+        ({"docker_attach": ["service:"]}, "docker_attach"),
+        ({"docker_attach": ["proxy; rm"]}, "docker_attach"),
+        ({"docker_attach": [1]}, "docker_attach"),
+        ({"docker_server_subnets": "10.0.0.0/29"}, "docker_server_subnets"),
+        ({"docker_server_subnets": "fd00::/48"}, "docker_server_subnets"),
+        ({"docker_server_subnets": "10.0.0.1/16"}, "docker_server_subnets"),
+        ({"docker_attach": ["proxy"], "spawner": "docker"}, "hub_connect_ip"),
+        (
+            {
+                "spawner": "docker",
+                "docker_attach": ["p"],
+                "docker_network": "n",
+                "hub_connect_ip": "h",
+            },
+            "docker_network",
+        ),
     ],
 )
 def test_bad_docker_settings_are_refused(overrides: dict[str, Any], named: str) -> None:
@@ -72,3 +90,31 @@ def test_pids_limit_0_or_minus_1_is_no_limit(setting: int, limit: int | None) ->
     )
     assert spawner.pids_limit() == limit
     assert spawner.resources().get("Limits", {}).get("Pids") == limit
+
+
+def test_servers_own_networks_are_distinct_28s_of_the_range_from_a_place_their_name_picks() -> None:
+    tried = list(candidate_subnets("10.213.0.0/16", "flaskhub-alice-net"))
+    assert len(tried) == 64 and len(set(tried)) == 64
+    assert all(t.prefixlen == 28 and t.subnet_of(IPv4Network("10.213.0.0/16")) for t in tried)
+    # Consecutive, wrapping at the end of the range.
+    assert all(
+        int(b.network_address) - int(a.network_address) in (16, 16 - 65536)
+        for a, b in itertools.pairwise(tried)
+    )
+    assert tried[0] != next(candidate_subnets("10.213.0.0/16", "flaskhub-bob-net"))
+    # A range of two /28s is tried twice over at most, never beyond it.
+    small = list(candidate_subnets("192.168.5.0/27", "x"))
+    assert sorted(map(str, small)) == ["192.168.5.0/28", "192.168.5.16/28"]
+
+
+def test_docker_attach_is_valid_with_hub_connect_ip() -> None:
+    settings = load(
+        environ={},
+        overrides={
+            "spawner": "docker",
+            "docker_attach": ["service:hub", "proxy-1"],
+            "hub_connect_ip": "hub",
+        },
+    )
+    assert settings.docker_attach == ["service:hub", "proxy-1"]
+    assert settings.docker_server_subnets == "10.213.0.0/16"
