@@ -8,8 +8,10 @@ container's address on that network; the server reaches the hub at
 
 Where the hub and CHP run in containers themselves (docker-compose), they cannot
 share a network with the servers without the servers reaching each other: with
-`docker_attach`, each server gets a bridge network of its own, which only the
-containers named there join (the hub under its service name, `hub_connect_ip`).
+`docker_attach`, each server also joins an internal bridge network of its own,
+which only the containers named there join (the hub under its service name,
+`hub_connect_ip`); the shared network, inter-container traffic off, is then only
+the servers' way out.
 Every call to the engine goes through the Docker SDK over its socket, which
 gevent's monkey patching makes cooperative; each carries a timeout.
 """
@@ -295,14 +297,15 @@ class DockerSpawner(Spawner):
     def start(self) -> str:
         self._ensure_image()
         self._remove_leftover()
+        own = None
         if self.settings.docker_attach:
             self.report_progress(30, f"Creating network {self.network_name}")
-            self._server_network()
-        else:
-            ensure_network(self.client, self.settings)
+            own = self._server_network()
         self.report_progress(40, f"Creating container {self.container_name}")
         container = self._create()
         self.container_id = container.id
+        if own is not None:
+            self._join(own, container)
         self.report_progress(60, f"Starting container {self.container_name}")
         try:
             container.start()
@@ -356,7 +359,7 @@ class DockerSpawner(Spawner):
                 labels=self.labels(),
                 environment=self.container_env(),
                 volumes=self.mounts(),
-                network=self.network_name,
+                network=ensure_network(self.client, self.settings).name,
                 mem_limit=self.settings.mem_limit or None,
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
                 pids_limit=self.pids_limit(),
@@ -369,7 +372,8 @@ class DockerSpawner(Spawner):
 
     @property
     def network_name(self) -> str:
-        """The server's network: its own with docker_attach, else the shared docker_network."""
+        """The network the hub and CHP reach the server on: its own with docker_attach,
+        else the shared docker_network."""
         if self.settings.docker_attach:
             return f"{self.container_name}-net"
         return network_name(self.settings)
@@ -387,13 +391,17 @@ class DockerSpawner(Spawner):
         return network
 
     def _create_server_network(self) -> Network:
-        """A bridge of one /28 of docker_server_subnets (the engine refuses one in use)."""
+        """An internal bridge of one /28 of docker_server_subnets (the engine refuses one
+        in use). Internal: the engine never makes it the default route of a container
+        joined to it, so CHP's published port stays where it is (moving it cuts every
+        connection through it); the server reaches the outside over docker_network."""
         for subnet in candidate_subnets(self.settings.docker_server_subnets, self.network_name):
             ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet))])
             try:
                 created = self.client.networks.create(
                     self.network_name,
                     driver="bridge",
+                    internal=True,
                     ipam=ipam,
                     labels=self.labels(),
                     check_duplicate=True,
@@ -424,6 +432,16 @@ class DockerSpawner(Spawner):
                     f"Cannot join {container.name} (docker_attach) to network "
                     f"{network.name}: {engine_says(e)}"
                 ) from e
+
+    def _join(self, network: Network, container: Container) -> None:
+        """Join the server's container to its own network (before it starts)."""
+        try:
+            network.connect(container)
+        except APIError as e:
+            raise SpawnerError(
+                f"Cannot join container {self.container_name} to network {network.name}: "
+                f"{engine_says(e)}"
+            ) from e
 
     def _attachments(self) -> list[tuple[Container, str]]:
         """The running containers docker_attach names, each with the name servers know it by."""

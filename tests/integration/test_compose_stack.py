@@ -176,9 +176,10 @@ def test_only_the_stack_s_services_run_and_the_proxy_is_not_in_the_hub_s_namespa
     )
     services = sorted(c.labels["com.docker.compose.service"] for c in running)
     assert services == ["db", "hub", "proxy"]  # the single-user image is only built
-    # No network for user containers yet: each server gets its own as it starts.
+    # Only the users' way out (inter-container traffic off); each server gets its own.
     networks = docker_client.networks.list(filters={"label": f"{LABEL_HUB}={PROJECT}"})
-    assert networks == []
+    assert [n.name for n in networks] == [PROJECT]
+    assert networks[0].attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
 def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
@@ -195,9 +196,12 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     assert page.url == user_url(stack, "admin") and "admin" in page.text
     container = docker_client.containers.get(f"{PROJECT}-admin")
     assert container.labels[LABEL_HUB] == PROJECT
-    # Alone on a network of its own with the hub and the proxy (docker_attach).
-    assert list(container.attrs["NetworkSettings"]["Networks"]) == [f"{PROJECT}-admin-net"]
+    # Alone on an internal network of its own with the hub and the proxy (docker_attach),
+    # and on the users' way out.
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    assert sorted(networks) == [PROJECT, f"{PROJECT}-admin-net"]
     network = docker_client.networks.get(f"{PROJECT}-admin-net")
+    assert network.attrs["Internal"] is True
     members = {c["Name"] for c in network.attrs["Containers"].values()}
     assert members == {f"{PROJECT}-admin", f"{PROJECT}_hub_1", f"{PROJECT}_proxy_1"}
 
@@ -224,9 +228,9 @@ def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> None:
     container = docker_client.containers.get(f"{PROJECT}-admin")
-    # alice's server (started by the test before): by name and at its address.
+    # alice's server (started by the test before): by name and at both its addresses.
     alice = docker_client.containers.get(f"{PROJECT}-alice")
-    (alice_ip,) = (n["IPAddress"] for n in alice.attrs["NetworkSettings"]["Networks"].values())
+    alice_ips = [n["IPAddress"] for n in alice.attrs["NetworkSettings"]["Networks"].values()]
     probe = (
         "import socket, sys\n"
         "for target in sys.argv[1:]:\n"
@@ -238,13 +242,14 @@ def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_
         "        print(host, 'closed')\n"
     )
     targets = ["hub:8081", "proxy:8000", "db:5432", "proxy-api:8001"]
-    targets += [f"{PROJECT}-alice:8888", f"{alice_ip}:8888"]
+    targets += [f"{PROJECT}-alice:8888", *(f"{ip}:8888" for ip in alice_ips)]
     code, output = container.exec_run(["python3", "-c", probe, *targets])
     assert code == 0, output
     assert output.decode().split() == [
         *("hub", "open", "proxy", "open"),
         *("db", "closed", "proxy-api", "closed"),
-        *(f"{PROJECT}-alice", "closed", alice_ip, "closed"),
+        *(f"{PROJECT}-alice", "closed"),
+        *(word for ip in alice_ips for word in (ip, "closed")),
     ]
     # The proxy reaches both (the owners' 200s above), and the hub's API answers admin's.
     fetch = (

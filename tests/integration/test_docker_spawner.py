@@ -423,10 +423,12 @@ def test_with_docker_attach_each_server_is_alone_on_a_network_of_its_own_with_th
     addresses = {}
     for name in ("ann", "ben"):
         container = container_of(docker_client, name)
-        ((network_name, endpoint),) = container.attrs["NetworkSettings"]["Networks"].items()
-        assert network_name == f"{PREFIX}-{name}-net"
-        network = docker_client.networks.get(network_name)
-        assert network.attrs["Labels"][LABEL_USER] == name
+        # On its own internal network, and on the shared one (its way out).
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        assert sorted(networks) == [PREFIX, f"{PREFIX}-{name}-net"]
+        endpoint = networks[f"{PREFIX}-{name}-net"]
+        network = docker_client.networks.get(f"{PREFIX}-{name}-net")
+        assert network.attrs["Labels"][LABEL_USER] == name and network.attrs["Internal"]
         subnet = IPv4Network(network.attrs["IPAM"]["Config"][0]["Subnet"])
         assert subnet.prefixlen == 28 and subnet.subnet_of(IPv4Network("10.213.0.0/16"))
         members = {m["Name"] for m in network.attrs["Containers"].values()}
@@ -436,8 +438,9 @@ def test_with_docker_attach_each_server_is_alone_on_a_network_of_its_own_with_th
         assert reaches_server(probe, addresses[name], 8888, f"/user/{name}/")
         assert reaches_server(probe, container.name, 8888, f"/user/{name}/")
     assert addresses["ann"] != addresses["ben"]
-    ann = container_of(docker_client, "ann")
-    assert not reaches_server(ann, addresses["ben"], 8888, "/user/ben/")
+    ann, ben = container_of(docker_client, "ann"), container_of(docker_client, "ben")
+    for endpoint in ben.attrs["NetworkSettings"]["Networks"].values():
+        assert not reaches_server(ann, endpoint["IPAddress"], 8888, "/user/ben/")
     # CHP (on the host here) routes to each server: its own answer (no login, a 403).
     for name in ("ann", "ben"):
         page = attach_hub.get(f"/user/{name}/")

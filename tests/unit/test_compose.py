@@ -90,9 +90,14 @@ def test_compose_hub_gives_each_server_a_network_only_it_and_the_proxy_join() ->
     assert "FLASKHUB_DOCKER_NETWORK" not in env
     assert env["FLASKHUB_DOCKER_PREFIX"] == "site"
     assert "/var/run/docker.sock:/var/run/docker.sock" in str(config["services"]["hub"]["volumes"])
-    # No network of the file's is one user containers join.
-    assert set(config["networks"]) == {"backend"}
+    # The hub and the proxy share no network with user containers: `users` is the
+    # containers' way out, made by compose as the hub would make it.
+    assert set(config["networks"]) == {"backend", "users"}
     assert set(config["services"]["hub"]["networks"]) == {"backend"}
+    assert set(config["services"]["proxy"]["networks"]) == {"backend"}
+    users = config["networks"]["users"]
+    assert users["name"] == users["labels"]["org.flaskhub.hub"] == "site"
+    assert users["driver_opts"] == {"com.docker.network.bridge.enable_icc": "false"}
 
 
 def test_compose_keeps_the_database_and_the_proxy_api_off_the_users_network() -> None:
