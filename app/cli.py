@@ -107,12 +107,15 @@ def run() -> None:
 
 
 def _hub_ips(settings: Settings) -> list[str]:
-    """Where the hub listens: hub_ip, and where servers in containers reach it."""
+    """Where the hub listens: hub_ip, and where servers in containers reach it (after
+    the spawner's checks of what would fail every spawn)."""
     from app.spawners import spawner_class
     from app.spawners.base import SpawnerError
 
+    spawner = spawner_class(settings.spawner)
     try:
-        return [settings.hub_ip, *spawner_class(settings.spawner).hub_connect_ips(settings)]
+        spawner.preflight(settings)
+        return [settings.hub_ip, *spawner.hub_connect_ips(settings)]
     except SpawnerError as e:
         raise click.ClickException(str(e)) from None
 

@@ -86,6 +86,10 @@ class Spawner:
         return f"{self.user_name}{SERVER_SEPARATOR}{self.server_name}"
 
     @classmethod
+    def preflight(cls, settings: Settings) -> None:
+        """Check at start what would fail every spawn (raise SpawnerError naming the fix)."""
+
+    @classmethod
     def hub_connect_ips(cls, settings: Settings) -> list[str]:
         """Addresses the hub must listen on besides hub_ip for servers to reach it."""
         return []

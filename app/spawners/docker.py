@@ -29,6 +29,7 @@ from typing import Any
 
 import docker
 import gevent
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.networks import Network
@@ -68,6 +69,8 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 # Ranges tried for a server's own network before the spawn fails (each try is one call).
 SUBNET_TRIES = 64
+# The end of the swarm spawner's default network name (see network_name).
+OVERLAY_SUFFIX = "-overlay"
 # The compose project of the hub's own container, per process (it never changes).
 _own_project: dict[int, str] = {}
 
@@ -98,9 +101,13 @@ def safe_name(text: str, safe: re.Pattern[str] = NAME_SAFE, longest: int = MAX_N
     return f"{escaped[: longest - 13]}-{digest}"
 
 
-def network_name(settings: Settings) -> str:
-    """The network of user containers."""
-    return settings.docker_network or settings.docker_prefix
+def network_name(settings: Settings, driver: str = "bridge") -> str:
+    """The network of user containers: docker_network, else named docker_prefix (an
+    overlay network's name ends in -overlay: the docker and swarm spawners' defaults
+    never meet, so one engine can switch from one to the other)."""
+    if settings.docker_network:
+        return settings.docker_network
+    return settings.docker_prefix + (OVERLAY_SUFFIX if driver == "overlay" else "")
 
 
 def ensure_network(
@@ -110,21 +117,22 @@ def ensure_network(
 
     A bridge is made with inter-container traffic off: the hub and CHP, on the
     host, reach each container, but no container reaches another. One that is
-    there already and does not hold that is refused, unless named in docker_network.
+    there already and does not hold that is refused, unless named in docker_network;
+    one of another driver or scope is refused always.
     """
-    name = network_name(settings)
+    name = network_name(settings, driver)
     try:
         network = client.networks.get(name)
     except NotFound:
         network = _create_network(client, settings, driver, **options)
-    _check_network(network, settings)
+    _check_network(network, settings, driver)
     return network
 
 
 def _create_network(
     client: docker.DockerClient, settings: Settings, driver: str, **options: Any
 ) -> Network:
-    name = network_name(settings)
+    name = network_name(settings, driver)
     if driver == "bridge":
         options["options"] = {ICC_OPTION: "false"}
     try:
@@ -148,9 +156,31 @@ def network_flaw(network: Network, settings: Settings) -> str:
     return ""
 
 
-def _check_network(network: Network, settings: Settings) -> None:
-    """Refuse a network user containers could reach each other on; warn (once) if the
-    operator named it in docker_network (the compose deployment shares it with CHP)."""
+def network_misfit(network: Network, driver: str) -> str:
+    """Why the spawner cannot put servers on network at all (or "" if it can)."""
+    attrs = network.attrs
+    if attrs.get("Driver") != driver:
+        return f"it is {_a(attrs.get('Driver'))} network, and servers need {_a(driver)} network"
+    if driver == "overlay" and attrs.get("Scope") != "swarm":
+        return f"its scope is {attrs.get('Scope')}, and services need a swarm-scope network"
+    return ""
+
+
+def _a(word: str | None) -> str:
+    return f"an {word}" if word and word[0] in "aeiou" else f"a {word}"
+
+
+def _check_network(network: Network, settings: Settings, driver: str) -> None:
+    """Refuse a network of the wrong driver, or one user containers could reach each
+    other on; warn (once) for the latter if the operator named it in docker_network."""
+    misfit = network_misfit(network, driver)
+    if misfit:
+        setting = "docker_network" if settings.docker_network else "docker_prefix"
+        raise SpawnerError(
+            f"Docker network {network.name} cannot hold user servers: {misfit}. Set "
+            f"{setting} to name another, or remove it (docker network rm {network.name}) "
+            "for the hub to make its own."
+        )
     flaw = network_flaw(network, settings)
     if not flaw:
         return
@@ -281,6 +311,22 @@ class DockerSpawner(Spawner):
         if settings.hub_connect_ip or settings.hub_ip in ("", "0.0.0.0", "::"):
             return []
         return [cls.host_gateway(settings)]
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> None:
+        """Refuse at start a network servers cannot use (made now if missing); an engine
+        that does not answer yet is only a warning (each spawn says so too)."""
+        try:
+            client = docker_client()
+            client.ping()
+        except (DockerException, requests.RequestException) as e:
+            log.warning("Cannot check the Docker engine at start (%s): spawns will fail", e)
+            return
+        cls.check_network(client, settings)
+
+    @classmethod
+    def check_network(cls, client: docker.DockerClient, settings: Settings) -> None:
+        ensure_network(client, settings)
 
     @classmethod
     def host_gateway(cls, settings: Settings) -> str:

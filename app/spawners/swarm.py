@@ -7,10 +7,11 @@ The host is on no overlay network, but every task also joins the node's
 "docker_gwbridge"` (one node, the hub on it) the hub and CHP reach a task at its
 address there, the task reaches the hub at that bridge's gateway, and each
 service has an overlay network of its own. With `swarm_address = "network"`
-all services join `docker_network`, an attachable overlay network (created if
-missing), on which the hub and CHP run themselves (as swarm services or
-attached containers) and use the task's address. Services publish no
-ports and skip the virtual IP (`dnsrr`): the routing mesh needs IPVS.
+all services join `docker_network`, an attachable overlay network (by default
+`<docker_prefix>-overlay`, created at start if missing), on which the hub and
+CHP run themselves (as swarm services or attached containers) and use the
+task's address. Services publish no ports and skip the virtual IP (`dnsrr`):
+the routing mesh needs IPVS.
 """
 
 from __future__ import annotations
@@ -74,12 +75,22 @@ def ensure_gwbridge(client: docker.DockerClient) -> Network:
     return client.networks.get(GWBRIDGE)
 
 
+def shares_network(settings: Settings) -> bool:
+    """Whether tasks join one network (docker_network, or the default "network" mode's)."""
+    return settings.swarm_address == "network" or bool(settings.docker_network)
+
+
 class SwarmSpawner(DockerSpawner):
     """Runs each server as a one-replica swarm service of `docker_image`."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service_id: str | None = None
+
+    @classmethod
+    def check_network(cls, client: docker.DockerClient, settings: Settings) -> None:
+        if shares_network(settings):
+            ensure_network(client, settings, driver="overlay", attachable=True)
 
     @classmethod
     def host_gateway(cls, settings: Settings) -> str:
@@ -96,7 +107,7 @@ class SwarmSpawner(DockerSpawner):
     @property
     def shares_network(self) -> bool:
         """Whether the task joins docker_network (else an overlay network of its own)."""
-        return self.settings.swarm_address == "network" or bool(self.settings.docker_network)
+        return shares_network(self.settings)
 
     def network(self) -> Network:
         """The task's network: docker_network (an attachable overlay network, made if

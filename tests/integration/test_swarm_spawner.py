@@ -329,3 +329,50 @@ def test_tasks_reach_the_hub_but_not_each_other_nor_the_proxy_api(
     assert unreachable(alice, gateway, proxy_api_port)
     assert get_as(swarm_hub, "alice", "alice").status_code == 200
     assert get_as(swarm_hub, "bob", "bob").status_code == 200
+
+
+def test_the_docker_and_swarm_spawners_defaults_never_meet_on_one_network_name(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> None:
+    # An engine that ran the docker spawner: its bridge, named docker_prefix, stays.
+    prefix = f"{PREFIX}-sw"
+    hub_factory(**{**SETTINGS, "spawner": "docker", "docker_prefix": prefix})
+    bridge = docker_client.networks.get(prefix)
+    assert bridge.attrs["Driver"] == "bridge"
+    # Switched to swarm ("network" mode): its overlay network is made at start, apart.
+    hub_factory(
+        **{**SETTINGS, "docker_prefix": prefix},
+        swarm_address="network",
+        hub_connect_ip="127.0.0.1",
+    )
+    overlay = docker_client.networks.get(f"{prefix}-overlay")
+    assert (overlay.attrs["Driver"], overlay.attrs["Scope"]) == ("overlay", "swarm")
+    assert docker_client.networks.get(prefix).id == bridge.id
+
+
+@pytest.mark.parametrize(
+    ("spawner", "driver", "why"),
+    [
+        ("swarm", "bridge", "it is a bridge network, and servers need an overlay network"),
+        ("docker", "overlay", "it is an overlay network, and servers need a bridge network"),
+    ],
+)
+def test_a_network_of_the_wrong_driver_is_refused_at_start_with_the_fix(
+    leftovers: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+    spawner: str,
+    driver: str,
+    why: str,
+) -> None:
+    name = f"{PREFIX}-{driver}"
+    options = {"attachable": True} if driver == "overlay" else {}
+    docker_client.networks.create(name, driver=driver, labels={LABEL_HUB: PREFIX}, **options)
+    with pytest.raises(RuntimeError) as refused:
+        hub_factory(**{**SETTINGS, "spawner": spawner, "docker_network": name})
+    assert f"Docker network {name} cannot hold user servers: {why}" in str(refused.value)
+    assert "Set docker_network to name another" in str(refused.value)
