@@ -422,6 +422,10 @@ def _rows() -> tuple[Setting, ...]:
 
 SETTINGS = _rows()
 BY_NAME = {s.name: s for s in SETTINGS}
+# The secret settings (kept out of the settings' repr): each may also come from a file
+# named by FLASKHUB_<NAME>_FILE, e.g. a Docker secret under /run/secrets.
+SECRET_NAMES = frozenset(f.name for f in fields(Settings) if not f.repr)
+FILE_SUFFIX = "_file"
 
 
 def _host(ip: str) -> str:
@@ -478,7 +482,10 @@ def load(
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX) and key != CONFIG_FILE_ENV:
             name = key[len(ENV_PREFIX) :].lower()
-            if name not in BY_NAME:
+            secret = name.removesuffix(FILE_SUFFIX)
+            if name not in BY_NAME and secret in SECRET_NAMES:
+                name, value = secret, _read_secret_file(key, value)
+            elif name not in BY_NAME:
                 raise ConfigError(f"unknown setting {key}: see the settings table in the README")
             raw[name] = value
     for name, value in (overrides or {}).items():
@@ -500,6 +507,14 @@ def load(
         proxy_api_url=settings.proxy_api_url or f"http://127.0.0.1:{settings.proxy_api_port}",
         proxy_auth_token=settings.proxy_auth_token or environ.get("CONFIGPROXY_AUTH_TOKEN", ""),
     )
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    """A secret from the file variable names (its one line, without the line's end)."""
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{variable}: cannot read the secret from {path}: {e}") from None
 
 
 def _hub_socket(settings: Settings, data_dir: str) -> str:

@@ -3,8 +3,16 @@
 // those targets no agent, so every request gets a connection of its own and
 // `Connection: close`; a request whose answer comes before CHP has finished writing it
 // then fails with EPIPE, and the browser gets a 503.
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import { ConfigurableProxy } from "configurable-http-proxy";
+
+// The API's token from a file (a Docker secret) when CONFIGPROXY_AUTH_TOKEN_FILE names
+// one, as FLASKHUB_PROXY_AUTH_TOKEN_FILE gives the hub the same token.
+const tokenFile = process.env.CONFIGPROXY_AUTH_TOKEN_FILE;
+if (tokenFile && !process.env.CONFIGPROXY_AUTH_TOKEN) {
+  process.env.CONFIGPROXY_AUTH_TOKEN = readFileSync(tokenFile, "utf8").replace(/\r?\n$/, "");
+}
 
 const unixAgent = new http.Agent({ keepAlive: true });
 const proxyOptsForTarget = ConfigurableProxy.prototype.proxyOptsForTarget;

@@ -229,10 +229,8 @@ def own_compose_project(client: docker.DockerClient) -> str:
     """The compose project of the container the hub runs in (its hostname names it)."""
     pid = os.getpid()
     if pid not in _own_project:
-        try:
-            labels = client.containers.get(socket.gethostname()).labels
-        except NotFound:
-            labels = {}
+        hub = own_container(client)
+        labels = hub.labels if hub is not None else {}
         if COMPOSE_PROJECT not in labels:
             raise SpawnerError(
                 "docker_attach names a service:<name>, but the hub does not run in a "
@@ -240,6 +238,17 @@ def own_compose_project(client: docker.DockerClient) -> str:
             )
         _own_project[pid] = labels[COMPOSE_PROJECT]
     return _own_project[pid]
+
+
+def own_container(client: docker.DockerClient) -> Container | None:
+    """The container on this engine the hub runs in (its hostname is the container's
+    short id, as the engine sets it), or None on the engine's host."""
+    hostname = socket.gethostname()
+    try:
+        container: Container = client.containers.get(hostname)
+    except (NotFound, APIError):
+        return None
+    return container if container.id.startswith(hostname) else None
 
 
 def backoff() -> Iterator[None]:
@@ -322,10 +331,11 @@ class DockerSpawner(Spawner):
         except (DockerException, requests.RequestException) as e:
             log.warning("Cannot check the Docker engine at start (%s): spawns will fail", e)
             return
-        cls.check_network(client, settings)
+        cls.check_engine(client, settings)
 
     @classmethod
-    def check_network(cls, client: docker.DockerClient, settings: Settings) -> None:
+    def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
+        """What preflight checks on an engine that answers."""
         ensure_network(client, settings)
 
     @classmethod

@@ -41,6 +41,7 @@ from app.spawners.docker import (
     engine_says,
     ensure_network,
     network_gateway,
+    own_container,
     safe_name,
 )
 
@@ -88,7 +89,17 @@ class SwarmSpawner(DockerSpawner):
         self.service_id: str | None = None
 
     @classmethod
-    def check_network(cls, client: docker.DockerClient, settings: Settings) -> None:
+    def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
+        """The address mode can work where the hub runs, and the shared network is an
+        overlay network (made if missing)."""
+        hub = own_container(client) if settings.swarm_address == GWBRIDGE else None
+        if hub is not None:
+            raise SpawnerError(
+                f'swarm_address = "{GWBRIDGE}" needs the hub and CHP on the engine\'s host '
+                f"(they reach each task at its address on the node's {GWBRIDGE}), but the hub "
+                f'runs in container {hub.name}: set swarm_address = "network", and '
+                "docker_network to an overlay network the hub and CHP join (README: Swarm)."
+            )
         if shares_network(settings):
             ensure_network(client, settings, driver="overlay", attachable=True)
 

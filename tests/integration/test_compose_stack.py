@@ -259,6 +259,20 @@ def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_
     assert (code, output.decode().strip()) == (0, "200"), output
 
 
+def test_a_swarm_hub_in_a_container_in_docker_gwbridge_mode_is_refused_at_start(
+    stack: Stack,
+) -> None:
+    # A second `flaskhub run` in the hub's container, as the swarm spawner with the
+    # default address mode, which cannot work there: refused before it serves.
+    result = stack.compose(
+        *("exec", "-T", "-e", "FLASKHUB_SPAWNER=swarm", "-e", "FLASKHUB_HUB_PORT=8089"),
+        *("-e", "FLASKHUB_HUB_SOCKET=", "hub", "flaskhub", "run"),
+    )
+    assert result.returncode != 0
+    assert 'swarm_address = "docker_gwbridge" needs the hub and CHP' in result.stderr
+    assert f"the hub runs in container {PROJECT}_hub_1" in result.stderr
+
+
 def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
     stack: Stack,
     docker_client: docker.DockerClient,  # noqa: F811

@@ -437,3 +437,33 @@ def test_the_readme_authentication_examples_load(clean_env: Path) -> None:
         path = clean_env / f"example-{number}.toml"
         path.write_text(example)
         assert load(config_file=str(path), environ={}).authenticator in ("oidc", "oauth2", "ldap")
+
+
+def test_a_secret_setting_comes_from_the_file_its_file_variable_names(tmp_path: Path) -> None:
+    # As Docker secrets give them: one line, in a file under /run/secrets.
+    (tmp_path / "cookie").write_text("s3cret-from-a-file\n")
+    (tmp_path / "token").write_text("proxy-token")
+    settings = load(
+        environ={
+            "FLASKHUB_COOKIE_SECRET_FILE": str(tmp_path / "cookie"),
+            "FLASKHUB_PROXY_AUTH_TOKEN_FILE": str(tmp_path / "token"),
+        }
+    )
+    assert settings.cookie_secret == "s3cret-from-a-file"
+    assert settings.proxy_auth_token == "proxy-token"
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        # Only secrets come from files; a setting that is no secret stays unknown so.
+        ("FLASKHUB_HUB_PORT_FILE", "unknown setting FLASKHUB_HUB_PORT_FILE"),
+        ("FLASKHUB_COOKIE_SECRET_FILE", "FLASKHUB_COOKIE_SECRET_FILE: cannot read the secret"),
+    ],
+)
+def test_a_secret_file_that_cannot_be_used_stops_start_up(
+    tmp_path: Path, variable: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(environ={variable: str(tmp_path / "missing")})

@@ -242,3 +242,27 @@ def test_terminate_kills_what_ignores_sigterm() -> None:
     assert proc.returncode == -signal.SIGKILL
     assert time.monotonic() - started < 5.0
     proc.stdout.close()
+
+
+def test_chp_takes_its_api_token_from_the_file_configproxy_auth_token_file_names(
+    tmp_path: Path,
+) -> None:
+    # As a Docker secret gives it (the stack file's proxy): one line in a file.
+    secret = tmp_path / "proxy_auth_token"
+    secret.write_text("token-from-a-file\n")
+    port, api_port = free_ports(2)
+    env = {k: v for k, v in os.environ.items() if k != "CONFIGPROXY_AUTH_TOKEN"}
+    env["CONFIGPROXY_AUTH_TOKEN_FILE"] = str(secret)
+    command = [*find_chp(), "--ip", "127.0.0.1", "--port", str(port)]
+    command += ["--api-ip", "127.0.0.1", "--api-port", str(api_port)]
+    chp = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{api_port}"
+        right = ProxyClient(url, "token-from-a-file", timeout=2.0, retries=0)
+        wait_for(right.ping, 30, 0.1)
+        assert right.get_all_routes() == {}
+        wrong = ProxyClient(url, "another-token", timeout=2.0, retries=0)
+        assert not wrong.ping()
+    finally:
+        chp.terminate()
+        chp.wait(timeout=10)
