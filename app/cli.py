@@ -89,12 +89,13 @@ def run() -> None:
     _warn_unknown_proxy(settings)
     _warn_admin_groups_kept(settings)
     _warn_passwords_in_path_mode(settings)
+    # Before anything is changed: a spawner that cannot work here stops start-up now.
+    binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
     _sync_service_clients(settings)
     init_spawners = _recover()
-    binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     if settings.hub_socket:
         # The proxy's way in: only there (and from trusted_proxies) is X-Forwarded-For believed.
         binds += ["--bind", f"unix:{settings.hub_socket}"]

@@ -271,6 +271,10 @@ def test_a_swarm_hub_in_a_container_in_docker_gwbridge_mode_is_refused_at_start(
     assert result.returncode != 0
     assert 'swarm_address = "docker_gwbridge" needs the hub and CHP' in result.stderr
     assert f"the hub runs in container {PROJECT}_hub_1" in result.stderr
+    # Refused before it touched anything: the running hub's servers are as they were.
+    admin = stack.token("admin")
+    for name in ("admin", "alice"):
+        assert api(stack, "GET", f"/users/{name}", admin).json()["servers"][""]["ready"]
 
 
 def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
