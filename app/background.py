@@ -113,7 +113,8 @@ class Reconciler:
                         next_routes = now + self.route_interval
                         self._check_routes(servers)
                         servers.heartbeats.forget_old()
-                    if now >= next_poll:
+                    # A lost machine (a swarm node down or drained) does not wait for it.
+                    if now >= next_poll or servers.machines_changed():
                         next_poll = now + self.settings.poll_interval
                         servers.poll_all()
             except DATABASE_DOWN as e:

@@ -355,16 +355,20 @@ class ServerManager:
         if server.state != ServerState.RUNNING:
             return False
         t0 = time.monotonic()
-        status = self.spawner_for(server).poll()
+        spawner = self.spawner_for(server)
+        status = spawner.poll()
         self.recorder.server_poll(status is None, time.monotonic() - t0)
         if status is None:
             return True
-        log.warning("Server of %s exited on its own with status %s", server.user.name, status)
+        reason = spawner.end_reason or f"Your server stopped unexpectedly (exit status {status})."
+        log.warning("Server %r of %s ended: %s", server.name, server.user.name, reason)
         self.routes.delete_server(server.user.name, server.name)
-        self._mark_stopped(
-            server.id, reason=f"Your server stopped unexpectedly (exit status {status})."
-        )
+        self._mark_stopped(server.id, reason=reason)
         return False
+
+    def machines_changed(self) -> bool:
+        """Whether a machine servers run on was lost since the last look (the spawner's)."""
+        return self.spawner_cls.machines_changed(self.settings)
 
     def poll_all(self) -> None:
         """Poll every running server once (not those this process is starting or stopping)."""

@@ -72,6 +72,9 @@ class Spawner:
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         #: The message of the failed spawn this object belongs to, if any.
         self.error: str | None = None
+        #: Why the server ended, for its owner, when poll() knows better than an exit
+        #: status (e.g. the machine it ran on was lost).
+        self.end_reason = ""
 
     @classmethod
     def shares_hub_account(cls) -> bool:
@@ -84,6 +87,11 @@ class Spawner:
         if not self.server_name:
             return self.user_name
         return f"{self.user_name}{SERVER_SEPARATOR}{self.server_name}"
+
+    @classmethod
+    def machines_changed(cls, settings: Settings) -> bool:
+        """Whether a machine servers run on was lost since last asked: poll them now."""
+        return False
 
     @classmethod
     def preflight(cls, settings: Settings) -> None:

@@ -17,13 +17,16 @@ the routing mesh needs IPVS.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from typing import Any
 
 import docker
 import gevent
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.networks import Network
+from docker.models.nodes import Node
 from docker.models.services import Service
 from docker.types import DriverConfig, EndpointSpec, Mount, Resources, RestartPolicy
 from docker.utils import parse_bytes
@@ -60,6 +63,36 @@ SERVICE_SAFE = re.compile(r"[a-zA-Z0-9]")
 # Task states after which the task never runs again (swarmkit's names).
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 SERVICE_LABEL = "com.docker.swarm.service.id"
+# Seconds a look at the swarm's nodes (one call) is used for: by every poll, and by the
+# reconcile loop's check for a node lost or drained (a node is down ~15-20 s after it
+# stops answering; its servers are then reported stopped within this and a tick).
+NODE_CHECK_SECONDS = 5.0
+# Per process: when the nodes were last looked at, and which could not run servers.
+_nodes_seen: dict[int, tuple[float, dict[str, str]]] = {}
+# Per process: the lost nodes the reconcile loop was last told of.
+_nodes_told: dict[int, frozenset[str]] = {}
+
+
+def lost_nodes(client: docker.DockerClient, fresh: bool = False) -> dict[str, str]:
+    """The nodes no server can run on now, by id, each with why (down or drained);
+    looked up at most every NODE_CHECK_SECONDS unless fresh."""
+    pid, now = os.getpid(), time.monotonic()
+    seen = _nodes_seen.get(pid)
+    if seen is None or fresh or now - seen[0] >= NODE_CHECK_SECONDS:
+        seen = (now, {node.id: why for node in client.nodes.list() if (why := _node_lost(node))})
+        _nodes_seen[pid] = seen
+    return seen[1]
+
+
+def _node_lost(node: Node) -> str:
+    """Why no server can run on node ("" if it can)."""
+    name = node.attrs.get("Description", {}).get("Hostname") or node.id[:12]
+    state = node.attrs.get("Status", {}).get("State", "unknown")
+    if state != "ready":
+        return f"the machine it ran on ({name}) is {state}"
+    if node.attrs.get("Spec", {}).get("Availability") == "drain":
+        return f"the machine it ran on ({name}) was drained"
+    return ""
 
 
 def ensure_gwbridge(client: docker.DockerClient) -> Network:
@@ -87,6 +120,18 @@ class SwarmSpawner(DockerSpawner):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service_id: str | None = None
+
+    @classmethod
+    def machines_changed(cls, settings: Settings) -> bool:
+        """Whether a node was lost or drained since the loop last asked."""
+        try:
+            lost = frozenset(lost_nodes(docker_client()))
+        except DockerException as e:
+            log.warning("Cannot list the swarm's nodes: %s", e)
+            return False
+        told = _nodes_told.get(os.getpid(), frozenset())
+        _nodes_told[os.getpid()] = lost
+        return bool(lost - told)
 
     @classmethod
     def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
@@ -323,16 +368,45 @@ class SwarmSpawner(DockerSpawner):
     def poll(self) -> int | None:
         try:
             service = self._service()
-            task = _latest(service.tasks()) if service else None
+            tasks = service.tasks() if service else []
+            lost = self._lost(tasks)
         except DockerException as e:
             log.warning("Cannot poll service of %s: %s", self.user_name, e)
             return None
+        if lost and service is not None:
+            return self._end_lost(service, lost)
+        task = _latest(tasks)
         if task is None:
             return 0
         status = task["Status"]
         if status["State"] not in ENDED:
             return None
         return int(status.get("ContainerStatus", {}).get("ExitCode") or 0)
+
+    def _lost(self, tasks: list[dict[str, Any]]) -> str:
+        """Why the server is lost with the machine it ran on ("" if it is not): its task's
+        node is down or drained, or the swarm gave it a second task (elsewhere, where its
+        home is not: a server is never restarted)."""
+        if not tasks:
+            return ""
+        first = min(tasks, key=lambda t: t["CreatedAt"])
+        why = lost_nodes(self.client).get(first.get("NodeID", ""), "")
+        if why or len(tasks) == 1:
+            return why
+        return "the swarm moved it to another machine"
+
+    def _end_lost(self, service: Service, why: str) -> int:
+        """Remove a lost server's service (so the swarm starts it nowhere else, away from
+        its home) and say why it ended."""
+        self.end_reason = f"Your server was stopped: {why}. Start it again."
+        log.warning(
+            "Server of %s is lost: %s; removing service %s", self.user_name, why, self.service_name
+        )
+        try:
+            service.remove()
+        except DockerException as e:
+            log.warning("Could not remove service %s: %s", self.service_name, engine_says(e))
+        return 1
 
     def stop(self, now: bool = False) -> None:
         service = self._service()

@@ -125,18 +125,19 @@ def docker_images(docker_client: docker.DockerClient) -> str:
 
 
 @pytest.fixture(scope="session")
-def docker_swarm(docker_client: docker.DockerClient) -> Iterator[None]:
+def docker_swarm(docker_client: docker.DockerClient) -> Iterator[bool]:
     """A swarm manager: the engine, made a single-node swarm for the session if need be
-    (then left at the end, with the docker_gwbridge network the swarm brought)."""
+    (then left at the end, with the docker_gwbridge network the swarm brought). True if
+    the session made it: only then may a test change its node (e.g. drain it)."""
     swarm = docker_client.info()["Swarm"]
     if swarm["LocalNodeState"] == "active":
         if not swarm.get("ControlAvailable"):
             _no_engine("the Docker engine is a swarm worker, not a manager")
-        yield
+        yield False
         return
     had_gwbridge = bool(docker_client.networks.list(names=[GWBRIDGE]))
     docker_client.swarm.init(advertise_addr="127.0.0.1")
-    yield
+    yield True
     docker_client.swarm.leave(force=True)
     if not had_gwbridge:
         for network in docker_client.networks.list(names=[GWBRIDGE]):

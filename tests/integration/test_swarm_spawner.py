@@ -8,6 +8,7 @@ network it makes; all are removed at the end.
 
 from __future__ import annotations
 
+import html
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ HOME = "/home/jovyan"
 
 @pytest.fixture(scope="module")
 def leftovers(
-    docker_swarm: None,  # noqa: F811
+    docker_swarm: bool,  # noqa: F811
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> Iterator[None]:
     """Remove what this module's hubs made (requested before the hubs: runs after them)."""
@@ -376,3 +377,31 @@ def test_a_network_of_the_wrong_driver_is_refused_at_start_with_the_fix(
         hub_factory(**{**SETTINGS, "spawner": spawner, "docker_network": name})
     assert f"Docker network {name} cannot hold user servers: {why}" in str(refused.value)
     assert "Set docker_network to name another" in str(refused.value)
+
+
+def test_a_server_on_a_drained_node_is_stopped_and_its_owner_told_why(
+    docker_swarm: bool,  # noqa: F811
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    """Last in the module: draining the (only) node stops every task on it. As a lost
+    node is (down: seen with docker-in-docker nodes), without waiting for poll_interval."""
+    if not docker_swarm:
+        pytest.skip("the engine was a swarm before the tests: its node is not theirs to drain")
+    spawn(swarm_hub, "dana")
+    (node,) = docker_client.nodes.list()
+    spec = node.attrs["Spec"]
+    node.update({**spec, "Availability": "drain"})
+    try:
+        # Within a node check (5 s) and a tick, far below poll_interval (30 s).
+        wait_for(lambda: not swarm_hub.api("GET", "/users/dana").json()["servers"], 20, 0.5)
+        # Removed, so that the swarm starts it nowhere else, away from its home.
+        assert docker_client.services.list(filters={"name": f"{PREFIX}-dana"}) == []
+        token = swarm_hub.token("dana")
+        page = swarm_hub.get("/hub/home", headers={"Authorization": f"token {token}"})
+        host = node.attrs["Description"]["Hostname"]
+        assert f"the machine it ran on ({host}) was drained" in html.unescape(page.text)
+        assert "Start it again" in page.text
+    finally:
+        node.reload()
+        node.update({**node.attrs["Spec"], "Availability": "active"})

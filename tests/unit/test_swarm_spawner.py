@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from docker.models.nodes import Node
 
 from app.config import MAX_SWARM_PREFIX, SERVICE_NAME_RE, ConfigError, load
+from app.spawners import docker as docker_spawner
+from app.spawners import swarm
 from app.spawners.swarm import SERVICE_NAME_MAX, SwarmSpawner
 
 PREFIX = "p" * MAX_SWARM_PREFIX
@@ -66,3 +70,88 @@ def test_bad_swarm_settings_are_refused(overrides: dict[str, Any], named: str) -
 
 def test_a_docker_prefix_with_a_dot_is_fine_for_the_docker_spawner() -> None:
     assert load(environ={}, overrides={"docker_prefix": "a.b"}).docker_prefix == "a.b"
+
+
+class FakeNodes:
+    """The engine's node list, as the SDK gives it (a double of the engine's answers)."""
+
+    def __init__(self, *nodes: dict[str, Any]) -> None:
+        self.nodes = [Node(attrs=attrs) for attrs in nodes]
+        self.calls = 0
+
+    def list(self) -> list[Node]:
+        self.calls += 1
+        return self.nodes
+
+
+def node(node_id: str, state: str = "ready", availability: str = "active") -> dict[str, Any]:
+    return {
+        "ID": node_id,
+        "Description": {"Hostname": f"host-{node_id}"},
+        "Status": {"State": state},
+        "Spec": {"Availability": availability},
+    }
+
+
+def task(node_id: str, created: str) -> dict[str, Any]:
+    return {"NodeID": node_id, "CreatedAt": created, "Status": {"State": "running"}}
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """A fake client's nodes: n1 ready, n2 down, n3 drained, n4 unknown; fresh per test."""
+    monkeypatch.setattr(swarm, "_nodes_seen", {})
+    monkeypatch.setattr(swarm, "_nodes_told", {})
+    nodes = FakeNodes(
+        node("n1"), node("n2", "down"), node("n3", availability="drain"), node("n4", "unknown")
+    )
+    client = SimpleNamespace(nodes=nodes)
+    monkeypatch.setattr(swarm, "docker_client", lambda: client)
+    monkeypatch.setattr(docker_spawner, "docker_client", lambda: client)
+    return client
+
+
+def test_lost_nodes_are_those_not_ready_or_drained_looked_up_once_per_check(
+    engine: SimpleNamespace,
+) -> None:
+    lost = swarm.lost_nodes(engine)
+    assert lost == {
+        "n2": "the machine it ran on (host-n2) is down",
+        "n3": "the machine it ran on (host-n3) was drained",
+        "n4": "the machine it ran on (host-n4) is unknown",
+    }
+    swarm.lost_nodes(engine)
+    assert engine.nodes.calls == 1
+    swarm.lost_nodes(engine, fresh=True)
+    assert engine.nodes.calls == 2
+
+
+def test_the_loop_is_told_once_of_each_newly_lost_node(engine: SimpleNamespace) -> None:
+    settings = load(environ={}, overrides={"spawner": "swarm"})
+    assert SwarmSpawner.machines_changed(settings) is True
+    assert SwarmSpawner.machines_changed(settings) is False
+    engine.nodes.nodes.append(Node(attrs=node("n5", "down")))
+    swarm._nodes_seen.clear()
+    assert SwarmSpawner.machines_changed(settings) is True
+
+
+@pytest.mark.parametrize(
+    ("tasks", "why"),
+    [
+        ([task("n1", "1")], ""),
+        ([task("n2", "1")], "the machine it ran on (host-n2) is down"),
+        ([task("n3", "1")], "the machine it ran on (host-n3) was drained"),
+        # A second task: the swarm started it again elsewhere, away from its home.
+        ([task("n1", "2"), task("n2", "1")], "the machine it ran on (host-n2) is down"),
+        ([task("n1", "1"), task("n1", "2")], "the swarm moved it to another machine"),
+        ([], ""),
+    ],
+)
+def test_a_server_is_lost_with_its_first_tasks_node_or_a_second_task(
+    engine: SimpleNamespace, tasks: list[dict[str, Any]], why: str
+) -> None:
+    settings = load(environ={}, overrides={"spawner": "swarm"})
+    spawner = SwarmSpawner(
+        user_name="u", server_name="", service_prefix="/", settings=settings, storage_id="s"
+    )
+    assert spawner._lost(tasks) == why
