@@ -411,10 +411,34 @@ class SwarmSpawner(DockerSpawner):
     def stop(self, now: bool = False) -> None:
         service = self._service()
         if service is not None:
+            if not now:
+                self._wait_for_tasks_to_end(service)
             service.remove()
             log.info("Removed service %s of %s", self.service_name, self.user_name)
             self._wait_for_containers(now)
         self._remove_own_network()
+
+    def _wait_for_tasks_to_end(self, service: Service) -> None:
+        """Scale the service to 0 and wait (bounded) until each task's node reports its
+        container stopped, on whatever node: the next start may mount the same home
+        there. Removing the service at once forgets its tasks while their containers
+        still run on their nodes. A task on a lost node is not waited for."""
+        try:
+            service.scale(0)
+        except DockerException as e:
+            log.warning("Could not scale service %s to 0: %s", self.service_name, e)
+            return
+        pause = backoff()
+        with gevent.Timeout(STOP_GRACE_SECONDS + 5, False):
+            while self._tasks_still_running(service):
+                next(pause)
+
+    def _tasks_still_running(self, service: Service) -> bool:
+        lost = lost_nodes(self.client)
+        return any(
+            t["Status"]["State"] not in ENDED and t.get("NodeID") not in lost
+            for t in service.tasks()
+        )
 
     def _wait_for_containers(self, now: bool) -> None:
         """Wait (bounded) until the service's containers on this node are gone: the next

@@ -151,11 +151,23 @@ def remove_labelled(client: docker.DockerClient, hub: str) -> None:
         for service in client.services.list(filters=selector):
             service.remove()
     for container in client.containers.list(all=True, filters=selector):
-        container.remove(force=True)
+        _remove_container(client, container)
     for volume in client.volumes.list(filters=selector):
         volume.remove(force=True)
     for network in client.networks.list(filters=selector):
         network.remove()
+
+
+def _remove_container(client: docker.DockerClient, container: Container) -> None:
+    """Remove container, or wait until the engine has (a removed service's task's)."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as e:
+        if e.status_code != 409:
+            raise
+        wait_for(lambda: not client.containers.list(all=True, filters={"id": container.id}), 30)
 
 
 def spawn(hub: Hub, name: str) -> None:
