@@ -57,11 +57,11 @@ def test_add_users_make_admin_and_delete(admin_page: Page, hub: Hub) -> None:
     expect(row(page, "bert")).to_be_visible()
     assert user_model(hub, "amy") is not None and user_model(hub, "bert") is not None
 
-    page.get_by_role("button", name="Make bert admin").click()
-    expect(page.get_by_role("button", name="Unmake bert admin")).to_be_visible()
+    page.get_by_role("button", name="Make admin: bert").click()
+    expect(page.get_by_role("button", name="Unmake admin: bert")).to_be_visible()
     assert user_model(hub, "bert")["admin"] is True  # type: ignore[index]
-    page.get_by_role("button", name="Unmake bert admin").click()
-    expect(page.get_by_role("button", name="Make bert admin")).to_be_visible()
+    page.get_by_role("button", name="Unmake admin: bert").click()
+    expect(page.get_by_role("button", name="Make admin: bert")).to_be_visible()
     assert user_model(hub, "bert")["admin"] is False  # type: ignore[index]
 
     page.get_by_role("button", name="Delete user bert").click()

@@ -68,8 +68,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const row = body.insertRow();
     row.dataset.user = user.name;
     row.append(el("th", user.name, { scope: "row" }));
+    // The visible words begin the accessible name (WCAG 2.5.3: say what you see).
     row.insertCell().append(action(user.admin ? "Unmake admin" : "Make admin",
-      `${user.admin ? "Unmake" : "Make"} ${user.name} admin`, async () => {
+      `${user.admin ? "Unmake" : "Make"} admin: ${user.name}`, async () => {
         await hubApi("PATCH", `/hub/api/users/${enc(user.name)}`, { admin: !user.admin });
         return `${user.name} is ${user.admin ? "no longer an" : "now an"} admin.`;
       }));
