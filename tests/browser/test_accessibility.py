@@ -125,6 +125,12 @@ def admin_page(page: Page, hub: Hub, tag: str) -> Locator:
     return page.get_by_role("button", name="Stop All")
 
 
+def edit_user_dialog(page: Page, hub: Hub, tag: str) -> Locator:
+    admin_page(page, hub, tag)
+    page.get_by_role("button", name="Edit user ada").click()
+    return page.get_by_role("dialog", name="Edit user ada").get_by_role("button", name="Save")
+
+
 def password_page(page: Page, hub: Hub, tag: str) -> Locator:
     log_in(page, hub, "ada")
     page.get_by_role("link", name="Password").click()
@@ -140,6 +146,7 @@ PAGES: dict[str, Callable[[Page, Hub, str], Locator]] = {
     "error": error_page,
     "token": token_page,
     "admin": admin_page,
+    "admin, edit user": edit_user_dialog,
     "change-password": password_page,
 }
 
