@@ -11,6 +11,8 @@ prefix picks the fault, so one hub serves every lifecycle test:
 - ``exit-*``: the process exits with status 3 at once
 - ``oldversion-*``: the server answers with X-JupyterHub-Version 1.0.0
 - ``evil-*``: tests/evil_server.py, a server whose page attacks whoever opens it
+- ``held-*``: the process waits until ``release_held(data_dir, name)``, then runs the
+  built-in server: its start-up is held after the process started, before it listens
 - anything else: the real built-in server
 
 With auth state, the user's access token goes to the server as ACCESS_TOKEN (the
@@ -66,7 +68,20 @@ class FaultSpawner(SimpleLocalProcessSpawner):
             return [sys.executable, "-c", "import sys; sys.exit(3)"]
         if fault == "evil":
             return [sys.executable, str(Path(__file__).with_name("evil_server.py"))]
+        if fault == "held":
+            gate = _held_gate(Path(self.settings.data_dir), self.user_name)
+            wait = 'while [ ! -e "$0" ]; do sleep 0.05; done; exec "$@"'
+            return ["/bin/sh", "-c", wait, str(gate), *super().command()]
         return super().command()
+
+
+def _held_gate(data_dir: Path, name: str) -> Path:
+    return data_dir / f"held-{name}"
+
+
+def release_held(data_dir: Path, name: str) -> None:
+    """Let the held-* user's server process go on to start the built-in server."""
+    _held_gate(data_dir, name).touch()
 
 
 def start_calls(data_dir: Path, name: str | None = None) -> int:
@@ -76,7 +91,7 @@ def start_calls(data_dir: Path, name: str | None = None) -> int:
     return len(lines) if name is None else lines.count(name)
 
 
-__all__ = ["FaultSpawner", "start_calls"]
+__all__ = ["FaultSpawner", "release_held", "start_calls"]
 
 
 GATE_FILE = "spawn-gate"

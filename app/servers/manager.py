@@ -38,6 +38,9 @@ from proxy.client import ProxyError
 log = logging.getLogger(__name__)
 
 SLOW_STOP_TIMEOUT = 10.0
+# The hub's own steps of every spawn on the progress bar, after the spawner's (below 90).
+LISTENING_PROGRESS = 90
+ROUTED_PROGRESS = 95
 REMOVE_WAIT_SECONDS = 120.0
 # A spawn or stop owned by a process whose life cannot be checked (another host) is
 # taken as abandoned once it outlived its own timeouts by this much.
@@ -188,6 +191,7 @@ class ServerManager:
             state = spawner.get_state()
             when_reachable(lambda: self.rows.save_state(server_id, state))
             version = wait_for_http(spawner, url, self.http_get, self.settings.http_timeout)
+            spawner.report_progress(LISTENING_PROGRESS, f"Server is listening at {url}")
             self.finish_spawn(server_id, spawner, url, version)
             status = SpawnStatus.SUCCESS
         except gevent.GreenletExit:
@@ -236,6 +240,7 @@ class ServerManager:
         except ProxyError as e:
             _stop_quietly(spawner)
             raise SpawnerError(f"The proxy could not route {prefix} to the server: {e}") from e
+        spawner.report_progress(ROUTED_PROGRESS, f"Proxy route added: {prefix}")
         state = spawner.get_state()
         if not when_reachable(lambda: self.rows.mark_running(server_id, url, version, state)):
             # A stop (perhaps in another worker) took the server while it started:

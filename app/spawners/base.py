@@ -18,8 +18,11 @@ States and errors:
   (0 when unknown). It must be cheap and never block.
 - ``stop(now=False)`` ends the server; it returns when the server is gone.
 - ``report_progress(percent, message)`` may be called from ``start()`` to
-  feed the progress page between "Server requested" and "Server ready"; the
-  hub stores each event (``on_progress``) so that every worker can stream it.
+  feed the progress page between "Server requested" (0) and "Server ready"
+  (100); the hub stores each event (``on_progress``) so that every worker can
+  stream it. After ``start()`` the hub reports its own steps on the same
+  spawner: the server listening (90), its route added (95). Progress never
+  goes back: a step reported lower than an earlier one keeps the earlier value.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Spawner:
         #: Why the server ended, for its owner, when poll() knows better than an exit
         #: status (e.g. the machine it ran on was lost).
         self.end_reason = ""
+        self._progress = 0
 
     @classmethod
     def shares_hub_account(cls) -> bool:
@@ -134,5 +138,7 @@ class Spawner:
 
     def report_progress(self, progress: int, message: str) -> None:
         """Report a progress event (0 < progress < 100) for the spawn-pending page."""
+        # A subclass's steps before its base class's (lower) ones must not move the bar back.
+        self._progress = max(self._progress, progress)
         if self.on_progress is not None:
-            self.on_progress({"progress": progress, "message": message})
+            self.on_progress({"progress": self._progress, "message": message})

@@ -186,6 +186,7 @@ class LocalProcessSpawner(Spawner):
             self.home.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> str:
+        self.report_progress(10, self.account_step())
         log_dir = Path(self.settings.data_dir) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(self.settings.data_dir, self.ip)
@@ -194,12 +195,22 @@ class LocalProcessSpawner(Spawner):
         self.prepare_home()
         log_path = log_dir / f"{self.file_stem}.log"
         cmd = self.command()
+        program = Path(cmd[0]).name
+        self.report_progress(20, f"Environment checked: home folder ready, {program} found")
         with log_path.open("ab") as logf:
             self.proc = self.launch(cmd, env, logf)
         self.pid = self.proc.pid
         self.started_at = process_start_time(self.pid)
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
+        self.report_progress(50, f"Server process started (pid {self.pid}, port {self.port})")
         return url
+
+    def account_step(self) -> str:
+        """The first progress message: the account the server runs as (found or made)."""
+        account = self.account
+        if account is None:
+            return "Server runs as the hub's own account"
+        return f"Server runs as system account {account.name}"
 
     def launch(self, cmd: list[str], env: dict[str, str], logf: Any) -> Child | Popen[bytes]:
         """Start the process, as the account if there is one; say why it cannot start."""

@@ -1,4 +1,4 @@
-"""Every page accessible and usable on a phone: axe-core finds no serious or critical
+"""Every page accessible and usable on a phone: axe-core, with every rule on, finds no
 violation, nothing scrolls sideways at 375 px and the page's main action is on screen,
 and the main actions work from the keyboard.
 
@@ -125,6 +125,12 @@ def admin_page(page: Page, hub: Hub, tag: str) -> Locator:
     return page.get_by_role("button", name="Stop All")
 
 
+def edit_user_dialog(page: Page, hub: Hub, tag: str) -> Locator:
+    admin_page(page, hub, tag)
+    page.get_by_role("button", name="Edit user ada").click()
+    return page.get_by_role("dialog", name="Edit user ada").get_by_role("button", name="Save")
+
+
 def password_page(page: Page, hub: Hub, tag: str) -> Locator:
     log_in(page, hub, "ada")
     page.get_by_role("link", name="Password").click()
@@ -140,12 +146,13 @@ PAGES: dict[str, Callable[[Page, Hub, str], Locator]] = {
     "error": error_page,
     "token": token_page,
     "admin": admin_page,
+    "admin, edit user": edit_user_dialog,
     "change-password": password_page,
 }
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_no_serious_axe_violations(page: Page, hub: Hub, name: str) -> None:
+def test_no_axe_violations(page: Page, hub: Hub, name: str) -> None:
     main_action = PAGES[name](page, hub, "axe")
     expect(main_action).to_be_visible()
     assert_accessible(page, name)
@@ -210,7 +217,7 @@ def test_admin_page_main_actions_from_the_keyboard(page: Page, hub: Hub) -> None
     expect(page.locator('#users tbody tr[data-user="lena"]')).to_be_visible()
     seen = tab_to(page, "Create Group", limit=200)
     for control in ["Search users", "Sort by", "Stop All", "Start lena's server",
-                    "Make lena admin", "Delete user lena", "Usernames, one per line",
+                    "Make admin: lena", "Delete user lena", "Usernames, one per line",
                     "Add Users", "Group name"]:  # fmt: skip
         assert control in seen, f"{control!r} is not reached by Tab: {seen}"
 
@@ -226,7 +233,7 @@ def test_admin_page_main_actions_from_the_keyboard(page: Page, hub: Hub) -> None
     page.keyboard.type("milo")
     page.keyboard.press("Enter")
     expect(page.locator("#users tbody tr")).to_have_count(1)
-    tab_to(page, "Make milo admin")
+    tab_to(page, "Make admin: milo")
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_have_text("milo is now an admin.")
     assert hub.api("GET", "/users/milo").json()["admin"] is True

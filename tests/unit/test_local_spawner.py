@@ -304,9 +304,41 @@ def test_clear_state_forgets_the_server(make_spawner: MakeSpawner) -> None:
 
 def test_missing_command_is_a_clear_error(make_spawner: MakeSpawner) -> None:
     spawner = make_spawner(cmd=["no-such-flaskhub-command", "--port"])
+    events: list[dict[str, object]] = []
+    spawner.on_progress = events.append
     with pytest.raises(SpawnerError, match="command 'no-such-flaskhub-command' not found"):
         spawner.start()
     assert spawner.pid is None
+    # The steps done before it stopped are on the progress page; none after.
+    assert [e["message"] for e in events] == ["Server runs as the hub's own account"]
+
+
+def test_start_reports_its_steps_with_rising_progress(make_spawner: MakeSpawner) -> None:
+    spawner = make_spawner()
+    events: list[dict[str, object]] = []
+    spawner.on_progress = events.append
+    spawner.start()
+    assert events == [
+        {"progress": 10, "message": "Server runs as the hub's own account"},
+        {
+            "progress": 20,
+            "message": f"Environment checked: home folder ready, {Path(sys.executable).name} found",
+        },
+        {
+            "progress": 50,
+            "message": f"Server process started (pid {spawner.pid}, port {spawner.port})",
+        },
+    ]
+
+
+def test_progress_never_goes_back(make_spawner: MakeSpawner) -> None:
+    """A subclass's steps (here 75) before the local spawner's own (10, 20, 50)."""
+    spawner = make_spawner()
+    events: list[dict[str, object]] = []
+    spawner.on_progress = events.append
+    spawner.report_progress(75, "A step of a subclass")
+    spawner.start()
+    assert [e["progress"] for e in events] == [75, 75, 75, 75]
 
 
 @pytest.mark.parametrize("keep", [True, False])

@@ -60,34 +60,130 @@ document.addEventListener("DOMContentLoaded", () => {
         await hubApi("DELETE", serverApi(user, name));
         return `Stopping ${user}'s server ${label}.`;
       }));
+    } else if (!server.pending) {
+      // Stopped, failed, or never started (no row): it can be started.
+      const what = name ? `${user}'s server ${name}` : `${user}'s server`;
+      line.append(action("Start", `Start ${what}`, async () => {
+        await hubApi("POST", serverApi(user, name));
+        return `Starting ${what}.`;
+      }));
     }
     return line;
+  };
+
+  // A cell; on a phone, where the rows are stacked, `label` stands for its column's header.
+  const cell = (row, label) => {
+    const td = row.insertCell();
+    if (label) td.dataset.label = label;
+    return td;
   };
 
   const userRow = (body, user) => {
     const row = body.insertRow();
     row.dataset.user = user.name;
     row.append(el("th", user.name, { scope: "row" }));
-    row.insertCell().append(action(user.admin ? "Unmake admin" : "Make admin",
-      `${user.admin ? "Unmake" : "Make"} ${user.name} admin`, async () => {
+    // The visible words begin the accessible name (WCAG 2.5.3: say what you see).
+    cell(row, "Admin").append(action(user.admin ? "Unmake admin" : "Make admin",
+      `${user.admin ? "Unmake" : "Make"} admin: ${user.name}`, async () => {
         await hubApi("PATCH", `/hub/api/users/${enc(user.name)}`, { admin: !user.admin });
         return `${user.name} is ${user.admin ? "no longer an" : "now an"} admin.`;
       }));
-    row.insertCell().textContent = when(user.last_activity);
-    const servers = row.insertCell();
-    for (const [name, server] of Object.entries(user.servers || {})) servers.append(serverLine(user.name, name, server));
-    if (!(user.servers || {})[""]) {
-      servers.append(action("Start", `Start ${user.name}'s server`, async () => {
-        await hubApi("POST", serverApi(user.name, ""));
-        return `Starting ${user.name}'s server.`;
-      }));
-    }
-    row.insertCell().append(action("Delete", `Delete user ${user.name}`, async () => {
+    cell(row, "Last activity").textContent = when(user.last_activity);
+    const servers = cell(row, "Servers");
+    // The default server first, with a line (and Start) even before its first start.
+    const all = { "": { ready: false, pending: null }, ...(user.servers || {}) };
+    for (const [name, server] of Object.entries(all)) servers.append(serverLine(user.name, name, server));
+    const actions = cell(row);
+    actions.className = "row-actions";
+    const edit = el("button", "Edit", { type: "button", class: "button small", "aria-label": `Edit user ${user.name}` });
+    edit.addEventListener("click", () => editUser(user));
+    actions.append(edit, action("Delete", `Delete user ${user.name}`, async () => {
       if (!window.confirm(`Delete user ${user.name}?`)) return "";
       await hubApi("DELETE", `/hub/api/users/${enc(user.name)}`);
       return `Deleted ${user.name}.`;
     }, "button small danger"));
   };
+
+  // The Edit User dialog: rename and the admin flag in one PATCH, so either both
+  // change or neither; the API's refusal (name taken, not a username, a server
+  // still active) is said in the dialog, which stays open to correct it.
+  const dialog = document.getElementById("edit-user");
+  const editForm = document.getElementById("edit-form");
+  const editError = document.getElementById("edit-error");
+  const editName = document.getElementById("edit-name");
+  const editAdmin = document.getElementById("edit-admin");
+  let editing = null;
+  const editUser = (user) => {
+    editing = user;
+    document.getElementById("edit-heading").textContent = `Edit user ${user.name}`;
+    editName.value = user.name;
+    editAdmin.checked = user.admin;
+    editError.textContent = "";
+    dialog.showModal();
+    editName.focus();
+  };
+  const editChanges = (user) => {
+    const changes = {};
+    const name = editName.value.trim();
+    if (name !== user.name) changes.name = name;
+    if (editAdmin.checked !== user.admin) changes.admin = editAdmin.checked;
+    return changes;
+  };
+  const editSaid = (user, changes, saved) => {
+    const said = [];
+    if (saved.name !== user.name) said.push(`Renamed ${user.name} to ${saved.name}.`);
+    if ("admin" in changes) said.push(`${saved.name} is ${saved.admin ? "now an" : "no longer an"} admin.`);
+    return said.join(" ") || `Nothing changed for ${saved.name}.`;
+  };
+  editForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = editing;
+    const changes = editChanges(user);
+    const save = event.submitter;
+    editError.textContent = "";
+    if (Object.keys(changes).length) {
+      // One PATCH at a time: a second would name the user by the name just changed.
+      save.disabled = true;
+      try {
+        const { data } = await hubApi("PATCH", `/hub/api/users/${enc(user.name)}`, changes);
+        say(editSaid(user, changes, data));
+      } catch (e) {
+        hubShowError(editError, e);
+        return;
+      } finally {
+        save.disabled = false;
+      }
+    }
+    dialog.close();
+    await refresh();
+  });
+  document.getElementById("edit-cancel").addEventListener("click", () => dialog.close());
+
+  const sortSelect = document.getElementById("sort");
+  const sortable = [...document.querySelectorAll("#users th[data-sort-up]")];
+  // aria-sort on the header of the column the rows are sorted by, and the select in step.
+  const showSort = () => {
+    sortSelect.value = state.sort;
+    for (const th of sortable) {
+      const way = state.sort === th.dataset.sortUp ? "ascending" : state.sort === th.dataset.sortDown ? "descending" : null;
+      if (way) th.setAttribute("aria-sort", way);
+      else th.removeAttribute("aria-sort");
+      th.querySelector(".sort-mark").textContent = way === "ascending" ? " ▲" : way === "descending" ? " ▼" : "";
+    }
+  };
+  const sortBy = (sort) => {
+    state.sort = sort;
+    state.offset = 0;
+    showSort();
+    refresh();
+  };
+  for (const th of sortable) {
+    // A header sorts its column its first way (data-sort-first), then the other way.
+    th.querySelector("button").addEventListener("click", () => {
+      const { sortUp, sortDown, sortFirst } = th.dataset;
+      sortBy(state.sort !== sortFirst ? sortFirst : sortFirst === sortUp ? sortDown : sortUp);
+    });
+  }
 
   const loadUsers = async () => {
     const query = new URLSearchParams({ offset: state.offset, limit, sort: state.sort, include_stopped_servers: "" });
@@ -157,11 +253,7 @@ document.addEventListener("DOMContentLoaded", () => {
     state.offset = 0;
     refresh();
   });
-  document.getElementById("sort").addEventListener("change", (event) => {
-    state.sort = event.target.value;
-    state.offset = 0;
-    refresh();
-  });
+  sortSelect.addEventListener("change", (event) => sortBy(event.target.value));
   document.getElementById("prev").addEventListener("click", () => {
     state.offset = Math.max(0, state.offset - limit);
     refresh();
@@ -218,5 +310,6 @@ document.addEventListener("DOMContentLoaded", () => {
     await refresh();
   });
 
+  showSort();
   refresh();
 });
