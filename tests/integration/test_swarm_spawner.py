@@ -23,6 +23,7 @@ from app.spawners.swarm import GWBRIDGE
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    BUILTIN_IMAGE,
     docker_client,
     docker_images,
     docker_swarm,
@@ -39,6 +40,7 @@ PREFIX = f"fhswarm-{secrets.token_hex(3)}"
 SETTINGS: dict[str, Any] = {
     "spawner": "swarm",
     "docker_prefix": PREFIX,
+    "docker_image": BUILTIN_IMAGE,
     "cleanup_servers": False,
     "mem_limit": "256m",
     "cpu_limit": 0.5,

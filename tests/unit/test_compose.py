@@ -76,8 +76,24 @@ def _services(**env: str) -> dict[str, Any]:
 def test_compose_builds_the_default_single_user_image_and_starts_none() -> None:
     singleuser = _services()["services"]["singleuser"]
     assert singleuser["image"] == f"flaskhub/singleuser:{__version__}" == Settings().docker_image
-    assert singleuser["build"]["dockerfile"] == "images/singleuser/Dockerfile"
+    # Its own folder is the whole context: nothing of the hub's can be copied in.
+    assert singleuser["build"]["context"] == str(REPO / "images" / "singleuser")
+    assert "dockerfile" not in singleuser["build"]
     assert singleuser["scale"] == 0
+
+
+def test_compose_hub_starts_the_image_the_singleuser_service_builds() -> None:
+    services = _services(FLASKHUB_DOCKER_IMAGE="site/lab:2")["services"]
+    assert services["singleuser"]["image"] == "site/lab:2"
+    assert services["hub"]["environment"]["FLASKHUB_DOCKER_IMAGE"] == "site/lab:2"
+
+
+def test_the_default_single_user_image_is_jupyterlab_and_nothing_of_the_hub_s() -> None:
+    dockerfile = (REPO / "images/singleuser/Dockerfile").read_text()
+    instructions = [line for line in dockerfile.splitlines() if line and line[0] != "#"]
+    assert not [line for line in instructions if line.startswith(("COPY", "ADD"))]
+    assert "'jupyterhub>=6.1,<7' 'jupyterlab>=4.6,<5'" in dockerfile
+    assert instructions[-1] == 'CMD ["jupyterhub-singleuser"]'
 
 
 def test_compose_hub_spawns_containers_on_the_compose_network_it_names() -> None:
@@ -121,6 +137,7 @@ def test_every_image_not_built_here_has_a_stand_in() -> None:
         REPO / "Dockerfile",
         REPO / "proxy/Dockerfile",
         REPO / "images/singleuser/Dockerfile",
+        REPO / "images/builtin/Dockerfile",
     ]
     bases = {re.search(r"^FROM (\S+)", f.read_text(), re.M).group(1) for f in dockerfiles}  # type: ignore[union-attr]
     script = (REPO / "images/standins/make").read_text()
