@@ -1,9 +1,11 @@
-"""The docker-compose deployment end to end: build, up, an admin, a login, a container, down.
+"""The docker-compose deployment end to end: build, up, an admin, a login, JupyterLab
+in the user's container, down.
 
 Runs the repository's docker-compose.yml as it is, under a project name and a
 docker_prefix of its own (so its network, volumes and the hub's containers are
-its own) and on a free port, against the engine of docker_engine.py. The images
-are made once per session: images/standins/make for any base image that is
+its own), a single-user image name of its own (FLASKHUB_DOCKER_IMAGE) and on a
+free port, against the engine of docker_engine.py. The images are made once per
+session, in the README's order: images/standins/make for any base image that is
 missing, then `docker-compose build`, whose layer cache makes a rebuild quick.
 """
 
