@@ -93,12 +93,14 @@ def compose_env() -> dict[str, str]:
     return env
 
 
-def run(*command: str, env: dict[str, str], timeout: float = BUILD_TIMEOUT) -> None:
+def run(*command: str, env: dict[str, str], timeout: float = BUILD_TIMEOUT) -> str:
+    """Run a command in the repository; its output (stdout), or the test fails."""
     result = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}", False)
+    return result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +109,9 @@ def compose_images(docker_client: docker.DockerClient) -> None:  # noqa: F811
     if COMPOSE is None:
         pytest.skip("docker-compose is not installed")
     env = compose_env()
-    run(str(REPO / "images" / "standins" / "make"), env=env)
+    # In the README's order: the base images, then the build.
+    made = run(str(REPO / "images" / "standins" / "make"), env=env)
+    assert "==> Base images ready: python:3.11-slim postgres:15 node:20-slim" in made
     run(COMPOSE, "build", env=env)
 
 

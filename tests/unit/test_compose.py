@@ -143,3 +143,27 @@ def test_every_image_not_built_here_has_a_stand_in() -> None:
     script = (REPO / "images/standins/make").read_text()
     known = set(re.search(r"^all=\((.*)\)$", script, re.M).group(1).split())  # type: ignore[union-attr]
     assert named | bases == known
+
+
+def _commands(text: str) -> list[str]:
+    """The commands of a shell listing: each line without its comment, blank lines dropped."""
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("where", ["README", "docker-compose.yml"])
+def test_the_deployment_s_steps_make_the_base_images_before_the_build(where: str) -> None:
+    """Where no registry answers, `docker-compose build` fails until the base images exist."""
+    if where == "README":
+        readme = (REPO / "README.md").read_text()
+        section = readme.split("## Deploying with docker-compose", 1)[1]
+        listing = section.split("```sh", 1)[1].split("```", 1)[0]
+    else:
+        top = (REPO / "docker-compose.yml").read_text().split("\nservices:", 1)[0]
+        listing = "\n".join(line[4:] for line in top.splitlines() if line.startswith("#   "))
+    steps = _commands(listing)
+    make, build, up = (
+        steps.index(c)
+        for c in ("images/standins/make", "docker-compose build", "docker-compose up -d")
+    )
+    assert make < build < up, steps
