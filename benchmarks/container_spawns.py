@@ -8,7 +8,9 @@ answers HTTP). Directly: the same image, environment, home volume, network and
 limits, SPAWNS `containers.run` at once, timed until every server's port accepts
 connections. Rounds alternate (the machine is shared and noisy): each round's
 ratio, the medians and the median of the rounds' ratios are printed.
-Needs a Docker engine and the default image (images/build); not while tests run.
+Needs a Docker engine; not while tests run. It runs the built-in server's image
+(`images/build builtin`, which it calls): it times the hub's part of a spawn, which
+JupyterLab's few seconds of start-up in the default image would drown.
 
     .venv/bin/python benchmarks/container_spawns.py [--spawns 10] [--rounds 5]
 """
@@ -35,7 +37,7 @@ from docker.models.containers import Container  # noqa: E402
 from app.spawners.docker import LABEL_HUB  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.integration.conftest import Hub, hub_env, start_hub  # noqa: E402
-from tests.integration.docker_engine import remove_labelled  # noqa: E402
+from tests.integration.docker_engine import BUILTIN_IMAGE, remove_labelled  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = f"fhbench-{secrets.token_hex(3)}"
@@ -110,10 +112,15 @@ def main() -> None:
     parser.add_argument("--spawns", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    subprocess.run([str(REPO / "images" / "build")], check=True)
+    subprocess.run([str(REPO / "images" / "build"), "builtin"], check=True)
     client = docker.from_env(timeout=60)
     data_dir = Path(tempfile.mkdtemp(prefix="flaskhub-bench-")) / "data"
-    settings = {"spawner": "docker", "docker_prefix": PREFIX, "cleanup_servers": True}
+    settings = {
+        "spawner": "docker",
+        "docker_prefix": PREFIX,
+        "docker_image": BUILTIN_IMAGE,
+        "cleanup_servers": True,
+    }
     hub = start_hub(data_dir, hub_env(data_dir, **settings))
     names = [f"user{i}" for i in range(args.spawns)]
     hub_times, direct_times = [], []

@@ -3,7 +3,9 @@
 `docker_client` is a client of a running engine: dockerd is started (and stopped
 at the end) if none answers and we are root; without one the tests skip with
 the reason, but under CI=true that is a failure. `docker_images` builds the
-default single-user image (and, without a registry, its base) with images/build.
+single-user image of FlaskHub's built-in server (and, without a registry, its base)
+with `images/build builtin`: the spawner's tests use it, it starts in a second (the
+default image, JupyterLab, is tested by test_compose_stack.py).
 `docker_swarm` makes the engine a single-node swarm for the session unless it is
 a swarm manager already. Import the fixtures into a test module to use them.
 """
@@ -30,6 +32,7 @@ from tests.integration.conftest import Hub
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 900
+BUILTIN_IMAGE = f"flaskhub/singleuser-builtin:{__version__}"
 
 
 def _socket_answers() -> bool:
@@ -112,16 +115,16 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 @pytest.fixture(scope="session")
 def docker_images(docker_client: docker.DockerClient) -> str:
-    """The default single-user image, built (with its base) by images/build."""
+    """The built-in server's single-user image, built (with its base) by images/build."""
     result = subprocess.run(
-        [str(REPO / "images" / "build")],
+        [str(REPO / "images" / "build"), "builtin"],
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
     )
     if result.returncode != 0:
         pytest.fail(f"images/build failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    return f"flaskhub/singleuser:{__version__}"
+    return BUILTIN_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,17 @@
-"""The docker-compose deployment end to end: build, up, an admin, a login, a container, down.
+"""The docker-compose deployment end to end: build, up, an admin, a login, JupyterLab
+in the user's container, down.
 
 Runs the repository's docker-compose.yml as it is, under a project name and a
 docker_prefix of its own (so its network, volumes and the hub's containers are
-its own) and on a free port, against the engine of docker_engine.py. The images
-are made once per session: images/standins/make for any base image that is
+its own), a single-user image name of its own (FLASKHUB_DOCKER_IMAGE) and on a
+free port, against the engine of docker_engine.py. The images are made once per
+session, in the README's order: images/standins/make for any base image that is
 missing, then `docker-compose build`, whose layer cache makes a rebuild quick.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -16,12 +19,15 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import pytest
 import requests
+from playwright.sync_api import expect, sync_playwright
 
 from app.spawners.docker import LABEL_HUB
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import browser_session, free_port, wait_for, xsrf_token
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     BUILD_TIMEOUT,
@@ -36,6 +42,7 @@ COMPOSE = shutil.which("docker-compose")
 PROJECT = f"fhcompose{secrets.token_hex(3)}"
 PASSWORD = "correct horse battery"
 HOME = "/home/jovyan"
+IMAGE = "flaskhub/singleuser:compose-test"
 
 
 @dataclass
@@ -79,16 +86,21 @@ def compose_env() -> dict[str, str]:
         # Per-user origins, as the file has them, on this port.
         FLASKHUB_SUBDOMAIN_HOST=f"http://localhost:{port}",
         FLASKHUB_DOCKER_PREFIX=PROJECT,
+        # The single-user image under a name of the tests' own: a `docker-compose build`
+        # of another checkout on the same engine retags the default name.
+        FLASKHUB_DOCKER_IMAGE=IMAGE,
     )
     return env
 
 
-def run(*command: str, env: dict[str, str], timeout: float = BUILD_TIMEOUT) -> None:
+def run(*command: str, env: dict[str, str], timeout: float = BUILD_TIMEOUT) -> str:
+    """Run a command in the repository; its output (stdout), or the test fails."""
     result = subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}", False)
+    return result.stdout
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +109,9 @@ def compose_images(docker_client: docker.DockerClient) -> None:  # noqa: F811
     if COMPOSE is None:
         pytest.skip("docker-compose is not installed")
     env = compose_env()
-    run(str(REPO / "images" / "standins" / "make"), env=env)
+    # In the README's order: the base images, then the build.
+    made = run(str(REPO / "images" / "standins" / "make"), env=env)
+    assert "==> Base images ready: python:3.11-slim postgres:15 node:20-slim" in made
     run(COMPOSE, "build", env=env)
 
 
@@ -192,8 +206,12 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     # Start My Server, then the server's OAuth round trip with the hub (at hub:8081).
     page = session.get(f"{stack.url}/hub/spawn", timeout=120)
     assert page.status_code == 200, page.text
-    # On admin's own origin, its login there through the hub's OAuth.
-    assert page.url == user_url(stack, "admin") and "admin" in page.text
+    # JupyterLab, on admin's own origin, its login there through the hub's OAuth.
+    assert page.url == user_url(stack, "admin") + "lab"
+    assert lab_config(page.text)["appName"] == "JupyterLab"
+    # The Jupyter Server API answers the same cookies: a real server, not a page.
+    contents = session.get(user_url(stack, "admin") + "api/contents", timeout=30)
+    assert contents.status_code == 200 and contents.json()["type"] == "directory"
     container = docker_client.containers.get(f"{PROJECT}-admin")
     assert container.labels[LABEL_HUB] == PROJECT
     # Alone on an internal network of its own with the hub and the proxy (docker_attach),
@@ -204,6 +222,35 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     assert network.attrs["Internal"] is True
     members = {c["Name"] for c in network.attrs["Containers"].values()}
     assert members == {f"{PROJECT}-admin", f"{PROJECT}_hub_1", f"{PROJECT}_proxy_1"}
+    # jupyterhub-singleuser in an image with nothing of FlaskHub's.
+    assert "jupyterhub-singleuser" in str(container.top()["Processes"])
+    assert container.exec_run(["sh", "-c", "command -v flaskhub"]).exit_code != 0
+
+
+def lab_config(html: str) -> dict[str, Any]:
+    """The page's jupyter-config-data, which JupyterLab's pages carry."""
+    match = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert match, html[:500]
+    return dict(json.loads(match.group(1)))
+
+
+def test_jupyterlab_opens_in_chromium_on_the_user_s_origin(stack: Stack) -> None:
+    """What a person sees: the hub's login, then JupyterLab's workspace on their origin."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            page.goto(f"{stack.url}/hub/login?next=/hub/spawn", timeout=60_000)
+            page.get_by_label("Username").fill("admin")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(user_url(stack, "admin") + "lab**", timeout=60_000)
+            expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+            expect(page).to_have_title("JupyterLab", timeout=30_000)
+        finally:
+            browser.close()
 
 
 def test_owner_reaches_the_server_through_the_proxy_others_do_not(stack: Stack) -> None:

@@ -21,6 +21,7 @@ from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_USER
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub, login
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    BUILTIN_IMAGE,
     docker_client,
     docker_images,
     reaches_server,
@@ -36,6 +37,7 @@ PREFIX = f"fhtest-{secrets.token_hex(3)}"
 SETTINGS: dict[str, Any] = {
     "spawner": "docker",
     "docker_prefix": PREFIX,
+    "docker_image": BUILTIN_IMAGE,
     "cleanup_servers": False,
     "mem_limit": "256m",
     "cpu_limit": 0.5,

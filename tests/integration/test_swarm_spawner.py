@@ -24,6 +24,7 @@ from app.spawners.swarm import GWBRIDGE
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    BUILTIN_IMAGE,
     docker_client,
     docker_images,
     docker_swarm,
@@ -40,6 +41,7 @@ PREFIX = f"fhswarm-{secrets.token_hex(3)}"
 SETTINGS: dict[str, Any] = {
     "spawner": "swarm",
     "docker_prefix": PREFIX,
+    "docker_image": BUILTIN_IMAGE,
     "cleanup_servers": False,
     "mem_limit": "256m",
     "cpu_limit": 0.5,
@@ -340,18 +342,21 @@ def test_the_docker_and_swarm_spawners_defaults_never_meet_on_one_network_name(
 ) -> None:
     # An engine that ran the docker spawner: its bridge, named docker_prefix, stays.
     prefix = f"{PREFIX}-sw"
-    hub_factory(**{**SETTINGS, "spawner": "docker", "docker_prefix": prefix})
-    bridge = docker_client.networks.get(prefix)
-    assert bridge.attrs["Driver"] == "bridge"
-    # Switched to swarm ("network" mode): its overlay network is made at start, apart.
-    hub_factory(
-        **{**SETTINGS, "docker_prefix": prefix},
-        swarm_address="network",
-        hub_connect_ip="127.0.0.1",
-    )
-    overlay = docker_client.networks.get(f"{prefix}-overlay")
-    assert (overlay.attrs["Driver"], overlay.attrs["Scope"]) == ("overlay", "swarm")
-    assert docker_client.networks.get(prefix).id == bridge.id
+    try:
+        hub_factory(**{**SETTINGS, "spawner": "docker", "docker_prefix": prefix})
+        bridge = docker_client.networks.get(prefix)
+        assert bridge.attrs["Driver"] == "bridge"
+        # Switched to swarm ("network" mode): its overlay network is made at start, apart.
+        hub_factory(
+            **{**SETTINGS, "docker_prefix": prefix},
+            swarm_address="network",
+            hub_connect_ip="127.0.0.1",
+        )
+        overlay = docker_client.networks.get(f"{prefix}-overlay")
+        assert (overlay.attrs["Driver"], overlay.attrs["Scope"]) == ("overlay", "swarm")
+        assert docker_client.networks.get(prefix).id == bridge.id
+    finally:
+        remove_labelled(docker_client, prefix)
 
 
 @pytest.mark.parametrize(

@@ -77,8 +77,24 @@ def _services(**env: str) -> dict[str, Any]:
 def test_compose_builds_the_default_single_user_image_and_starts_none() -> None:
     singleuser = _services()["services"]["singleuser"]
     assert singleuser["image"] == f"flaskhub/singleuser:{__version__}" == Settings().docker_image
-    assert singleuser["build"]["dockerfile"] == "images/singleuser/Dockerfile"
+    # Its own folder is the whole context: nothing of the hub's can be copied in.
+    assert singleuser["build"]["context"] == str(REPO / "images" / "singleuser")
+    assert "dockerfile" not in singleuser["build"]
     assert singleuser["scale"] == 0
+
+
+def test_compose_hub_starts_the_image_the_singleuser_service_builds() -> None:
+    services = _services(FLASKHUB_DOCKER_IMAGE="site/lab:2")["services"]
+    assert services["singleuser"]["image"] == "site/lab:2"
+    assert services["hub"]["environment"]["FLASKHUB_DOCKER_IMAGE"] == "site/lab:2"
+
+
+def test_the_default_single_user_image_is_jupyterlab_and_nothing_of_the_hub_s() -> None:
+    dockerfile = (REPO / "images/singleuser/Dockerfile").read_text()
+    instructions = [line for line in dockerfile.splitlines() if line and line[0] != "#"]
+    assert not [line for line in instructions if line.startswith(("COPY", "ADD"))]
+    assert "'jupyterhub>=6.1,<7' 'jupyterlab>=4.6,<5'" in dockerfile
+    assert instructions[-1] == 'CMD ["jupyterhub-singleuser"]'
 
 
 def test_compose_hub_gives_each_server_a_network_only_it_and_the_proxy_join() -> None:
@@ -129,8 +145,33 @@ def test_every_image_not_built_here_has_a_stand_in() -> None:
         REPO / "Dockerfile",
         REPO / "proxy/Dockerfile",
         REPO / "images/singleuser/Dockerfile",
+        REPO / "images/builtin/Dockerfile",
     ]
     bases = {re.search(r"^FROM (\S+)", f.read_text(), re.M).group(1) for f in dockerfiles}  # type: ignore[union-attr]
     script = (REPO / "images/standins/make").read_text()
     known = set(re.search(r"^all=\((.*)\)$", script, re.M).group(1).split())  # type: ignore[union-attr]
     assert named | bases == known
+
+
+def _commands(text: str) -> list[str]:
+    """The commands of a shell listing: each line without its comment, blank lines dropped."""
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+@pytest.mark.parametrize("where", ["README", "docker-compose.yml"])
+def test_the_deployment_s_steps_make_the_base_images_before_the_build(where: str) -> None:
+    """Where no registry answers, `docker-compose build` fails until the base images exist."""
+    if where == "README":
+        readme = (REPO / "README.md").read_text()
+        section = readme.split("## Deploying with docker-compose", 1)[1]
+        listing = section.split("```sh", 1)[1].split("```", 1)[0]
+    else:
+        top = (REPO / "docker-compose.yml").read_text().split("\nservices:", 1)[0]
+        listing = "\n".join(line[4:] for line in top.splitlines() if line.startswith("#   "))
+    steps = _commands(listing)
+    make, build, up = (
+        steps.index(c)
+        for c in ("images/standins/make", "docker-compose build", "docker-compose up -d")
+    )
+    assert make < build < up, steps
