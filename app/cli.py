@@ -381,6 +381,40 @@ def user_bind_account(name: str, account: str) -> None:
     )
 
 
+@main.group()
+def server() -> None:
+    """Manage users' servers."""
+
+
+@server.command("forget-home")
+@click.argument("name")
+@click.option("--server", "server_name", default="", help="A named server (default: the default).")
+def server_forget_home(name: str, server_name: str) -> None:
+    """Let user NAME's next server start on any machine, with an empty home there, when
+    the machine holding their home (swarm, local volumes) is gone for good."""
+    from app.db import Database
+    from app.outcomes import DomainError
+    from app.servers.rows import forget_kept
+
+    settings = _settings()
+    _migrate(settings)
+    username = _username(name)
+    try:
+        node = forget_kept(Database(settings.db_url), username, server_name, "home_node")
+    except DomainError as e:
+        raise click.ClickException(e.message) from None
+    if node is None:
+        click.echo(f"{username}'s server is tied to no machine: it starts wherever it fits.")
+        return
+    log.warning(
+        "%s's server is no longer tied to node %s (flaskhub server forget-home)", username, node
+    )
+    click.echo(
+        f"{username}'s next server starts wherever it fits, with an empty home unless that "
+        f"machine has one: the files stay on node {node}."
+    )
+
+
 def _username(name: str) -> str:
     from app.outcomes import Invalid
     from app.users import normalize_username

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import Database, rows_changed
 from app.models import Server, ServerState, User, utcnow
 from app.oauth import OAuthService
+from app.outcomes import Conflict, NotFound
 from app.processes import this_process
 from app.servers.names import access_scopes, client_id, server_url, url_prefix
+from app.spawners.base import KEPT, kept_state
 from app.tokens import TokenService
 
 # A server with its user's own columns (name, storage id) and none of the user's
@@ -156,7 +158,7 @@ class ServerRows:
                 server.failure_status = status
             server.url = None
             server.owner = None
-            server.spawner_state = {}
+            server.spawner_state = kept_state(server.spawner_state)
             self.tokens.revoke_for_server(session, server.id)
 
     def mark_stopping(self, user_name: str, server_name: str) -> tuple[int | None, bool]:
@@ -183,7 +185,7 @@ class ServerRows:
             if server is not None:
                 server.state = ServerState.STOPPED
                 server.url = None
-                server.spawner_state = {}
+                server.spawner_state = kept_state(server.spawner_state)
                 server.stop_reason = reason
                 server.owner = None
                 self.tokens.revoke_for_server(session, server.id)
@@ -197,6 +199,23 @@ class ServerRows:
                 return None
             session.delete(server)
             return server.id
+
+
+def forget_kept(db: Database, user_name: str, server_name: str, key: str) -> str | None:
+    """Drop key from what a stopped server keeps between runs (e.g. its home's node);
+    the value it had, or None if it had none. Refused while the server is active."""
+    with db.write() as session:
+        server = find_server(session, user_name, server_name)
+        if server is None:
+            raise NotFound(f"{user_name} has no server named {server_name!r}")
+        if server.active:
+            raise Conflict(f"Stop {user_name}'s server first: it is {server.state}")
+        state = dict(server.spawner_state or {})
+        kept = dict(state.get(KEPT) or {})
+        value = kept.pop(key, None)
+        state[KEPT] = kept
+        server.spawner_state = kept_state(state)
+        return None if value is None else str(value)
 
 
 def find_server(session: Session, user_name: str, server_name: str) -> Server | None:

@@ -45,6 +45,16 @@ class SpawnerError(Exception):
         self.status = status
 
 
+# The entry of a spawner's state that outlives the server's run (see Spawner.get_state).
+KEPT = "kept"
+
+
+def kept_state(state: dict[str, Any] | None) -> dict[str, Any]:
+    """What of a server's stored state stays once it stopped: its KEPT entry, if any."""
+    kept = (state or {}).get(KEPT)
+    return {KEPT: kept} if kept else {}
+
+
 class Spawner:
     """Base class; subclasses implement start, poll and stop."""
 
@@ -127,7 +137,9 @@ class Spawner:
         for them. Called once per deleted user, on a handle of the default server."""
 
     def get_state(self) -> dict[str, Any]:
-        """What the hub must store to find this server again (JSON-serialisable)."""
+        """What the hub must store to find this server again (JSON-serialisable). Its
+        KEPT entry outlives the server's run, e.g. which machine its home is on: the
+        hub keeps it when the server stops or fails."""
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from docker.types import DriverConfig, EndpointSpec, Mount, Resources, RestartPo
 from docker.utils import parse_bytes
 
 from app.config import MAX_SWARM_PREFIX, Settings
-from app.spawners.base import SpawnerError
+from app.spawners.base import KEPT, SpawnerError
 from app.spawners.docker import (
     CAP_DROP,
     LOG_LINES,
@@ -74,7 +74,8 @@ _nodes_told: dict[int, frozenset[str]] = {}
 
 
 def lost_nodes(client: docker.DockerClient, fresh: bool = False) -> dict[str, str]:
-    """The nodes no server can run on now, by id, each with why (down or drained);
+    """The nodes no server can run on now, by id, each with why: "(<host>) is down",
+    "(<host>) was drained";
     looked up at most every NODE_CHECK_SECONDS unless fresh."""
     pid, now = os.getpid(), time.monotonic()
     seen = _nodes_seen.get(pid)
@@ -89,9 +90,9 @@ def _node_lost(node: Node) -> str:
     name = node.attrs.get("Description", {}).get("Hostname") or node.id[:12]
     state = node.attrs.get("Status", {}).get("State", "unknown")
     if state != "ready":
-        return f"the machine it ran on ({name}) is {state}"
+        return f"({name}) is {state}"
     if node.attrs.get("Spec", {}).get("Availability") == "drain":
-        return f"the machine it ran on ({name}) was drained"
+        return f"({name}) was drained"
     return ""
 
 
@@ -120,6 +121,8 @@ class SwarmSpawner(DockerSpawner):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.service_id: str | None = None
+        # The node of the user's home volume (local volumes: one per node), once a task ran.
+        self.home_node = ""
 
     @classmethod
     def machines_changed(cls, settings: Settings) -> bool:
@@ -258,7 +261,7 @@ class SwarmSpawner(DockerSpawner):
                 resources=self.resources(),
                 # Engine API 1.41 (Engine 20.10) takes capabilities by their kernel names.
                 cap_drop=[f"CAP_{name}" for name in CAP_DROP],
-                constraints=settings.swarm_placement or None,
+                constraints=self.home_constraints() or None,
                 restart_policy=RestartPolicy(condition="none"),
                 endpoint_spec=EndpointSpec(mode="dnsrr"),
                 stop_grace_period=STOP_GRACE_SECONDS * 10**9,
@@ -318,7 +321,8 @@ class SwarmSpawner(DockerSpawner):
                 reported.add(state)
                 self._report_state(state, task)
             ip = self._address(task) if state == "running" else ""
-            if ip and accepts(ip, self.settings.docker_port):
+            if ip and task and accepts(ip, self.settings.docker_port):
+                self._note_home(task)
                 return ip
             next(pause)
 
@@ -391,9 +395,9 @@ class SwarmSpawner(DockerSpawner):
             return ""
         first = min(tasks, key=lambda t: t["CreatedAt"])
         why = lost_nodes(self.client).get(first.get("NodeID", ""), "")
-        if why or len(tasks) == 1:
-            return why
-        return "the swarm moved it to another machine"
+        if why:
+            return f"the machine it ran on {why}"
+        return "" if len(tasks) == 1 else "the swarm moved it to another machine"
 
     def _end_lost(self, service: Service, why: str) -> int:
         """Remove a lost server's service (so the swarm starts it nowhere else, away from
@@ -456,13 +460,53 @@ class SwarmSpawner(DockerSpawner):
                 next(pause)
 
     def get_state(self) -> dict[str, Any]:
-        return {"service_id": self.service_id}
+        state: dict[str, Any] = {"service_id": self.service_id}
+        if self.home_node:
+            state[KEPT] = {"home_node": self.home_node}
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.service_id = state.get("service_id")
+        self.home_node = str((state.get(KEPT) or {}).get("home_node") or "")
 
     def clear_state(self) -> None:
         self.service_id = None
+
+    # -- homes ---------------------------------------------------------------
+
+    @property
+    def homes_are_local(self) -> bool:
+        """Whether the home volume lives on one node (no shared swarm_volume_driver)."""
+        return self.settings.swarm_volume_driver in ("", "local")
+
+    def home_constraints(self) -> list[str]:
+        """Where the task may run: swarm_placement, and the node of the home, if known."""
+        constraints = list(self.settings.swarm_placement)
+        if self.homes_are_local and self.home_node:
+            self._check_home_node()
+            constraints.append(f"node.id=={self.home_node}")
+        return constraints
+
+    def _check_home_node(self) -> None:
+        """Fail the spawn, saying why and what to do, when the home's node cannot run it."""
+        nodes = {node.id for node in self.client.nodes.list()}
+        why = lost_nodes(self.client, fresh=True).get(self.home_node, "")
+        if self.home_node not in nodes:
+            why = f"({self.home_node[:12]}) has left the swarm"
+        if why:
+            raise SpawnerError(
+                f"Your files are on one machine, and that machine {why}: "
+                "your server can start only there, so it does not start now (never with an "
+                "empty home elsewhere). Try again once that machine is back, or ask an "
+                "administrator to let you start afresh elsewhere "
+                f"(flaskhub server forget-home {self.user_name}).",
+                503,
+            )
+
+    def _note_home(self, task: dict[str, Any]) -> None:
+        """Remember the node of the running task: its home volume is there now."""
+        if self.homes_are_local and task.get("NodeID"):
+            self.home_node = str(task["NodeID"])
 
 
 def _latest(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -8,9 +8,11 @@ network it makes; all are removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -382,6 +384,59 @@ def test_a_network_of_the_wrong_driver_is_refused_at_start_with_the_fix(
         hub_factory(**{**SETTINGS, "spawner": spawner, "docker_network": name})
     assert f"Docker network {name} cannot hold user servers: {why}" in str(refused.value)
     assert "Set docker_network to name another" in str(refused.value)
+
+
+def stored_state(hub: Hub, name: str) -> dict[str, Any]:
+    (state,) = hub.query(
+        "SELECT spawner_state FROM servers JOIN users ON users.id = servers.user_id "
+        "WHERE users.name = ?",
+        name,
+    )[0]
+    return dict(json.loads(state))
+
+
+def test_a_users_next_server_starts_on_the_node_of_their_home_or_not_at_all(
+    swarm_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    (node,) = docker_client.nodes.list()
+    spawn(swarm_hub, "hana")
+    assert stored_state(swarm_hub, "hana")["kept"] == {"home_node": node.id}
+    stop(swarm_hub, "hana")
+    # Kept while stopped; the next task may run only there.
+    assert stored_state(swarm_hub, "hana") == {"kept": {"home_node": node.id}}
+    spawn(swarm_hub, "hana")
+    constraints = spec_of(docker_client, "hana")["Placement"]["Constraints"]
+    assert f"node.id=={node.id}" in constraints
+    stop(swarm_hub, "hana")
+    # The home's node has left the swarm (a fault injected into the record): no start,
+    # never an empty home elsewhere, and the message names the way out.
+    gone = json.dumps({"kept": {"home_node": "k2x9gonenode0000000000000"}})
+    with contextlib.closing(sqlite3.connect(swarm_hub.data_dir / "flaskhub.sqlite")) as db:
+        db.execute(
+            "UPDATE servers SET spawner_state = ? WHERE user_id = "
+            "(SELECT id FROM users WHERE name = 'hana')",
+            (gone,),
+        )
+        db.commit()
+    response = swarm_hub.api("POST", "/users/hana/server")
+    assert response.status_code == 503, response.text
+    message = response.json()["message"]
+    assert "that machine (k2x9gonenode) has left the swarm" in message
+    assert "flaskhub server forget-home hana" in message
+    assert docker_client.services.list(filters={"name": f"{PREFIX}-hana"}) == []
+    # The admin lets hana start afresh, explicitly.
+    result = swarm_hub.cli("server", "forget-home", "hana")
+    assert result.returncode == 0, result.stderr
+    assert "no longer tied to node k2x9gonenode" in result.stderr
+    spawn(swarm_hub, "hana")
+    constraints = spec_of(docker_client, "hana")["Placement"].get("Constraints") or []
+    assert not [c for c in constraints if c.startswith("node.id==")]
+    stop(swarm_hub, "hana")
+    # forget-home on an active server is refused.
+    spawn(swarm_hub, "hana")
+    refused = swarm_hub.cli("server", "forget-home", "hana")
+    assert refused.returncode != 0 and "Stop hana's server first" in refused.stderr
 
 
 def test_a_server_on_a_drained_node_is_stopped_and_its_owner_told_why(

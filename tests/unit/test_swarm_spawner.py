@@ -116,9 +116,9 @@ def test_lost_nodes_are_those_not_ready_or_drained_looked_up_once_per_check(
 ) -> None:
     lost = swarm.lost_nodes(engine)
     assert lost == {
-        "n2": "the machine it ran on (host-n2) is down",
-        "n3": "the machine it ran on (host-n3) was drained",
-        "n4": "the machine it ran on (host-n4) is unknown",
+        "n2": "(host-n2) is down",
+        "n3": "(host-n3) was drained",
+        "n4": "(host-n4) is unknown",
     }
     swarm.lost_nodes(engine)
     assert engine.nodes.calls == 1
