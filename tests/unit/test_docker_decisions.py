@@ -1,0 +1,104 @@
+"""The docker spawner's decisions against a fake engine (the real one: tests/integration):
+volumes keyed by the user's stable id, labels, and what a leftover of the name may be."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from docker.errors import NotFound
+
+from app.config import load
+from app.spawners.base import SpawnerError
+from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
+
+
+class FakeContainer:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.removed = False
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = force
+
+
+class FakeContainers:
+    """The engine's containers by name (a double of the engine's answers)."""
+
+    def __init__(self, **by_name: FakeContainer) -> None:
+        self.by_name = by_name
+
+    def get(self, name: str) -> FakeContainer:
+        if name not in self.by_name:
+            raise NotFound(name)
+        return self.by_name[name]
+
+
+def spawner(user: str, storage_id: str, **settings: Any) -> DockerSpawner:
+    loaded = load(environ={}, overrides={"spawner": "docker", **settings})
+    return DockerSpawner(
+        user_name=user, server_name="", service_prefix="/", settings=loaded, storage_id=storage_id
+    )
+
+
+def with_engine(spawner: DockerSpawner, monkeypatch: pytest.MonkeyPatch, **containers: Any) -> None:
+    engine = SimpleNamespace(containers=FakeContainers(**containers))
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+
+
+def test_the_home_volume_follows_the_stable_id_not_the_name() -> None:
+    alice = spawner("alice", "sid-1")
+    renamed = spawner("alicia", "sid-1")
+    new_alice = spawner("alice", "sid-2")
+    assert alice.volume_name == renamed.volume_name == "flaskhub-home-sid-1"
+    assert new_alice.volume_name != alice.volume_name
+    # And in docker_volumes: {storage_id} is the stable id, {username} the name.
+    shared = spawner("alice", "sid-1", docker_volumes={"data-{storage_id}": "/data"})
+    assert shared.mounts()["data-sid-1"] == {"bind": "/data", "mode": "rw"}
+
+
+def test_labels_name_the_hub_the_stable_id_and_the_server() -> None:
+    labels = spawner("alice", "sid-1", docker_prefix="site").labels()
+    assert labels == {
+        LABEL_USER: "alice",
+        LABEL_STORAGE: "sid-1",
+        LABEL_SERVER: "",
+        LABEL_HUB: "site",
+    }
+
+
+def test_a_leftover_of_this_server_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = spawner("alice", "sid-1")
+    left = FakeContainer(alice.labels())
+    with_engine(alice, monkeypatch, **{"flaskhub-alice": left})
+    alice._remove_leftover()
+    assert left.removed
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {},  # the operator's own container of that name
+        {LABEL_HUB: "other-hub", LABEL_STORAGE: "sid-1", LABEL_SERVER: ""},
+        # A former user of the name (renamed away, or deleted): another stable id.
+        {LABEL_HUB: "flaskhub", LABEL_STORAGE: "sid-0", LABEL_SERVER: "", LABEL_USER: "alice"},
+        {LABEL_HUB: "flaskhub", LABEL_STORAGE: "sid-1", LABEL_SERVER: "lab"},
+    ],
+)
+def test_a_container_of_the_name_that_is_not_this_servers_fails_the_spawn_and_is_kept(
+    monkeypatch: pytest.MonkeyPatch, labels: dict[str, str]
+) -> None:
+    alice = spawner("alice", "sid-1")
+    theirs = FakeContainer(labels)
+    with_engine(alice, monkeypatch, **{"flaskhub-alice": theirs})
+    with pytest.raises(SpawnerError) as refused:
+        alice._remove_leftover()
+    assert refused.value.status == 409 and not theirs.removed
+    assert "a Docker container named flaskhub-alice already exists" in str(refused.value)
+
+
+def test_no_leftover_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = spawner("alice", "sid-1")
+    with_engine(alice, monkeypatch)
+    alice._remove_leftover()
