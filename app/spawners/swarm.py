@@ -110,6 +110,15 @@ def ensure_gwbridge(client: docker.DockerClient) -> Network:
     return client.networks.get(GWBRIDGE)
 
 
+class ImageMissing(SpawnerError):
+    """A node rejected the task: the image is not there (and could not be pulled)."""
+
+    def __init__(self, message: str, node_id: str, node_name: str) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+        self.node_name = node_name
+
+
 def shares_network(settings: Settings) -> bool:
     """Whether tasks join one network (docker_network, or the default "network" mode's)."""
     return settings.swarm_address == "network" or bool(settings.docker_network)
@@ -218,13 +227,44 @@ class SwarmSpawner(DockerSpawner):
     def start(self) -> str:
         self._look_up_image()
         self._remove_leftover()
-        self.report_progress(40, f"Creating service {self.service_name}")
-        service = self._create()
-        self.service_id = service.id
-        ip = self._wait_for_task(service)
+        avoided: dict[str, str] = {}
+        while True:
+            self.report_progress(40, f"Creating service {self.service_name}")
+            service = self._create(avoid=list(avoided))
+            self.service_id = service.id
+            try:
+                ip = self._wait_for_task(service)
+                break
+            except ImageMissing as e:
+                self._avoid(service, e, avoided)
         self.report_progress(80, f"Service {self.service_name} running at {ip}")
         log.info("Started service %s for %s at %s", self.service_name, self.user_name, ip)
         return f"http://{ip}:{self.settings.docker_port}"
+
+    def _avoid(self, service: Service, missing: ImageMissing, avoided: dict[str, str]) -> None:
+        """After a node rejected the task for a missing image: remove the service and try
+        again on another node (shown as progress), or fail naming the nodes tried."""
+        service.remove()
+        self.service_id = None
+        avoided[missing.node_id] = missing.node_name
+        if not self._nodes_left(avoided):
+            tried = ", ".join(avoided.values())
+            raise SpawnerError(
+                f"{missing} No other node can run it (tried {tried}): put the image on the "
+                "nodes (images/build there, or `docker save | docker load`), or push it to a "
+                "registry they pull from."
+            )
+        self.report_progress(
+            45, f"Image {self.settings.docker_image} is not on {missing.node_name}: trying another"
+        )
+        log.warning("%s; trying another node for %s", missing, self.user_name)
+
+    def _nodes_left(self, avoided: dict[str, str]) -> bool:
+        """Whether a node not avoided may take the task (ready and active; not pinned home)."""
+        if self.homes_are_local and self.home_node:
+            return False
+        lost = lost_nodes(self.client, fresh=True)
+        return any(n.id not in avoided and n.id not in lost for n in self.client.nodes.list())
 
     def _look_up_image(self) -> None:
         """Say whether this engine has docker_image; the node of the task pulls it if need be."""
@@ -246,8 +286,9 @@ class SwarmSpawner(DockerSpawner):
         log.info("Removing the old service %s of %s", self.service_name, self.user_name)
         old.remove()
 
-    def _create(self) -> Service:
+    def _create(self, avoid: list[str] | None = None) -> Service:
         settings = self.settings
+        constraints = self.home_constraints() + [f"node.id!={node}" for node in avoid or []]
         try:
             return self.client.services.create(
                 settings.docker_image,
@@ -261,7 +302,7 @@ class SwarmSpawner(DockerSpawner):
                 resources=self.resources(),
                 # Engine API 1.41 (Engine 20.10) takes capabilities by their kernel names.
                 cap_drop=[f"CAP_{name}" for name in CAP_DROP],
-                constraints=self.home_constraints() or None,
+                constraints=constraints or None,
                 restart_policy=RestartPolicy(condition="none"),
                 endpoint_spec=EndpointSpec(mode="dnsrr"),
                 stop_grace_period=STOP_GRACE_SECONDS * 10**9,
@@ -353,11 +394,27 @@ class SwarmSpawner(DockerSpawner):
         what = f"Service {self.service_name}"
         if not code:
             why = status.get("Err") or status.get("Message") or status.get("State")
-            return SpawnerError(
-                f"{what} (image {self.settings.docker_image}) could not start its server: {why}"
+            node_id = str(task.get("NodeID") or "") if task else ""
+            node = self._node_name(node_id)
+            message = (
+                f"{what} (image {self.settings.docker_image}) could not start its server"
+                f"{f' on {node}' if node else ''}: {why}."
             )
+            if node_id and "No such image" in str(why):
+                return ImageMissing(message, node_id, node)
+            return SpawnerError(message)
         lines = b"".join(service.logs(stdout=True, stderr=True, tail=LOG_LINES))
         return self.exited_error(what, code, lines.decode(errors="replace"))
+
+    def _node_name(self, node_id: str) -> str:
+        """A node's host name ("node <id>" if it cannot be read; "" for no node)."""
+        if not node_id:
+            return ""
+        try:
+            hostname = self.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+            return f"node {hostname}"
+        except (DockerException, KeyError):
+            return f"node {node_id[:12]}"
 
     # -- watching and stopping -----------------------------------------------
 

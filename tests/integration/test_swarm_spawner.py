@@ -199,6 +199,10 @@ def test_a_missing_image_fails_naming_it_and_is_not_retried(
     assert response.status_code == 500
     message = response.json()["message"]
     assert f"No such image: {image}" in message and "could not start its server" in message
+    # The node that rejected it is named; with no other node to try, the spawn fails.
+    host = docker_client.info()["Name"]
+    assert f"could not start its server on node {host}" in message
+    assert f"No other node can run it (tried node {host})" in message
     started = hub.query("SELECT started FROM servers")
     token = hub.token("dora")
     for _ in range(2):

@@ -155,3 +155,25 @@ def test_a_server_is_lost_with_its_first_tasks_node_or_a_second_task(
         user_name="u", server_name="", service_prefix="/", settings=settings, storage_id="s"
     )
     assert spawner._lost(tasks) == why
+
+
+@pytest.mark.parametrize(
+    ("avoided", "home", "left"),
+    [
+        ({"n1": "node host-n1"}, "", False),  # n2 down, n3 drained, n4 unknown: none left
+        ({}, "", True),
+        ({"n1": "node host-n1"}, "n1", False),  # the home is there: nowhere else
+    ],
+)
+def test_a_missing_image_is_tried_on_another_node_only_where_one_can_take_it(
+    engine: SimpleNamespace, avoided: dict[str, str], home: str, left: bool
+) -> None:
+    settings = load(environ={}, overrides={"spawner": "swarm"})
+    spawner = SwarmSpawner(
+        user_name="u", server_name="", service_prefix="/", settings=settings, storage_id="s"
+    )
+    spawner.home_node = home
+    assert spawner._nodes_left(avoided) is left
+    engine.nodes.nodes.append(Node(attrs=node("n5")))
+    swarm._nodes_seen.clear()
+    assert spawner._nodes_left(avoided) is (not home)
