@@ -4,8 +4,8 @@
   ``CONFIGPROXY_AUTH_TOKEN``) and no ``./flaskhub.toml``: the working directory
   is the test's tmp_path, which it returns.
 - A test marked neither ``process``, ``integration`` nor ``browser`` fails if it
-  starts a process, so ``-m "not process and not integration and not browser"``
-  stays pure unit tests.
+  starts a process (subprocess, fork, posix_spawn, system, exec, spawn), so
+  ``-m "not process and not integration and not browser"`` stays pure unit tests.
 """
 
 from __future__ import annotations
@@ -41,3 +41,20 @@ def _no_process_unless_marked(
         raise AssertionError(f"{request.node.nodeid} starts a process: mark it `process`")
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    # Every other way a process starts or becomes another: fork (multiprocessing too),
+    # posix_spawn, system, the exec and spawn families.
+    for name in PROCESS_FUNCTIONS:
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, refuse)
+
+
+PROCESS_FUNCTIONS = (
+    "fork",
+    "forkpty",
+    "posix_spawn",
+    "posix_spawnp",
+    "system",
+    "popen",
+    *("execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe"),
+    *("spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe"),
+)

@@ -346,6 +346,7 @@ def _start_like_a_worker(data_dir: str, ready: Any, out: Any) -> None:
         out.put(repr(e))
 
 
+@pytest.mark.process
 def test_workers_starting_together_all_start_with_the_same_secrets(tmp_path: Path) -> None:
     # gunicorn starts its workers at once, and each checks data_dir and reads the secrets:
     # a probe file shared by all, or a secret file read before it is written, made a
