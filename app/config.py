@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 from urllib.parse import quote
 
-from app.version import __version__
+from app.version import JUPYTERHUB_API_VERSION, __version__
 
 if TYPE_CHECKING:
     # Not at run time: gunicorn's arbiter reads settings without loading Flask.
@@ -269,7 +269,7 @@ class Settings:
     )
     cleanup_servers: bool = setting(True, "`flaskhub run` stops user servers when it exits.")
     api_version: str = setting(
-        "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
+        JUPYTERHUB_API_VERSION, "JupyterHub API version implemented (X-JupyterHub-Version)."
     )
     log_level: str = setting(
         "INFO", "Logging level of the hub; DEBUG and INFO also log a line per request."

@@ -40,7 +40,7 @@ def test_start_reach_and_stop_a_server_through_the_proxy(hub: Hub) -> None:
     status = hub.get("/user/alice/api/status", headers={"Authorization": f"token {alice}"})
     assert status.status_code == 200
     assert status.json()["user"] == "alice"
-    assert status.headers["X-JupyterHub-Version"] == "5.4.0"
+    assert status.headers["X-JupyterHub-Version"] == "6.1.1"
     pid = int(status.json()["pid"])
     assert pid_alive(pid)
 
@@ -76,7 +76,7 @@ def test_user_api_shapes(hub: Hub) -> None:
     body = me.json()
     assert body["kind"] == "user" and body["name"] == "dave" and body["admin"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", body["created"])
-    assert hub.api("GET", "").json() == {"version": "5.4.0"}
+    assert hub.api("GET", "").json() == {"version": "6.1.1"}
     # A user sees only themself in the list; an admin sees everyone.
     assert [u["name"] for u in hub.api("GET", "/users", token=token).json()] == ["dave"]
     names = [u["name"] for u in hub.api("GET", "/users").json()]
