@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NOTE = "Requested via api"
 # A hundred years: longer would run past what a datetime can hold.
 MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
-REMOVED_TOKEN_API = (
-    "Deprecated endpoint /hub/api/authorizations/token is removed in JupyterHub 2.0."
-    " Use /hub/api/users/:user/tokens instead."
-)
-REMOVED_TOKEN_LOOKUP = (
-    "Deprecated endpoint /hub/api/authorizations/token/:token is removed"
-    " (deprecated in JupyterHub 2.0). Use /hub/api/user with the token instead."
-)
-
 bp = Blueprint("tokens", __name__)
 
 
@@ -83,17 +74,6 @@ def delete_token(name: str, token_id: str) -> Response:
     get_tokens().revoke(user.id, token_id)
     log.info("Deleted token %s of %s", token_id, user.name)
     return Response(status=204)
-
-
-@bp.post("/authorizations/token")
-def removed_token_api() -> Response:
-    raise HubError(404, REMOVED_TOKEN_API)
-
-
-@bp.get("/authorizations/token/<path:token>")
-def removed_token_lookup(token: str) -> Response:
-    # Answered without looking the token up: a token in a URL ends up in logs.
-    raise HubError(404, REMOVED_TOKEN_LOOKUP)
 
 
 def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:

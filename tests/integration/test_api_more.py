@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, login
 from tests.spawners import FAIL_STATUS
 
 pytestmark = pytest.mark.integration
@@ -224,9 +224,47 @@ def test_an_expired_token_is_refused_and_not_listed(hub: Hub) -> None:
     assert hub.api("GET", f"/users/hana/tokens/{created['id']}").status_code == 404
 
 
-def test_removed_token_endpoints_say_what_to_use_instead(hub: Hub) -> None:
-    lookup = hub.api("GET", f"/authorizations/token/{hub.admin_token}")
-    _check_error(lookup, 404, "Use /hub/api/user")
+DEPRECATED_LOOKUP = (
+    "/authorizations/token/:token endpoint is deprecated in JupyterHub 2.0. Use /api/user"
+)
+
+
+def test_a_token_is_looked_up_as_jupyterhub_6_does_deprecated(hub: Hub) -> None:
+    """GET /authorizations/token/<t> (jhub-client's whoami): the owner's model, as far as
+    the caller may read it, plus what identifies the owner; a warning in the log."""
+    kit = _user(hub, "kit")
+    hub.api("POST", "/users/lou")
+    lou = hub.token("lou")
+    own = hub.api("GET", f"/authorizations/token/{kit}", token=kit)
+    assert own.status_code == 200, own.text
+    assert own.json() == hub.api("GET", "/users/kit", token=kit).json()
+    # Another user's token: only what identifies its owner (JupyterHub's identify scopes).
+    other = hub.api("GET", f"/authorizations/token/{lou}", token=kit)
+    assert other.status_code == 200, other.text
+    assert other.json() == {"kind": "user", "name": "lou", "admin": False, "groups": []}
+    service = hub.api("GET", "/authorizations/token/culler-secret-token", token=kit)
+    assert service.json() == {"kind": "service", "name": "culler", "admin": True}
+    # A service holding admin:services and read:users sees whole models.
+    as_culler = hub.api(
+        "GET", "/authorizations/token/culler-secret-token", token="culler-secret-token"
+    )
+    assert as_culler.json()["command"] == [] and as_culler.json()["roles"] == ["admin"]
+    full = hub.api("GET", f"/authorizations/token/{lou}", token="culler-secret-token").json()
+    assert full["name"] == "lou" and "created" in full and "servers" in full
+    assert DEPRECATED_LOOKUP in hub.log()
+    # Unknown, expired or revoked tokens: 404; no token, or the login cookie alone: 403.
+    _check_error(hub.api("GET", "/authorizations/token/0123456789abcdef", token=kit), 404, "")
+    anonymous = requests.get(f"{hub.public_url}/hub/api/authorizations/token/{kit}", timeout=10)
+    assert anonymous.status_code == 403
+    browser = login(hub, "kit")
+    by_cookie = browser.get(f"{hub.public_url}/hub/api/authorizations/token/{kit}", timeout=10)
+    assert by_cookie.status_code == 403, by_cookie.text
+    token_id = hub.api("GET", "/user", token=lou).json()["token_id"]
+    hub.api("DELETE", f"/users/lou/tokens/{token_id}")
+    assert hub.api("GET", f"/authorizations/token/{lou}", token=kit).status_code == 404
+
+
+def test_the_removed_token_creation_says_what_to_use_instead(hub: Hub) -> None:
     new = hub.api("POST", "/authorizations/token")
     _check_error(
         new,
