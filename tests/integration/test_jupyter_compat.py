@@ -264,3 +264,43 @@ def test_idle_culler_stops_idle_servers_and_deletes_idle_users(
     assert hub.api("GET", "/users/admin").status_code == 200
     assert "Culling server busy" not in output
     hub.api("DELETE", "/users/busy/server")
+
+
+def test_a_managed_culler_declared_without_a_token_works_across_restarts(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    """The culler as its README declares it: a managed service with no api_token (the hub
+    makes one, the same after a restart) and a role with the scopes it needs."""
+    name = "jupyterhub-idle-culler-service"
+    culler = [str(JUPYTER_VENV / "bin" / "python"), "-m", "jupyterhub_idle_culler"]
+    hub = hub_factory(
+        services=[{"name": name, "command": [*culler, "--timeout=4", "--cull-every=2"]}],
+        load_roles=[
+            {
+                "name": "jupyterhub-idle-culler-role",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": [name],
+            }
+        ],
+    )
+
+    def culler_token() -> str:
+        pid = hub.api("GET", f"/services/{name}").json()["pid"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        token = next(v for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN="))
+        return token.partition(b"=")[2].decode()
+
+    def culled(user: str) -> None:
+        _start(hub, user)
+        wait_for(lambda: hub.api("GET", f"/users/{user}").json()["server"] is None, timeout=60)
+
+    culled("idle-once")
+    token = culler_token()
+    assert len(token) >= 32 and token not in hub.log()
+    assert hub.api("GET", "/user", token=token).json()["name"] == name
+    hub.restart()
+    culled("idle-after-restart")
+    assert culler_token() == token
+    log = (hub.data_dir / "logs" / f"service-{name}.log").read_text()
+    assert "Culling server idle-after-restart" in log, log
+    assert "403" not in log, log
