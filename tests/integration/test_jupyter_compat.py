@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -304,3 +305,68 @@ def test_a_managed_culler_declared_without_a_token_works_across_restarts(
     log = (hub.data_dir / "logs" / f"service-{name}.log").read_text()
     assert "Culling server idle-after-restart" in log, log
     assert "403" not in log, log
+
+
+def test_jhubctl_runs_a_notebook_as_a_temporary_user(hub: Hub, tmp_path: Path) -> None:
+    """jhub-client's `jhubctl run --temporary-user` end to end: it asks who its token is
+    (GET /authorizations/token/<token>, deprecated but served as JupyterHub 6.1 does),
+    creates a user, a token and a JupyterLab server, runs the notebook in a kernel over
+    the proxy, checks the outputs, then stops the server and deletes the user."""
+    notebook = tmp_path / "check.ipynb"
+    cells = [("6*7", "execute_result", "42"), ("print('hello from jhubctl')", "stream", None)]
+    notebook.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 4,
+                "metadata": {},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "execution_count": 1,
+                        "source": source,
+                        "outputs": [
+                            {"output_type": kind, "name": "stdout", "text": "hello from jhubctl\n"}
+                            if kind == "stream"
+                            else {
+                                "output_type": kind,
+                                "execution_count": 1,
+                                "metadata": {},
+                                "data": {"text/plain": text},
+                            }
+                        ],
+                    }
+                    for source, kind, text in cells
+                ],
+            }
+        )
+    )
+    before = {u["name"] for u in hub.api("GET", "/users").json()}
+    result = subprocess.run(
+        [
+            str(JUPYTER_VENV / "bin" / "jhubctl"),
+            "run",
+            f"--hub={hub.public_url}",
+            f"--notebook={notebook}",
+            "--temporary-user",
+            "--validate",
+            f"--output-filename={tmp_path / 'out.ipynb'}",
+        ],
+        env=dict(os.environ, JUPYTERHUB_API_TOKEN=CULLER_TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    results = [cell["outputs"][0]["data"]["text/plain"] for cell in out["cells"]]
+    assert results == ["42", "hello from jhubctl\n"]
+    created = re.search(r"created username=(service-idle-culler-[0-9a-f-]+)", output)
+    assert created, output
+    # Temporary: its server stopped and the user deleted again.
+    assert hub.api("GET", f"/users/{created[1]}").status_code == 404
+    assert {u["name"] for u in hub.api("GET", "/users").json()} == before
+    assert "/authorizations/token/:token endpoint is deprecated" in hub.log()
