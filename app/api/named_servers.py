@@ -26,7 +26,7 @@ bp = Blueprint("named_servers", __name__)
 @bp.post("/users/<name>/servers/<server_name>")
 def start_named_server(name: str, server_name: str) -> Response:
     """Start a server; body: user options. 201 ready, 202 pending, as for the default one."""
-    require_scope("servers", server=f"{name}/{server_name}")
+    require_scope("start:servers", server=f"{name}/{server_name}")
     require_user(name)
     if server_name:
         _check_enabled()

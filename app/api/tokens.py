@@ -86,7 +86,7 @@ def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
             "user": owner.name,
             "roles": [],
             # What the token can do now: its scopes within its owner's.
-            "scopes": sorted(Identity(user=owner, token=token).scopes),
+            "scopes": Identity(user=owner, token=token).shown_scopes,
             "note": token.note,
             "created": isoformat(token.created),
             "expires_at": isoformat(token.expires_at),

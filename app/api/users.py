@@ -178,7 +178,7 @@ def set_password(name: str) -> Response:
 
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
-    require_scope("servers", user=name)
+    require_scope("start:servers", user=name)
     require_user(name)
     options = json_body({})
     if not isinstance(options, dict):

@@ -654,3 +654,63 @@ def test_named_servers_are_off_by_default(plain_hub: Hub) -> None:
     assert plain_hub.api("POST", "/users/zoe/servers/").status_code == 201
     wait_for(lambda: plain_hub.api("GET", "/users/zoe").json()["server"] == "/user/zoe/")
     assert plain_hub.api("DELETE", "/users/zoe/servers/").status_code == 204
+
+
+# -- JupyterHub 6: start:servers, the scopes a token shows ------------------------
+
+
+def test_start_servers_starts_but_does_not_stop(hub: Hub) -> None:
+    """JupyterHub 6's start:servers (a subscope of servers): start, not stop."""
+    _user(hub, "sam")
+    starter = hub.api(
+        "POST", "/users/admin/tokens", json={"scopes": ["start:servers!user=sam"]}
+    ).json()
+    assert "token" in starter, starter
+    started = hub.api("POST", "/users/sam/server", token=starter["token"])
+    assert started.status_code in (201, 202), started.text
+    _check_error(hub.api("DELETE", "/users/sam/server", token=starter["token"]), 403, "")
+    _check_error(hub.api("POST", "/users/tom/server", token=starter["token"]), 403, "")
+    stopper = hub.api("POST", "/users/admin/tokens", json={"scopes": ["delete:servers"]}).json()
+    assert hub.api("DELETE", "/users/sam/server", token=stopper["token"]).status_code in (202, 204)
+    _check_error(hub.api("POST", "/users/sam/server", token=stopper["token"]), 403, "")
+
+
+# What JupyterHub 6.1.1 answers for a user's token (GET /hub/api/user, the token list).
+OWN_SCOPES = [
+    "access:servers!user={}",
+    "delete:servers!user={}",
+    "read:servers!user={}",
+    "read:shares!user={}",
+    "read:tokens!user={}",
+    "read:users!user={}",
+    "read:users:activity!user={}",
+    "read:users:groups!user={}",
+    "read:users:name!user={}",
+    "read:users:shares!user={}",
+    "servers!user={}",
+    "start:servers!user={}",
+    "tokens!user={}",
+    "users:activity!user={}",
+    "users:shares!user={}",
+]
+
+
+def test_tokens_show_the_scopes_jupyterhub_shows(hub: Hub) -> None:
+    """No internal names ((no_scope), identify), and for an admin no !user=<self> copies
+    of what it holds unfiltered."""
+    ulla = _user(hub, "ulla")
+    expected = [scope.format("ulla") for scope in OWN_SCOPES]
+    assert hub.api("GET", "/user", token=ulla).json()["scopes"] == expected
+    assert [sorted(t["scopes"]) for t in _tokens(hub, "ulla")] == [expected]
+    admin = hub.api("GET", "/user").json()["scopes"]
+    assert not [s for s in admin if "!" in s or s in ("(no_scope)", "identify")], admin
+    assert {"admin:users", "start:servers", "read:users:name", "shutdown"} <= set(admin)
+    # Every token may read who its owner is: JupyterHub 6.1 adds those scopes to each.
+    narrow = hub.api(
+        "POST", "/users/ulla/tokens", token=ulla, json={"scopes": ["read:users:name!user"]}
+    ).json()
+    identify = ["read:users:groups!user=ulla", "read:users:name!user=ulla"]
+    assert narrow["scopes"] == identify
+    assert hub.api("GET", "/user", token=narrow["token"]).json()["scopes"] == identify
+    groups = hub.api("GET", "/users/ulla", token=narrow["token"]).json()
+    assert groups == {"kind": "user", "name": "ulla", "admin": False, "groups": []}
