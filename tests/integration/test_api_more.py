@@ -713,4 +713,98 @@ def test_tokens_show_the_scopes_jupyterhub_shows(hub: Hub) -> None:
     assert narrow["scopes"] == identify
     assert hub.api("GET", "/user", token=narrow["token"]).json()["scopes"] == identify
     groups = hub.api("GET", "/users/ulla", token=narrow["token"]).json()
-    assert groups == {"kind": "user", "name": "ulla", "admin": False, "groups": []}
+    assert groups == {
+        "kind": "user",
+        "name": "ulla",
+        "admin": False,
+        "groups": [],
+        "user_info": None,
+    }
+
+
+def test_jupyterhub_6_server_calls_get_put_patch(hub: Hub) -> None:
+    """GET one server, PUT a named server without starting it, PATCH a stopped one
+    (rename, display_name, user_options), as JupyterHub 6.1's rest-api.yml describes."""
+    pia = _user(hub, "pia")
+    url = "/users/pia/servers/nb"
+    created = hub.api(
+        "PUT", url, token=pia, json={"display_name": "My notebook", "user_options": {"size": "s"}}
+    )
+    assert created.status_code == 201, created.text
+    model = created.json()
+    assert (model["name"], model["display_name"]) == ("nb", "My notebook")
+    assert model["stopped"] is True and model["ready"] is False and model["pending"] is None
+    assert model["user_options"] == {"size": "s"} and "state" not in model
+    assert hub.api("GET", url, token=pia).json() == model
+    assert "state" in hub.api("GET", url).json()  # the admin holds admin:server_state
+    _check_error(hub.api("PUT", url, token=pia), 409, "already has server nb")
+    _check_error(hub.api("PUT", "/users/pia/servers/", token=pia), 409, "default server")
+    _check_error(hub.api("GET", "/users/pia/servers/none", token=pia), 404, "no server named")
+    _check_error(hub.api("PUT", "/users/pia/servers/nb", token=_user(hub, "quin")), 403, "")
+    stopped = hub.api("GET", "/users/pia?include_stopped_servers=1", token=pia).json()
+    assert stopped["servers"]["nb"]["display_name"] == "My notebook"
+    assert stopped["user_info"] is None
+
+    # POST without options starts it with those it was created with (JupyterHub 6).
+    assert hub.api("POST", url, token=pia).status_code == 201
+    running = hub.api("GET", url, token=pia).json()
+    assert running["ready"] is True and running["user_options"] == {"size": "s"}
+    _check_error(hub.api("PATCH", url, token=pia, json={"name": "nb2"}), 400, "stop it before")
+    assert hub.api("DELETE", url, token=pia).status_code == 204
+
+    renamed = hub.api("PATCH", url, token=pia, json={"name": "nb2"})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["display_name"]) == ("nb2", "nb2")
+    assert renamed.json()["url"] == "/user/pia/nb2/"
+    assert hub.api("GET", url, token=pia).status_code == 404
+    edited = hub.api(
+        "PATCH",
+        "/users/pia/servers/nb2",
+        token=pia,
+        json={"display_name": "Renamed", "user_options": {"size": "m"}},
+    ).json()
+    assert (edited["display_name"], edited["user_options"]) == ("Renamed", {"size": "m"})
+    assert hub.api("POST", "/users/pia/servers/nb2", token=pia).status_code == 201
+    assert hub.api("GET", "/users/pia/servers/nb2", token=pia).json()["ready"] is True
+    assert hub.api("DELETE", "/users/pia/servers/nb2", token=pia).status_code == 204
+
+    # A second named server (the limit is 2), then a rename onto it is a conflict.
+    assert hub.api("PUT", "/users/pia/servers/other", token=pia).status_code == 201
+    _check_error(
+        hub.api("PATCH", "/users/pia/servers/nb2", token=pia, json={"name": "other"}),
+        409,
+        "already has server 'other'",
+    )
+    _check_error(hub.api("PUT", "/users/pia/servers/third", token=pia), 400, "maximum of 2")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({}, "at least one field"),
+        ({"colour": "red"}, "Unexpected fields: colour"),
+        ({"name": "Not A Name!"}, "server name"),
+        ({"name": 5}, "name must be a string"),
+        ({"display_name": ["x"]}, "display_name must be a string"),
+        ({"display_name": "line\nbreak"}, "printable"),
+        ({"display_name": "x" * 256}, "at most 255"),
+        ({"user_options": ["x"]}, "user_options must be an object"),
+        ([], "at least one field"),
+    ],
+)
+def test_bad_server_patches_are_400(hub: Hub, body: object, fragment: str) -> None:
+    rex = _user(hub, "rex")
+    hub.api("PUT", "/users/rex/servers/box", token=rex)
+    _check_error(hub.api("PATCH", "/users/rex/servers/box", token=rex, json=body), 400, fragment)
+
+
+def test_bad_server_bodies_are_400(hub: Hub) -> None:
+    sid = _user(hub, "sid")
+    for method in ("PUT", "POST"):
+        for body, fragment in [
+            ({"display_name": 3}, "display_name must be a string"),
+            ({"user_options": "big"}, "user_options must be an object or null"),
+            (["a"], "Body must be a JSON object"),
+        ]:
+            response = hub.api(method, "/users/sid/servers/x", token=sid, json=body)
+            _check_error(response, 400, fragment)
