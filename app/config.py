@@ -263,7 +263,9 @@ class Settings:
     active_server_limit: int = setting(0, "Servers active at once (0 = no limit).")
     implicit_spawn: bool = setting(True, "Visiting /hub/user/<name>/ starts a stopped server.")
     redirect_to_server: bool = setting(
-        True, "A logged-in user with a running server who opens /hub/ goes to it."
+        True,
+        "After login (without `next`) and at /hub/, a user goes to their server, started "
+        "if it is not running (JupyterHub's); false: to /hub/home.",
     )
     allow_named_servers: bool = setting(False, "Users may have named servers besides their own.")
     named_server_limit_per_user: int = setting(0, "Named servers a user may have (0 = no limit).")
