@@ -705,6 +705,15 @@ def test_tokens_show_the_scopes_jupyterhub_shows(hub: Hub) -> None:
     admin = hub.api("GET", "/user").json()["scopes"]
     assert not [s for s in admin if "!" in s or s in ("(no_scope)", "identify")], admin
     assert {"admin:users", "start:servers", "read:users:name", "shutdown"} <= set(admin)
+    service = hub.api("GET", "/user", token="viewer-secret-token").json()["scopes"]
+    assert service == [
+        "read:services!service=viewer",
+        "read:services:name!service=viewer",
+        "read:users",
+        "read:users:activity",
+        "read:users:groups",
+        "read:users:name",
+    ]
     # Every token may read who its owner is: JupyterHub 6.1 adds those scopes to each.
     narrow = hub.api(
         "POST", "/users/ulla/tokens", token=ulla, json={"scopes": ["read:users:name!user"]}
