@@ -157,6 +157,21 @@ def test_token_page_create_see_once_use_and_revoke(page: Page, hub: Hub) -> None
     assert api_as(hub, token, "/user").status_code == 403
 
 
+def test_token_page_shows_scopes_as_jupyterhub_does(page: Page, hub: Hub) -> None:
+    """A token with all of its owner's rights: JupyterHub 6.1's 15 scopes on the owner, no
+    internal names such as (no_scope)."""
+    log_in_home(page, hub, "tori")
+    page.goto(f"{hub.public_url}/hub/token")
+    page.get_by_role("button", name="Request new API token").click()
+    expect(page.get_by_role("heading", name="Your new API token")).to_be_visible()
+    scopes = page.locator("#api-tokens tbody tr td").first
+    expect(scopes).to_contain_text("access:servers!user=tori")
+    shown = scopes.inner_text().split()
+    assert len(shown) == 15 and shown == sorted(shown), shown
+    assert "start:servers!user=tori" in shown and "(no_scope)" not in shown
+    assert all(scope.endswith("!user=tori") for scope in shown), shown
+
+
 def test_token_page_bad_scope_is_explained(page: Page, hub: Hub) -> None:
     """The refusal is said, and the token of an earlier request is no longer shown beside
     it (it would read as made by the refused request)."""
