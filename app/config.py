@@ -14,6 +14,8 @@ with a message naming the key.
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 from urllib.parse import quote
 
-from app.version import __version__
+from app.version import JUPYTERHUB_API_VERSION, __version__
 
 if TYPE_CHECKING:
     # Not at run time: gunicorn's arbiter reads settings without loading Flask.
@@ -219,8 +221,9 @@ class Settings:
         [],
         'Services (JupyterHub\'s): [{"name", "api_token", "admin", "scopes", "url", "command", '
         '"environment", "oauth_client_id", "oauth_redirect_uri", "oauth_client_allowed_scopes", '
-        '"oauth_no_confirm", "info", "display"}]; only name and api_token are required. With a '
-        "`url` routed at /services/<name>/; with a `command` started by `flaskhub run`.",
+        '"oauth_no_confirm", "info", "display"}]; only name and api_token are required (a '
+        "managed one may leave api_token out: the hub derives one). With a `url` routed at "
+        "/services/<name>/; with a `command` started by `flaskhub run`.",
         secret=True,
     )
     load_roles: list[dict[str, Any]] = setting(
@@ -265,7 +268,9 @@ class Settings:
     active_server_limit: int = setting(0, "Servers active at once (0 = no limit).")
     implicit_spawn: bool = setting(True, "Visiting /hub/user/<name>/ starts a stopped server.")
     redirect_to_server: bool = setting(
-        True, "A logged-in user with a running server who opens /hub/ goes to it."
+        True,
+        "After login (without `next`) and at /hub/, a user goes to their server, started "
+        "if it is not running (JupyterHub's); false: to /hub/home.",
     )
     allow_named_servers: bool = setting(False, "Users may have named servers besides their own.")
     named_server_limit_per_user: int = setting(0, "Named servers a user may have (0 = no limit).")
@@ -274,7 +279,7 @@ class Settings:
     )
     cleanup_servers: bool = setting(True, "`flaskhub run` stops user servers when it exits.")
     api_version: str = setting(
-        "5.4.0", "JupyterHub API version implemented (X-JupyterHub-Version)."
+        JUPYTERHUB_API_VERSION, "JupyterHub API version implemented (X-JupyterHub-Version)."
     )
     log_level: str = setting(
         "INFO", "Logging level of the hub; DEBUG and INFO also log a line per request."
@@ -613,13 +618,29 @@ def resolve_secrets(settings: Settings) -> Settings:
     """Check data_dir and fill in the cookie secret and proxy token kept there when unset."""
     check_data_dir(settings)
     data_dir = Path(settings.data_dir)
+    cookie_secret = persistent_secret(settings.cookie_secret, data_dir / "cookie_secret")
     return replace(
         settings,
-        cookie_secret=persistent_secret(settings.cookie_secret, data_dir / "cookie_secret"),
+        cookie_secret=cookie_secret,
         proxy_auth_token=persistent_secret(
             settings.proxy_auth_token, data_dir / "proxy_auth_token"
         ),
+        services=[_with_api_token(service, cookie_secret) for service in settings.services],
     )
+
+
+def _with_api_token(service: dict[str, Any], cookie_secret: str) -> dict[str, Any]:
+    """A managed service declared without `api_token` gets one, as in JupyterHub.
+
+    JupyterHub makes a new one at each start; this one is derived from the cookie secret
+    (HMAC), so it is the same in every worker and replica and after a restart, and there is
+    no new secret to keep: whoever could read the cookie secret could act as anyone already.
+    """
+    if service.get("api_token") or not service.get("command"):
+        return service
+    message = f"flaskhub managed service token\0{service['name']}".encode()
+    token = hmac.new(cookie_secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+    return {**service, "api_token": token}
 
 
 def init_app(app: Flask, overrides: dict[str, Any] | None = None) -> None:

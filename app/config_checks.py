@@ -285,11 +285,16 @@ def _validate_services(services: list[dict[str, Any]]) -> None:
 
     names = set()
     for service in services:
-        required = ("name", "api_token")
+        # A managed one (with a `command`) may leave api_token out: the hub makes one.
+        managed = isinstance(service, dict) and "command" in service
+        required = ("name",) if managed else ("name", "api_token")
         if not isinstance(service, dict) or not all(
             isinstance(service.get(key), str) and service[key] for key in required
         ):
-            raise ConfigError('each of \'services\' needs {"name": ..., "api_token": ...}')
+            raise ConfigError(
+                'each of \'services\' needs {"name": ..., "api_token": ...} (a managed '
+                'service, one with a "command", may leave api_token out: the hub makes one)'
+            )
         try:
             spec = spec_from(service)
             check_scopes([*service.get("scopes", []), *spec.oauth_client_allowed_scopes])

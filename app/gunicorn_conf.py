@@ -86,7 +86,8 @@ def on_starting(server: Any) -> None:
     _reset_metrics(server)
     if _settings.proxy_auto_start:
         _proxy = supervisor.start_proxy(resolve_secrets(_settings))
-    _services = supervisor.start_services(_settings)
+    # With secrets: a managed service declared without api_token gets its token there.
+    _services = supervisor.start_services(resolve_secrets(_settings))
 
 
 def when_ready(server: Any) -> None:

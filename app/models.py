@@ -98,6 +98,9 @@ class User(Base):
     # login through one: a later login of the name by another account is refused.
     provider_issuer: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     provider_subject: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    # JupyterHub 6's profile from the authenticator (name, initials, avatar_url, ...), for
+    # JupyterLab to show; None until an authenticator gives one.
+    user_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     servers: Mapped[list[Server]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -194,6 +197,8 @@ class Server(ServerStatus, Base):
     # Why a server that was running stopped on its own (shown, never auto-restarted).
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # JupyterHub 6's name to show for a named server (any text; empty: its name).
+    display_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
     # The hub process (app.processes: host:pid:start) running its spawn or stop, while
     # it is spawning or stopping: if that process dies, the reconcile loop takes over.
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
-# A scope and the scopes it implies directly: JupyterHub 5.4's whole vocabulary.
+# A scope and the scopes it implies directly: JupyterHub 6.1's whole vocabulary.
 SUBSCOPES: Final[Mapping[str, tuple[str, ...]]] = {
     "(no_scope)": (),
     "identify": (),
@@ -45,8 +45,9 @@ SUBSCOPES: Final[Mapping[str, tuple[str, ...]]] = {
     "users:activity": ("read:users:activity",),
     "admin:servers": ("admin:server_state", "servers"),
     "admin:server_state": (),
-    "servers": ("read:servers", "delete:servers"),
+    "servers": ("read:servers", "start:servers", "delete:servers"),
     "read:servers": ("read:users:name",),
+    "start:servers": (),
     "delete:servers": (),
     "tokens": ("read:tokens",),
     "read:tokens": (),
@@ -306,6 +307,23 @@ def intersect(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
 
 def _unparse(base: str, filters: Filters) -> set[str]:
     return {f"{base}!{kind}={value}" for kind, values in filters.items() for value in values}
+
+
+def identify_scopes(user: str) -> frozenset[str]:
+    """What every token of a user may read of its owner (JupyterHub's identify scopes)."""
+    return frozenset(f"read:users:{field}!user={user}" for field in ("name", "groups"))
+
+
+def shown_scopes(expanded: frozenset[str]) -> list[str]:
+    """Expanded scopes as JupyterHub 6.1 shows them (a token's `scopes`, GET /user's):
+    without the internal names, and without a filtered copy of a scope also held unfiltered
+    (an admin's `servers!user=admin` is in `servers`)."""
+    unfiltered = {scope for scope in expanded if "!" not in scope}
+    return sorted(
+        scope
+        for scope in expanded - IDENTIFY
+        if "!" not in scope or scope.partition("!")[0] not in unfiltered
+    )
 
 
 def covers(have: ScopeSet, wanted: frozenset[str]) -> frozenset[str]:

@@ -38,13 +38,15 @@ class GroupView:
 
 @dataclass
 class UserView:
-    """A user as the user model reads it (name, admin, times, servers, groups, roles)."""
+    """A user as the user model reads it (name, admin, times, profile, servers, groups,
+    roles)."""
 
     id: int
     name: str
     admin: bool
     created: datetime
     last_activity: datetime | None
+    user_info: dict[str, Any] | None
     servers: list[ServerView] = field(default_factory=list)
     groups: list[GroupView] = field(default_factory=list)
     roles: list[GroupView] = field(default_factory=list)
@@ -65,10 +67,18 @@ class ServerView(ServerStatus):
     last_activity: datetime | None
     user_options: dict[str, Any]
     spawner_state: dict[str, Any]
+    display_name: str
 
 
 # Built once: building a statement costs more than running it on SQLite.
-_USER_COLUMNS = (User.id, User.name, User.admin, User.created, User.last_activity)
+_USER_COLUMNS = (
+    User.id,
+    User.name,
+    User.admin,
+    User.created,
+    User.last_activity,
+    User.user_info,
+)
 _SERVER_COLUMNS = (
     Server.name,
     Server.state,
@@ -77,6 +87,7 @@ _SERVER_COLUMNS = (
     Server.last_activity,
     Server.user_options,
     Server.spawner_state,
+    Server.display_name,
 )
 _IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 # One user and their servers in one statement (a row per server, or one without).

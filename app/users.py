@@ -172,6 +172,13 @@ class UserService:
             if user is not None:
                 user.cookie_id = uuid.uuid4().hex
 
+    def set_user_info(self, name: str, user_info: dict[str, Any] | None) -> None:
+        """Keep the profile the authenticator gave at a login (JupyterHub 6's user_info)."""
+        with self.db.write() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is not None and user.user_info != user_info:
+                user.user_info = user_info
+
     def set_admin(self, name: str, admin: bool) -> None:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from app.api import (
+    authorizations,
     groups,
     hub,
     named_servers,
@@ -35,6 +36,7 @@ bp = Blueprint("api", __name__, url_prefix="/hub/api")
 USER_NAMED = tuple(f"{bp.url_prefix}/{kind}/<name>" for kind in ("users", "shares", "share-codes"))
 
 for module in (
+    authorizations,
     groups,
     hub,
     named_servers,

@@ -107,7 +107,7 @@ def service_roles(service: Service) -> list[str]:
 def whoami() -> Response:
     """The model of the credential's owner, with the scopes the credential carries."""
     identity = require_identity()
-    scopes = sorted(identity.scopes)
+    scopes = identity.shown_scopes
     if identity.user is None:
         assert identity.service is not None
         return jsonify(

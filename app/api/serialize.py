@@ -31,6 +31,7 @@ def server_model(server: Server | ServerView, *, state: bool = False) -> dict[st
     public = current_settings().public_url
     model = {
         "name": server.name,
+        "display_name": server.display_name or server.name,
         "full_name": f"{owner}/{server.name}",
         "ready": server.ready,
         "pending": server.pending,
@@ -73,4 +74,5 @@ def user_model(
         "created": isoformat(user.created),
         "last_activity": isoformat(user.last_activity),
         "servers": active,
+        "user_info": user.user_info,
     }

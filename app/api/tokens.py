@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NOTE = "Requested via api"
 # A hundred years: longer would run past what a datetime can hold.
 MAX_EXPIRES_IN = 100 * 365 * 24 * 3600
-REMOVED_TOKEN_API = (
-    "Deprecated endpoint /hub/api/authorizations/token is removed in JupyterHub 2.0."
-    " Use /hub/api/users/:user/tokens instead."
-)
-REMOVED_TOKEN_LOOKUP = (
-    "Deprecated endpoint /hub/api/authorizations/token/:token is removed"
-    " (deprecated in JupyterHub 2.0). Use /hub/api/user with the token instead."
-)
-
 bp = Blueprint("tokens", __name__)
 
 
@@ -85,17 +76,6 @@ def delete_token(name: str, token_id: str) -> Response:
     return Response(status=204)
 
 
-@bp.post("/authorizations/token")
-def removed_token_api() -> Response:
-    raise HubError(404, REMOVED_TOKEN_API)
-
-
-@bp.get("/authorizations/token/<path:token>")
-def removed_token_lookup(token: str) -> Response:
-    # Answered without looking the token up: a token in a URL ends up in logs.
-    raise HubError(404, REMOVED_TOKEN_LOOKUP)
-
-
 def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
     """JupyterHub's token model for each of a user's tokens."""
     clients = get_tokens().client_descriptions(t.client_id for t in tokens if t.client_id)
@@ -106,7 +86,7 @@ def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
             "user": owner.name,
             "roles": [],
             # What the token can do now: its scopes within its owner's.
-            "scopes": sorted(Identity(user=owner, token=token).scopes),
+            "scopes": Identity(user=owner, token=token).shown_scopes,
             "note": token.note,
             "created": isoformat(token.created),
             "expires_at": isoformat(token.expires_at),

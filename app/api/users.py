@@ -18,6 +18,7 @@ from app.api.common import (
     require_user,
     user_or_404,
 )
+from app.api.named_servers import ServerRequest, server_request, start_with
 from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
@@ -178,12 +179,11 @@ def set_password(name: str) -> Response:
 
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
-    require_scope("servers", user=name)
+    require_scope("start:servers", user=name)
     require_user(name)
-    options = json_body({})
-    if not isinstance(options, dict):
-        raise HubError(400, "Server options must be a JSON object")
-    return result_response(get_servers().start_server(name, "", options))
+    wanted = server_request()
+    # The default server's display name is its (empty) name, as in JupyterHub.
+    return start_with(name, "", ServerRequest(None, wanted.user_options))
 
 
 @bp.delete("/users/<name>/server")

@@ -29,9 +29,10 @@ USER_FIELDS: Final[dict[str, frozenset[str]]] = {
             "pending",
             "created",
             "last_activity",
+            "user_info",
         }
     ),
-    "read:users:name": frozenset({"kind", "name", "admin"}),
+    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
     "read:users:groups": frozenset({"kind", "name", "groups"}),
     "read:users:activity": frozenset({"kind", "name", "last_activity"}),
     "read:servers": frozenset({"kind", "name", "servers"}),

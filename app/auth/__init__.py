@@ -30,8 +30,10 @@ from app.scopes import (
     ScopeSet,
     covers,
     expand_scopes,
+    identify_scopes,
     intersect,
     role_scopes,
+    shown_scopes,
 )
 from app.tokens import Service, get_tokens
 from app.users import get_users
@@ -97,7 +99,10 @@ class Identity:
         if self.full_access:
             return None
         assert self.token is not None
-        return expand_scopes(self.token.scopes, user=self.name if self.user else None)
+        if self.user is None:
+            return expand_scopes(self.token.scopes)
+        # Every token may read who its owner is (JupyterHub adds these to each token).
+        return expand_scopes(self.token.scopes, user=self.name) | identify_scopes(self.name)
 
     @cached_property
     def scopes(self) -> frozenset[str]:
@@ -105,6 +110,11 @@ class Identity:
         if self.token_scopes is None:
             return self.owner_scopes
         return intersect(self.token_scopes, self.owner_scopes)
+
+    @property
+    def shown_scopes(self) -> list[str]:
+        """The scopes as JupyterHub shows them: GET /hub/api/user, the token list."""
+        return shown_scopes(self.scopes)
 
     @cached_property
     def _grants(self) -> tuple[ScopeSet, ...]:

@@ -77,6 +77,8 @@ def admit(users: UserService, settings: Settings, result: AuthResult) -> User:
                 *result.subject,
             )
             raise
+    if result.user_info is not None:
+        users.set_user_info(user.name, result.user_info)
     admin = is_admin(settings, result)
     if admin is not None and admin != user.admin:
         change = "Granted" if admin else "Removed"

@@ -57,6 +57,9 @@ class AuthResult:
     #: The provider's account, (issuer, sub): the name is bound to it at the first login
     #: (app.auth.access). None for authenticators without one (dummy, password, LDAP).
     subject: tuple[str, str] | None = None
+    #: JupyterHub 6's profile (name, display_name, initials, avatar_url, color), shown as
+    #: the user model's user_info; None keeps what the user has.
+    user_info: dict[str, Any] | None = field(default=None, compare=False)
 
 
 class Authenticator:

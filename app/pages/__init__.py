@@ -31,10 +31,12 @@ from app.auth.authenticators import AuthResult
 from app.config import current_settings
 from app.errors import STATUS, HubError
 from app.logins import get_throttle, login_keys
+from app.models import ServerState, User
 from app.outcomes import DomainError, Invalid, TooManyFailures
 from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for, to_hub_origin
+from app.pages.visits import pending_page_url
 from app.servers import get_servers
 from app.users import get_users
 from proxy.client import ProxyError
@@ -62,9 +64,10 @@ C0_AND_SPACE = "".join(map(chr, range(33)))
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this hub, judged as a browser will read it: never another host."""
+    """Only a path on this hub, judged as a browser will read it: never another host;
+    "" for none (the user's landing_url then)."""
     if not target:
-        return "/hub/home"
+        return ""
     if "\r" in target or "\n" in target:
         raise HubError(400, "The next URL must not contain a line break.")
     # Browsers drop tabs and surrounding control characters and read \ as /.
@@ -72,7 +75,24 @@ def _safe_next(target: str | None) -> str:
     parts = urlsplit(path)
     if path.startswith("/") and not path.startswith("//") and not parts.scheme + parts.netloc:
         return path
-    return "/hub/home"
+    return ""
+
+
+def landing_url(user: User) -> str:
+    """Where a user goes after logging in, and from /hub/ (JupyterHub's default URL).
+
+    With `redirect_to_server` (the default): their server if it is starting or running,
+    else /hub/spawn to start it; a failed one shows its failure (spawn-pending), never a
+    new spawn nobody asked for. Without: the home page.
+    """
+    if not current_settings().redirect_to_server:
+        return "/hub/home"
+    server = get_servers().get_server(user.name)
+    if server is None or server.state == ServerState.STOPPED:
+        return "/hub/spawn"
+    if server.state == ServerState.FAILED:
+        return pending_page_url(user.name)
+    return server_url_for(user.name)
 
 
 bp.before_app_request(to_hub_origin)
@@ -94,13 +114,11 @@ def root() -> ResponseReturnValue:
 
 @bp.get("/hub/")
 def index() -> ResponseReturnValue:
-    """The home page; a logged-in user's running server instead (`redirect_to_server`)."""
+    """A logged-in user's landing_url; anyone else logs in first (and lands there)."""
     user = current_identity().user
-    if user is not None and current_settings().redirect_to_server:
-        server = get_servers().get_server(user.name)
-        if server is not None and server.ready:
-            return redirect(server_url_for(user.name))
-    return redirect("/hub/home")
+    if user is None or not current_identity().via_cookie:
+        return redirect("/hub/login")
+    return redirect(landing_url(user))
 
 
 @bp.get("/hub/user-redirect/", defaults={"path": ""})
@@ -131,8 +149,9 @@ def favicon() -> ResponseReturnValue:
 def login() -> ResponseReturnValue:
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        if current_identity().user is not None and current_identity().via_cookie:
-            return redirect(next_url)
+        user = current_identity().user
+        if user is not None and current_identity().via_cookie:
+            return redirect(next_url or landing_url(user))
         return _login_page(next_url)
     name = request.form.get("username", "")
     return finish_login(_authenticate(name, next_url), next_url)
@@ -153,7 +172,7 @@ def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
         get_auth_states().save(user.name, result.auth_state)
     login_user(user)
     log.info("User %s logged in", user.name)
-    return redirect(next_url)
+    return redirect(next_url or landing_url(user))
 
 
 def _authenticate(name: str, next_url: str) -> AuthResult:

@@ -83,7 +83,7 @@ def _check_may_start(user: User, name: str, server_name: str) -> None:
             raise HubError(404, "Named servers are not enabled on this hub.", home_link=True)
         check_server_name(server_name)
     if name != user.name and not current_identity().has_scope(
-        "servers", server=f"{name}/{server_name}"
+        "start:servers", server=f"{name}/{server_name}"
     ):
         raise HubError(403, f"You may not start servers of {name}.", home_link=True)
 

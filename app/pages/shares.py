@@ -54,5 +54,4 @@ def _next_url(default: str) -> str:
     """`next` if it is a path on this hub, else the shared server's URL."""
     from app.pages import _safe_next
 
-    wanted = request.values.get("next", "")
-    return _safe_next(wanted) if wanted else default
+    return _safe_next(request.values.get("next", "")) or default

@@ -24,6 +24,7 @@ from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
 from app.servers.counts import state_counts
+from app.servers.edits import ServerEdits
 from app.servers.names import url_prefix
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
@@ -77,6 +78,8 @@ class ServerManager:
         # it raises LoginExpired when the user must log in again.
         self.auth_state_for = auth_state_for
         self.heartbeats = heartbeats or Heartbeats(db)
+        # JupyterHub 6's PUT and PATCH of a server that is not running.
+        self.edits = ServerEdits(db, settings)
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}

@@ -81,7 +81,7 @@ def claim(
     server = user.server(server_name)
     refused = _refusal(server, user_name, explicit)
     if refused is None and server is None and server_name:
-        _check_named_server_limit(settings, user)
+        check_named_server_limit(settings, user)
     refused = refused or check_limits(settings, state_counts(session))
     if refused is not None:
         return refused
@@ -116,7 +116,7 @@ def _refusal(server: Server | None, user_name: str, explicit: bool) -> Result | 
     return None
 
 
-def _check_named_server_limit(settings: Settings, user: User) -> None:
+def check_named_server_limit(settings: Settings, user: User) -> None:
     """`named_server_limit_per_user` counts every named server until it is removed."""
     limit = settings.named_server_limit_per_user
     if limit and sum(1 for s in user.servers if s.name) >= limit:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 # The JupyterHub version whose single-user protocol this server implements; the hub reads it
 # from the X-JupyterHub-Version header to choose features and to explain redirect loops.
-JUPYTERHUB_VERSION = "5.4.0"
+JUPYTERHUB_VERSION = "6.1.1"
 
 REQUIRED_VARIABLES = (
     "JUPYTERHUB_USER",

@@ -49,8 +49,9 @@ def provider_with_hub(
 
 
 def sign_in(page: Page, hub: Hub, login: str) -> None:
-    """From the hub's login page through the provider's login form, back to the hub."""
-    page.goto(f"{hub.public_url}/hub/login")
+    """From the hub's login page through the provider's login form, back to the hub's home
+    page (a login alone lands on the user's server: redirect_to_server)."""
+    page.goto(f"{hub.public_url}/hub/login?next=%2Fhub%2Fhome")
     page.click("#provider-login")
     page.fill("input[name=login]", login)
     page.fill("input[name=password]", "any password")

@@ -28,7 +28,7 @@ VIEWPORT: ViewportSize = {"width": 1000, "height": 650}
 
 
 def log_in(page: Page, hub: Hub, name: str) -> None:
-    page.goto(f"{hub.public_url}/hub/login")
+    page.goto(f"{hub.public_url}/hub/login?next=%2Fhub%2Fhome")
     page.get_by_label("Username").fill(name)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{hub.public_url}/hub/**")

@@ -56,7 +56,8 @@ def account(hub: Hub, name: str) -> str:
 
 
 def log_in(page: Page, hub: Hub, name: str) -> None:
-    page.goto(f"{hub.public_url}/hub/login")
+    # To the home page, whose states are checked (a login alone lands on the server).
+    page.goto(f"{hub.public_url}/hub/login?next=%2Fhub%2Fhome")
     page.get_by_label("Username").fill(account(hub, name))
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()

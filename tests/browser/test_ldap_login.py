@@ -38,7 +38,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 def sign_in(page: Page, hub: Hub, name: str, password: str) -> None:
-    page.goto(f"{hub.public_url}/hub/login")
+    # Back to the home page (a login alone lands on the user's server: redirect_to_server).
+    page.goto(f"{hub.public_url}/hub/login?next=%2Fhub%2Fhome")
     page.get_by_label("Username").fill(name)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()

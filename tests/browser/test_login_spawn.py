@@ -44,14 +44,35 @@ def documents(page: Page) -> Iterator[list[Response]]:
         page.remove_listener("response", on_response)
 
 
-def log_in(page: Page, hub: Hub, typed_name: str, expected_name: str) -> None:
-    """From the public root to the login form, sign in, land on the home page."""
+def log_in(page: Page, hub: Hub, typed_name: str) -> None:
+    """From the public root to the login form, and sign in."""
     page.goto(f"{hub.public_url}/")
     assert _path(page.url) == "/hub/login", page.url
     page.fill("input[name=username]", typed_name)
     page.click("button[type=submit]")
+
+
+def log_in_home(page: Page, hub: Hub, name: str) -> None:
+    """Sign in from a link to the home page, and land there."""
+    page.goto(f"{hub.public_url}/hub/home")
+    page.fill("input[name=username]", name)
+    page.click("button[type=submit]")
     page.wait_for_url(f"{hub.public_url}/hub/home")
-    expect(page.locator("h1")).to_have_text(f"Hello, {expected_name}")
+    expect(page.locator("h1")).to_have_text(f"Hello, {name}")
+
+
+def _reach_my_server(page: Page, hub: Hub, name: str) -> None:
+    # Maybe via /hub/spawn-pending/<name>; then the OAuth redirects; then the server.
+    try:
+        page.wait_for_url(f"{hub.public_url}/user/{name}/", timeout=TIMEOUT_MS)
+    except PlaywrightTimeout as e:
+        raise AssertionError(
+            f"never reached /user/{name}/: at {page.url}\n{page.content()[:2000]}\n"
+            f"{hub.log()[-4000:]}"
+        ) from e
+    page.wait_for_load_state("load")
+    assert _path(page.url) == f"/user/{name}/"
+    expect(page.locator("h1")).to_have_text(f"Hello, {name}")
 
 
 def _server_ready(hub: Hub, name: str) -> bool:
@@ -59,29 +80,21 @@ def _server_ready(hub: Hub, name: str) -> bool:
     return bool(model["servers"].get("", {}).get("ready"))
 
 
-def test_log_in_start_reach_and_stop_my_server(page: Page, hub: Hub, tmp_path: Path) -> None:
-    log_in(page, hub, "Wendy ", "wendy")
-    start = page.locator("#start")
-    expect(start).to_have_text("Start My Server")
-
+def test_log_in_lands_on_my_server_started_then_stop_and_start_it(
+    page: Page, hub: Hub, tmp_path: Path
+) -> None:
+    """JupyterHub's default (redirect_to_server): a login with no server goes on to start
+    it and opens it, with no click and no prompt on the way."""
     with documents(page) as chain:
-        start.click()
-        # Maybe via /hub/spawn-pending/wendy; then the OAuth redirects; then the server.
-        try:
-            page.wait_for_url(f"{hub.public_url}/user/wendy/", timeout=TIMEOUT_MS)
-        except PlaywrightTimeout as e:
-            raise AssertionError(
-                f"never reached /user/wendy/: at {page.url}\n{page.content()[:2000]}\n"
-                f"{hub.log()[-4000:]}"
-            ) from e
-        page.wait_for_load_state("load")
-    assert _path(page.url) == "/user/wendy/"
-    expect(page.locator("h1")).to_have_text("Hello, wendy")
+        log_in(page, hub, "Wendy ")
+        _reach_my_server(page, hub, "wendy")
     page.screenshot(path=str(tmp_path / "user-page.png"), full_page=True)
-    # No prompt on the way: the authorize step only ever redirected.
     steps = [(r.status, _path(r.url)) for r in chain]
-    assert any(path == "/hub/api/oauth2/authorize" for _, path in steps), steps
-    assert all(300 <= status < 400 for status, _ in steps[:-1]), steps
+    # From the form's answer on, redirects only: the spawn, the OAuth steps, the server.
+    after = steps[steps.index((302, "/hub/login")) :]
+    assert after[1] == (302, "/hub/spawn"), steps
+    assert any(path == "/hub/api/oauth2/authorize" for _, path in after), steps
+    assert all(300 <= status < 400 for status, _ in after[:-1]), steps
 
     page.goto(f"{hub.public_url}/hub/home")
     expect(page.locator("#my-server")).to_have_text("My Server")
@@ -90,11 +103,15 @@ def test_log_in_start_reach_and_stop_my_server(page: Page, hub: Hub, tmp_path: P
 
     stop.click()
     # home.js DELETEs through the API, then reloads the page.
-    expect(page.locator("#start")).to_have_text("Start My Server", timeout=TIMEOUT_MS)
+    start = page.locator("#start")
+    expect(start).to_have_text("Start My Server", timeout=TIMEOUT_MS)
     expect(page.locator("#stop")).to_have_count(0)
     model = hub.api("GET", "/users/wendy")
     assert model.status_code == 200, model.text
     assert model.json()["server"] is None, model.json()
+    start.click()
+    _reach_my_server(page, hub, "wendy")
+    assert hub.api("DELETE", "/users/wendy/server").status_code in (202, 204)
 
 
 def test_another_user_cannot_see_my_server(new_page: Callable[[], Page], hub: Hub) -> None:
@@ -105,7 +122,7 @@ def test_another_user_cannot_see_my_server(new_page: Callable[[], Page], hub: Hu
     wait_for(lambda: _server_ready(hub, "wendy"), timeout=30)
 
     page = new_page()
-    log_in(page, hub, "xavier", "xavier")
+    log_in_home(page, hub, "xavier")
     with documents(page) as chain:
         page.goto(f"{hub.public_url}/user/wendy/")
         page.wait_for_load_state("load")
@@ -126,7 +143,7 @@ def test_another_user_cannot_see_my_server(new_page: Callable[[], Page], hub: Hu
 
 
 def test_home_page_shows_who_is_logged_in_and_how_to_start(page: Page, hub: Hub) -> None:
-    log_in(page, hub, "yolanda", "yolanda")
+    log_in_home(page, hub, "yolanda")
     expect(page).to_have_title("Home · FlaskHub")
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, yolanda")
     expect(page.locator("header .who")).to_have_text("yolanda")

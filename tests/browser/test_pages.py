@@ -69,8 +69,11 @@ def test_user_redirect_link_logs_in_then_opens_my_server(page: Page, hub: Hub) -
     assert _path(page.url) == "/user/ulla/", page.url
     assert hub.api("DELETE", "/users/ulla/server").status_code in (202, 204)
     wait_for(lambda: "" not in servers_of(hub, "ulla"), timeout=30)
+    # Stopped: /hub/ starts it again and goes there (JupyterHub's default).
     page.goto(f"{hub.public_url}/hub/")
-    assert _path(page.url) == "/hub/home", page.url
+    page.wait_for_url(f"{hub.public_url}/user/ulla/")
+    assert servers_of(hub, "ulla")[""]["ready"] is True
+    assert hub.api("DELETE", "/users/ulla/server").status_code in (202, 204)
 
 
 def log_in_home(page: Page, hub: Hub, name: str) -> None:
@@ -152,6 +155,21 @@ def test_token_page_create_see_once_use_and_revoke(page: Page, hub: Hub) -> None
     row.get_by_role("button", name="Revoke <b>my notebook</b>").click()
     expect(page.get_by_text("You have no API tokens.")).to_be_visible()
     assert api_as(hub, token, "/user").status_code == 403
+
+
+def test_token_page_shows_scopes_as_jupyterhub_does(page: Page, hub: Hub) -> None:
+    """A token with all of its owner's rights: JupyterHub 6.1's 15 scopes on the owner, no
+    internal names such as (no_scope)."""
+    log_in_home(page, hub, "tori")
+    page.goto(f"{hub.public_url}/hub/token")
+    page.get_by_role("button", name="Request new API token").click()
+    expect(page.get_by_role("heading", name="Your new API token")).to_be_visible()
+    scopes = page.locator("#api-tokens tbody tr td").first
+    expect(scopes).to_contain_text("access:servers!user=tori")
+    shown = scopes.inner_text().split()
+    assert len(shown) == 15 and shown == sorted(shown), shown
+    assert "start:servers!user=tori" in shown and "(no_scope)" not in shown
+    assert all(scope.endswith("!user=tori") for scope in shown), shown
 
 
 def test_token_page_bad_scope_is_explained(page: Page, hub: Hub) -> None:

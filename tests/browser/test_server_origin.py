@@ -70,7 +70,7 @@ def start_server(hub: Hub, name: str) -> str:
 
 def log_in_as_admin(page: Page, hub: Hub) -> None:
     origin = hub_origin(hub)
-    page.goto(f"{origin}/hub/login")
+    page.goto(f"{origin}/hub/login?next=%2Fhub%2Fhome")
     page.fill("input[name=username]", ADMIN)
     page.click("button[type=submit]")
     page.wait_for_url(f"{origin}/hub/home")

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.integration.conftest import Hub
+from tests.integration.conftest import Hub, login
 from tests.spawners import FAIL_STATUS
 
 pytestmark = pytest.mark.integration
@@ -224,9 +224,47 @@ def test_an_expired_token_is_refused_and_not_listed(hub: Hub) -> None:
     assert hub.api("GET", f"/users/hana/tokens/{created['id']}").status_code == 404
 
 
-def test_removed_token_endpoints_say_what_to_use_instead(hub: Hub) -> None:
-    lookup = hub.api("GET", f"/authorizations/token/{hub.admin_token}")
-    _check_error(lookup, 404, "Use /hub/api/user")
+DEPRECATED_LOOKUP = (
+    "/authorizations/token/:token endpoint is deprecated in JupyterHub 2.0. Use /api/user"
+)
+
+
+def test_a_token_is_looked_up_as_jupyterhub_6_does_deprecated(hub: Hub) -> None:
+    """GET /authorizations/token/<t> (jhub-client's whoami): the owner's model, as far as
+    the caller may read it, plus what identifies the owner; a warning in the log."""
+    kit = _user(hub, "kit")
+    hub.api("POST", "/users/lou")
+    lou = hub.token("lou")
+    own = hub.api("GET", f"/authorizations/token/{kit}", token=kit)
+    assert own.status_code == 200, own.text
+    assert own.json() == hub.api("GET", "/users/kit", token=kit).json()
+    # Another user's token: only what identifies its owner (JupyterHub's identify scopes).
+    other = hub.api("GET", f"/authorizations/token/{lou}", token=kit)
+    assert other.status_code == 200, other.text
+    assert other.json() == {"kind": "user", "name": "lou", "admin": False, "groups": []}
+    service = hub.api("GET", "/authorizations/token/culler-secret-token", token=kit)
+    assert service.json() == {"kind": "service", "name": "culler", "admin": True}
+    # A service holding admin:services and read:users sees whole models.
+    as_culler = hub.api(
+        "GET", "/authorizations/token/culler-secret-token", token="culler-secret-token"
+    )
+    assert as_culler.json()["command"] == [] and as_culler.json()["roles"] == ["admin"]
+    full = hub.api("GET", f"/authorizations/token/{lou}", token="culler-secret-token").json()
+    assert full["name"] == "lou" and "created" in full and "servers" in full
+    assert DEPRECATED_LOOKUP in hub.log()
+    # Unknown, expired or revoked tokens: 404; no token, or the login cookie alone: 403.
+    _check_error(hub.api("GET", "/authorizations/token/0123456789abcdef", token=kit), 404, "")
+    anonymous = requests.get(f"{hub.public_url}/hub/api/authorizations/token/{kit}", timeout=10)
+    assert anonymous.status_code == 403
+    browser = login(hub, "kit")
+    by_cookie = browser.get(f"{hub.public_url}/hub/api/authorizations/token/{kit}", timeout=10)
+    assert by_cookie.status_code == 403, by_cookie.text
+    token_id = hub.api("GET", "/user", token=lou).json()["token_id"]
+    hub.api("DELETE", f"/users/lou/tokens/{token_id}")
+    assert hub.api("GET", f"/authorizations/token/{lou}", token=kit).status_code == 404
+
+
+def test_the_removed_token_creation_says_what_to_use_instead(hub: Hub) -> None:
     new = hub.api("POST", "/authorizations/token")
     _check_error(
         new,
@@ -616,3 +654,166 @@ def test_named_servers_are_off_by_default(plain_hub: Hub) -> None:
     assert plain_hub.api("POST", "/users/zoe/servers/").status_code == 201
     wait_for(lambda: plain_hub.api("GET", "/users/zoe").json()["server"] == "/user/zoe/")
     assert plain_hub.api("DELETE", "/users/zoe/servers/").status_code == 204
+
+
+# -- JupyterHub 6: start:servers, the scopes a token shows ------------------------
+
+
+def test_start_servers_starts_but_does_not_stop(hub: Hub) -> None:
+    """JupyterHub 6's start:servers (a subscope of servers): start, not stop."""
+    _user(hub, "sam")
+    starter = hub.api(
+        "POST", "/users/admin/tokens", json={"scopes": ["start:servers!user=sam"]}
+    ).json()
+    assert "token" in starter, starter
+    started = hub.api("POST", "/users/sam/server", token=starter["token"])
+    assert started.status_code in (201, 202), started.text
+    _check_error(hub.api("DELETE", "/users/sam/server", token=starter["token"]), 403, "")
+    _check_error(hub.api("POST", "/users/tom/server", token=starter["token"]), 403, "")
+    stopper = hub.api("POST", "/users/admin/tokens", json={"scopes": ["delete:servers"]}).json()
+    assert hub.api("DELETE", "/users/sam/server", token=stopper["token"]).status_code in (202, 204)
+    _check_error(hub.api("POST", "/users/sam/server", token=stopper["token"]), 403, "")
+
+
+# What JupyterHub 6.1.1 answers for a user's token (GET /hub/api/user, the token list).
+OWN_SCOPES = [
+    "access:servers!user={}",
+    "delete:servers!user={}",
+    "read:servers!user={}",
+    "read:shares!user={}",
+    "read:tokens!user={}",
+    "read:users!user={}",
+    "read:users:activity!user={}",
+    "read:users:groups!user={}",
+    "read:users:name!user={}",
+    "read:users:shares!user={}",
+    "servers!user={}",
+    "start:servers!user={}",
+    "tokens!user={}",
+    "users:activity!user={}",
+    "users:shares!user={}",
+]
+
+
+def test_tokens_show_the_scopes_jupyterhub_shows(hub: Hub) -> None:
+    """No internal names ((no_scope), identify), and for an admin no !user=<self> copies
+    of what it holds unfiltered."""
+    ulla = _user(hub, "ulla")
+    expected = [scope.format("ulla") for scope in OWN_SCOPES]
+    assert hub.api("GET", "/user", token=ulla).json()["scopes"] == expected
+    assert [sorted(t["scopes"]) for t in _tokens(hub, "ulla")] == [expected]
+    admin = hub.api("GET", "/user").json()["scopes"]
+    assert not [s for s in admin if "!" in s or s in ("(no_scope)", "identify")], admin
+    assert {"admin:users", "start:servers", "read:users:name", "shutdown"} <= set(admin)
+    service = hub.api("GET", "/user", token="viewer-secret-token").json()["scopes"]
+    assert service == [
+        "read:services!service=viewer",
+        "read:services:name!service=viewer",
+        "read:users",
+        "read:users:activity",
+        "read:users:groups",
+        "read:users:name",
+    ]
+    # Every token may read who its owner is: JupyterHub 6.1 adds those scopes to each.
+    narrow = hub.api(
+        "POST", "/users/ulla/tokens", token=ulla, json={"scopes": ["read:users:name!user"]}
+    ).json()
+    identify = ["read:users:groups!user=ulla", "read:users:name!user=ulla"]
+    assert narrow["scopes"] == identify
+    assert hub.api("GET", "/user", token=narrow["token"]).json()["scopes"] == identify
+    groups = hub.api("GET", "/users/ulla", token=narrow["token"]).json()
+    assert groups == {
+        "kind": "user",
+        "name": "ulla",
+        "admin": False,
+        "groups": [],
+        "user_info": None,
+    }
+
+
+def test_jupyterhub_6_server_calls_get_put_patch(hub: Hub) -> None:
+    """GET one server, PUT a named server without starting it, PATCH a stopped one
+    (rename, display_name, user_options), as JupyterHub 6.1's rest-api.yml describes."""
+    pia = _user(hub, "pia")
+    url = "/users/pia/servers/nb"
+    created = hub.api(
+        "PUT", url, token=pia, json={"display_name": "My notebook", "user_options": {"size": "s"}}
+    )
+    assert created.status_code == 201, created.text
+    model = created.json()
+    assert (model["name"], model["display_name"]) == ("nb", "My notebook")
+    assert model["stopped"] is True and model["ready"] is False and model["pending"] is None
+    assert model["user_options"] == {"size": "s"} and "state" not in model
+    assert hub.api("GET", url, token=pia).json() == model
+    assert "state" in hub.api("GET", url).json()  # the admin holds admin:server_state
+    _check_error(hub.api("PUT", url, token=pia), 409, "already has server nb")
+    _check_error(hub.api("PUT", "/users/pia/servers/", token=pia), 409, "default server")
+    _check_error(hub.api("GET", "/users/pia/servers/none", token=pia), 404, "no server named")
+    _check_error(hub.api("PUT", "/users/pia/servers/nb", token=_user(hub, "quin")), 403, "")
+    stopped = hub.api("GET", "/users/pia?include_stopped_servers=1", token=pia).json()
+    assert stopped["servers"]["nb"]["display_name"] == "My notebook"
+    assert stopped["user_info"] is None
+
+    # POST without options starts it with those it was created with (JupyterHub 6).
+    assert hub.api("POST", url, token=pia).status_code == 201
+    running = hub.api("GET", url, token=pia).json()
+    assert running["ready"] is True and running["user_options"] == {"size": "s"}
+    _check_error(hub.api("PATCH", url, token=pia, json={"name": "nb2"}), 400, "stop it before")
+    assert hub.api("DELETE", url, token=pia).status_code == 204
+
+    renamed = hub.api("PATCH", url, token=pia, json={"name": "nb2"})
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["display_name"]) == ("nb2", "nb2")
+    assert renamed.json()["url"] == "/user/pia/nb2/"
+    assert hub.api("GET", url, token=pia).status_code == 404
+    edited = hub.api(
+        "PATCH",
+        "/users/pia/servers/nb2",
+        token=pia,
+        json={"display_name": "Renamed", "user_options": {"size": "m"}},
+    ).json()
+    assert (edited["display_name"], edited["user_options"]) == ("Renamed", {"size": "m"})
+    assert hub.api("POST", "/users/pia/servers/nb2", token=pia).status_code == 201
+    assert hub.api("GET", "/users/pia/servers/nb2", token=pia).json()["ready"] is True
+    assert hub.api("DELETE", "/users/pia/servers/nb2", token=pia).status_code == 204
+
+    # A second named server (the limit is 2), then a rename onto it is a conflict.
+    assert hub.api("PUT", "/users/pia/servers/other", token=pia).status_code == 201
+    _check_error(
+        hub.api("PATCH", "/users/pia/servers/nb2", token=pia, json={"name": "other"}),
+        409,
+        "already has server 'other'",
+    )
+    _check_error(hub.api("PUT", "/users/pia/servers/third", token=pia), 400, "maximum of 2")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({}, "at least one field"),
+        ({"colour": "red"}, "Unexpected fields: colour"),
+        ({"name": "Not A Name!"}, "server name"),
+        ({"name": 5}, "name must be a string"),
+        ({"display_name": ["x"]}, "display_name must be a string"),
+        ({"display_name": "line\nbreak"}, "printable"),
+        ({"display_name": "x" * 256}, "at most 255"),
+        ({"user_options": ["x"]}, "user_options must be an object"),
+        ([], "at least one field"),
+    ],
+)
+def test_bad_server_patches_are_400(hub: Hub, body: object, fragment: str) -> None:
+    rex = _user(hub, "rex")
+    hub.api("PUT", "/users/rex/servers/box", token=rex)
+    _check_error(hub.api("PATCH", "/users/rex/servers/box", token=rex, json=body), 400, fragment)
+
+
+def test_bad_server_bodies_are_400(hub: Hub) -> None:
+    sid = _user(hub, "sid")
+    for method in ("PUT", "POST"):
+        for body, fragment in [
+            ({"display_name": 3}, "display_name must be a string"),
+            ({"user_options": "big"}, "user_options must be an object or null"),
+            (["a"], "Body must be a JSON object"),
+        ]:
+            response = hub.api(method, "/users/sid/servers/x", token=sid, json=body)
+            _check_error(response, 400, fragment)

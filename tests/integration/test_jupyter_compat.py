@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -165,7 +166,13 @@ def test_server_reports_activity_and_version(hub: Hub) -> None:
     model = hub.api("GET", "/users/cyd").json()
     last = datetime.fromisoformat(model["last_activity"].replace("Z", "+00:00"))
     assert last.year == started.year and model["servers"][""]["last_activity"]
-    # Its version checks of the hub passed: no warning about the hub's version.
+    # A jupyterhub-singleuser 6.x (what pip installs today; the hub records the version it
+    # reports) checked the hub's version and logged no mismatch warning.
+    (reported,) = hub.query(
+        "SELECT s.version FROM servers s JOIN users u ON u.id = s.user_id"
+        " WHERE u.name = 'cyd' AND s.name = ''"
+    )
+    assert reported[0].startswith("6."), reported
     log = (hub.data_dir / "logs" / "cyd.log").read_text()
     assert "JupyterHubSingleUser" in log
     assert not [line for line in log.splitlines() if line.startswith("[W") and "version" in line]
@@ -258,3 +265,108 @@ def test_idle_culler_stops_idle_servers_and_deletes_idle_users(
     assert hub.api("GET", "/users/admin").status_code == 200
     assert "Culling server busy" not in output
     hub.api("DELETE", "/users/busy/server")
+
+
+def test_a_managed_culler_declared_without_a_token_works_across_restarts(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    """The culler as its README declares it: a managed service with no api_token (the hub
+    makes one, the same after a restart) and a role with the scopes it needs."""
+    name = "jupyterhub-idle-culler-service"
+    culler = [str(JUPYTER_VENV / "bin" / "python"), "-m", "jupyterhub_idle_culler"]
+    hub = hub_factory(
+        services=[{"name": name, "command": [*culler, "--timeout=4", "--cull-every=2"]}],
+        load_roles=[
+            {
+                "name": "jupyterhub-idle-culler-role",
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+                "services": [name],
+            }
+        ],
+    )
+
+    def culler_token() -> str:
+        pid = hub.api("GET", f"/services/{name}").json()["pid"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        token = next(v for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN="))
+        return token.partition(b"=")[2].decode()
+
+    def culled(user: str) -> None:
+        _start(hub, user)
+        wait_for(lambda: hub.api("GET", f"/users/{user}").json()["server"] is None, timeout=60)
+
+    culled("idle-once")
+    token = culler_token()
+    assert len(token) >= 32 and token not in hub.log()
+    assert hub.api("GET", "/user", token=token).json()["name"] == name
+    hub.restart()
+    culled("idle-after-restart")
+    assert culler_token() == token
+    log = (hub.data_dir / "logs" / f"service-{name}.log").read_text()
+    assert "Culling server idle-after-restart" in log, log
+    assert "403" not in log, log
+
+
+def test_jhubctl_runs_a_notebook_as_a_temporary_user(hub: Hub, tmp_path: Path) -> None:
+    """jhub-client's `jhubctl run --temporary-user` end to end: it asks who its token is
+    (GET /authorizations/token/<token>, deprecated but served as JupyterHub 6.1 does),
+    creates a user, a token and a JupyterLab server, runs the notebook in a kernel over
+    the proxy, checks the outputs, then stops the server and deletes the user."""
+    notebook = tmp_path / "check.ipynb"
+    cells = [("6*7", "execute_result", "42"), ("print('hello from jhubctl')", "stream", None)]
+    notebook.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 4,
+                "metadata": {},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "execution_count": 1,
+                        "source": source,
+                        "outputs": [
+                            {"output_type": kind, "name": "stdout", "text": "hello from jhubctl\n"}
+                            if kind == "stream"
+                            else {
+                                "output_type": kind,
+                                "execution_count": 1,
+                                "metadata": {},
+                                "data": {"text/plain": text},
+                            }
+                        ],
+                    }
+                    for source, kind, text in cells
+                ],
+            }
+        )
+    )
+    before = {u["name"] for u in hub.api("GET", "/users").json()}
+    result = subprocess.run(
+        [
+            str(JUPYTER_VENV / "bin" / "jhubctl"),
+            "run",
+            f"--hub={hub.public_url}",
+            f"--notebook={notebook}",
+            "--temporary-user",
+            "--validate",
+            f"--output-filename={tmp_path / 'out.ipynb'}",
+        ],
+        env=dict(os.environ, JUPYTERHUB_API_TOKEN=CULLER_TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    results = [cell["outputs"][0]["data"]["text/plain"] for cell in out["cells"]]
+    assert results == ["42", "hello from jhubctl\n"]
+    created = re.search(r"created username=(service-idle-culler-[0-9a-f-]+)", output)
+    assert created, output
+    # Temporary: its server stopped and the user deleted again.
+    assert hub.api("GET", f"/users/{created[1]}").status_code == 404
+    assert {u["name"] for u in hub.api("GET", "/users").json()} == before
+    assert "/authorizations/token/:token endpoint is deprecated" in hub.log()

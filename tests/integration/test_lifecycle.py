@@ -347,7 +347,7 @@ def test_version_mismatch_explains_the_loop_early(hub: Hub) -> None:
     assert page.status_code == 500
     assert (
         "Redirect loop detected. Notebook has jupyterhub version 1.0.0, but the Hub "
-        "expects 5.4.0. Try installing jupyterhub==5.4.0 in the user environment"
+        "expects 6.1.1. Try installing jupyterhub==6.1.1 in the user environment"
     ) in page.text
 
 

@@ -84,7 +84,7 @@ def test_the_description_is_served_as_json_without_auth(hub: Hub) -> None:
     assert response.status_code == 200
     spec = response.json()
     assert spec["openapi"].startswith("3.")
-    assert spec["info"]["version"] == "5.4.0"
+    assert spec["info"]["version"] == "6.1.1"
     assert spec["servers"] == [{"url": "/hub/api"}]
     assert "/users/{name}/tokens/{token_id}" in spec["paths"]
 

@@ -28,7 +28,7 @@ def test_a_role_with_a_group_filter_lists_the_team_only(hub_factory: Callable[..
     lead = hub.token("lead")
     listed = hub.api("GET", "/users?sort=name", token=lead).json()
     assert [u["name"] for u in listed] == ["alice", "bob"]
-    assert set(listed[0]) == {"kind", "name", "admin", "last_activity"}
+    assert set(listed[0]) == {"kind", "name", "admin", "user_info", "last_activity"}
     assert hub.api("GET", "/users/carol", token=lead).status_code == 403
     assert hub.api("GET", "/users/lead").json()["roles"] == ["team-lead", "user"]
     assert hub.api("GET", "/users/boss").json()["admin"] is True

@@ -75,7 +75,8 @@ def _post_login(
 def test_next_never_leaves_the_hub(hub: Hub, next_url: str) -> None:
     response = _post_login(hub, next_url=next_url)
     assert response.status_code == 302
-    assert response.headers["Location"] == "/hub/home"
+    # Where a login without `next` lands: a new user's server, started (redirect_to_server).
+    assert response.headers["Location"] == "/hub/spawn"
 
 
 def test_a_local_next_is_kept(hub: Hub) -> None:

@@ -166,3 +166,15 @@ def test_admin_users_compared_in_normal_form(
     setting: dict[str, Any], result: AuthResult, expected: bool | None
 ) -> None:
     assert is_admin(settings(**setting), result) is expected
+
+
+def test_the_profile_an_authenticator_gives_is_kept_as_user_info(db: Database) -> None:
+    """JupyterHub 6's user_info: set at a login that gives one, kept by one that does not."""
+    users = UserService(db)
+    profile = {"display_name": "Alice Liddell", "initials": "AL"}
+    admit(users, settings(), AuthResult("alice", user_info=profile))
+    view = users.view("alice")
+    assert view is not None and view.user_info == profile
+    admit(users, settings(), who("alice"))
+    view = users.view("alice")
+    assert view is not None and view.user_info == profile

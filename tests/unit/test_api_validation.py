@@ -239,9 +239,12 @@ def test_bad_pagination_is_400(api: Api, query: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ([1], "Server options must be a JSON object"),
-        ("options", "Server options must be a JSON object"),
-        (5, "Server options must be a JSON object"),
+        # JupyterHub 6's words: the body is {"display_name", "user_options"} or the options.
+        ([1], "Body must be a JSON object"),
+        ("options", "Body must be a JSON object"),
+        (5, "Body must be a JSON object"),
+        ({"user_options": [1]}, "user_options must be an object or null"),
+        ({"display_name": {}}, "display_name must be a string"),
         (b"{", "Request body must be valid JSON"),
     ],
 )
@@ -280,7 +283,7 @@ def test_named_servers_disabled(
         ("POST", "/users/alice/servers/.hidden", None, 400, "Invalid server name '.hidden'"),
         ("POST", "/users/alice/servers/a%20b", None, 400, "Invalid server name 'a b'"),
         ("POST", "/users/alice/servers/" + "x" * 256, None, 400, "Invalid server name"),
-        ("POST", "/users/alice/servers/lab", [1], 400, "Server options must be a JSON object"),
+        ("POST", "/users/alice/servers/lab", [1], 400, "Body must be a JSON object"),
         ("DELETE", "/users/alice/servers/nope", None, 404, "alice has no server named 'nope'"),
         ("DELETE", "/users/alice/servers/lab", {"remove": "yes"}, 400, '{"remove": true}'),
         ("DELETE", "/users/alice/servers/lab", [True], 400, 'Send nothing, or {"remove": true}'),

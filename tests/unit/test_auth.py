@@ -362,7 +362,8 @@ def test_token_requests_need_no_xsrf(
         ("GET", "/hub/api/user", ["identify"], False, 200),
         ("POST", "/hub/api/users/alice/server", ["identify"], False, 403),
         ("DELETE", "/hub/api/users/alice/server", ["identify"], False, 403),
-        ("GET", "/hub/api/users/alice", ["identify"], False, 403),
+        # Every token may read its owner's name and groups (JupyterHub's identify scopes).
+        ("GET", "/hub/api/users/alice", ["identify"], False, 200),
         ("GET", "/hub/api/users/alice", [], False, 200),
         ("GET", "/hub/api/users/alice", ["inherit"], False, 200),
         ("GET", "/hub/api/info", [], False, 403),
@@ -387,7 +388,8 @@ def test_whoami_shows_a_limited_tokens_scopes(
     client: FlaskClient, alice_token: Callable[..., dict[str, str]]
 ) -> None:
     response = client.get("/hub/api/user", headers=alice_token("identify"))
-    assert response.json["scopes"] == ["identify"]
+    # As JupyterHub 6.1 shows them: what identifies the owner, no internal names.
+    assert response.json["scopes"] == ["read:users:groups!user=alice", "read:users:name!user=alice"]
 
 
 @pytest.mark.parametrize("scheme", ["token", "Token", "bearer", "Bearer"])

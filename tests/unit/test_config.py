@@ -307,6 +307,27 @@ def test_configured_secrets_are_used_and_not_stored(settings_dir: Path) -> None:
     assert not (settings_dir / "proxy_auth_token").exists()
 
 
+def test_a_managed_service_without_a_token_gets_one_stable_per_secret_and_name(
+    settings_dir: Path,
+) -> None:
+    services = [
+        {"name": "culler", "command": ["culler"]},
+        {"name": "other", "command": ["other"]},
+        {"name": "given", "api_token": "its-own", "command": ["given"]},
+    ]
+
+    def tokens(secret: str) -> list[str]:
+        overrides = {"data_dir": str(settings_dir), "services": services}
+        settings = load(environ={"FLASKHUB_COOKIE_SECRET": secret}, overrides=overrides)
+        return [s["api_token"] for s in resolve_secrets(settings).services]
+
+    culler, other, given = tokens("secret-one")
+    assert re.fullmatch(r"[0-9a-f]{32}", culler) and culler != other and given == "its-own"
+    assert tokens("secret-one") == [culler, other, given]
+    assert tokens("secret-two")[0] != culler
+    assert "culler" not in {p.name for p in settings_dir.iterdir()}
+
+
 def test_check_data_dir_creates_it_for_the_hub_alone(settings_dir: Path) -> None:
     check_data_dir(load(environ={}, overrides={"data_dir": str(settings_dir / "deeper")}))
     assert (settings_dir / "deeper").is_dir()

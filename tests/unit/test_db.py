@@ -149,3 +149,27 @@ def test_when_reachable_waits_out_an_outage_and_gives_up_after_its_timeout(
             when_reachable(lambda: int("x"), timeout=10)
     finally:
         down.dispose()
+
+
+def test_0015_adds_display_name_and_user_info_and_takes_them_back(tmp_path: Path) -> None:
+    """JupyterHub 6's server display_name and user user_info: up, down, and up again."""
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from app.migrations import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+
+    def columns(table: str) -> set[str]:
+        engine = create_engine(url)
+        try:
+            return {c["name"] for c in inspect(engine).get_columns(table)}
+        finally:
+            engine.dispose()
+
+    upgrade(url)
+    assert "display_name" in columns("servers") and "user_info" in columns("users")
+    command.downgrade(alembic_config(url), "0014")
+    assert "display_name" not in columns("servers") and "user_info" not in columns("users")
+    upgrade(url)
+    assert "display_name" in columns("servers")

@@ -44,7 +44,7 @@ def test_default_headers_on_every_response(
 ) -> None:
     response = client.get(path)
     assert response.status_code == status
-    assert header_values(response, "X-JupyterHub-Version") == ["5.4.0"]
+    assert header_values(response, "X-JupyterHub-Version") == ["6.1.1"]
     assert header_values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
     assert header_values(response, "Content-Security-Policy") == [API_CSP if api else PAGE_CSP]
     assert header_values(response, "Access-Control-Allow-Origin") == []
@@ -88,7 +88,7 @@ def test_configured_header_leaves_other_defaults(make_client: Callable[..., Flas
     client = make_client(headers={"access-control-allow-headers": "x"})
     response = client.get("/hub/api")
     assert header_values(response, "Content-Security-Policy") == [API_CSP]
-    assert header_values(response, "X-JupyterHub-Version") == ["5.4.0"]
+    assert header_values(response, "X-JupyterHub-Version") == ["6.1.1"]
 
 
 @pytest.mark.parametrize("path", API_PATHS)
@@ -97,4 +97,4 @@ def test_options_on_api_paths(client: FlaskClient, path: str) -> None:
     assert response.status_code == 200
     assert response.data == b""
     assert header_values(response, "Access-Control-Allow-Headers") == [DEFAULT_ALLOW_HEADERS]
-    assert header_values(response, "X-JupyterHub-Version") == ["5.4.0"]
+    assert header_values(response, "X-JupyterHub-Version") == ["6.1.1"]

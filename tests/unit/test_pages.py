@@ -87,13 +87,15 @@ def test_login_with_an_invalid_name_is_403_with_the_message(
 @pytest.mark.parametrize(
     ("next_url", "location"),
     [
-        (None, "/hub/home"),
+        # None or not a local path: where the user lands (their server, started: they have
+        # none yet; redirect_to_server).
+        (None, "/hub/spawn"),
         ("/hub/spawn-pending/alice", "/hub/spawn-pending/alice"),
         ("/user/alice/tree?x=1", "/user/alice/tree?x=1"),
-        ("//evil.example/x", "/hub/home"),
-        ("https://evil.example/", "/hub/home"),
-        ("/\\evil.example", "/hub/home"),
-        ("hub/home", "/hub/home"),
+        ("//evil.example/x", "/hub/spawn"),
+        ("https://evil.example/", "/hub/spawn"),
+        ("/\\evil.example", "/hub/spawn"),
+        ("hub/home", "/hub/spawn"),
     ],
 )
 def test_login_redirects_to_local_paths_only(
@@ -289,7 +291,7 @@ def test_user_url_without_a_slash_gets_one_with_the_query(
     ("path", "location"),
     [
         ("/", "/hub/"),
-        ("/hub/", "/hub/home"),
+        ("/hub/", "/hub/login"),
         ("/tree", "/hub/tree"),
         ("/user/alice/", "/hub/user/alice/"),
         ("/user/alice/lab/tree?reset=1&a=b", "/hub/user/alice/lab/tree?reset=1&a=b"),
@@ -422,28 +424,51 @@ def test_user_redirect_logs_in_first_keeping_the_path(client: FlaskClient, log_i
 @pytest.mark.parametrize(
     ("redirect_to_server", "state", "location"),
     [
+        # JupyterHub's default: to the server, started if need be.
+        (True, None, "/hub/spawn"),
+        (True, ServerState.STOPPED, "/hub/spawn"),
+        (True, ServerState.SPAWNING, "/user/alice/"),
         (True, ServerState.RUNNING, "/user/alice/"),
-        (True, ServerState.STOPPED, "/hub/home"),
-        (True, ServerState.SPAWNING, "/hub/home"),
+        # A failure is shown, never started again unasked (JupyterHub would spawn).
+        (True, ServerState.FAILED, "/hub/spawn-pending/alice"),
+        (False, None, "/hub/home"),
         (False, ServerState.RUNNING, "/hub/home"),
     ],
 )
-def test_hub_root_sends_a_user_with_a_running_server_to_it(
+def test_login_and_the_hub_root_lead_to_the_users_server(
     make_app: Callable[..., Flask],
     log_in: LogIn,
     redirect_to_server: bool,
-    state: ServerState,
+    state: ServerState | None,
     location: str,
 ) -> None:
     app = make_app(redirect_to_server=redirect_to_server)
     client = app.test_client()
-    assert log_in(client, "alice").status_code == 302
-    with get_db(app).write() as session:
-        owner = session.scalar(select(User).where(User.name == "alice"))
-        session.add(Server(user=owner, name="", state=state, url="http://127.0.0.1:9"))
+    if state is not None:
+        owner = get_users(app).get_or_create("alice")
+        with get_db(app).write() as session:
+            session.add(Server(user_id=owner.id, name="", state=state, url="http://127.0.0.1:9"))
+    landed = log_in(client, "alice")
+    assert landed.status_code == 302
+    assert landed.headers["Location"] == location
+    for again in ("/hub/", "/hub/login"):
+        response = client.get(again)
+        assert response.status_code == 302
+        assert response.headers["Location"] == location
+    # A `next` still wins; an unsafe one counts as none.
+    assert log_in(app.test_client(), "alice", next="/hub/token").headers["Location"] == (
+        "/hub/token"
+    )
+    unsafe = log_in(app.test_client(), "alice", next="//evil.example/")
+    assert unsafe.headers["Location"] == location
+
+
+def test_the_hub_root_sends_a_visitor_to_the_login_page(client: FlaskClient) -> None:
+    """Not /hub/home (whose login would come back to it): after logging in from /hub/ a
+    person lands where the settings say (JupyterHub's)."""
     response = client.get("/hub/")
     assert response.status_code == 302
-    assert response.headers["Location"] == location
+    assert response.headers["Location"] == "/hub/login"
 
 
 # -- named servers ----------------------------------------------------------------------

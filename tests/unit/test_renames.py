@@ -15,12 +15,12 @@ from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
 from app.auth import current_identity
-from app.db import Database, get_db
+from app.db import get_db
 from app.migrations import alembic_config, upgrade
-from app.models import Server, Share
+from app.models import Server
 from app.renames import names_user, renamed_scope
 from app.roles import get_roles
-from app.users import UserService, get_users
+from app.users import get_users
 
 
 class Hub:
@@ -126,16 +126,31 @@ def test_the_migration_keeps_shares_by_id(tmp_path: Path) -> None:
     those of the servers as named then)."""
     url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     upgrade(url, "0013")  # the schema before 0014
-    db = Database(url)  # 0014 changes data, not the schema: today's tables fit
-    users = UserService(db)
-    carol, bob = users.get_or_create("carol"), users.get_or_create("bob")
-    with db.write() as session:
-        server = Server(user_id=carol.id, name="")
-        session.add(server)
-        session.flush()
-        filtered = ["access:servers!server=carol/", "read:servers!server=carol/"]
-        session.add(Share(owner_id=carol.id, server_id=server.id, user_id=bob.id, scopes=filtered))
     engine = create_engine(url)
+    # In SQL: today's models have columns (0015) the schema of 0013 has not.
+    filtered = json.dumps(["access:servers!server=carol/", "read:servers!server=carol/"])
+    with engine.begin() as conn:
+        for user_id, name in ((1, "carol"), (2, "bob")):
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, name, admin, created, cookie_id, storage_id)"
+                    " VALUES (:id, :name, 0, '2026-01-01 00:00:00', :name, :name)"
+                ),
+                {"id": user_id, "name": name},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO servers (id, user_id, name, spawner_state, user_options)"
+                " VALUES (1, 1, '', '{}', '{}')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO shares (created_at, owner_id, server_id, user_id, scopes)"
+                " VALUES ('2026-01-01 00:00:00', 1, 1, 2, :scopes)"
+            ),
+            {"scopes": filtered},
+        )
     upgrade(url, "0014")
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT scopes FROM shares")).scalar_one()

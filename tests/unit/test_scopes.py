@@ -14,6 +14,7 @@ from app.scopes import (
     expand_scopes,
     intersect,
     role_scopes,
+    shown_scopes,
 )
 from app.tokens import Service
 
@@ -59,6 +60,7 @@ def test_filters_carry_over_to_subscopes_and_owner_filters_are_filled_in() -> No
     assert expand_scopes(["servers!user"], user="alice") == {
         "servers!user=alice",
         "read:servers!user=alice",
+        "start:servers!user=alice",
         "delete:servers!user=alice",
         "read:users:name!user=alice",
     }
@@ -243,3 +245,12 @@ def test_identity_scopes_are_the_intersection_of_owner_and_token() -> None:
     assert "admin:users" not in narrow.scopes
     assert "read:users!user=alice" in narrow.scopes
     assert "servers!user=alice" not in narrow.scopes
+
+
+def test_scopes_are_shown_as_jupyterhub_shows_them() -> None:
+    held = expand_scopes(["servers", "self"], user="ann") | {"(no_scope)", "identify"}
+    shown = shown_scopes(held)
+    assert "servers" in shown and "start:servers" in shown
+    assert "servers!user=ann" not in shown and "(no_scope)" not in shown
+    assert "tokens!user=ann" in shown  # held only for herself: shown with its filter
+    assert shown == sorted(shown)

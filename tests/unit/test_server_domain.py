@@ -322,7 +322,7 @@ def test_a_spawn_taken_over_as_abandoned_is_not_marked_running_by_its_owner(
     rows = get_servers(app).rows
     assert rows.take_over(server_id, "elsewhere:7:7")
     assert not rows.take_over(server_id, "elsewhere:7:7")  # it moved on
-    assert rows.mark_running(server_id, "http://127.0.0.1:9", "5.4.0", {}) is True  # ours now
+    assert rows.mark_running(server_id, "http://127.0.0.1:9", "6.1.1", {}) is True  # ours now
 
 
 def test_a_stop_records_its_outcome_once_the_database_answers_again(

@@ -218,7 +218,7 @@ def test_every_response_carries_the_version_and_forbids_framing(
 ) -> None:
     response = client.get(path, headers=headers)
     assert response.status_code == status
-    assert response.headers["X-JupyterHub-Version"] == JUPYTERHUB_VERSION == "5.4.0"
+    assert response.headers["X-JupyterHub-Version"] == JUPYTERHUB_VERSION == "6.1.1"
     assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
 
 
@@ -241,7 +241,7 @@ def test_owner_token_gets_status(client: FlaskClient, scheme: str) -> None:
     assert body["user"] == "alice"
     assert body["pid"] == os.getpid()
     assert body["files"] == ["<b>bold&co.txt", "notes.txt"]
-    assert body["version"] == "5.4.0"
+    assert body["version"] == "6.1.1"
     assert ISO_Z.match(body["started"]), body["started"]
 
 
@@ -531,7 +531,7 @@ def test_settings_from_env() -> None:
     assert settings.service_prefix == PREFIX
     assert settings.api_url == "http://127.0.0.1:8081/hub/api"
     assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 51234)
-    assert settings.version == "5.4.0"
+    assert settings.version == "6.1.1"
     assert settings.public_url == "http://127.0.0.1:51234/user/alice/"
     assert settings.authorize_url == "/hub/api/oauth2/authorize"
     # Without JUPYTERHUB_OAUTH_ACCESS_SCOPES: this server's own, as JupyterHub derives them.
@@ -553,8 +553,8 @@ def test_access_scopes_from_env() -> None:
 @pytest.mark.parametrize(
     ("extra", "kwargs", "port", "version"),
     [
-        ({"JUPYTERHUB_SERVICE_PORT": "40000"}, {}, 40000, "5.4.0"),
-        ({"JUPYTERHUB_SERVICE_PORT": "40000"}, {"port": 40001}, 40001, "5.4.0"),
+        ({"JUPYTERHUB_SERVICE_PORT": "40000"}, {}, 40000, "6.1.1"),
+        ({"JUPYTERHUB_SERVICE_PORT": "40000"}, {"port": 40001}, 40001, "6.1.1"),
         ({"FLASKHUB_SINGLEUSER_VERSION": "5.9.9"}, {}, 51234, "5.9.9"),
     ],
 )
@@ -634,7 +634,7 @@ def test_real_process_serves_the_owner_and_stops_on_sigterm(
             proc.kill()
             proc.communicate()
     assert response.status_code == 200
-    assert response.headers["X-JupyterHub-Version"] == "5.4.0"
+    assert response.headers["X-JupyterHub-Version"] == "6.1.1"
     assert response.json()["files"] == ["data.csv"]
     assert response.json()["pid"] == proc.pid
     assert proc.returncode == 0, stderr

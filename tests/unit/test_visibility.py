@@ -48,23 +48,23 @@ def get(app: Flask, make_token: Callable[..., str]) -> Get:
 @pytest.mark.parametrize(
     ("scope", "fields"),
     [
-        ("read:users:name", {"kind", "name", "admin"}),
+        ("read:users:name", {"kind", "name", "admin", "user_info"}),
         ("read:users:groups", {"kind", "name", "groups"}),
         ("read:users:activity", {"kind", "name", "last_activity"}),
         # read:servers implies read:users:name.
-        ("read:servers", {"kind", "name", "admin", "servers"}),
+        ("read:servers", {"kind", "name", "admin", "user_info", "servers"}),
         ("read:roles:users", {"kind", "name", "roles", "admin"}),
         (
             "read:users",
             {"kind", "name", "admin", "roles", "groups", "server", "pending", "created"}
-            | {"last_activity"},
+            | {"last_activity", "user_info"},
         ),
         (
             "read:users!user=alice",
             {"kind", "name", "admin", "roles", "groups", "server"}
-            | {"pending", "created", "last_activity"},
+            | {"pending", "created", "last_activity", "user_info"},
         ),
-        ("read:users:name!group=team", {"kind", "name", "admin"}),
+        ("read:users:name!group=team", {"kind", "name", "admin", "user_info"}),
     ],
 )
 def test_each_read_scope_alone_shows_its_fields(get: Get, scope: str, fields: set[str]) -> None:
@@ -107,11 +107,11 @@ def test_list_users_honours_list_filters(get: Get, scopes: tuple[str], expected:
 def test_a_listed_user_shows_only_what_list_users_shows(get: Get) -> None:
     listed = get("/users", "list:users!group=team").json
     assert listed == [
-        {"kind": "user", "name": "alice", "admin": False},
-        {"kind": "user", "name": "bob", "admin": False},
+        {"kind": "user", "name": "alice", "admin": False, "user_info": None},
+        {"kind": "user", "name": "bob", "admin": False, "user_info": None},
     ]
     more = get("/users?name_filter=alice", "list:users", "read:users:activity!user=alice").json
-    assert set(more[0]) == {"kind", "name", "admin", "last_activity"}
+    assert set(more[0]) == {"kind", "name", "admin", "user_info", "last_activity"}
 
 
 def test_a_server_filter_cannot_list_users(get: Get) -> None:
