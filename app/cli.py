@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app import logs
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
 from app.version import __version__
 
@@ -79,10 +80,7 @@ def run() -> None:
     """Migrate the database, then become the hub: gunicorn, which starts CHP; Ctrl-C stops all."""
     started = time.time()
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-    )
+    logs.configure(settings.log_level)
     # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)

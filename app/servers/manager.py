@@ -20,6 +20,7 @@ import requests
 from app.config import Settings
 from app.db import DATABASE_DOWN, Database, when_reachable
 from app.heartbeats import DEAD_AFTER_SECONDS, Heartbeats
+from app.logs import carrying_user
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
@@ -142,7 +143,8 @@ class ServerManager:
             if label is not None:
                 self.recorder.spawn(label, time.monotonic() - t0)
             return claimed
-        greenlet = gevent.spawn(self._spawn, server, token, t0, auth_state)
+        # Its lines say whose request started it.
+        greenlet = gevent.spawn(carrying_user(self._spawn), server, token, t0, auth_state)
         self.spawns[claimed] = greenlet
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
@@ -276,7 +278,7 @@ class ServerManager:
         if not claimed:
             return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
         spawn = self.spawns.pop(server_id, None)
-        greenlet = gevent.spawn(self._stop, server_id, spawn)
+        greenlet = gevent.spawn(carrying_user(self._stop), server_id, spawn)
         self.stops[server_id] = greenlet
         # Interrupting a spawn: the stop goes on in the background.
         if spawn is None:
