@@ -7,13 +7,17 @@ Every log line, the hub's own, gunicorn's and the access lines alike, reads
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import wait_for
-from tests.integration.conftest import Hub, login
+from tests.integration.conftest import FLASKHUB, Hub, hub_env, login
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +116,111 @@ def test_successful_health_checks_are_not_logged(hub: Hub) -> None:
     seen = len(hub.log())
     assert hub.http.post(f"{hub.public_url}/hub/health", timeout=30).status_code == 405
     wait_for(lambda: [r for r in _access(hub, seen) if '"POST /hub/health HTTP/1.1" 405' in r[0]])
+
+
+def _running(hub: Hub, name: str, server: str = "") -> None:
+    path = f"/users/{name}/servers/{server}" if server else f"/users/{name}/server"
+    hub.api("POST", f"/users/{name}")
+    assert hub.api("POST", path).status_code == 201
+
+
+def test_a_stop_says_whose_server_who_asked_and_how_long(hub: Hub) -> None:
+    _running(hub, "stella")
+    _running(hub, "stella", "gpu")
+    seen = _after(hub, lambda: hub.api("DELETE", "/users/stella/servers/gpu"))
+    hub.api("DELETE", "/users/stella/server", token=hub.token("stella"))
+    stops = wait_for(
+        lambda: (
+            [r for r in _records(hub.log()[seen:]) if r["message"].startswith("Stopped server")]
+            if len(hub.log()[seen:].split("Stopped server")) > 2
+            else None
+        )
+    )
+    assert [r["level"] for r in stops] == ["I", "I"]
+    assert re.fullmatch(
+        r"Stopped server 'gpu' of stella \(asked by admin\) in \d+\.\d s", stops[0]["message"]
+    ), stops[0]["message"]
+    assert re.fullmatch(
+        r"Stopped server of stella \(asked by stella\) in \d+\.\d s", stops[1]["message"]
+    ), stops[1]["message"]
+
+
+def test_a_stop_of_the_watched_server_is_no_lost_route(hub: Hub) -> None:
+    # The only running server is the one the reconcile loop watches for a restarted proxy.
+    for name in _running_servers(hub):
+        hub.api("DELETE", f"/users/{name}/server")
+    for name in ("watched", "watched-again"):
+        _running(hub, name)
+        # Long enough for the loop to pick it (every tick, 1 s) and check its route.
+        time.sleep(2.5)
+        seen = len(hub.log())
+        hub.api("DELETE", f"/users/{name}/server")
+        time.sleep(3)
+        assert "The proxy lost the route" not in hub.log()[seen:], hub.log()[seen:]
+        assert "missing from the proxy" not in hub.log()[seen:]
+
+
+def _running_servers(hub: Hub) -> list[str]:
+    return [
+        user["name"]
+        for user in hub.api("GET", "/users").json()
+        if (user["servers"].get("") or {}).get("ready")
+    ]
+
+
+def test_a_lost_route_is_still_noticed(hub: Hub) -> None:
+    _running(hub, "lost")
+    time.sleep(2.5)
+    token = (hub.data_dir / "proxy_auth_token").read_text().strip()
+    seen = len(hub.log())
+    requests.delete(
+        f"{hub.proxy_api_url}/api/routes/user/lost",
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
+    wait_for(lambda: "/user/lost" in hub.routes(), timeout=15)
+    # Noticed by the loop's watch on it, within a tick or two (the full check: 5 s).
+    assert "The proxy lost the route /user/lost/ (restarted?)" in hub.log()[seen:]
+    hub.api("DELETE", "/users/lost/server")
+
+
+def test_a_failed_spawn_names_the_user_and_server(hub: Hub) -> None:
+    hub.api("POST", "/users/fail-sam")
+    seen = _after(hub, lambda: hub.api("POST", "/users/fail-sam/servers/big"))
+    failed = wait_for(lambda: [r for r in _records(hub.log()[seen:]) if "failed" in r["message"]])[
+        0
+    ]
+    assert failed["level"] == "E"
+    assert failed["message"] == (
+        "Spawn of server 'big' of fail-sam failed: Injected failure for fail-sam"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "variable"),
+    [
+        ("hub_port", "FLASKHUB_HUB_PORT"),
+        ("port", "FLASKHUB_PORT"),
+        ("proxy_api_port", "FLASKHUB_PROXY_API_PORT"),
+    ],
+)
+def test_a_port_in_use_is_one_line_naming_the_setting(
+    tmp_path: Path, setting: str, variable: str
+) -> None:
+    env = hub_env(tmp_path / "data")
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", int(env[variable])))
+        taken.listen()
+        t0 = time.monotonic()
+        done = subprocess.run(
+            [FLASKHUB, "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode != 0
+    assert time.monotonic() - t0 < 15
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "Connection in use" not in output, output
+    address = f"127.0.0.1:{env[variable]}"
+    said = [line for line in output.splitlines() if address in line]
+    assert len(said) == 1, output
+    assert setting in said[0] and variable in said[0] and "in use" in said[0], said[0]
