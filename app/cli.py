@@ -81,6 +81,8 @@ def run() -> None:
     started = time.time()
     settings = _settings()
     logs.configure(settings.log_level)
+    hub_ips = _hub_ips(settings)
+    _check_listen(settings, hub_ips)
     # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
@@ -92,7 +94,7 @@ def run() -> None:
     _load_roles(settings)
     _sync_service_clients(settings)
     init_spawners = _recover()
-    binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
+    binds = [arg for ip in hub_ips for arg in ("--bind", _bind(ip, settings))]
     if settings.hub_socket:
         # The proxy's way in: only there (and from trusted_proxies) is X-Forwarded-For believed.
         binds += ["--bind", f"unix:{settings.hub_socket}"]
@@ -102,6 +104,15 @@ def run() -> None:
     # The same process (Ctrl-C and kill reach it), without what preparing loaded.
     env = {**_hub_env(settings), **_startup_env(started, init_spawners)}
     os.execve(sys.executable, [*gunicorn, "app:create_app()"], env)
+
+
+def _check_listen(settings: Settings, hub_ips: list[str]) -> None:
+    """Exit with one line naming the setting if an address to listen on is in use."""
+    from app.ports import listen_addresses, unusable
+
+    problem = unusable(listen_addresses(settings, hub_ips))
+    if problem is not None:
+        raise click.ClickException(problem)
 
 
 def _hub_ips(settings: Settings) -> list[str]:

@@ -224,3 +224,16 @@ def test_a_port_in_use_is_one_line_naming_the_setting(
     said = [line for line in output.splitlines() if address in line]
     assert len(said) == 1, output
     assert setting in said[0] and variable in said[0] and "in use" in said[0], said[0]
+
+
+def test_an_address_not_of_this_host_names_the_ip_setting(tmp_path: Path) -> None:
+    env = hub_env(tmp_path / "data", hub_ip="192.0.2.1")  # TEST-NET-1: no host has it
+    done = subprocess.run(
+        [FLASKHUB, "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: Cannot listen on 192.0.2.1:{env['FLASKHUB_HUB_PORT']}: 192.0.2.1 is no "
+        "address of this host. Set hub_ip (FLASKHUB_HUB_IP) to one."
+    )
