@@ -110,7 +110,7 @@ class HubLogger(Logger):
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """One line per request: cfg.access_log_format, the request's user in the prefix."""
-        if not self.access_log_enabled:
+        if not self.cfg.accesslog:
             return
         atoms = self.atoms(resp, req, environ, request_time)
         atoms["r"] = f"{environ['REQUEST_METHOD']} {scrub(environ['RAW_URI'])} {atoms['H']}"
@@ -132,13 +132,17 @@ def _quiet(environ: dict[str, Any], status: str) -> bool:
 
 
 def scrub(uri: str) -> str:
-    """The URI with the values of credential-like query arguments replaced."""
+    """The URI with credentials replaced: the values of credential-like query arguments,
+    and the token or cookie of /hub/api/authorizations/<kind>/<credential>."""
     path, sep, query = uri.partition("?")
+    before, marker, rest = path.partition("/api/authorizations/")
+    if marker and "/" in rest:
+        path = f"{before}{marker}{rest.split('/', 1)[0]}/[secret]"
     if not sep:
-        return uri
+        return path
     pairs = parse_qsl(query, keep_blank_values=True)
     if not any(_secret(k) for k, _ in pairs):
-        return uri
+        return f"{path}?{query}"
     return path + "?" + urlencode([(k, "[secret]" if _secret(k) else v) for k, v in pairs])
 
 

@@ -22,6 +22,11 @@ from app.logs import scrub
         ("/x?access_token=abc&a=1", "/x?access_token=%5Bsecret%5D&a=1"),
         ("/x?token", "/x?token=%5Bsecret%5D"),
         ("/x?a=1&token=abc&token=def", "/x?a=1&token=%5Bsecret%5D&token=%5Bsecret%5D"),
+        ("/x?tok%65n=abc", "/x?token=%5Bsecret%5D"),
+        ("/hub/api/authorizations/token/abc123", "/hub/api/authorizations/token/[secret]"),
+        ("/hub/api/authorizations/token/a/b?x=1", "/hub/api/authorizations/token/[secret]?x=1"),
+        ("/hub/api/authorizations/cookie/c/v", "/hub/api/authorizations/cookie/[secret]"),
+        ("/hub/api/authorizations/token", "/hub/api/authorizations/token"),
     ],
 )
 def test_credentials_in_the_query_are_not_logged(uri: str, logged: str) -> None:
