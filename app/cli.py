@@ -371,7 +371,7 @@ def user_bind_account(name: str, account: str) -> None:
     settings = _settings()
     _migrate(settings)
     # The binding is logged (to standard error), as the API's is in the hub's log.
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s] %(message)s")
+    logs.configure("INFO")
     by = f"flaskhub user bind-account (uid {os.geteuid()})"
     try:
         binding = bind_account(Database(settings.db_url), settings, _username(name), account, by)
