@@ -3,9 +3,9 @@ FROM python:3.11-slim
 WORKDIR /srv/app
 # The dependencies first, in a layer of their own that only setup.cfg changes rebuild
 # (an empty README and packages stand in for the real ones here).
-COPY setup.cfg pyproject.toml ./
+COPY setup.cfg pyproject.toml requirements.lock ./
 RUN mkdir app proxy && touch README.md app/__init__.py proxy/__init__.py \
-    && pip install --no-cache-dir ".[postgres]" \
+    && pip install --no-cache-dir ".[postgres]" -c requirements.lock \
     && pip uninstall -y -q flaskhub && rm -rf README.md app proxy build ./*.egg-info
 COPY README.md wsgi.py ./
 COPY app ./app

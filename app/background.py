@@ -88,8 +88,8 @@ class Reconciler:
         self.app = app
         self.settings = get_settings(app)
         self.holder = this_process()
-        # A route the last route check left in the proxy (see _routes_lost).
-        self.sentinel: str | None = None
+        # A running server whose route the loop watches, and the route (see _routes_lost).
+        self.sentinel: tuple[int, str] | None = None
         # When the database stopped answering this loop, while it does not.
         self.db_down_since: float | None = None
         self.route_interval = (
@@ -156,14 +156,26 @@ class Reconciler:
             running = servers.rows.in_states(ServerState.RUNNING)
             if not running:
                 return False
-            self.sentinel = servers.routes.spec(running[0].user.name, running[0].name)
+            first = running[0]
+            self.sentinel = (first.id, servers.routes.spec(first.user.name, first.name))
+        server_id, route = self.sentinel
         try:
-            lost = servers.routes.get(self.sentinel) is None
+            lost = servers.routes.get(route) is None
         except ProxyError:
             return False  # down: its supervisor restarts it, and we look again
+        # A stop deletes the route after it marks the server stopping: read after the
+        # route, the row tells a stop (or a death) from a proxy that lost the route.
+        if lost and not _still_running(servers, server_id):
+            self.sentinel = None
+            return False
         if lost:
-            log.warning("The proxy lost the route %s (restarted?): checking all", self.sentinel)
+            log.warning("The proxy lost the route %s (restarted?): checking all", route)
         return lost
+
+
+def _still_running(servers: ServerManager, server_id: int) -> bool:
+    server = servers.rows.by_id(server_id)
+    return server is not None and server.state == ServerState.RUNNING
 
 
 def start(app: Flask) -> gevent.Greenlet:

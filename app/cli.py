@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app import logs
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
 from app.version import __version__
 
@@ -79,23 +80,23 @@ def run() -> None:
     """Migrate the database, then become the hub: gunicorn, which starts CHP; Ctrl-C stops all."""
     started = time.time()
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s",
-    )
+    logs.configure(settings.log_level)
+    # Before anything is changed: a spawner that cannot work here, or an address in use,
+    # stops start-up now.
+    hub_ips = _hub_ips(settings)
+    _check_listen(settings, hub_ips)
     # Alembic lists its plugins at INFO; which migrations ran (alembic.runtime.migration) stays.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     _warn_shared_account(settings)
     _warn_unknown_proxy(settings)
     _warn_admin_groups_kept(settings)
     _warn_passwords_in_path_mode(settings)
-    # Before anything is changed: a spawner that cannot work here stops start-up now.
-    binds = [arg for ip in _hub_ips(settings) for arg in ("--bind", _bind(ip, settings))]
     _migrate(settings)
     _ensure_admins(settings)
     _load_roles(settings)
     _sync_service_clients(settings)
     init_spawners = _recover()
+    binds = [arg for ip in hub_ips for arg in ("--bind", _bind(ip, settings))]
     if settings.hub_socket:
         # The proxy's way in: only there (and from trusted_proxies) is X-Forwarded-For believed.
         binds += ["--bind", f"unix:{settings.hub_socket}"]
@@ -105,6 +106,15 @@ def run() -> None:
     # The same process (Ctrl-C and kill reach it), without what preparing loaded.
     env = {**_hub_env(settings), **_startup_env(started, init_spawners)}
     os.execve(sys.executable, [*gunicorn, "app:create_app()"], env)
+
+
+def _check_listen(settings: Settings, hub_ips: list[str]) -> None:
+    """Exit with one line naming the setting if an address to listen on is in use."""
+    from app.ports import listen_addresses, unusable
+
+    problem = unusable(listen_addresses(settings, hub_ips))
+    if problem is not None:
+        raise click.ClickException(problem)
 
 
 def _hub_ips(settings: Settings) -> list[str]:
@@ -366,7 +376,7 @@ def user_bind_account(name: str, account: str) -> None:
     settings = _settings()
     _migrate(settings)
     # The binding is logged (to standard error), as the API's is in the hub's log.
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s] %(message)s")
+    logs.configure("INFO")
     by = f"flaskhub user bind-account (uid {os.geteuid()})"
     try:
         binding = bind_account(Database(settings.db_url), settings, _username(name), account, by)

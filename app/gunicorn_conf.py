@@ -48,8 +48,10 @@ control_socket_disable = True
 loglevel = _settings.log_level.lower()
 # A line per request is information: logged at DEBUG and INFO, as JupyterHub does.
 accesslog = "-" if loglevel in ("debug", "info") else None
-# The worker's pid: with several workers, which one served a request.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss [worker %(p)s]'
+# After app.logs.LOG_FORMAT's prefix (time, worker pid, the request's user).
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# Its lines and the access lines in the hub's one format; no health check when it passes.
+logger_class = "app.logs.HubLogger"
 proc_name = "flaskhub-hub"
 
 
@@ -80,9 +82,8 @@ def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
 
 
 def on_starting(server: Any) -> None:
-    """Log as FlaskHub does, reset the metrics, start CHP and the managed services."""
+    """Reset the metrics, start CHP and the managed services."""
     global _proxy, _services
-    supervisor.configure_logging(_settings)
     _reset_metrics(server)
     if _settings.proxy_auto_start:
         _proxy = supervisor.start_proxy(resolve_secrets(_settings))

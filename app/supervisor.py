@@ -23,13 +23,7 @@ from proxy.launcher import ProxyProcess, ProxyStartError, http_get
 
 log = logging.getLogger("flaskhub")
 
-LOG_FORMAT = "[%(levelname)1.1s %(asctime)s %(name)s] %(message)s"
 READY_TIMEOUT = 60.0
-
-
-def configure_logging(settings: Settings) -> None:
-    """FlaskHub's log lines, in the arbiter and (inherited at fork) in every worker."""
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
 
 
 def start_proxy(settings: Settings) -> ProxyProcess:

@@ -22,6 +22,7 @@ from app.forwarded import TrustedProxies
 from app.grants import granted_scopes
 from app.groups import get_groups
 from app.logins import get_throttle
+from app.logs import set_request_user, user_per_request
 from app.models import APIToken, User
 from app.roles import get_roles
 from app.scopes import (
@@ -201,6 +202,7 @@ def current_identity() -> Identity:
     """The identity of this request, resolved once: token header first, then the cookie."""
     if "identity" not in g:
         g.identity = _resolve_identity()
+        set_request_user(g.identity.name, request.environ)
     return g.identity
 
 
@@ -234,6 +236,7 @@ def login_user(user: User) -> None:
     session["csrf"] = secrets.token_urlsafe(24)
     session.permanent = True
     g.pop("identity", None)
+    set_request_user(user.name, request.environ)
     get_users().note_seen(user)
 
 
@@ -338,6 +341,7 @@ def init_app(app: Flask) -> None:
     settings = get_settings(app)
     # The proxy in front of the hub says how the browser reached it; no one else may.
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    app.wsgi_app = user_per_request(app.wsgi_app)  # type: ignore[method-assign,assignment]
     app.session_interface = HubSessionInterface()
     cls = authenticator_class(settings.authenticator)
     authenticator = cls(settings, get_users(app))

@@ -20,12 +20,13 @@ import requests
 from app.config import Settings
 from app.db import DATABASE_DOWN, Database, when_reachable
 from app.heartbeats import DEAD_AFTER_SECONDS, Heartbeats
+from app.logs import carrying_user, request_user
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
 from app.servers.counts import state_counts
 from app.servers.edits import ServerEdits
-from app.servers.names import url_prefix
+from app.servers.names import server_label, url_prefix
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
 from app.servers.rows import ServerRows
@@ -148,7 +149,8 @@ class ServerManager:
             if label is not None:
                 self.recorder.spawn(label, time.monotonic() - t0)
             return claimed
-        greenlet = gevent.spawn(self._spawn, server, token, t0, auth_state)
+        # Its lines say whose request started it.
+        greenlet = gevent.spawn(carrying_user(self._spawn), server, token, t0, auth_state)
         self.spawns[claimed] = greenlet
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
@@ -177,6 +179,7 @@ class ServerManager:
         """The spawn greenlet: start, wait for HTTP, then finish_spawn; record any failure.
         Returns how it ended (SUCCESS: the server is running and routed)."""
         server_id = server.id
+        label = server_label(server.user.name, server.name)
         spawner: Spawner | None = None
         status = SpawnStatus.FAILURE
         try:
@@ -203,10 +206,11 @@ class ServerManager:
                 _stop_quietly(spawner)
             raise
         except DATABASE_DOWN as e:
-            log.error("Spawn of server %s: the database is unreachable: %s", server_id, e)
-            self._record_failure(server_id, spawner, SpawnerError(DATABASE_DOWN_DURING_SPAWN))
+            log.error("Spawn of %s: the database is unreachable: %s", label, e)
+            error = SpawnerError(DATABASE_DOWN_DURING_SPAWN)
+            self._record_failure(server_id, label, spawner, error)
         except Exception as e:
-            self._record_failure(server_id, spawner, e)
+            self._record_failure(server_id, label, spawner, e)
         finally:
             self.recorder.spawn(status, time.monotonic() - t0)
             self.spawns.pop(server_id, None)
@@ -215,19 +219,20 @@ class ServerManager:
     def _prepare_spawner(self, server: Server, token: str) -> Spawner:
         """A new spawner with the JUPYTERHUB_* environment and the server's own token."""
         server_id = server.id
+        label = server_label(server.user.name, server.name)
         spawner = self._make_spawner(server)
         spawner.env = spawner_env(
             self.settings, server.user.name, server.name, token, spawner.hub_connect_url()
         )
-        spawner.on_progress = lambda event: self._keep_progress(server_id, event)
+        spawner.on_progress = lambda event: self._keep_progress(server_id, label, event)
         return spawner
 
-    def _keep_progress(self, server_id: int, event: dict[str, Any]) -> None:
+    def _keep_progress(self, server_id: int, label: str, event: dict[str, Any]) -> None:
         """Store a progress event; one lost to a database outage does not fail the spawn."""
         try:
             self.rows.add_progress(server_id, event)
         except DATABASE_DOWN as e:
-            log.warning("Progress of server %s not kept (database unreachable): %s", server_id, e)
+            log.warning("Progress of the %s not kept (database unreachable): %s", label, e)
 
     def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
         """The one finalisation path: add the route, then mark the server running.
@@ -238,6 +243,7 @@ class ServerManager:
         # A user with an active server cannot be renamed: the spawner's names hold.
         user_name, server_name = spawner.user_name, spawner.server_name
         prefix = url_prefix(user_name, server_name)
+        label = server_label(user_name, server_name)
         try:
             self.routes.add_server(user_name, server_name, url)
         except ProxyError as e:
@@ -248,18 +254,20 @@ class ServerManager:
         if not when_reachable(lambda: self.rows.mark_running(server_id, url, version, state)):
             # A stop (perhaps in another worker) took the server while it started:
             # undo what this spawn did, so no route or process outlives it.
-            log.warning("Server of %s was stopped while starting; cleaning up", user_name)
+            log.warning("The %s was stopped while starting; cleaning up", label)
             self.routes.delete(prefix)
             _stop_quietly(spawner)
             raise SpawnerError(f"{user_name}'s server was stopped while it was starting.")
-        log.info("Server of %s ready at %s (version %s)", user_name, url, version)
+        log.info("The %s is ready at %s (version %s)", label, url, version)
 
-    def _record_failure(self, server_id: int, spawner: Spawner | None, error: Exception) -> None:
+    def _record_failure(
+        self, server_id: int, label: str, spawner: Spawner | None, error: Exception
+    ) -> None:
         message = str(error) or type(error).__name__
         # A SpawnerError is an expected failure with a message; anything else is a bug.
         log.error(
-            "Spawn of server %s failed: %s",
-            server_id,
+            "Spawn of %s failed: %s",
+            label,
             message,
             exc_info=None if isinstance(error, SpawnerError) else error,
         )
@@ -273,18 +281,25 @@ class ServerManager:
 
     # -- stopping ------------------------------------------------------------
 
-    def stop_server(self, user_name: str, server_name: str = "") -> Result:
+    def stop_server(
+        self, user_name: str, server_name: str = "", *, why: str | None = None
+    ) -> Result:
         """Stop a server: STOPPED, or STOPPING while it goes on in the background.
 
         A pending spawn is cancelled first. Route, then process, then state.
+        `why` is what the log line says the stop was for (default: who asked, the
+        request's user).
         """
         server_id, claimed = self.rows.mark_stopping(user_name, server_name)
         if server_id is None:
             return Result(Outcome.STOPPED)
         if not claimed:
             return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
+        if why is None and request_user() != "-":
+            why = f"asked by {request_user()}"
+        label = server_label(user_name, server_name) + (f" ({why})" if why else "")
         spawn = self.spawns.pop(server_id, None)
-        greenlet = gevent.spawn(self._stop, server_id, spawn)
+        greenlet = gevent.spawn(carrying_user(self._stop), server_id, label, spawn)
         self.stops[server_id] = greenlet
         # Interrupting a spawn: the stop goes on in the background.
         if spawn is None:
@@ -293,12 +308,13 @@ class ServerManager:
             return Result(Outcome.STOPPED)
         return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
 
-    def _stop(self, server_id: int, spawn: gevent.Greenlet | None = None) -> None:
+    def _stop(self, server_id: int, label: str, spawn: gevent.Greenlet | None = None) -> None:
+        """The stop greenlet; `label` names the server and why it stops, for the log."""
         t0 = time.monotonic()
         ok = False
         try:
             if spawn is not None:
-                log.warning("Cancelling the pending spawn of server %s to stop it", server_id)
+                log.warning("Cancelling the pending spawn of the %s to stop it", label)
                 spawn.kill(block=True, timeout=5)
             server = when_reachable(lambda: self.rows.by_id(server_id))
             assert server is not None
@@ -306,12 +322,15 @@ class ServerManager:
             self.spawner_for(server).stop()
             ok = True
         except Exception:
-            log.exception("Stopping server %s failed", server_id)
+            log.exception("Stopping the %s failed", label)
         finally:
             # Nobody else would record it while this process lives: wait out an outage.
             when_reachable(lambda: self._mark_stopped(server_id, reason=None))
-            self.recorder.server_stop(ok, time.monotonic() - t0)
+            took = time.monotonic() - t0
+            self.recorder.server_stop(ok, took)
             self.stops.pop(server_id, None)
+        if ok:
+            log.info("Stopped %s in %.1f s", label, took)
 
     def _mark_stopped(self, server_id: int, reason: str | None) -> None:
         self.rows.mark_stopped(server_id, reason)
@@ -322,7 +341,10 @@ class ServerManager:
     def stop_all(self) -> None:
         """Stop every active server (hub shutdown with cleanup_servers)."""
         active = self.rows.in_states(ServerState.RUNNING, ServerState.SPAWNING)
-        stops = [gevent.spawn(self.stop_server, s.user.name, s.name) for s in active]
+        stops = [
+            gevent.spawn(self.stop_server, s.user.name, s.name, why="the hub is shutting down")
+            for s in active
+        ]
         gevent.joinall(stops, timeout=30)
 
     def delete_user_files(self, user: User) -> None:
@@ -369,7 +391,8 @@ class ServerManager:
         if status is None:
             return True
         reason = spawner.end_reason or f"Your server stopped unexpectedly (exit status {status})."
-        log.warning("Server %r of %s ended: %s", server.name, server.user.name, reason)
+        label = server_label(server.user.name, server.name)
+        log.warning("The %s ended: %s", label, reason)
         self.routes.delete_server(server.user.name, server.name)
         self._mark_stopped(server.id, reason=reason)
         return False
@@ -442,12 +465,13 @@ class ServerManager:
 
     def _settle(self, server: Server, why: str) -> None:
         """Clean up after a dead owner: the process, the route, then the state."""
-        log.warning("Server of %s: %s Cleaning up.", server.user.name, why)
+        label = server_label(server.user.name, server.name)
+        log.warning("The %s: %s Cleaning up.", label, why)
         _stop_quietly(self.spawner_for(server))
         self.routes.delete_server(server.user.name, server.name)
         if server.state == ServerState.SPAWNING:
             error = SpawnerError(f"{why} Start the server again.")
-            self._record_failure(server.id, None, error)
+            self._record_failure(server.id, label, None, error)
         else:
             self._mark_stopped(server.id, reason=None)
         self.spawners.pop(server.id, None)

@@ -28,6 +28,11 @@ def check_server_name(server_name: str) -> None:
         )
 
 
+def server_label(user_name: str, server_name: str = "") -> str:
+    """A server as log lines name it: "server of alice", "server 'gpu' of alice"."""
+    return f"server {server_name!r} of {user_name}" if server_name else f"server of {user_name}"
+
+
 def url_prefix(user_name: str, server_name: str = "") -> str:
     """The URL prefix of a server: /user/<escaped name>/[<server>/]."""
     prefix = f"/user/{quote(user_name, safe='@~')}/"

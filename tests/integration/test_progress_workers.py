@@ -75,7 +75,9 @@ def _events(hub: Hub, name: str) -> Iterator[dict[str, Any]]:
 def _progress_workers(hub: Hub, name: str) -> set[str] | None:
     """The pids of the workers whose access log shows a progress stream (None before 2)."""
     pattern = re.compile(
-        rf'"GET /hub/api/users/{name}/server/progress [^"]*" 200 .*\[worker <(\d+)>\]'
+        rf'^\[I \S+ (\d+) \S+ gunicorn\.access\] .*"GET /hub/api/users/{name}/server/progress '
+        r'[^"]*" 200 ',
+        re.MULTILINE,
     )
     pids = set(pattern.findall(hub.log()))
     return pids if len(pids) >= 2 else None

@@ -9,12 +9,16 @@
   (created if new): the one place unit tests make tokens.
 - ``log_in(client, name, next=None)``: sign in through the login form, as a
   browser does; returns the form's response.
+- Passwords are hashed with argon2 at its cheapest cost (for the whole session): at
+  the production cost each hash takes a large part of a second. A test of hashing
+  itself asks for ``production_argon2``.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +28,61 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app
+from app.auth import authenticators
 from app.config import get_settings
 from app.db import Database
 from app.migrations import upgrade
 from app.tokens import get_tokens
 from app.users import get_users
 from tests.helpers import BrowserClient, free_port, xsrf_token
+
+PRODUCTION_HASHER = authenticators._hasher
+
+
+@functools.cache
+def _cheap_hasher() -> Any:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(authenticators, "_hasher", _cheap_hasher)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _url_builders_compiled_once() -> Iterator[None]:
+    """Each app makes Python code for each of its ~100 URL rules (werkzeug's builders),
+    most of create_app's time; the same rule gives the same code, so the unit tests'
+    apps share it. A builder is a plain function of the rule it is bound to."""
+    from werkzeug.routing.rules import Rule
+
+    if not hasattr(Rule, "_compile_builder"):  # another werkzeug (requirements.lock pins it)
+        yield
+        return
+    compile_builder = Rule._compile_builder
+    compiled: dict[tuple[Any, ...], Any] = {}
+
+    def once(self: Rule, append_unknown: bool = True) -> Any:
+        if self.defaults:  # resolved into the code: not worth a key
+            return compile_builder(self, append_unknown)
+        key = (self.rule, tuple(self._trace), append_unknown)
+        if key not in compiled:
+            compiled[key] = compile_builder(self, append_unknown)
+        return compiled[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Rule, "_compile_builder", once)
+        yield
+
+
+@pytest.fixture
+def production_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords hashed as the hub hashes them (tests of hashing itself)."""
+    monkeypatch.setattr(authenticators, "_hasher", PRODUCTION_HASHER)
 
 
 @pytest.fixture(scope="session")
