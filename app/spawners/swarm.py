@@ -138,8 +138,11 @@ class SwarmSpawner(DockerSpawner):
         """Whether a node was lost or drained since the loop last asked."""
         try:
             lost = frozenset(lost_nodes(docker_client()))
-        except DockerException as e:
-            log.warning("Cannot list the swarm's nodes: %s", e)
+        except (DockerException, SpawnerError) as e:
+            # Asked every tick: not again for a node check, and quietly (each poll warns).
+            pid = os.getpid()
+            _nodes_seen[pid] = (time.monotonic(), _nodes_seen.get(pid, (0.0, {}))[1])
+            log.debug("Cannot list the swarm's nodes: %s", e)
             return False
         told = _nodes_told.get(os.getpid(), frozenset())
         _nodes_told[os.getpid()] = lost

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from docker.errors import APIError
 from docker.models.nodes import Node
 
 from app.config import MAX_SWARM_PREFIX, SERVICE_NAME_RE, ConfigError, load
@@ -177,3 +178,19 @@ def test_a_missing_image_is_tried_on_another_node_only_where_one_can_take_it(
     engine.nodes.nodes.append(Node(attrs=node("n5")))
     swarm._nodes_seen.clear()
     assert spawner._nodes_left(avoided) is (not home)
+
+
+def test_an_engine_that_does_not_answer_is_asked_again_only_after_a_node_check(
+    engine: SimpleNamespace,
+) -> None:
+    calls = []
+
+    def down() -> list[Node]:
+        calls.append(1)
+        raise APIError("the engine is restarting")
+
+    engine.nodes.list = down
+    settings = load(environ={}, overrides={"spawner": "swarm"})
+    assert SwarmSpawner.machines_changed(settings) is False
+    assert SwarmSpawner.machines_changed(settings) is False
+    assert len(calls) == 1
