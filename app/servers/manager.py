@@ -408,7 +408,12 @@ class ServerManager:
                 self.poll_server(server)
 
     def check_routes(self) -> dict[str, int]:
-        """Make the proxy's table match the database now (see Routes.check)."""
+        """Make the proxy's table match the database now (see Routes.check), after the
+        spawner mended what a restarted proxy lost (e.g. its way to the servers)."""
+        try:
+            self.spawner_cls.repair(self.settings)
+        except Exception:
+            log.exception("Could not repair the servers' networks; the route check goes on")
         # The proxy may be elsewhere (docker-compose): it reaches the hub as servers do.
         return self.routes.check(self.db, self.users, self.settings.proxy_target)
 

@@ -103,6 +103,10 @@ class Spawner:
         return f"{self.user_name}{SERVER_SEPARATOR}{self.server_name}"
 
     @classmethod
+    def repair(cls, settings: Settings) -> None:
+        """Mend, at each route check, what a restarted part of the deployment lost."""
+
+    @classmethod
     def machines_changed(cls, settings: Settings) -> bool:
         """Whether a machine servers run on was lost since last asked: poll them now."""
         return False

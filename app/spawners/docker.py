@@ -69,6 +69,8 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 # Ranges tried for a server's own network before the spawn fails (each try is one call).
 SUBNET_TRIES = 64
+# The end of a server's own network's name (docker_attach).
+SERVER_NETWORK_SUFFIX = "-net"
 # The end of the swarm spawner's default network name (see network_name).
 OVERLAY_SUFFIX = "-overlay"
 # The compose project of the hub's own container, per process (it never changes).
@@ -251,6 +253,64 @@ def own_container(client: docker.DockerClient) -> Container | None:
     return container if container.id.startswith(hostname) else None
 
 
+def attach(client: docker.DockerClient, settings: Settings, network: Network) -> int:
+    """Join each docker_attach container to a server's network, under its service's or
+    own name (those already on it are left); how many joined."""
+    joined = network.attrs.get("Containers") or {}
+    added = 0
+    for container, alias in attachments(client, settings):
+        if container.id in joined:
+            continue
+        try:
+            network.connect(container, aliases=[alias])
+        except APIError as e:
+            raise SpawnerError(
+                f"Cannot join {container.name} (docker_attach) to network "
+                f"{network.name}: {engine_says(e)}"
+            ) from e
+        added += 1
+    return added
+
+
+def attachments(client: docker.DockerClient, settings: Settings) -> list[tuple[Container, str]]:
+    """The running containers docker_attach names, each with the name servers know it by."""
+    found = []
+    for entry in settings.docker_attach:
+        if entry.startswith(ATTACH_SERVICE):
+            service = entry.removeprefix(ATTACH_SERVICE)
+            found += [(c, service) for c in _service_containers(client, service)]
+            continue
+        try:
+            found.append((client.containers.get(entry), entry))
+        except NotFound:
+            raise SpawnerError(
+                f"docker_attach names container {entry}, which is not on the engine"
+            ) from None
+    return found
+
+
+def _service_containers(client: docker.DockerClient, service: str) -> list[Container]:
+    project = own_compose_project(client)
+    labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
+    containers: list[Container] = client.containers.list(filters={"label": labels})
+    if not containers:
+        raise SpawnerError(
+            f"docker_attach names service:{service}, but no container of service "
+            f"{service} runs in the hub's compose project {project}"
+        )
+    return containers
+
+
+def server_networks(client: docker.DockerClient, settings: Settings) -> list[Network]:
+    """The servers' own networks this hub made (docker_attach), full (with members)."""
+    mine = client.networks.list(filters={"label": f"{LABEL_HUB}={settings.docker_prefix}"})
+    return [
+        client.networks.get(n.id)
+        for n in mine
+        if n.name.endswith(SERVER_NETWORK_SUFFIX) and n.attrs.get("Internal")
+    ]
+
+
 def backoff() -> Iterator[None]:
     """Pauses of a wait on the engine (each next() sleeps): 0.05 s, doubling up to 0.5 s."""
     delay = 0.05
@@ -337,6 +397,19 @@ class DockerSpawner(Spawner):
     def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
         """What preflight checks on an engine that answers."""
         ensure_network(client, settings)
+
+    @classmethod
+    def repair(cls, settings: Settings) -> None:
+        """Join docker_attach containers to every server's network they are missing from:
+        a proxy or hub container that compose re-created starts on none of them."""
+        if not settings.docker_attach:
+            return
+        client = docker_client()
+        for network in server_networks(client, settings):
+            if attach(client, settings, network):
+                log.warning(
+                    "Joined docker_attach containers (re-created?) to network %s", network.name
+                )
 
     @classmethod
     def host_gateway(cls, settings: Settings) -> str:
@@ -431,7 +504,7 @@ class DockerSpawner(Spawner):
         """The network the hub and CHP reach the server on: its own with docker_attach,
         else the shared docker_network."""
         if self.settings.docker_attach:
-            return f"{self.container_name}-net"
+            return f"{self.container_name}{SERVER_NETWORK_SUFFIX}"
         return network_name(self.settings)
 
     def _server_network(self) -> Network:
@@ -476,18 +549,7 @@ class DockerSpawner(Spawner):
         )
 
     def _attach(self, network: Network) -> None:
-        """Join each docker_attach container to network, under its service's or own name."""
-        joined = network.attrs.get("Containers") or {}
-        for container, alias in self._attachments():
-            if container.id in joined:
-                continue
-            try:
-                network.connect(container, aliases=[alias])
-            except APIError as e:
-                raise SpawnerError(
-                    f"Cannot join {container.name} (docker_attach) to network "
-                    f"{network.name}: {engine_says(e)}"
-                ) from e
+        attach(self.client, self.settings, network)
 
     def _join(self, network: Network, container: Container) -> None:
         """Join the server's container to its own network (before it starts)."""
@@ -498,33 +560,6 @@ class DockerSpawner(Spawner):
                 f"Cannot join container {self.container_name} to network {network.name}: "
                 f"{engine_says(e)}"
             ) from e
-
-    def _attachments(self) -> list[tuple[Container, str]]:
-        """The running containers docker_attach names, each with the name servers know it by."""
-        found = []
-        for entry in self.settings.docker_attach:
-            if entry.startswith(ATTACH_SERVICE):
-                service = entry.removeprefix(ATTACH_SERVICE)
-                found += [(c, service) for c in self._service_containers(service)]
-                continue
-            try:
-                found.append((self.client.containers.get(entry), entry))
-            except NotFound:
-                raise SpawnerError(
-                    f"docker_attach names container {entry}, which is not on the engine"
-                ) from None
-        return found
-
-    def _service_containers(self, service: str) -> list[Container]:
-        project = own_compose_project(self.client)
-        labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
-        containers: list[Container] = self.client.containers.list(filters={"label": labels})
-        if not containers:
-            raise SpawnerError(
-                f"docker_attach names service:{service}, but no container of service "
-                f"{service} runs in the hub's compose project {project}"
-            )
-        return containers
 
     def _remove_server_network(self) -> None:
         """Take everything off the server's own network, then remove it."""

@@ -306,6 +306,31 @@ def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_
     assert (code, output.decode().strip()) == (0, "200"), output
 
 
+def test_a_re_created_proxy_is_joined_to_the_servers_networks_again(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    # `up` after a change to the proxy service makes a new container, on none of the
+    # servers' own networks: the hub's next route check joins it to them.
+    result = stack.compose("up", "-d", "--force-recreate", "--no-deps", "proxy")
+    assert result.returncode == 0, result.stderr
+    alice = stack.token("alice")
+
+    def alice_served() -> bool:
+        try:
+            response = browser_session().get(
+                user_url(stack, "alice"), headers={"Authorization": f"token {alice}"}, timeout=5
+            )
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    wait_for(alice_served, 90, 0.5)
+    network = docker_client.networks.get(f"{PROJECT}-alice-net")
+    members = {c["Name"] for c in network.attrs["Containers"].values()}
+    assert f"{PROJECT}_proxy_1" in members
+
+
 def test_a_swarm_hub_in_a_container_in_docker_gwbridge_mode_is_refused_at_start(
     stack: Stack,
 ) -> None:

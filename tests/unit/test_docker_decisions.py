@@ -10,6 +10,7 @@ import pytest
 from docker.errors import NotFound
 
 from app.config import load
+from app.spawners import docker as docker_module
 from app.spawners.base import SpawnerError
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
 
@@ -102,3 +103,39 @@ def test_no_leftover_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     alice = spawner("alice", "sid-1")
     with_engine(alice, monkeypatch)
     alice._remove_leftover()
+
+
+class FakeNetwork:
+    def __init__(self, name: str, internal: bool, members: list[str]) -> None:
+        self.id = self.name = name
+        self.attrs = {"Internal": internal, "Containers": {m: {} for m in members}}
+        self.connected: list[tuple[str, list[str]]] = []
+
+    def connect(self, container: Any, aliases: list[str]) -> None:
+        self.connected.append((container.id, aliases))
+
+
+def test_repair_joins_the_attached_containers_where_they_are_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The proxy was re-created: its new container is on neither server's network.
+    proxy = SimpleNamespace(id="proxy-2", name="site_proxy_1")
+    networks = [
+        FakeNetwork("flaskhub-ann-net", True, ["ann", "hub-1", "proxy-1"]),
+        FakeNetwork("flaskhub-ben-net", True, ["ben", "hub-1", "proxy-2"]),
+        FakeNetwork("flaskhub", False, []),  # the way out: never joined
+    ]
+    engine = SimpleNamespace(
+        networks=SimpleNamespace(
+            list=lambda filters: networks, get=lambda id: next(n for n in networks if n.id == id)
+        ),
+        containers=SimpleNamespace(get=lambda name: {"site_proxy_1": proxy}[name]),
+    )
+    monkeypatch.setattr(docker_module, "docker_client", lambda: engine)
+    settings = load(
+        environ={},
+        overrides={"spawner": "docker", "docker_attach": ["site_proxy_1"], "hub_connect_ip": "h"},
+    )
+    DockerSpawner.repair(settings)
+    assert networks[0].connected == [("proxy-2", ["site_proxy_1"])]
+    assert networks[1].connected == [] and networks[2].connected == []
