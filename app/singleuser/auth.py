@@ -12,7 +12,7 @@ from flask import g, redirect, request
 from itsdangerous import BadData
 from werkzeug.wrappers import Response
 
-from app.singleuser.hub import HubError
+from app.singleuser.hub import HubCallFailed
 from app.singleuser.pages import error_response, wants_html
 from app.singleuser.services import Services, services
 
@@ -31,7 +31,7 @@ def require_owner() -> Response | None:
         return login_or_refuse(svc)
     try:
         model = svc.hub.user_for_token(token)
-    except HubError as exc:
+    except HubCallFailed as exc:
         return error_response(exc.status, exc.message)
     if model is None and header_token is None:
         # An expired or revoked login: log in again rather than show an error.
@@ -71,7 +71,7 @@ def finish_login(svc: Services, next_url: str) -> Response:
     try:
         token = svc.hub.exchange_code(code, settings.client_id, settings.oauth_callback_url)
         model = svc.hub.user_for_token(token)
-    except HubError as exc:
+    except HubCallFailed as exc:
         return error_response(exc.status, exc.message)
     refusal = owner_refusal(model, settings.user, settings.access_scopes)
     if refusal:

@@ -18,13 +18,14 @@ TOKEN_CACHE_SECONDS = 60
 TOKEN_CACHE_SIZE = 1024
 
 
-class HubError(Exception):
-    """The hub could not answer; carries the HTTP status to give the visitor."""
+class HubCallFailed(Exception):
+    """A call to the hub failed; carries the HTTP status to give the visitor (the hub's
+    own errors are app.errors.HubError, which takes the same arguments in this order)."""
 
-    def __init__(self, message: str, status: int = 500) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
+        self.message = message
 
 
 class TokenCache:
@@ -108,15 +109,15 @@ class HubClient:
             response = self.session.post(url, data=form, timeout=HUB_TIMEOUT)
         except requests.RequestException as exc:
             log.error("OAuth token request to %s failed: %s", url, exc)
-            raise HubError(f"Failed to reach the hub to complete login: {exc}") from exc
+            raise HubCallFailed(500, f"Failed to reach the hub to complete login: {exc}") from exc
         if response.status_code in (400, 401, 403):
             reason = _error_text(response)
             log.warning("Hub rejected OAuth code (%s): %s", response.status_code, reason)
-            raise HubError(f"The hub rejected the login: {reason}", status=403)
+            raise HubCallFailed(403, f"The hub rejected the login: {reason}")
         token = _json(response).get("access_token") if response.ok else None
         if not isinstance(token, str) or not token:
             log.error("Unexpected OAuth token answer from %s: %s", url, response.status_code)
-            raise HubError(f"The hub did not issue a token (HTTP {response.status_code})")
+            raise HubCallFailed(500, f"The hub did not issue a token (HTTP {response.status_code})")
         return token
 
     def post_activity(self, url: str, server_name: str, last_activity: str) -> bool:
@@ -148,13 +149,15 @@ class HubClient:
             response = self.session.get(url, headers=self._auth_headers(token), timeout=HUB_TIMEOUT)
         except requests.RequestException as exc:
             log.error("Failed to reach the hub API at %s: %s", url, exc)
-            raise HubError(f"Failed to reach the hub API: {exc}") from exc
+            raise HubCallFailed(500, f"Failed to reach the hub API: {exc}") from exc
         if response.status_code in (401, 403, 404):
             return None
         model = _json(response) if response.status_code == 200 else {}
         if not isinstance(model.get("name"), str):
             log.error("Unexpected answer from %s: HTTP %s", url, response.status_code)
-            raise HubError(f"Unexpected answer from the hub API (HTTP {response.status_code})")
+            raise HubCallFailed(
+                500, f"Unexpected answer from the hub API (HTTP {response.status_code})"
+            )
         return model
 
     @staticmethod
