@@ -13,7 +13,6 @@ from app.api.common import include_stopped, json_body, require_identity, require
 from app.api.serialize import user_model
 from app.api.visibility import visibility
 from app.config import current_settings
-from app.db import get_db
 from app.errors import HubError
 from app.roles import get_roles
 from app.servers import get_servers
@@ -50,7 +49,7 @@ def _openapi_spec() -> dict[str, Any]:
 @bp.get("/health")
 def health() -> Response:
     """Whether the database and the proxy answer (no auth): 200, or 503 naming what does not."""
-    checks = {"database": get_db().ping(), "proxy": get_servers().routes.ping()}
+    checks = get_servers().health()
     body = {part: "ok" if ok else "unreachable" for part, ok in checks.items()}
     response = jsonify({"status": "ok" if all(checks.values()) else "failing", **body})
     response.status_code = 200 if all(checks.values()) else 503

@@ -407,6 +407,10 @@ class ServerManager:
             if server.id not in self.spawns and server.id not in self.stops:
                 self.poll_server(server)
 
+    def health(self) -> dict[str, bool]:
+        """Whether the parts every request needs answer: the database and the proxy."""
+        return {"database": self.db.ping(), "proxy": self.routes.ping()}
+
     def check_routes(self) -> dict[str, int]:
         """Make the proxy's table match the database now (see Routes.check), after the
         spawner mended what a restarted proxy lost (e.g. its way to the servers)."""
