@@ -127,6 +127,10 @@ def docker_images(docker_client: docker.DockerClient) -> str:
     return BUILTIN_IMAGE
 
 
+# Whether this test session made the engine a swarm (then its node is the tests' own).
+_SWARM_MADE = [False]
+
+
 @pytest.fixture(scope="session")
 def docker_swarm(docker_client: docker.DockerClient) -> Iterator[bool]:
     """A swarm manager: the engine, made a single-node swarm for the session if need be
@@ -136,11 +140,14 @@ def docker_swarm(docker_client: docker.DockerClient) -> Iterator[bool]:
     if swarm["LocalNodeState"] == "active":
         if not swarm.get("ControlAvailable"):
             _no_engine("the Docker engine is a swarm worker, not a manager")
-        yield False
+        # Each module that imports this fixture has its own copy: one of them made it.
+        yield _SWARM_MADE[0]
         return
     had_gwbridge = bool(docker_client.networks.list(names=[GWBRIDGE]))
     docker_client.swarm.init(advertise_addr="127.0.0.1")
+    _SWARM_MADE[0] = True
     yield True
+    _SWARM_MADE[0] = False
     docker_client.swarm.leave(force=True)
     if not had_gwbridge:
         for network in docker_client.networks.list(names=[GWBRIDGE]):

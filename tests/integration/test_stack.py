@@ -75,20 +75,37 @@ def answers(url: str) -> bool:
 
 
 def remove_stack(client: docker.DockerClient, env: dict[str, str]) -> None:
-    """docker stack rm, then what the hub made (user services, homes), secrets, networks."""
+    """docker stack rm and what the hub made (user services, homes), each waited for until
+    gone; then the secrets and the users' network, which nothing uses by then."""
     assert DOCKER is not None
+    made = {"label": f"{LABEL_HUB}={PREFIX}"}
+    for service in client.services.list(filters=made):
+        service.remove()
     subprocess.run([DOCKER, "stack", "rm", PREFIX], env=env, capture_output=True, timeout=60)
     stack = {"label": f"com.docker.stack.namespace={PREFIX}"}
-    wait_for(lambda: not client.services.list(filters=stack), 60, 0.5)
-    wait_for(lambda: not client.containers.list(all=True, filters=stack), 60, 0.5)
+    for selector in (stack, made):
+        wait_for(lambda s=selector: not client.services.list(filters=s), 60, 0.5)
+        wait_for(lambda s=selector: not client.containers.list(all=True, filters=s), 60, 0.5)
+    # stack rm removes the users' network too, at its own pace: until it is gone.
+    wait_for(lambda: _network_removed(client, f"{PREFIX}-users"), 60, 0.5)
     remove_labelled(client, PREFIX)
     for name in (f"{PREFIX}_proxy_token", f"{PREFIX}_cookie_secret"):
         for secret in client.secrets.list(filters={"name": name}):
             secret.remove()
     for volume in client.volumes.list(filters=stack):
         volume.remove(force=True)
-    for network in client.networks.list(names=[f"{PREFIX}-users"]):
-        network.remove()
+
+
+def _network_removed(client: docker.DockerClient, name: str) -> bool:
+    """Remove network name if it is there; False while the engine says it is in use."""
+    for network in client.networks.list(names=[name]):
+        if network.name != name:
+            continue
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            return False  # in use, or being removed by stack rm just now
+    return True
 
 
 @pytest.fixture(scope="module")
