@@ -253,12 +253,17 @@ def own_container(client: docker.DockerClient) -> Container | None:
     return container if container.id.startswith(hostname) else None
 
 
-def attach(client: docker.DockerClient, settings: Settings, network: Network) -> int:
-    """Join each docker_attach container to a server's network, under its service's or
-    own name (those already on it are left); how many joined."""
+def attach(
+    client: docker.DockerClient,
+    settings: Settings,
+    network: Network,
+    found: list[tuple[Container, str]] | None = None,
+) -> int:
+    """Join each docker_attach container (`found`, else looked up) to a server's network,
+    under its service's or own name (those already on it are left); how many joined."""
     joined = network.attrs.get("Containers") or {}
     added = 0
-    for container, alias in attachments(client, settings):
+    for container, alias in attachments(client, settings) if found is None else found:
         if container.id in joined:
             continue
         try:
@@ -405,8 +410,10 @@ class DockerSpawner(Spawner):
         if not settings.docker_attach:
             return
         client = docker_client()
-        for network in server_networks(client, settings):
-            if attach(client, settings, network):
+        networks = server_networks(client, settings)
+        found = attachments(client, settings) if networks else []
+        for network in networks:
+            if attach(client, settings, network, found):
                 log.warning(
                     "Joined docker_attach containers (re-created?) to network %s", network.name
                 )
