@@ -58,6 +58,8 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind; the message names it."""
 
 
+# The lowest CPU priority a process can have (nice 19).
+MAX_NICE = 19
 # Settings where -1 means no limit, as for Docker (as 0 does).
 MINUS_ONE_OK = frozenset({"pids_limit"})
 
@@ -356,6 +358,11 @@ class Settings:
     cpu_limit: float = setting(0.0, "CPUs a user container may use, e.g. 1.5 (0: no limit).")
     pids_limit: int = setting(
         1024, "Processes and threads a user container may run at once (0 or -1: no limit)."
+    )
+    server_nice: int = setting(
+        10,
+        "How far below the hub and CHP user servers get the CPU: their nice value (0-19; "
+        "containers: the matching CPU weight). 0: the same as the hub.",
     )
     mem_guarantee: str = setting(
         "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."

@@ -16,6 +16,7 @@ from app.config import (
     AUTHENTICATOR_NAMES,
     BY_NAME,
     DOCKER_NAME_RE,
+    MAX_NICE,
     MAX_SWARM_PREFIX,
     PROVIDER_AUTHENTICATORS,
     SERVER_SUBNET_PREFIX,
@@ -72,6 +73,7 @@ def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
 
 def validate(settings: Settings) -> None:
     """Check what coerce cannot: ranges, choices, the items of lists and dicts."""
+    _validate_nice(settings)
     if settings.authenticator not in AUTHENTICATOR_NAMES:
         raise ConfigError(
             f"setting 'authenticator' must be one of {', '.join(AUTHENTICATOR_NAMES)}"
@@ -330,6 +332,14 @@ def _validate_docker(settings: Settings) -> None:
             )
     _validate_attach(settings)
     _validate_swarm(settings)
+
+
+def _validate_nice(settings: Settings) -> None:
+    if not 0 <= settings.server_nice <= MAX_NICE:
+        raise ConfigError(
+            f"setting 'server_nice' must be a nice value from 0 to {MAX_NICE}, "
+            f"got {settings.server_nice}"
+        )
 
 
 def _validate_attach(settings: Settings) -> None:

@@ -316,6 +316,14 @@ def server_networks(client: docker.DockerClient, settings: Settings) -> list[Net
     ]
 
 
+def cpu_weight(nice: int) -> int | None:
+    """The CPU weight (cpu_shares) of a process of that nice value, as the kernel weighs
+    it against the default 1024: each step about 1.25 times less; None for 0."""
+    if nice <= 0:
+        return None
+    return max(2, round(1024 / 1.25**nice))
+
+
 def backoff() -> Iterator[None]:
     """Pauses of a wait on the engine (each next() sleeps): 0.05 s, doubling up to 0.5 s."""
     delay = 0.05
@@ -499,6 +507,7 @@ class DockerSpawner(Spawner):
                 mem_limit=self.settings.mem_limit or None,
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
                 pids_limit=self.pids_limit(),
+                cpu_shares=cpu_weight(self.settings.server_nice),
                 cap_drop=list(CAP_DROP),
             )
         except APIError as e:

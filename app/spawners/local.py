@@ -200,6 +200,7 @@ class LocalProcessSpawner(Spawner):
         with log_path.open("ab") as logf:
             self.proc = self.launch(cmd, env, logf)
         self.pid = self.proc.pid
+        lower_priority(self.pid, self.settings.server_nice)
         self.started_at = process_start_time(self.pid)
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
         self.report_progress(50, f"Server process started (pid {self.pid}, port {self.port})")
@@ -295,3 +296,14 @@ class SimpleLocalProcessSpawner(LocalProcessSpawner):
     @classmethod
     def shares_hub_account(cls) -> bool:
         return True
+
+
+def lower_priority(pid: int, nice: int) -> None:
+    """Give a new server the CPU after the hub and CHP (server_nice): a class starting
+    its servers at once must not stall the pages every user's requests go through."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError as e:
+        log.warning("Could not lower the priority of server process %s: %s", pid, e)

@@ -118,6 +118,8 @@ def test_limits_and_environment(
     attrs = container_of(docker_client, "alice").attrs
     assert attrs["HostConfig"]["Memory"] == 256 * 1024 * 1024
     assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
+    # server_nice 10: the CPU weight of nice 10 against the hub's 1024.
+    assert attrs["HostConfig"]["CpuShares"] == 110
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
     assert env["GREETING"] == "hello" and env["JUPYTERHUB_USER"] == "alice"
     # Nothing of the hub's own environment (the tests give it PYTHONPATH and FLASKHUB_*).

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -83,6 +84,17 @@ def test_success_is_201_and_ready(hub: Hub) -> None:
     assert hub.api("POST", "/users/plain/server").status_code == 400  # already running
     assert start_calls(hub.data_dir, "plain") == 1
     assert hub.api("DELETE", "/users/plain/server").status_code == 204
+
+
+def test_servers_run_below_the_hub_for_the_cpu(hub: Hub) -> None:
+    """server_nice (default 10): a class starting its servers must not stall the hub."""
+    _user(hub, "niced")
+    assert hub.api("POST", "/users/niced/server").status_code == 201
+    (pid,) = server_pids("niced", hub)
+    # Field 19 of /proc/<pid>/stat, after the command's closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert int(fields[16]) == 10 and os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0
+    assert hub.api("DELETE", "/users/niced/server").status_code == 204
 
 
 def test_already_pending_is_202_without_a_second_start(hub: Hub) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from docker.errors import NotFound
 
-from app.config import load
+from app.config import ConfigError, load
 from app.spawners import docker as docker_module
 from app.spawners.base import SpawnerError
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
@@ -139,3 +139,15 @@ def test_repair_joins_the_attached_containers_where_they_are_missing(
     DockerSpawner.repair(settings)
     assert networks[0].connected == [("proxy-2", ["site_proxy_1"])]
     assert networks[1].connected == [] and networks[2].connected == []
+
+
+@pytest.mark.parametrize(("nice", "weight"), [(0, None), (1, 819), (10, 110), (19, 15)])
+def test_server_nice_is_the_kernels_cpu_weight_for_containers(nice: int, weight: int) -> None:
+    # The kernel's sched_prio_to_weight: nice 10 weighs 110, nice 19 15, against 1024.
+    assert docker_module.cpu_weight(nice) == weight
+
+
+@pytest.mark.parametrize("nice", [20, -1])
+def test_server_nice_out_of_range_is_refused(nice: int) -> None:
+    with pytest.raises(ConfigError, match="'server_nice'"):
+        load(environ={}, overrides={"server_nice": nice})
