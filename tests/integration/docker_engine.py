@@ -222,3 +222,24 @@ def reaches_server(container: Container, ip: str, port: int, path: str) -> bool:
     """Whether code in container gets an answer from the single-user server at ip:port."""
     code, _ = container.exec_run(["python3", "-c", _REACHES, ip, str(port), path])
     return code == 0
+
+
+# Prints "<host> open" or "<host> closed" for each <host>:<port> argument.
+_PORTS = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.split(':')
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        print(host, 'open')
+    except OSError:
+        print(host, 'closed')
+"""
+
+
+def probe_ports(container: Container, *targets: str) -> list[str]:
+    """From inside container, whether each <host>:<port> accepts a connection: the words
+    "<host> open" or "<host> closed", in order."""
+    code, output = container.exec_run(["python3", "-c", _PORTS, *targets])
+    assert code == 0, output
+    return output.decode().split()

@@ -33,6 +33,7 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     BUILD_TIMEOUT,
     REPO,
     docker_client,
+    probe_ports,
     remove_labelled,
 )
 
@@ -278,21 +279,9 @@ def test_a_user_container_reaches_the_hub_but_not_the_database_the_proxy_api_or_
     # alice's server (started by the test before): by name and at both its addresses.
     alice = docker_client.containers.get(f"{PROJECT}-alice")
     alice_ips = [n["IPAddress"] for n in alice.attrs["NetworkSettings"]["Networks"].values()]
-    probe = (
-        "import socket, sys\n"
-        "for target in sys.argv[1:]:\n"
-        "    host, port = target.split(':')\n"
-        "    try:\n"
-        "        socket.create_connection((host, int(port)), timeout=2).close()\n"
-        "        print(host, 'open')\n"
-        "    except OSError:\n"
-        "        print(host, 'closed')\n"
-    )
     targets = ["hub:8081", "proxy:8000", "db:5432", "proxy-api:8001"]
     targets += [f"{PROJECT}-alice:8888", *(f"{ip}:8888" for ip in alice_ips)]
-    code, output = container.exec_run(["python3", "-c", probe, *targets])
-    assert code == 0, output
-    assert output.decode().split() == [
+    assert probe_ports(container, *targets) == [
         *("hub", "open", "proxy", "open"),
         *("db", "closed", "proxy-api", "closed"),
         *(f"{PROJECT}-alice", "closed"),
