@@ -147,11 +147,15 @@ class Reconciler:
         self.sentinel = None
 
     def _routes_lost(self, servers: ServerManager) -> bool:
-        """True if the proxy lost a running server's route: it restarted.
+        """True if a proxy instance is new, or lost a running server's route: it restarted.
 
         One route looked up each tick, so a restarted CHP gets its routes back
         within a tick or two instead of at the next check.
         """
+        new = servers.routes.unchecked()
+        if new:
+            log.warning("New proxy instance(s) %s: checking all routes", ", ".join(new))
+            return True
         if self.sentinel is None:
             running = servers.rows.in_states(ServerState.RUNNING)
             if not running:
@@ -159,10 +163,7 @@ class Reconciler:
             first = running[0]
             self.sentinel = (first.id, servers.routes.spec(first.user.name, first.name))
         server_id, route = self.sentinel
-        try:
-            lost = servers.routes.get(route) is None
-        except ProxyError:
-            return False  # down: its supervisor restarts it, and we look again
+        lost = servers.routes.lost(route)
         # A stop deletes the route after it marks the server stopping: read after the
         # route, the row tells a stop (or a death) from a proxy that lost the route.
         if lost and not _still_running(servers, server_id):

@@ -91,6 +91,18 @@ class Settings:
     proxy_api_url: str = setting(
         "", "CHP's REST API URL when external (default from proxy_api_port)."
     )
+    proxy_api_urls: list[str] = setting(
+        [],
+        "Every CHP instance's REST API URL when several run (a proxy on each of several "
+        "machines behind a load balancer): the hub keeps the routes of each. Replaces "
+        "proxy_api_url; needs proxy_auto_start = false.",
+    )
+    proxy_api_every_address: bool = setting(
+        False,
+        "The proxy API URL's host name stands for every address it resolves to, one CHP "
+        "instance at each (a swarm's global proxy service by its dnsrr name), looked up "
+        "again every 5 s; needs proxy_auto_start = false.",
+    )
     proxy_auto_start: bool = setting(True, "Start and supervise CHP with `flaskhub run`.")
     hub_socket: str = setting(
         "",
@@ -511,12 +523,16 @@ def load(
 
     validate(settings)
     data_dir = str(Path(settings.data_dir).expanduser().resolve())
+    proxy_api_urls = settings.proxy_api_urls or [
+        settings.proxy_api_url or f"http://127.0.0.1:{settings.proxy_api_port}"
+    ]
     return replace(
         settings,
         data_dir=data_dir,
         hub_socket=_hub_socket(settings, data_dir),
         db_url=_db_url(settings.db_url, data_dir),
-        proxy_api_url=settings.proxy_api_url or f"http://127.0.0.1:{settings.proxy_api_port}",
+        proxy_api_url=proxy_api_urls[0],
+        proxy_api_urls=proxy_api_urls,
         proxy_auth_token=settings.proxy_auth_token or environ.get("CONFIGPROXY_AUTH_TOKEN", ""),
     )
 

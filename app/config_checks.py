@@ -133,8 +133,34 @@ def validate(settings: Settings) -> None:
             f"setting 'spawn_duration_buckets' must be ascending positive numbers, got {buckets!r}"
         )
     _validate_docker(settings)
+    _validate_proxy_api(settings)
     _validate_subdomain_host(settings.subdomain_host)
     _validate_trusted_proxies(settings.trusted_proxies)
+
+
+def _validate_proxy_api(settings: Settings) -> None:
+    """The proxy API URLs are http(s) URLs with a host; several only when CHP is external."""
+    urls = settings.proxy_api_urls or ([settings.proxy_api_url] if settings.proxy_api_url else [])
+    name = "proxy_api_urls" if settings.proxy_api_urls else "proxy_api_url"
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # a port that is not a number raises here
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except (TypeError, AttributeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"setting {name!r}: {url!r} is not an http(s) URL of CHP's API, such as "
+                "http://127.0.0.1:8001"
+            )
+    several = len(urls) > 1 or settings.proxy_api_every_address
+    if several and settings.proxy_auto_start:
+        which = "proxy_api_urls" if len(urls) > 1 else "proxy_api_every_address"
+        raise ConfigError(
+            f"setting {which!r} names several proxies, but the hub starts one itself: set "
+            "proxy_auto_start = false and run CHP on each machine"
+        )
 
 
 def _validate_subdomain_host(value: str) -> None:

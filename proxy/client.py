@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 # ping() must answer quickly even when CHP is wedged: it is a health check, not an API call.
 PING_TIMEOUT = 1.0
+# A connection is made within milliseconds or not at all (a lost node drops the SYN):
+# waiting the whole request timeout for it would hold every write for nothing.
+CONNECT_TIMEOUT = 3.0
 # A path no route uses: GET on it costs CHP a dict lookup, where GET /api/routes
 # would serialise the whole table.
 PING_ROUTE = "/_flaskhub_ping"
@@ -150,7 +153,11 @@ class ProxyClient:
             logger.debug("Proxy API %s %s", method, url)
             try:
                 response = self._get_session().request(
-                    method, url, params=params, json=json, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
                 )
             except requests.Timeout:
                 reason = f"no answer within {self.timeout:g} s"

@@ -4,8 +4,11 @@ GET lists the routes the hub owns (as JupyterHub shows them), POST makes CHP's
 table match the database now (after a proxy restart, say), PATCH points the
 hub at another CHP and syncs it.
 
-PATCH changes the proxy client of the worker that answers it; with several
-workers, send it to each (or restart the hub with the new settings).
+PATCH changes the proxy of the worker that answers it; with several workers,
+send it to each (or restart the hub with the new settings). With several CHP
+instances (proxy_api_urls), GET shows the first that answers, and PATCH puts
+one URL (or one name for every address, with proxy_api_every_address) in
+their place.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from app.api.serialize import isoformat
 from app.errors import HubError
 from app.outcomes import shown
 from app.servers import get_servers
-from proxy.client import ProxyClient, ProxyError
+from proxy.client import ProxyError
+from proxy.instances import ProxyInstances
 
 bp = Blueprint("proxy", __name__)
 
@@ -62,17 +66,18 @@ def repoint() -> Response:
     if not isinstance(body, dict) or not body or set(body) - PATCH_KEYS:
         raise HubError(400, 'Send {"api_url": "http://host:port", "auth_token": "..."}.')
     routes = get_servers().routes
-    api_url = body.get("api_url", routes.client.api_url)
+    proxies = routes.proxies
+    api_url = body.get("api_url", proxies.api_url)
     _check_api_url(api_url)
-    if api_url.rstrip("/") != routes.client.api_url and "auth_token" not in body:
+    if [api_url.rstrip("/")] != proxies.api_urls and "auth_token" not in body:
         # The current token is never sent to another URL: whoever holds `proxy`
         # could otherwise point the hub at a server of theirs and receive it.
         raise HubError(400, "A new api_url needs its auth_token in the same request.")
-    token = body.get("auth_token", routes.client.auth_token)
+    token = body.get("auth_token", proxies.auth_token)
     if not isinstance(token, str) or not token:
         raise HubError(400, "auth_token must be a non-empty string")
-    routes.use(ProxyClient(api_url, token))
-    _sync(f"Now using the proxy at {routes.client.api_url}, but syncing its routes failed")
+    routes.use(ProxyInstances([api_url], token, every_address=proxies.every_address))
+    _sync(f"Now using the proxy at {routes.proxies.api_url}, but syncing its routes failed")
     return Response(status=200)
 
 

@@ -21,7 +21,7 @@ from app.servers.rows import ServerRows
 from app.servers.visit import Next, Visit
 from app.tokens import get_tokens
 from app.users import get_users
-from proxy.client import ProxyClient
+from proxy.instances import ProxyInstances
 
 __all__ = [
     "Next",
@@ -41,14 +41,18 @@ __all__ = [
 
 
 def init_app(app: Flask) -> None:
-    """Create this process's ServerManager, with the one proxy client it routes through."""
+    """Create this process's ServerManager, with the proxies it routes through."""
     from app.db import get_db
     from app.heartbeats import get_heartbeats
 
     settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
     routes = Routes(
-        ProxyClient(settings.proxy_api_url, settings.proxy_auth_token),
+        ProxyInstances(
+            settings.proxy_api_urls,
+            settings.proxy_auth_token,
+            every_address=settings.proxy_api_every_address,
+        ),
         recorder,
         settings.subdomain_host,
     )

@@ -1,13 +1,16 @@
-"""The proxy's routing table as the hub keeps it; the one owner of the proxy client.
+"""The proxy's routing table as the hub keeps it; the one owner of the proxy clients.
 
 Every route change is timed and reported to the Recorder here, and nowhere else.
+With several CHP instances (proxy.instances), each has a table of its own: writes
+go to all of them, and the route check compares and fills each.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,41 +22,50 @@ from app.servers.names import route_data, route_spec
 from app.servers.recorder import Recorder
 from app.users import UserService
 from proxy.client import ProxyClient, ProxyError
+from proxy.instances import ProxyInstances
 
 log = logging.getLogger(__name__)
 
 
 class Routes:
-    """Adds, deletes and lists the hub's routes in CHP through one ProxyClient."""
+    """Adds, deletes and lists the hub's routes in every CHP instance it knows."""
 
-    def __init__(self, client: ProxyClient, recorder: Recorder, subdomain_host: str = "") -> None:
-        self.client = client
+    def __init__(
+        self, proxies: ProxyInstances, recorder: Recorder, subdomain_host: str = ""
+    ) -> None:
+        self.proxies = proxies
         self.recorder = recorder
         self.subdomain_host = subdomain_host
         #: Other routes the check keeps, {prefix: (target, data)}: the services' (app.services).
         self.extra_routes: Callable[[], dict[str, tuple[str, dict[str, Any]]]] = dict
+        #: The instances the last route check filled: one not among them is new.
+        self.checked: set[str] = set()
 
-    def use(self, client: ProxyClient) -> None:
-        """Talk to another proxy from now on (calls in flight keep the old client)."""
-        self.client = client
-        log.warning("The hub now uses the proxy API at %s", client.api_url)
+    def use(self, proxies: ProxyInstances) -> None:
+        """Talk to other proxies from now on (calls in flight keep the old clients)."""
+        self.proxies, self.checked = proxies, set()
+        log.warning("The hub now uses the proxy API at %s", ", ".join(proxies.api_urls))
 
     def ping(self) -> bool:
-        return self.client.ping()
+        return self.proxies.ping()
 
     def all(self) -> dict[str, dict[str, Any]]:
-        """CHP's whole table (timed as a proxy poll)."""
+        """The whole table of the first instance that answers (timed as a proxy poll)."""
         t0 = time.monotonic()
-        routes = self.client.get_all_routes()
-        self.recorder.proxy_poll(time.monotonic() - t0)
-        return routes
-
-    def get(self, prefix: str) -> dict[str, Any] | None:
-        return self.client.get_route(prefix)
+        error: ProxyError | None = None
+        for client in self.proxies.clients():
+            try:
+                routes = client.get_all_routes()
+            except ProxyError as e:
+                error = error or e
+                continue
+            self.recorder.proxy_poll(time.monotonic() - t0)
+            return routes
+        raise error or ProxyError("No proxy instance to ask for its routes")
 
     def add(self, prefix: str, target: str, data: dict[str, Any]) -> None:
         """Add (or re-point) a route; raises ProxyError."""
-        self._timed(self.recorder.proxy_add, self.client.add_route, prefix, target, data)
+        self._timed(self.recorder.proxy_add, self.proxies.add_route, prefix, target, data)
 
     def spec(self, user_name: str, server_name: str = "") -> str:
         """A server's route (by host too, with per-user origins)."""
@@ -77,17 +89,18 @@ class Routes:
     def delete(self, prefix: str) -> None:
         """Delete a route; a failure is logged (the route check retries it), never raised."""
         try:
-            self._timed(self.recorder.proxy_delete, self.client.delete_route, prefix)
+            self._timed(self.recorder.proxy_delete, self.proxies.delete_route, prefix)
         except ProxyError as e:
             log.error("Could not delete route %s: %s (the route check will retry)", prefix, e)
 
     def check(self, db: Database, users: UserService, hub_url: str) -> dict[str, int]:
-        """The route check: make CHP's table match the database (the reconcile loop and
-        POST /hub/api/proxy call it). Also moves servers' last_activity forward from
-        CHP's. Returns {"added", "deleted"}; raises ProxyError.
+        """The route check: make each CHP instance's table match the database (the
+        reconcile loop and POST /hub/api/proxy call it). Also moves servers'
+        last_activity forward from what any instance saw. Returns {"added",
+        "deleted"}; raises ProxyError when no instance answers.
         """
         t0 = time.monotonic()
-        routes = self.all()
+        tables = self._tables()
         with db.read() as session:
             rows = session.scalars(
                 select(Server).where(Server.state.in_([ServerState.RUNNING, ServerState.SPAWNING]))
@@ -103,21 +116,40 @@ class Routes:
                 starting.add(prefix)  # finish_spawn owns its route until it is running
                 continue
             wanted[prefix] = (server.url, route_data(server.user.name, server.name))
-            seen = (routes.get(prefix) or {}).get("last_activity")
+            seen = _latest(table.get(prefix) for table in tables.values())
             if seen is not None and (server.last_activity is None or seen > server.last_activity):
                 users.record_activity(server.user_id, seen, {server.name: seen})
-        added, deleted = self.sync(routes, wanted, keep=starting)
+        added = deleted = 0
+        for client, table in tables.items():
+            one_added, one_deleted = self.sync(table, wanted, keep=starting, client=client)
+            added, deleted = added + one_added, deleted + one_deleted
         self.recorder.check_routes(time.monotonic() - t0)
         return {"added": added, "deleted": deleted}
 
     def ensure(self, server: Server) -> bool:
-        """Re-add a running server's route if CHP lost it; True if it did."""
+        """Re-add a running server's route where an instance lost it; True if one had."""
         prefix = self.spec(server.user.name, server.name)
-        if server.url is None or self.get(prefix) is not None:
+        if server.url is None:
             return False
-        self.add_server(server.user.name, server.name, server.url)
-        log.warning("The proxy had no route for %s: re-added it (-> %s)", prefix, server.url)
-        return True
+        lacking = [c for c, route in self._lookups(prefix) if route is None]
+        for client in lacking:
+            client.add_route(prefix, server.url, route_data(server.user.name, server.name))
+            log.warning(
+                "The proxy at %s had no route for %s: re-added it (-> %s)",
+                client.api_url,
+                prefix,
+                server.url,
+            )
+        return bool(lacking)
+
+    def unchecked(self) -> list[str]:
+        """The instances (API URLs) that no route check has filled yet: new ones."""
+        return [c.api_url for c in self.proxies.clients() if c.api_url not in self.checked]
+
+    def lost(self, prefix: str) -> bool:
+        """True if an instance lacks the route prefix (it restarted); one that does not
+        answer is not counted (there is nothing to fill yet)."""
+        return any(route is None for _, route in self._lookups(prefix))
 
     def sync(
         self,
@@ -125,26 +157,58 @@ class Routes:
         wanted: dict[str, tuple[str, dict[str, Any]]],
         *,
         keep: set[str],
+        client: ProxyClient,
     ) -> tuple[int, int]:
-        """Given CHP's table, add the wanted routes it lacks (or points elsewhere) and
-        delete the hub's others, except those in `keep` (a spawn owns its route until
-        it is running). Returns how many were added and deleted; raises ProxyError.
+        """Given one instance's table, add the wanted routes it lacks (or points
+        elsewhere) and delete the hub's others, except those in `keep` (a spawn owns
+        its route until it is running). Returns how many were added and deleted;
+        raises ProxyError.
         """
         added = deleted = 0
         for prefix, (target, data) in wanted.items():
             route = routes.get(prefix)
             if route is None or route["target"] != target:
                 log.warning(
-                    "Route %s missing from the proxy (or wrong): adding -> %s", prefix, target
+                    "Route %s missing from the proxy at %s (or wrong): adding -> %s",
+                    prefix,
+                    client.api_url,
+                    target,
                 )
-                self.add(prefix, target, data)
+                self._timed(self.recorder.proxy_add, client.add_route, prefix, target, data)
                 added += 1
         for prefix, route in routes.items():
             if route["data"].get("jupyterhub") and prefix not in wanted and prefix not in keep:
-                log.warning("Deleting stale route %s -> %s", prefix, route["target"])
-                self.delete(prefix)
+                log.warning(
+                    "Deleting stale route %s -> %s at %s", prefix, route["target"], client.api_url
+                )
+                self._timed(self.recorder.proxy_delete, client.delete_route, prefix)
                 deleted += 1
         return added, deleted
+
+    def _tables(self) -> dict[ProxyClient, dict[str, dict[str, Any]]]:
+        """Each answering instance's whole table; raises ProxyError if none answers."""
+        t0 = time.monotonic()
+        results = self.proxies.each(lambda c: c.get_all_routes())
+        tables = {c: r for c, r in results if not isinstance(r, ProxyError)}
+        # Those that did not answer are known too: when one answers again, its empty
+        # table shows in lost(), and this check fills it.
+        self.checked = {c.api_url for c, _ in results}
+        for client, result in results:
+            if isinstance(result, ProxyError):
+                log.error("Route check of the proxy at %s skipped: %s", client.api_url, result)
+            else:
+                self.proxies.answered(client)
+        if not tables:
+            raise next((r for _, r in results if isinstance(r, ProxyError)), None) or ProxyError(
+                f"No proxy instance at {', '.join(self.proxies.api_urls)}"
+            )
+        self.recorder.proxy_poll(time.monotonic() - t0)
+        return tables
+
+    def _lookups(self, prefix: str) -> list[tuple[ProxyClient, dict[str, Any] | None]]:
+        """The route prefix as each writable instance has it (None: it has none)."""
+        results = self.proxies.each(lambda c: c.get_route(prefix), self.proxies.writable())
+        return [(c, r) for c, r in results if not isinstance(r, ProxyError)]
 
     def _timed(
         self, report: Callable[[bool, float], None], call: Callable[..., Any], *args: Any
@@ -156,3 +220,9 @@ class Routes:
             report(False, time.monotonic() - t0)
             raise
         report(True, time.monotonic() - t0)
+
+
+def _latest(routes: Iterable[dict[str, Any] | None]) -> datetime | None:
+    """The latest last_activity among one route's copies (None where none has one)."""
+    seen = [r["last_activity"] for r in routes if r and r.get("last_activity") is not None]
+    return max(seen, default=None)

@@ -495,9 +495,9 @@ def test_bad_member_and_property_changes_are_400(
 )
 def test_repointing_the_proxy_refused(app: Flask, api: Api, body: Any, fragment: str) -> None:
     routes = get_servers(app).routes
-    proxy = routes.client
+    proxies = routes.proxies
     check_error(api("PATCH", "/proxy", body), 400, fragment)
-    assert routes.client is proxy  # still the same proxy
+    assert routes.proxies is proxies  # still the same proxy
 
 
 # -- credentials --------------------------------------------------------------

@@ -53,6 +53,14 @@ def test_defaults(cwd: Path) -> None:
     assert settings.public_url == "http://127.0.0.1:8000"
 
 
+def test_several_proxies_are_named_in_proxy_api_urls_the_first_as_proxy_api_url() -> None:
+    urls = ["http://10.0.0.1:8001", "http://10.0.0.2:8001"]
+    settings = load(environ={}, overrides={"proxy_api_urls": urls, "proxy_auto_start": False})
+    assert settings.proxy_api_urls == urls and settings.proxy_api_url == urls[0]
+    one = load(environ={}, overrides={"proxy_api_url": "http://proxy-api:8001"})
+    assert one.proxy_api_urls == ["http://proxy-api:8001"]
+
+
 def test_every_row_has_a_type_coerce_checks_and_help() -> None:
     for row in SETTINGS:
         assert row.type in (str, int, float, bool, list, dict), row.name
@@ -228,6 +236,12 @@ def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
         ("admin_users", [1]),
         ("proxy_auto_start", "maybe"),
         ("proxy_auto_start", 1),
+        ("proxy_api_url", "proxy-api:8001"),
+        ("proxy_api_urls", ["http://a:8001", 5]),
+        ("proxy_api_urls", ["http://a:port"]),
+        # Several proxies, but the hub starts one (proxy_auto_start is on).
+        ("proxy_api_urls", ["http://a:8001", "http://b:8001"]),
+        ("proxy_api_every_address", True),
         ("start_timeout", -1),
         ("http_timeout", -0.5),
         ("slow_spawn_timeout", "-1"),
