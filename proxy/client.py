@@ -159,6 +159,9 @@ class ProxyClient:
                     json=json,
                     timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
                 )
+            except requests.ConnectTimeout:
+                reason = f"no connection within {min(CONNECT_TIMEOUT, self.timeout):g} s"
+                continue
             except requests.Timeout:
                 reason = f"no answer within {self.timeout:g} s"
                 continue

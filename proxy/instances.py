@@ -134,6 +134,10 @@ class ProxyInstances:
         """True if any instance answers with our token."""
         return any(ok is True for _, ok in self.each(lambda c: c.ping()))
 
+    def failed(self, client: ProxyClient) -> None:
+        """client did not answer: left out of writes (and route lookups) for DOWN_SECONDS."""
+        self._down_until[client.api_url] = time.monotonic() + DOWN_SECONDS
+
     def answered(self, client: ProxyClient) -> None:
         """client answered (a ping, the route check): writes go to it again."""
         if self._down_until.pop(client.api_url, None) is not None:
@@ -150,7 +154,7 @@ class ProxyInstances:
         results = self.each(call, clients)
         failed = [(c, r) for c, r in results if isinstance(r, ProxyError)]
         for client, error in failed:
-            self._down_until[client.api_url] = time.monotonic() + DOWN_SECONDS
+            self.failed(client)
             if len(results) > 1:
                 log.error(
                     "Could not %s on the proxy at %s: %s (the route check fills it when it "

@@ -206,8 +206,13 @@ class Routes:
         return tables
 
     def _lookups(self, prefix: str) -> list[tuple[ProxyClient, dict[str, Any] | None]]:
-        """The route prefix as each writable instance has it (None: it has none)."""
+        """The route prefix as each writable instance has it (None: it has none); one
+        that does not answer is left out, and of the next lookups (a lost node's CHP
+        would hold each tick of the reconcile loop for its timeouts)."""
         results = self.proxies.each(lambda c: c.get_route(prefix), self.proxies.writable())
+        for client, result in results:
+            if isinstance(result, ProxyError):
+                self.proxies.failed(client)
         return [(c, r) for c, r in results if not isinstance(r, ProxyError)]
 
     def _timed(

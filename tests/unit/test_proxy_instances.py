@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.servers.recorder import Recorder
+from app.servers.routes import Routes
 from proxy import instances
 from proxy.client import ProxyClient, ProxyError
 from proxy.instances import ProxyInstances
@@ -139,3 +141,19 @@ def test_a_write_no_instance_takes_raises(
     finally:
         for chp in chps:
             chp.start()
+
+
+def test_an_instance_a_route_lookup_misses_is_left_out_of_the_next(
+    proxies: ProxyInstances, chps: list[ProxyProcess]
+) -> None:
+    routes = Routes(proxies, Recorder())
+    proxies.add_route("/user/fay/", "http://127.0.0.1:1234", {})
+    assert not routes.lost("/user/fay/")
+    down = chps[1]
+    down.stop()
+    try:
+        assert not routes.lost("/user/fay/")  # the one that answers has it
+        # Not asked again at the next tick (its timeouts would hold the reconcile loop).
+        assert [c.api_url for c in proxies.writable()] == [chps[0].api_url]
+    finally:
+        down.start()
