@@ -126,6 +126,29 @@ def test_db_upgrade_command_is_idempotent_and_hides_the_password(
         assert postgres.password not in result.stdout + result.stderr
 
 
+def test_replicas_starting_together_migrate_the_database_once(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    """Hub tasks of a stack start at once on a new database: each migrates before it
+    serves, and none may fail on another's half-made schema."""
+    url = postgres.create_database()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASKHUB_")}
+    env |= {"FLASKHUB_DB_URL": url, "FLASKHUB_DATA_DIR": str(tmp_path / "data")}
+    runs = [
+        subprocess.Popen(
+            [FLASKHUB, "db", "upgrade"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 5, outputs
+
+
 def _write_lock_waiters(engine: Engine) -> int:
     """How many sessions of engine's database wait for an advisory lock (the write lock)."""
     with engine.connect() as conn:
