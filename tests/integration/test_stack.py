@@ -2,8 +2,9 @@
 
 Deployed as the file's top says, under a docker_prefix of the module's own (its secrets,
 its users' network and services) and on a free port, with the images the compose
-tests build. Several nodes (node loss, CHP on each node) need docker-in-docker nodes:
-not here yet.
+tests build. On one node the global proxy service is one task: replaced, it comes back
+at a new address, which the hubs find by DNS and fill. Several nodes (node loss, a CHP
+on each node) need docker-in-docker nodes: not here yet.
 """
 
 from __future__ import annotations
@@ -147,8 +148,12 @@ def stack(
 
 def test_the_stack_runs_two_hubs_on_managers_a_database_and_chp(stack: Deployed) -> None:
     services = stack.client.services.list(filters={"label": f"com.docker.stack.namespace={PREFIX}"})
-    replicas = {s.name: s.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] for s in services}
-    assert replicas == {f"{PREFIX}_db": 1, f"{PREFIX}_hub": 2, f"{PREFIX}_proxy": 1}
+    modes = {s.name: s.attrs["Spec"]["Mode"] for s in services}
+    assert modes == {
+        f"{PREFIX}_db": {"Replicated": {"Replicas": 1}},
+        f"{PREFIX}_hub": {"Replicated": {"Replicas": 2}},
+        f"{PREFIX}_proxy": {"Global": {}},  # a CHP on every node
+    }
     hub = next(s for s in services if s.name == f"{PREFIX}_hub")
     spec = hub.attrs["Spec"]
     assert spec["UpdateConfig"]["Order"] == "start-first"
@@ -183,5 +188,36 @@ def test_a_users_task_reaches_the_hub_but_not_the_database_or_the_proxy_api(
 ) -> None:
     selector = {"label": f"com.docker.swarm.service.name={PREFIX}-admin", "status": "running"}
     (task,) = stack.client.containers.list(filters=selector)
-    found = probe_ports(task, "hub:8081", "db:5432", "proxy-api:8001")
-    assert found == ["hub", "open", "db", "closed", "proxy-api", "closed"]
+    # proxy:8001 is CHP's address on `users`: its API listens on `backend` alone.
+    found = probe_ports(task, "hub:8081", "db:5432", "proxy-api:8001", "proxy:8001")
+    assert found == ["hub", "open", "db", "closed", "proxy-api", "closed", "proxy", "closed"]
+
+
+def test_a_replaced_proxy_task_at_a_new_address_gets_the_routes_back(stack: Deployed) -> None:
+    admin = stack.flaskhub("token", "admin").strip().splitlines()[-1]
+    url = f"{stack.url}/user/admin/api/status"
+    proxy = stack.client.services.get(f"{PREFIX}_proxy")
+    before = _task_addresses(proxy)
+    proxy.force_update()  # a new task (a new container, a new address): no routes
+    wait_for(lambda: _task_addresses(proxy) not in (before, set()), 120, 0.5)
+
+    def routed() -> bool:
+        try:
+            response = requests.get(url, headers={"Authorization": f"token {admin}"}, timeout=5)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    # Found by DNS (looked up every 5 s) and filled at the next tick.
+    wait_for(routed, 30, 0.5)
+
+
+def _task_addresses(service: docker.models.services.Service) -> set[str]:
+    """The addresses ("10.0.1.5/24") of the service's running tasks on any network."""
+    return {
+        address
+        for task in service.tasks(filters={"desired-state": "running"})
+        if task["Status"]["State"] == "running"
+        for attachment in task.get("NetworksAttachments", [])
+        for address in attachment.get("Addresses", [])
+    }
