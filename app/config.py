@@ -327,10 +327,15 @@ class Settings:
     )
     docker_cmd: list[str] = setting([], "Command of user containers (empty: the image's CMD).")
     docker_prefix: str = setting(
-        "flaskhub", "Start of container, volume and network names; the hub's label value."
+        "",
+        "Start of container, volume and network names; the hub's label value (default: the "
+        "name of the hub's compose project where it runs in one, else flaskhub).",
     )
     docker_network: str = setting(
-        "", "Network of user containers (default: named docker_prefix, created if missing)."
+        "",
+        "Network of user containers (default: the network `users` of the hub's compose "
+        "project where it runs in one that has it, else one named docker_prefix, created "
+        "if missing).",
     )
     docker_attach: list[str] = setting(
         [],

@@ -3,6 +3,7 @@ volumes keyed by the user's stable id, labels, and what a leftover of the name m
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from docker.errors import NotFound
 
 from app.config import ConfigError, load
+from app.spawners import compose
 from app.spawners import docker as docker_module
 from app.spawners.base import SpawnerError
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
@@ -34,6 +36,12 @@ class FakeContainers:
         if name not in self.by_name:
             raise NotFound(name)
         return self.by_name[name]
+
+
+@pytest.fixture(autouse=True)
+def hub_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub runs in no compose project, as the fake engines have it (not asked)."""
+    monkeypatch.setattr(compose, "_hub_project", {os.getpid(): None})
 
 
 def spawner(user: str, storage_id: str, **settings: Any) -> DockerSpawner:
