@@ -41,6 +41,7 @@ from app.spawners.compose import (
     COMPOSE_PROJECT,
     COMPOSE_SERVICE,
     COMPOSE_USERS_NETWORK,
+    DEFAULT_PREFIX,
     compose_network,
     hub_prefix,
     is_compose_network,
@@ -219,6 +220,29 @@ def _check_network(
             "may reach each other's servers and anything else on it.",
             network.name,
             flaw,
+        )
+
+
+def warn_of_former_names(client: docker.DockerClient, settings: Settings) -> None:
+    """Say at start if users' volumes of the former default docker_prefix (flaskhub) are
+    on the engine while this hub takes its prefix from its compose project: after an
+    upgrade they are its users' files, under names it no longer uses."""
+    prefix = hub_prefix(client, settings)
+    if settings.docker_prefix or prefix == DEFAULT_PREFIX:
+        return
+    former = client.volumes.list(filters={"label": f"{LABEL_HUB}={DEFAULT_PREFIX}"})
+    if former:
+        log.warning(
+            "%d volumes of users' homes are labelled %s=%s (e.g. %s), the names hubs of "
+            "earlier versions gave in every compose project, and this hub names its own "
+            "%s-home-… after its project: if they are its users' files, set "
+            "FLASKHUB_DOCKER_PREFIX=%s (README: Deploying with docker-compose, Upgrading).",
+            len(former),
+            LABEL_HUB,
+            DEFAULT_PREFIX,
+            former[0].name,
+            prefix,
+            DEFAULT_PREFIX,
         )
 
 
@@ -408,6 +432,7 @@ class DockerSpawner(Spawner):
     def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
         """What preflight checks on an engine that answers."""
         ensure_network(client, settings)
+        warn_of_former_names(client, settings)
 
     @classmethod
     def repair(cls, settings: Settings) -> None:

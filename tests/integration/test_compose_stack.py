@@ -12,6 +12,7 @@ missing, then `docker-compose build`, whose layer cache makes a rebuild quick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -44,6 +45,7 @@ COMPOSE = shutil.which("docker-compose")
 PROJECT = f"fhcompose{secrets.token_hex(3)}"
 # A second stack on the same engine, with nothing but its project name and port its own.
 OTHER = f"{PROJECT}b"
+FORMER_HOME = f"{OTHER}-former-home"
 PASSWORD = "correct horse battery"
 HOME = "/home/jovyan"
 IMAGE = "flaskhub/singleuser:compose-test"
@@ -168,8 +170,14 @@ def other(
     compose_images: None,
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> Iterator[Stack]:
-    """A second stack beside `stack`: another project name and port, nothing else."""
-    yield from run_stack(docker_client, OTHER)
+    """A second stack beside `stack`: another project name and port, nothing else; on
+    an engine with a user's home as earlier versions named it in every project."""
+    former = docker_client.volumes.create(FORMER_HOME, labels={LABEL_HUB: "flaskhub"})
+    try:
+        yield from run_stack(docker_client, OTHER)
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            former.remove(force=True)
 
 
 def answers(url: str) -> bool:
@@ -384,6 +392,10 @@ def test_a_second_stack_beside_the_first_has_names_and_networks_of_its_own(
         network = docker_client.networks.get(f"{project}-erin-net")
         members = {c["Name"] for c in network.attrs["Containers"].values()}
         assert members == {f"{project}-erin", f"{project}_hub_1", f"{project}_proxy_1"}
+    # The hub whose names changed says where its users' files of before may be.
+    logs = other.compose("logs", "--no-color", "hub").stdout
+    assert "labelled org.flaskhub.hub=flaskhub" in logs
+    assert "set FLASKHUB_DOCKER_PREFIX=flaskhub" in logs
     first = project_leftovers(docker_client)
 
     result = other.compose("down", "-v", timeout=180)
