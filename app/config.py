@@ -50,6 +50,8 @@ SERVER_SUBNET_PREFIX = 28
 # Authenticators whose users come from an identity provider: they must say who may log in.
 PROVIDER_AUTHENTICATORS: tuple[str, ...] = ("ldap", "oidc", "oauth2")
 AUTHENTICATOR_NAMES = ("dummy", "password", *PROVIDER_AUTHENTICATORS)
+# In subdomain_host: the public port (setting port).
+PORT_FIELD = "{port}"
 # sun_path holds 108 bytes with the terminating NUL.
 MAX_SOCKET_PATH = 107
 
@@ -313,7 +315,8 @@ class Settings:
     subdomain_host: str = setting(
         "",
         "The hub's own origin, e.g. https://hub.example.org: each user's servers then get "
-        "an origin of their own, https://<user>.hub.example.org (README: Security).",
+        "an origin of their own, https://<user>.hub.example.org (README: Security); {port} "
+        "in it is the public port (setting port), e.g. http://localhost:{port}.",
     )
     cookie_max_age_days: float = setting(14.0, "Days a login lasts (the login cookie's age).")
     cookie_secure: bool = setting(
@@ -336,10 +339,15 @@ class Settings:
     )
     docker_cmd: list[str] = setting([], "Command of user containers (empty: the image's CMD).")
     docker_prefix: str = setting(
-        "flaskhub", "Start of container, volume and network names; the hub's label value."
+        "",
+        "Start of container, volume and network names; the hub's label value (default: the "
+        "name of the hub's compose project where it runs in one, else flaskhub).",
     )
     docker_network: str = setting(
-        "", "Network of user containers (default: named docker_prefix, created if missing)."
+        "",
+        "Network of user containers (default: the network `users` of the hub's compose "
+        "project where it runs in one that has it, else one named docker_prefix, created "
+        "if missing).",
     )
     docker_attach: list[str] = setting(
         [],
@@ -518,6 +526,8 @@ def load(
         raw[name] = value
     # In table order, so that of several bad values the same one is always named.
     settings = Settings(**{s.name: coerce(s, raw[s.name]) for s in SETTINGS if s.name in raw})
+    # Before the checks, which see the origin as it is used.
+    settings = replace(settings, subdomain_host=with_port(settings.subdomain_host, settings.port))
     # The checks read the table above: imported here, where they are used.
     from app.config_checks import validate
 
@@ -535,6 +545,11 @@ def load(
         proxy_api_urls=proxy_api_urls,
         proxy_auth_token=settings.proxy_auth_token or environ.get("CONFIGPROXY_AUTH_TOKEN", ""),
     )
+
+
+def with_port(subdomain_host: str, port: int) -> str:
+    """subdomain_host with {port} filled in: one file can serve stacks on several ports."""
+    return subdomain_host.replace(PORT_FIELD, str(port))
 
 
 def _read_secret_file(variable: str, path: str) -> str:

@@ -401,15 +401,21 @@ def _validate_attach(settings: Settings) -> None:
         )
 
 
-def _validate_swarm(settings: Settings) -> None:
-    """The swarm spawner's service names, placement and addresses."""
-    prefix = settings.docker_prefix
-    swarm = settings.spawner == "swarm"
-    if swarm and not (SERVICE_NAME_RE.fullmatch(prefix) and len(prefix) <= MAX_SWARM_PREFIX):
+def check_swarm_prefix(prefix: str) -> None:
+    """A docker_prefix that can start swarm service names, or ConfigError."""
+    if not (SERVICE_NAME_RE.fullmatch(prefix) and len(prefix) <= MAX_SWARM_PREFIX):
         raise ConfigError(
             f"setting 'docker_prefix' must be at most {MAX_SWARM_PREFIX} letters and digits "
             f"joined by - or _ (swarm service names), got {prefix!r}"
         )
+
+
+def _validate_swarm(settings: Settings) -> None:
+    """The swarm spawner's service names, placement and addresses."""
+    prefix = settings.docker_prefix
+    swarm = settings.spawner == "swarm"
+    if swarm and prefix:
+        check_swarm_prefix(prefix)
     if not all(isinstance(c, str) and ("==" in c or "!=" in c) for c in settings.swarm_placement):
         raise ConfigError(
             "setting 'swarm_placement' must be a list of constraints such as "

@@ -37,6 +37,16 @@ from docker.types import IPAMConfig, IPAMPool
 
 from app.config import ATTACH_SERVICE, SERVER_SUBNET_PREFIX, Settings
 from app.spawners.base import Spawner, SpawnerError
+from app.spawners.compose import (
+    COMPOSE_PROJECT,
+    COMPOSE_SERVICE,
+    COMPOSE_USERS_NETWORK,
+    DEFAULT_PREFIX,
+    compose_network,
+    hub_prefix,
+    is_compose_network,
+    own_compose_project,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +74,12 @@ CAP_DROP = ("NET_RAW",)
 _clients: dict[int, docker.DockerClient] = {}
 # Networks warned about by _check_network in this process.
 _warned_networks: set[str] = set()
-# The labels compose gives each container: its project and its service.
-COMPOSE_PROJECT = "com.docker.compose.project"
-COMPOSE_SERVICE = "com.docker.compose.service"
 # Ranges tried for a server's own network before the spawn fails (each try is one call).
 SUBNET_TRIES = 64
 # The end of a server's own network's name (docker_attach).
 SERVER_NETWORK_SUFFIX = "-net"
 # The end of the swarm spawner's default network name (see network_name).
 OVERLAY_SUFFIX = "-overlay"
-# The compose project of the hub's own container, per process (it never changes).
-_own_project: dict[int, str] = {}
 
 
 def docker_client() -> docker.DockerClient:
@@ -103,43 +108,46 @@ def safe_name(text: str, safe: re.Pattern[str] = NAME_SAFE, longest: int = MAX_N
     return f"{escaped[: longest - 13]}-{digest}"
 
 
-def network_name(settings: Settings, driver: str = "bridge") -> str:
-    """The network of user containers: docker_network, else named docker_prefix (an
-    overlay network's name ends in -overlay: the docker and swarm spawners' defaults
-    never meet, so one engine can switch from one to the other)."""
+def network_name(client: docker.DockerClient, settings: Settings, driver: str = "bridge") -> str:
+    """The name of the network of user containers that the hub makes if missing:
+    docker_network, else docker_prefix (an overlay network's name ends in -overlay: the
+    docker and swarm spawners' defaults never meet, so one engine can switch)."""
     if settings.docker_network:
         return settings.docker_network
-    return settings.docker_prefix + (OVERLAY_SUFFIX if driver == "overlay" else "")
+    return hub_prefix(client, settings) + (OVERLAY_SUFFIX if driver == "overlay" else "")
 
 
 def ensure_network(
     client: docker.DockerClient, settings: Settings, driver: str = "bridge", **options: Any
 ) -> Network:
-    """The network of user containers, created (labelled; a bridge unless told) if missing.
+    """The network of user containers: the hub's compose project's `users` network where
+    docker_network is unset (a bridge), else one created (labelled; a bridge unless told)
+    if missing.
 
     A bridge is made with inter-container traffic off: the hub and CHP, on the
     host, reach each container, but no container reaches another. One that is
     there already and does not hold that is refused, unless named in docker_network;
     one of another driver or scope is refused always.
     """
-    name = network_name(settings, driver)
-    try:
-        network = client.networks.get(name)
-    except NotFound:
-        network = _create_network(client, settings, driver, **options)
-    _check_network(network, settings, driver)
+    network = compose_network(client, settings) if driver == "bridge" else None
+    if network is None:
+        try:
+            network = client.networks.get(network_name(client, settings, driver))
+        except NotFound:
+            network = _create_network(client, settings, driver, **options)
+    _check_network(client, network, settings, driver)
     return network
 
 
 def _create_network(
     client: docker.DockerClient, settings: Settings, driver: str, **options: Any
 ) -> Network:
-    name = network_name(settings, driver)
+    name = network_name(client, settings, driver)
     if driver == "bridge":
         options["options"] = {ICC_OPTION: "false"}
     try:
         created = client.networks.create(
-            name, driver=driver, labels={LABEL_HUB: settings.docker_prefix}, **options
+            name, driver=driver, labels={LABEL_HUB: hub_prefix(client, settings)}, **options
         )
         log.info("Created Docker %s network %s for user servers", driver, name)
         return client.networks.get(created.id)
@@ -148,10 +156,12 @@ def _create_network(
         return client.networks.get(name)
 
 
-def network_flaw(network: Network, settings: Settings) -> str:
+def network_flaw(client: docker.DockerClient, network: Network, settings: Settings) -> str:
     """What lets user containers on network reach each other (or "" if nothing we can tell)."""
     attrs = network.attrs
-    if (attrs.get("Labels") or {}).get(LABEL_HUB) != settings.docker_prefix:
+    # Made by this hub (its label), or by compose for the hub's project.
+    mine = (attrs.get("Labels") or {}).get(LABEL_HUB) == hub_prefix(client, settings)
+    if not (mine or is_compose_network(client, network)):
         return "this hub did not make it"
     if attrs.get("Driver") == "bridge" and (attrs.get("Options") or {}).get(ICC_OPTION) != "false":
         return f"it lets containers reach each other ({ICC_OPTION} is not false)"
@@ -172,7 +182,9 @@ def _a(word: str | None) -> str:
     return f"an {word}" if word and word[0] in "aeiou" else f"a {word}"
 
 
-def _check_network(network: Network, settings: Settings, driver: str) -> None:
+def _check_network(
+    client: docker.DockerClient, network: Network, settings: Settings, driver: str
+) -> None:
     """Refuse a network of the wrong driver, or one user containers could reach each
     other on; warn (once) for the latter if the operator named it in docker_network."""
     misfit = network_misfit(network, driver)
@@ -183,9 +195,17 @@ def _check_network(network: Network, settings: Settings, driver: str) -> None:
             f"{setting} to name another, or remove it (docker network rm {network.name}) "
             "for the hub to make its own."
         )
-    flaw = network_flaw(network, settings)
+    flaw = network_flaw(client, network, settings)
     if not flaw:
         return
+    if not settings.docker_network and is_compose_network(client, network):
+        raise SpawnerError(
+            f"Docker network {network.name} (network {COMPOSE_USERS_NETWORK} of the hub's "
+            f"compose project) {flaw.removeprefix('it ')}, so user containers on it could "
+            f'reach each other\'s servers: give it driver_opts {ICC_OPTION}: "false" in the '
+            "compose file and re-create it (docker-compose down, then up), or set "
+            "docker_network to use it knowingly."
+        )
     if not settings.docker_network:
         raise SpawnerError(
             f"Docker network {network.name} exists but {flaw}, so user containers on it "
@@ -200,6 +220,29 @@ def _check_network(network: Network, settings: Settings, driver: str) -> None:
             "may reach each other's servers and anything else on it.",
             network.name,
             flaw,
+        )
+
+
+def warn_of_former_names(client: docker.DockerClient, settings: Settings) -> None:
+    """Say at start if users' volumes of the former default docker_prefix (flaskhub) are
+    on the engine while this hub takes its prefix from its compose project: after an
+    upgrade they are its users' files, under names it no longer uses."""
+    prefix = hub_prefix(client, settings)
+    if settings.docker_prefix or prefix == DEFAULT_PREFIX:
+        return
+    former = client.volumes.list(filters={"label": f"{LABEL_HUB}={DEFAULT_PREFIX}"})
+    if former:
+        log.warning(
+            "%d volumes of users' homes are labelled %s=%s (e.g. %s), the names hubs of "
+            "earlier versions gave in every compose project, and this hub names its own "
+            "%s-home-… after its project: if they are its users' files, set "
+            "FLASKHUB_DOCKER_PREFIX=%s (README: Deploying with docker-compose, Upgrading).",
+            len(former),
+            LABEL_HUB,
+            DEFAULT_PREFIX,
+            former[0].name,
+            prefix,
+            DEFAULT_PREFIX,
         )
 
 
@@ -225,32 +268,6 @@ def candidate_subnets(subnets: str, name: str) -> Iterator[ipaddress.IPv4Network
     for step in range(min(count, SUBNET_TRIES)):
         first = int(whole.network_address) + (start + step) % count * size
         yield ipaddress.IPv4Network((first, SERVER_SUBNET_PREFIX))
-
-
-def own_compose_project(client: docker.DockerClient) -> str:
-    """The compose project of the container the hub runs in (its hostname names it)."""
-    pid = os.getpid()
-    if pid not in _own_project:
-        hub = own_container(client)
-        labels = hub.labels if hub is not None else {}
-        if COMPOSE_PROJECT not in labels:
-            raise SpawnerError(
-                "docker_attach names a service:<name>, but the hub does not run in a "
-                "container of a compose project: name the containers instead"
-            )
-        _own_project[pid] = labels[COMPOSE_PROJECT]
-    return _own_project[pid]
-
-
-def own_container(client: docker.DockerClient) -> Container | None:
-    """The container on this engine the hub runs in (its hostname is the container's
-    short id, as the engine sets it), or None on the engine's host."""
-    hostname = socket.gethostname()
-    try:
-        container: Container = client.containers.get(hostname)
-    except (NotFound, APIError):
-        return None
-    return container if container.id.startswith(hostname) else None
 
 
 def attach(
@@ -308,7 +325,7 @@ def _service_containers(client: docker.DockerClient, service: str) -> list[Conta
 
 def server_networks(client: docker.DockerClient, settings: Settings) -> list[Network]:
     """The servers' own networks this hub made (docker_attach), full (with members)."""
-    mine = client.networks.list(filters={"label": f"{LABEL_HUB}={settings.docker_prefix}"})
+    mine = client.networks.list(filters={"label": f"{LABEL_HUB}={hub_prefix(client, settings)}"})
     return [
         client.networks.get(n.id)
         for n in mine
@@ -345,14 +362,19 @@ class DockerSpawner(Spawner):
         return docker_client()
 
     @property
+    def prefix(self) -> str:
+        """docker_prefix, or the one the hub's compose project gives (see hub_prefix)."""
+        return hub_prefix(self.client, self.settings)
+
+    @property
     def container_name(self) -> str:
         """The container's name: docker_prefix, then the user and server, escaped."""
-        return f"{self.settings.docker_prefix}-{safe_name(self.file_stem)}"
+        return f"{self.prefix}-{safe_name(self.file_stem)}"
 
     @property
     def volume_name(self) -> str:
         """The user's home volume, keyed by their stable id (never their name)."""
-        return f"{self.settings.docker_prefix}-home-{safe_name(self.storage_id)}"
+        return f"{self.prefix}-home-{safe_name(self.storage_id)}"
 
     def labels(self) -> dict[str, str]:
         """What tells an operator whose a container or volume is, and which hub made it."""
@@ -360,7 +382,7 @@ class DockerSpawner(Spawner):
             LABEL_USER: self.user_name,
             LABEL_STORAGE: self.storage_id,
             LABEL_SERVER: self.server_name,
-            LABEL_HUB: self.settings.docker_prefix,
+            LABEL_HUB: self.prefix,
         }
 
     def owns(self, labels: dict[str, str] | None) -> bool:
@@ -410,6 +432,7 @@ class DockerSpawner(Spawner):
     def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
         """What preflight checks on an engine that answers."""
         ensure_network(client, settings)
+        warn_of_former_names(client, settings)
 
     @classmethod
     def repair(cls, settings: Settings) -> None:
@@ -521,7 +544,8 @@ class DockerSpawner(Spawner):
         else the shared docker_network."""
         if self.settings.docker_attach:
             return f"{self.container_name}{SERVER_NETWORK_SUFFIX}"
-        return network_name(self.settings)
+        network = compose_network(self.client, self.settings)
+        return network.name if network is not None else network_name(self.client, self.settings)
 
     def _server_network(self) -> Network:
         """The server's own network, made if missing and joined by docker_attach; one of

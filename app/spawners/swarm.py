@@ -33,6 +33,7 @@ from docker.utils import parse_bytes
 
 from app.config import MAX_SWARM_PREFIX, Settings
 from app.spawners.base import KEPT, SpawnerError
+from app.spawners.compose import own_container
 from app.spawners.docker import (
     CAP_DROP,
     LOG_LINES,
@@ -44,7 +45,6 @@ from app.spawners.docker import (
     engine_says,
     ensure_network,
     network_gateway,
-    own_container,
     safe_name,
 )
 
@@ -171,9 +171,9 @@ class SwarmSpawner(DockerSpawner):
     @property
     def service_name(self) -> str:
         """docker_prefix, then the user and server with all but letters and digits escaped."""
-        room = SERVICE_NAME_MAX - len(self.settings.docker_prefix) - 1
+        room = SERVICE_NAME_MAX - len(self.prefix) - 1
         assert room >= SERVICE_NAME_MAX - MAX_SWARM_PREFIX - 1
-        return f"{self.settings.docker_prefix}-{safe_name(self.file_stem, SERVICE_SAFE, room)}"
+        return f"{self.prefix}-{safe_name(self.file_stem, SERVICE_SAFE, room)}"
 
     @property
     def shares_network(self) -> bool:

@@ -1,16 +1,18 @@
 """The docker-compose deployment end to end: build, up, an admin, a login, JupyterLab
 in the user's container, down.
 
-Runs the repository's docker-compose.yml as it is, under a project name and a
-docker_prefix of its own (so its network, volumes and the hub's containers are
-its own), a single-user image name of its own (FLASKHUB_DOCKER_IMAGE) and on a
-free port, against the engine of docker_engine.py. The images are made once per
+Runs the repository's docker-compose.yml as it is, under a project name of its
+own (from which the hub names its containers and volumes, on the project's own
+networks), a single-user image name of its own (FLASKHUB_DOCKER_IMAGE) and on a
+free port (FLASKHUB_PORT, which the per-user origins follow), against the engine
+of docker_engine.py; a second project beside it on another port. The images are made once per
 session, in the README's order: images/standins/make for any base image that is
 missing, then `docker-compose build`, whose layer cache makes a rebuild quick.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,6 +43,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 COMPOSE = shutil.which("docker-compose")
 PROJECT = f"fhcompose{secrets.token_hex(3)}"
+# A second stack on the same engine, with nothing but its project name and port its own.
+OTHER = f"{PROJECT}b"
+FORMER_HOME = f"{OTHER}-former-home"
 PASSWORD = "correct horse battery"
 HOME = "/home/jovyan"
 IMAGE = "flaskhub/singleuser:compose-test"
@@ -48,8 +53,9 @@ IMAGE = "flaskhub/singleuser:compose-test"
 
 @dataclass
 class Stack:
-    """A running compose project: its public URL and the environment compose needs."""
+    """A running compose project: its name, public URL and the environment compose needs."""
 
+    project: str
     url: str
     env: dict[str, str]
 
@@ -58,7 +64,7 @@ class Stack:
     ) -> subprocess.CompletedProcess[str]:
         assert COMPOSE is not None
         return subprocess.run(
-            [COMPOSE, "-p", PROJECT, *args],
+            [COMPOSE, "-p", self.project, *args],
             cwd=REPO,
             env=self.env,
             input=input,
@@ -78,15 +84,14 @@ class Stack:
 
 
 def compose_env() -> dict[str, str]:
-    """Our environment without FlaskHub's, plus what the file asks for; a free port."""
+    """Our environment without FlaskHub's, plus what the file asks for; a free port.
+
+    Nothing else: the hub's names come from the project's, the per-user origins from the port.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASKHUB_", "CONFIGPROXY"))}
-    port = str(free_port())
     env.update(
         CONFIGPROXY_AUTH_TOKEN=secrets.token_hex(32),
-        FLASKHUB_PORT=port,
-        # Per-user origins, as the file has them, on this port.
-        FLASKHUB_SUBDOMAIN_HOST=f"http://localhost:{port}",
-        FLASKHUB_DOCKER_PREFIX=PROJECT,
+        FLASKHUB_PORT=str(free_port()),
         # The single-user image under a name of the tests' own: a `docker-compose build`
         # of another checkout on the same engine retags the default name.
         FLASKHUB_DOCKER_IMAGE=IMAGE,
@@ -116,10 +121,10 @@ def compose_images(docker_client: docker.DockerClient) -> None:  # noqa: F811
     run(COMPOSE, "build", env=env)
 
 
-def project_leftovers(client: docker.DockerClient) -> list[str]:
+def project_leftovers(client: docker.DockerClient, project: str = PROJECT) -> list[str]:
     """Containers, networks and volumes of the project or labelled by its hub."""
     found = []
-    for selector in (f"com.docker.compose.project={PROJECT}", f"{LABEL_HUB}={PROJECT}"):
+    for selector in (f"com.docker.compose.project={project}", f"{LABEL_HUB}={project}"):
         filters = {"label": selector}
         found += [f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
         found += [f"network {n.name}" for n in client.networks.list(filters=filters)]
@@ -127,10 +132,29 @@ def project_leftovers(client: docker.DockerClient) -> list[str]:
     return sorted(set(found))
 
 
-def service_health(client: docker.DockerClient, service: str) -> str:
-    labels = [f"com.docker.compose.project={PROJECT}", f"com.docker.compose.service={service}"]
+def service_health(client: docker.DockerClient, project: str, service: str) -> str:
+    labels = [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]
     (container,) = client.containers.list(filters={"label": labels})
     return str(container.attrs["State"].get("Health", {}).get("Status", ""))
+
+
+def run_stack(client: docker.DockerClient, project: str) -> Iterator[Stack]:
+    """`up -d` of the project until its hub answers through the proxy; `down -v` after."""
+    env = compose_env()
+    stack = Stack(project=project, url=f"http://localhost:{env['FLASKHUB_PORT']}", env=env)
+    try:
+        result = stack.compose("up", "-d")
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: service_health(client, project, "hub") == "healthy", 120, 0.5)
+        wait_for(lambda: answers(f"{stack.url}/hub/health"), 60, 0.2)
+        yield stack
+    finally:
+        stack.compose("down", "-v", "--remove-orphans")
+        remove_labelled(client, project)
+        # What a `down` that failed midway left of compose's own.
+        selector = {"label": f"com.docker.compose.project={project}"}
+        for volume in client.volumes.list(filters=selector):
+            volume.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +162,22 @@ def stack(
     compose_images: None,
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> Iterator[Stack]:
-    env = compose_env()
-    stack = Stack(url=env["FLASKHUB_SUBDOMAIN_HOST"], env=env)
+    yield from run_stack(docker_client, PROJECT)
+
+
+@pytest.fixture(scope="module")
+def other(
+    compose_images: None,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> Iterator[Stack]:
+    """A second stack beside `stack`: another project name and port, nothing else; on
+    an engine with a user's home as earlier versions named it in every project."""
+    former = docker_client.volumes.create(FORMER_HOME, labels={LABEL_HUB: "flaskhub"})
     try:
-        result = stack.compose("up", "-d")
-        assert result.returncode == 0, result.stderr
-        wait_for(lambda: service_health(docker_client, "hub") == "healthy", 120, 0.5)
-        wait_for(lambda: answers(f"{stack.url}/hub/health"), 60, 0.2)
-        yield stack
+        yield from run_stack(docker_client, OTHER)
     finally:
-        stack.compose("down", "-v", "--remove-orphans")
-        remove_labelled(docker_client, PROJECT)
+        with contextlib.suppress(docker.errors.NotFound):
+            former.remove(force=True)
 
 
 def answers(url: str) -> bool:
@@ -173,6 +202,24 @@ def login(stack: Stack, name: str, password: str) -> requests.Session:
     return session
 
 
+def start_my_server(stack: Stack, session: requests.Session) -> requests.Response:
+    """/hub/spawn as a browser follows it, to the server; through the spawn-pending page
+    where the spawn outlasts slow_spawn_timeout (10 s: a loaded machine), which sends
+    the browser on once the server is ready."""
+    page = session.get(f"{stack.url}/hub/spawn", timeout=120)
+    pending = page.url
+    if "/hub/spawn-pending/" not in pending:
+        return page
+
+    def went_on() -> bool:
+        nonlocal page
+        page = session.get(pending, timeout=60)
+        return page.url != pending
+
+    wait_for(went_on, 120, 1)
+    return page
+
+
 def api(stack: Stack, method: str, path: str, token: str) -> requests.Response:
     return requests.request(
         method,
@@ -191,10 +238,11 @@ def test_only_the_stack_s_services_run_and_the_proxy_is_not_in_the_hub_s_namespa
     )
     services = sorted(c.labels["com.docker.compose.service"] for c in running)
     assert services == ["db", "hub", "proxy"]  # the single-user image is only built
-    # Only the users' way out (inter-container traffic off); each server gets its own.
-    networks = docker_client.networks.list(filters={"label": f"{LABEL_HUB}={PROJECT}"})
-    assert [n.name for n in networks] == [PROJECT]
-    assert networks[0].attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    # The hub made no network yet (each server gets its own); the users' way out is the
+    # project's own, compose's, with inter-container traffic off.
+    assert docker_client.networks.list(filters={"label": f"{LABEL_HUB}={PROJECT}"}) == []
+    users = docker_client.networks.get(f"{PROJECT}_users")
+    assert users.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
 def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
@@ -205,7 +253,7 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     assert "admin" in out
     session = login(stack, "admin", PASSWORD)
     # Start My Server, then the server's OAuth round trip with the hub (at hub:8081).
-    page = session.get(f"{stack.url}/hub/spawn", timeout=120)
+    page = start_my_server(stack, session)
     assert page.status_code == 200, page.text
     # JupyterLab, on admin's own origin, its login there through the hub's OAuth.
     assert page.url == user_url(stack, "admin") + "lab"
@@ -218,7 +266,7 @@ def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     # Alone on an internal network of its own with the hub and the proxy (docker_attach),
     # and on the users' way out.
     networks = container.attrs["NetworkSettings"]["Networks"]
-    assert sorted(networks) == [PROJECT, f"{PROJECT}-admin-net"]
+    assert sorted(networks) == [f"{PROJECT}-admin-net", f"{PROJECT}_users"]
     network = docker_client.networks.get(f"{PROJECT}-admin-net")
     assert network.attrs["Internal"] is True
     members = {c["Name"] for c in network.attrs["Containers"].values()}
@@ -339,10 +387,53 @@ def test_a_swarm_hub_in_a_container_in_docker_gwbridge_mode_is_refused_at_start(
         assert api(stack, "GET", f"/users/{name}", admin).json()["servers"][""]["ready"]
 
 
-def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
+def test_a_second_stack_beside_the_first_has_names_and_networks_of_its_own(
     stack: Stack,
+    other: Stack,
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> None:
+    """`docker-compose -p` and FLASKHUB_PORT, nothing else: two stacks on one engine."""
+    sessions = {}
+    for each in (stack, other):
+        each.flaskhub("user", "add", "erin", "--password-stdin", input=PASSWORD)
+        sessions[each.project] = login(each, "erin", PASSWORD)
+        page = start_my_server(each, sessions[each.project])
+        assert page.status_code == 200, page.text[:500]
+        assert page.url == user_url(each, "erin") + "lab"
+    for each in (stack, other):
+        project = each.project
+        container = docker_client.containers.get(f"{project}-erin")
+        assert container.labels[LABEL_HUB] == project
+        # On its own project's networks only: its server's own, and its project's way out.
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        assert sorted(networks) == [f"{project}-erin-net", f"{project}_users"]
+        network = docker_client.networks.get(f"{project}-erin-net")
+        members = {c["Name"] for c in network.attrs["Containers"].values()}
+        assert members == {f"{project}-erin", f"{project}_hub_1", f"{project}_proxy_1"}
+    # The hub whose names changed says where its users' files of before may be.
+    logs = other.compose("logs", "--no-color", "hub").stdout
+    assert "labelled org.flaskhub.hub=flaskhub" in logs
+    assert "set FLASKHUB_DOCKER_PREFIX=flaskhub" in logs
+    first = project_leftovers(docker_client)
+
+    result = other.compose("down", "-v", timeout=180)
+    assert result.returncode == 0, result.stderr
+    # Of the second stack only its users' homes are left (compose does not know them);
+    # the first stack's things are all there, and its server still serves.
+    left = project_leftovers(docker_client, OTHER)
+    assert len(left) == 1 and left[0].startswith(f"volume {OTHER}-home-"), left
+    assert project_leftovers(docker_client) == first
+    contents = sessions[PROJECT].get(user_url(stack, "erin") + "api/contents", timeout=30)
+    assert contents.status_code == 200, contents.text[:500]
+
+
+def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
+    stack: Stack,
+    other: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    """Also of the second stack, whose users' homes the first's `down -v` and cleanup keep."""
+    others = project_leftovers(docker_client, OTHER)
     container = docker_client.containers.get(f"{PROJECT}-admin")
     assert container.exec_run(["sh", "-c", f"echo kept > {HOME}/notes.txt"]).exit_code == 0
     result = stack.compose("down", timeout=180)
@@ -352,15 +443,20 @@ def test_down_keeps_volumes_and_down_v_with_the_readme_cleanup_leaves_nothing(
     assert left and all(item.startswith("volume ") for item in left), left
     assert f"volume {PROJECT}_db-data" in left
     homes = docker_client.volumes.list(filters={"label": f"{LABEL_HUB}={PROJECT}"})
-    assert len(homes) == 2  # admin's and alice's
+    assert len(homes) == 3  # admin's, alice's and erin's
 
     result = stack.compose("down", "-v", timeout=180)
     assert result.returncode == 0, result.stderr
     left = project_leftovers(docker_client)
     assert left == sorted(f"volume {v.name}" for v in homes)  # -v: compose's volumes only
-    cleanup = readme_cleanup().replace("org.flaskhub.hub=flaskhub", f"org.flaskhub.hub={PROJECT}")
-    subprocess.run(["sh", "-c", cleanup], check=True, capture_output=True, timeout=60)
-    assert project_leftovers(docker_client) == []
+    for project in (PROJECT, OTHER):
+        cleanup = readme_cleanup().replace(
+            "org.flaskhub.hub=flaskhub", f"org.flaskhub.hub={project}"
+        )
+        subprocess.run(["sh", "-c", cleanup], check=True, capture_output=True, timeout=60)
+        assert project_leftovers(docker_client) == []
+        # The first stack's cleanup leaves the second's users' homes.
+        assert project_leftovers(docker_client, OTHER) == ([] if project == OTHER else others)
 
 
 def readme_cleanup() -> str:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from app.config import BY_NAME, ENV_PREFIX, Settings
+from app.config import BY_NAME, ENV_PREFIX, Settings, load
 from app.version import __version__
 from tests.helpers import REPO
 
@@ -112,8 +112,20 @@ def test_compose_hub_gives_each_server_a_network_only_it_and_the_proxy_join() ->
     assert set(config["services"]["hub"]["networks"]) == {"backend"}
     assert set(config["services"]["proxy"]["networks"]) == {"backend"}
     users = config["networks"]["users"]
-    assert users["name"] == users["labels"]["org.flaskhub.hub"] == "site"
     assert users["driver_opts"] == {"com.docker.network.bridge.enable_icc": "false"}
+
+
+def test_compose_names_nothing_for_the_whole_engine_and_origins_follow_the_port() -> None:
+    # Two projects on one engine: compose names every network and volume after its
+    # project, and the hub its own things after it too (docker_prefix unset).
+    config = _services(FLASKHUB_PORT="8001")
+    assert not [key for key, value in config["networks"].items() if "name" in (value or {})]
+    assert not [key for key, value in config["volumes"].items() if "name" in (value or {})]
+    assert config["services"]["proxy"]["ports"][0]["published"] == 8001
+    env = config["services"]["hub"]["environment"]
+    settings = load(environ={key: str(value) for key, value in env.items()})
+    assert settings.docker_prefix == "" and settings.docker_network == ""
+    assert settings.subdomain_host == "http://localhost:8001" == settings.public_url
 
 
 def test_compose_keeps_the_database_and_the_proxy_api_off_the_users_network() -> None:

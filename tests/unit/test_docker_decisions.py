@@ -3,6 +3,7 @@ volumes keyed by the user's stable id, labels, and what a leftover of the name m
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from docker.errors import NotFound
 
 from app.config import ConfigError, load
+from app.spawners import compose
 from app.spawners import docker as docker_module
 from app.spawners.base import SpawnerError
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
@@ -34,6 +36,12 @@ class FakeContainers:
         if name not in self.by_name:
             raise NotFound(name)
         return self.by_name[name]
+
+
+@pytest.fixture(autouse=True)
+def hub_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub runs in no compose project, as the fake engines have it (not asked)."""
+    monkeypatch.setattr(compose, "_hub_project", {os.getpid(): None})
 
 
 def spawner(user: str, storage_id: str, **settings: Any) -> DockerSpawner:
@@ -151,3 +159,72 @@ def test_server_nice_is_the_kernels_cpu_weight_for_containers(nice: int, weight:
 def test_server_nice_out_of_range_is_refused(nice: int) -> None:
     with pytest.raises(ConfigError, match="'server_nice'"):
         load(environ={}, overrides={"server_nice": nice})
+
+
+def in_project(monkeypatch: pytest.MonkeyPatch, project: str, *networks: Any) -> Any:
+    """The hub in a container of compose project `project`; an engine with `networks`."""
+    monkeypatch.setattr(compose, "_hub_project", {os.getpid(): project})
+
+    def listed(filters: dict[str, list[str]]) -> list[Any]:
+        wanted = dict(label.split("=", 1) for label in filters["label"])
+        return [n for n in networks if wanted.items() <= n.attrs["Labels"].items()]
+
+    by_id = {n.id: n for n in networks}
+    return SimpleNamespace(networks=SimpleNamespace(list=listed, get=by_id.__getitem__))
+
+
+def compose_users(project: str, icc: str = "false", key: str = "users") -> Any:
+    """A network compose made for project's `key` in the file."""
+    labels = {compose.COMPOSE_PROJECT: project, compose.COMPOSE_NETWORK: key}
+    return SimpleNamespace(
+        id=f"{project}_{key}",
+        name=f"{project}_{key}",
+        attrs={
+            "Name": f"{project}_{key}",
+            "Driver": "bridge",
+            "Labels": labels,
+            "Options": {docker_module.ICC_OPTION: icc},
+        },
+    )
+
+
+def test_in_a_compose_project_the_names_and_the_way_out_are_the_project_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another project's `users` and this project's `backend` are not the way out.
+    ours = compose_users("lab2")
+    engine = in_project(
+        monkeypatch, "lab2", compose_users("lab1"), compose_users("lab2", key="backend"), ours
+    )
+    settings = load(environ={}, overrides={"spawner": "docker"})
+    assert compose.hub_prefix(engine, settings) == "lab2"
+    assert docker_module.ensure_network(engine, settings) is ours
+    alice = spawner("alice", "sid-1")
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    assert (alice.container_name, alice.volume_name) == ("lab2-alice", "lab2-home-sid-1")
+    assert alice.labels()[LABEL_HUB] == "lab2" and alice.network_name == "lab2_users"
+    # Set, the settings win.
+    named = load(environ={}, overrides={"docker_prefix": "site", "docker_network": "site-out"})
+    assert compose.hub_prefix(engine, named) == "site"
+    assert compose.compose_network(engine, named) is None
+
+
+def test_a_compose_users_network_where_containers_reach_each_other_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = in_project(monkeypatch, "lab2", compose_users("lab2", icc="true"))
+    with pytest.raises(SpawnerError) as refused:
+        docker_module.ensure_network(engine, load(environ={}, overrides={}))
+    message = str(refused.value)
+    assert "lab2_users (network users of the hub's compose project) lets containers" in message
+    assert 'enable_icc: "false" in the compose file' in message
+
+
+def test_a_project_name_that_cannot_start_service_names_asks_for_docker_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Compose accepts a trailing _; a swarm service name does not.
+    engine = in_project(monkeypatch, "lab_")
+    assert compose.hub_prefix(engine, load(environ={}, overrides={})) == "lab_"
+    with pytest.raises(SpawnerError, match="named 'lab_'.*set docker_prefix"):
+        compose.hub_prefix(engine, load(environ={}, overrides={"spawner": "swarm"}))

@@ -71,11 +71,23 @@ def test_a_server_logs_in_on_its_own_origin_and_sends_people_to_the_hubs() -> No
 
 
 @pytest.mark.parametrize(
-    "value", ["hub.example.org", "ftp://hub.example.org", "https://hub.example.org/x", "http://:80"]
+    "value",
+    [
+        *("hub.example.org", "ftp://hub.example.org", "https://hub.example.org/x", "http://:80"),
+        # {port} once, in the port's place, and spelt so: else no origin.
+        *("http://localhost:{port}{port}", "http://localhost:{PORT}", "http://localhost/{port}"),
+    ],
 )
 def test_subdomain_host_must_be_an_origin(value: str) -> None:
     with pytest.raises(ConfigError, match="subdomain_host"):
-        load(environ={}, overrides={"subdomain_host": value})
+        load(environ={}, overrides={"subdomain_host": value, "port": 8001})
+
+
+def test_subdomain_host_s_port_field_is_the_public_port() -> None:
+    # docker-compose.yml's default: a second stack on FLASKHUB_PORT=8001 sends people there.
+    environ = {"FLASKHUB_SUBDOMAIN_HOST": "http://localhost:{port}", "FLASKHUB_PORT": "8001"}
+    assert load(environ=environ).subdomain_host == "http://localhost:8001"
+    assert load(environ={"FLASKHUB_SUBDOMAIN_HOST": HUB}).subdomain_host == HUB
 
 
 @pytest.fixture
