@@ -26,7 +26,7 @@ from app.auth import (
     login_user,
     logout_user,
 )
-from app.auth.access import admit, allowed
+from app.auth.access import allowed
 from app.auth.authenticators import AuthResult
 from app.config import current_settings
 from app.errors import STATUS, HubError
@@ -154,7 +154,9 @@ def login() -> ResponseReturnValue:
             return redirect(next_url or landing_url(user))
         return _login_page(next_url)
     name = request.form.get("username", "")
-    return finish_login(_authenticate(name, next_url), next_url)
+    keys = login_keys(name, request.remote_addr)
+    # The name's failures are forgotten with the login (the address's stay).
+    return finish_login(_authenticate(name, keys, next_url), next_url, forget=keys[0])
 
 
 def _login_page(next_url: str, error: str | None = None, username: str = "") -> str:
@@ -165,20 +167,19 @@ def _login_page(next_url: str, error: str | None = None, username: str = "") -> 
     )
 
 
-def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
+def finish_login(
+    result: AuthResult, next_url: str, forget: str | None = None
+) -> ResponseReturnValue:
     """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
-    user = admit(get_users(), current_settings(), result)
-    if result.auth_state is not None:
-        get_auth_states().save(user.name, result.auth_state)
+    user = get_auth_states().log_in(result, forget)
     login_user(user)
     log.info("User %s logged in", user.name)
     return redirect(next_url or landing_url(user))
 
 
-def _authenticate(name: str, next_url: str) -> AuthResult:
+def _authenticate(name: str, keys: list[str], next_url: str) -> AuthResult:
     """Who the form proves, or the form again with why not (403, or 429 after too
     many failures for the name or from the address, whether the name exists or not)."""
-    keys = login_keys(name, request.remote_addr)
     throttle = get_throttle()
     try:
         throttle.check(keys)
@@ -199,7 +200,6 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
     if result is None:
         throttle.failed(keys)
         abort(Response(_login_page(next_url, error, name), status=403))
-    throttle.succeeded(keys[0])
     return result
 
 
