@@ -29,7 +29,7 @@ from app.servers.edits import ServerEdits
 from app.servers.names import server_label, url_prefix
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
-from app.servers.rows import ServerRows
+from app.servers.rows import Progress, ServerRows
 from app.servers.spawning import claim, direct_get, spawner_env, wait_for_http
 from app.servers.visit import Visit, visit_of
 from app.spawn_options import checked_options, option_fields, settings_for
@@ -107,6 +107,19 @@ class ServerManager:
             implicit_spawn=self.settings.implicit_spawn,
             subdomain_host=self.settings.subdomain_host,
         )
+
+    def watch(self, user_name: str, server_name: str, after: int) -> tuple[Visit, Progress]:
+        """What the server's state means (as `visit` without polling) and its spawn's
+        progress events after seq `after`: one read, for a progress stream's look."""
+        server, events = self.rows.watch(user_name, server_name, after)
+        visit = visit_of(
+            server,
+            user_name,
+            server_name,
+            implicit_spawn=self.settings.implicit_spawn,
+            subdomain_host=self.settings.subdomain_host,
+        )
+        return visit, events
 
     def counts(self) -> dict[str, int]:
         """State counts computed on request (drives limits and gauges)."""

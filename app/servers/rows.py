@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import JSON, Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, rows_changed
-from app.models import Server, ServerState, User, utcnow
+from app.models import ProgressEvent, Server, ServerState, User, utcnow
 from app.oauth import OAuthService
 from app.outcomes import Conflict, NotFound
 from app.processes import this_process
@@ -49,6 +49,37 @@ _MARK_RUNNING = (
         owner=None,
     )
 )
+
+
+# A spawn's progress events: (seq, {"progress": int, "message": str, ...}), oldest first.
+Progress = list[tuple[int, dict[str, Any]]]
+_EVENTS = cast(Table, ProgressEvent.__table__)
+# Appended only while the server is spawning: a late event of a spawn that ended (or
+# was stopped) is not kept.
+_ADD_PROGRESS = insert(_EVENTS).from_select(
+    ["server_id", "event"],
+    select(_SERVERS.c.id, bindparam("event", type_=JSON)).where(
+        _THIS_SERVER, _SERVERS.c.state == ServerState.SPAWNING
+    ),
+)
+_PROGRESS_AFTER = (
+    select(_EVENTS.c.seq, _EVENTS.c.event)
+    .where(_EVENTS.c.server_id == bindparam("server_id"), _EVENTS.c.seq > bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+)
+
+
+def progress_after(
+    conn: Connection, server_id: int, after: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """A server's progress events after seq `after`, oldest first."""
+    rows = conn.execute(_PROGRESS_AFTER, {"server_id": server_id, "after": after})
+    return [(seq, event) for seq, event in rows]
+
+
+def forget_progress(session: Session, server_id: int) -> None:
+    """Drop the events of a server's earlier spawn (its claim starts a new one)."""
+    session.execute(delete(_EVENTS).where(_EVENTS.c.server_id == server_id))
 
 
 class ServerRows:
@@ -115,11 +146,23 @@ class ServerRows:
             session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state})
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
-        """Keep a progress event with a spawning server, where every worker's stream reads it."""
+        """Keep a progress event of a spawning server, where every worker's stream reads
+        it: one INSERT (none once the server is no longer spawning)."""
         with self.db.write() as session:
-            server = session.get(Server, server_id, options=SERVER_ONLY)
-            if server is not None and server.state == ServerState.SPAWNING:
-                server.progress_events = [*server.progress_events, event]
+            session.execute(_ADD_PROGRESS, {"server_id": server_id, "event": event})
+
+    def progress(self, server_id: int, after: int = 0) -> Progress:
+        """The progress events (seq, event) of a server's current spawn after seq `after`."""
+        with self.db.connect() as conn:
+            return progress_after(conn, server_id, after)
+
+    def watch(self, user_name: str, server_name: str, after: int) -> tuple[Server | None, Progress]:
+        """A server and its progress events after seq `after`, in one read (a stream's look)."""
+        with self.db.read() as session:
+            server = find_server(session, user_name, server_name)
+            if server is None:
+                return None, []
+            return server, progress_after(session.connection(), server.id, after)
 
     def take_over(self, server_id: int, owner: str | None) -> bool:
         """Become the owner of a spawn or stop whose owner died; False if it moved on."""
