@@ -32,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db, rows_changed
 from app.models import Server, Share, ShareCode, user_group_map, utcnow
@@ -233,6 +233,14 @@ class ShareService:
         return rows, total
 
 
+# A share with what its model shows (its server and owner, its user's and group's names),
+# in one statement: not those users' servers, groups and roles (three SELECTs each).
+SHARE_LOADS = (
+    joinedload(Share.server).joinedload(Server.user).lazyload("*"),
+    joinedload(Share.user).lazyload("*"),
+    joinedload(Share.group).lazyload("*"),
+)
+
 # A live code's use, counted, and what it shares: one statement, so nothing can revoke
 # or expire the code between the check and the use.
 _USE_CODE = (
@@ -268,9 +276,8 @@ def _grant(
     session.add(share)
     session.flush()
     # Its server, user and group, in one statement (as _find loads them).
-    return session.scalars(
-        select(Share).where(Share.id == share.id).execution_options(populate_existing=True)
-    ).one()
+    query = select(Share).where(Share.id == share.id).options(*SHARE_LOADS)
+    return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
 def shared_with(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
@@ -283,7 +290,9 @@ def _find(
     session: Session, server_id: int, user_id: int | None, group_id: int | None
 ) -> Share | None:
     return session.scalar(
-        select(Share).where(
+        select(Share)
+        .options(*SHARE_LOADS)
+        .where(
             Share.server_id == server_id,
             Share.user_id.is_(None) if user_id is None else Share.user_id == user_id,
             Share.group_id.is_(None) if group_id is None else Share.group_id == group_id,

@@ -20,6 +20,7 @@ from app.outcomes import Invalid, NotFound
 from app.scopes import DEFAULT_ROLES
 from app.shares import ShareService, apply_filter, filtered
 from app.users import UserService
+from tests.transactions import counting
 
 ACCESS = "access:servers!server=alice/"
 
@@ -196,3 +197,17 @@ def test_a_made_up_code_is_refused_and_counts_nothing(
             shares.exchange(attempt, user_id(db, "bob"))
     assert shared_scopes(db, user_id(db, "bob")) == []
     assert [c.exchange_count for c in shares.codes(server.user_id, None, 0, 10)[0]] == [0]
+
+
+def test_an_exchange_is_one_write_of_four_statements(
+    db: Database, shares: ShareService, server: Server
+) -> None:
+    """Use the code, look for a share to extend, add it, read it back with what its
+    model shows (not its users' servers, groups and roles)."""
+    _row, code = shares.new_code(server, [ACCESS], 3600)
+    bob = user_id(db, "bob")
+    with counting(db.engine) as counts:
+        share = shares.exchange(code, bob)
+    assert counts.figures() == {"transactions": 1, "writes": 1, "statements": 4}, counts.sql
+    assert share.server.user.name == "alice" and share.user is not None
+    assert share.user.name == "bob" and share.group is None
