@@ -10,7 +10,8 @@ prints what each cost:
 
     .venv/bin/python benchmarks/transactions.py [--json-out after.json] [--before before.json]
 
-`--before` prints the figures of an earlier run (its --json-out) beside these.
+`--before` prints the figures of an earlier run (its --json-out) beside these;
+`--sql` lists each action's statements (on stderr).
 An action ends when its effect is in the database and the counts stood still
 for half a second. GET user is asked three times with each kind of token: the
 first use of a token also notes when it was used (a write, once a minute).
@@ -38,15 +39,18 @@ from tests.integration.conftest import FLASKHUB, Hub, hub_env, start_hub  # noqa
 PASSWORD = "a-benchmark-password"
 SERVICE_TOKEN = "benchmark-service-token-0123456789abcdef"
 QUIET_SECONDS = 0.5
+SHOW_SQL = False
 FIGURES = ("transactions", "writes", "statements")
 
 
-def totals(folder: Path) -> dict[str, int]:
-    """The counts of every hub process so far, summed."""
-    summed = dict.fromkeys(FIGURES, 0)
+def totals(folder: Path) -> dict[str, Any]:
+    """The counts of every hub process so far, summed; "sql": each process's statements."""
+    summed: dict[str, Any] = {**dict.fromkeys(FIGURES, 0), "sql": {}}
     for path in folder.glob("*.json"):
-        for key, value in json.loads(path.read_text()).items():
-            summed[key] += value
+        counts = json.loads(path.read_text())
+        for key in FIGURES:
+            summed[key] += counts[key]
+        summed["sql"][path.stem] = counts["sql"]
     return summed
 
 
@@ -62,6 +66,11 @@ def measured(folder: Path, action: Callable[[], Any], into: dict[str, Any], name
         if now != last:
             last, since = now, time.monotonic()
     into[name] = {key: last[key] - before[key] for key in FIGURES}
+    if SHOW_SQL:
+        print(f"-- {name}", file=sys.stderr)
+        for pid, statements in last["sql"].items():
+            for statement in statements[len(before["sql"].get(pid, [])) :]:
+                print(f"   {statement}", file=sys.stderr)
     return value
 
 
@@ -128,6 +137,8 @@ def run(workdir: Path) -> dict[str, dict[str, int]]:
     )
     env["PYTHONPATH"] = f"{HERE / 'counting'}:{env['PYTHONPATH']}"
     env["TX_COUNT_DIR"] = str(counts)
+    if SHOW_SQL:
+        env["TX_COUNT_SQL"] = "1"
     (workdir / "data").mkdir()
     for name in ("alice", "bob"):
         add_user(env, name, workdir)
@@ -207,7 +218,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json-out", type=Path, help="write the figures as JSON")
     parser.add_argument("--before", type=Path, help="an earlier run's --json-out, shown beside")
+    parser.add_argument("--sql", action="store_true", help="list each action's statements")
     args = parser.parse_args()
+    global SHOW_SQL
+    SHOW_SQL = args.sql
     with tempfile.TemporaryDirectory(prefix="flaskhub-tx-") as tmp:
         results = run(Path(tmp))
     if args.json_out:

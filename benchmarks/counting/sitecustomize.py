@@ -5,7 +5,7 @@ TX_COUNT_DIR set (the benchmark sets it for the hub it starts, and nothing
 else does) it counts, on every engine of the process, the transactions and
 statements of requests and of the greenlets they start (spawns, stops), not
 those of the two background loops (reconcile, heartbeat), and keeps the running
-totals in TX_COUNT_DIR/<pid>.json.
+totals in TX_COUNT_DIR/<pid>.json (with TX_COUNT_SQL set, the statements too).
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ def _install(folder: Path) -> None:
 
     from tests.transactions import Counter, Counts
 
-    counter = Counter(counted=lambda: not _in_background(), keep_sql=False)
+    keep_sql = bool(os.environ.get("TX_COUNT_SQL"))
+    counter = Counter(counted=lambda: not _in_background(), keep_sql=keep_sql)
 
     def save(counts: Counts) -> None:
         path = folder / f"{os.getpid()}.json"
-        path.with_suffix(".tmp").write_text(json.dumps(counts.figures()))
+        figures: dict[str, object] = {**counts.figures(), "sql": counts.sql}
+        path.with_suffix(".tmp").write_text(json.dumps(figures))
         path.with_suffix(".tmp").replace(path)
 
     counter.on_change = save
