@@ -112,11 +112,9 @@ class ServerRows:
             query = select(Server).where(Server.state.in_(states)).options(*SERVER_ONLY)
             return session.scalars(query).all()
 
-    def issue_credentials(self, session: Session, server_id: int) -> tuple[Server, str]:
+    def issue_credentials(self, session: Session, server: Server) -> str:
         """A new API token for a starting server, which is also its OAuth client's secret,
         in the caller's transaction: the claim's, which has the server row at hand."""
-        server = session.get(Server, server_id, options=SERVER_ONLY)
-        assert server is not None
         user_name, server_name = server.user.name, server.name
         prefix = url_prefix(user_name, server_name)
         token, row = self.tokens.create(
@@ -139,7 +137,7 @@ class ServerRows:
             description=f"Server at {prefix}",
             server_id=server.id,
         )
-        return server, token
+        return token
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
@@ -175,9 +173,16 @@ class ServerRows:
             server.owner = this_process()
             return True
 
-    def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
-        """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
-        abandoned) took the server meanwhile: it wins."""
+    def mark_running(
+        self,
+        server_id: int,
+        url: str,
+        version: str,
+        state: dict[str, Any],
+        events: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """SPAWNING → RUNNING, after its last progress events; False if a stop (or a process
+        that took the spawn over as abandoned) took the server meanwhile: it wins."""
         values = {
             "server_id": server_id,
             "me": this_process(),
@@ -187,6 +192,9 @@ class ServerRows:
             "now": utcnow(),
         }
         with self.db.write() as session:
+            if events:
+                steps = [{"server_id": server_id, "event": event} for event in events]
+                session.execute(_ADD_PROGRESS, steps)
             return rows_changed(session.execute(_MARK_RUNNING, values)) == 1
 
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
@@ -204,8 +212,8 @@ class ServerRows:
             server.spawner_state = kept_state(server.spawner_state)
             self.tokens.revoke_for_server(session, server.id)
 
-    def mark_stopping(self, user_name: str, server_name: str) -> tuple[int | None, bool]:
-        """SPAWNING/RUNNING → STOPPING: (its id, True); (id, False) if it was already
+    def mark_stopping(self, user_name: str, server_name: str) -> tuple[Server | None, bool]:
+        """SPAWNING/RUNNING → STOPPING: (the server, True); (server, False) if it was already
         stopping; (None, False) if there is nothing to stop."""
         with self.db.write() as session:
             server = find_server(session, user_name, server_name)
@@ -216,10 +224,10 @@ class ServerRows:
             ):
                 return None, False
             if server.state == ServerState.STOPPING:
-                return server.id, False
+                return server, False
             server.state = ServerState.STOPPING
             server.owner = this_process()
-            return server.id, True
+            return server, True
 
     def mark_stopped(self, server_id: int, reason: str | None) -> None:
         """→ STOPPED (with why, if it stopped on its own); its credentials are revoked."""

@@ -68,8 +68,9 @@ def claim(
     options: dict[str, Any],
     *,
     explicit: bool,
-) -> Result | int:
-    """Check the state and the limits, then mark the server spawning: a refusal, or its id.
+) -> Result | Server:
+    """Check the state and the limits, then mark the server spawning: a refusal, or the
+    server (with its user's name and storage id: what the spawn needs, loaded here).
 
     One write transaction, so two requests cannot both start a server. The spawn
     flag is set here, before the first wait, so a starting server is never
@@ -99,7 +100,7 @@ def claim(
     server.started = utcnow()
     server.owner = this_process()
     session.flush()
-    return server.id
+    return server
 
 
 def _refusal(server: Server | None, user_name: str, explicit: bool) -> Result | None:

@@ -58,9 +58,11 @@ def add_server(app: Flask) -> Callable[..., int]:
 
 
 def _claim(app: Flask, user: str, server: str = "", *, explicit: bool = True) -> Result | int:
+    """The claim's refusal, or the id of the server it claimed."""
     settings = get_servers(app).settings
     with get_db(app).write() as session:
-        return claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
+        claimed = claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
+        return claimed if isinstance(claimed, Result) else claimed.id
 
 
 # -- the claim ----------------------------------------------------------------
