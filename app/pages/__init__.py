@@ -37,7 +37,6 @@ from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for, to_hub_origin
 from app.pages.visits import pending_page_url
-from app.servers import get_servers
 from app.users import get_users
 from proxy.client import ProxyError
 
@@ -79,7 +78,8 @@ def _safe_next(target: str | None) -> str:
 
 
 def landing_url(user: User) -> str:
-    """Where a user goes after logging in, and from /hub/ (JupyterHub's default URL).
+    """Where a user (loaded with their servers) goes after logging in, and from /hub/
+    (JupyterHub's default URL).
 
     With `redirect_to_server` (the default): their server if it is starting or running,
     else /hub/spawn to start it; a failed one shows its failure (spawn-pending), never a
@@ -87,7 +87,8 @@ def landing_url(user: User) -> str:
     """
     if not current_settings().redirect_to_server:
         return "/hub/home"
-    server = get_servers().get_server(user.name)
+    # Loaded with the user (a login's, a cookie's): no need to read it again.
+    server = user.server("")
     if server is None or server.state == ServerState.STOPPED:
         return "/hub/spawn"
     if server.state == ServerState.FAILED:
