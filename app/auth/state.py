@@ -14,6 +14,7 @@ their next request, whichever credential it carries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,16 +96,19 @@ class AuthStates:
         user.encrypted_auth_state = self.keeper.encrypt(state) if state is not None else None
         user.auth_refreshed = utcnow()
 
-    def for_spawn(self, name: str) -> dict[str, Any] | None:
+    def for_spawn(
+        self, name: str, may_refresh: Callable[[], bool] = lambda: True
+    ) -> dict[str, Any] | None:
         """The auth state to start a server with, refreshed first when older than
-        auth_refresh_age; LoginExpired (or Forbidden) when the provider no longer vouches."""
+        auth_refresh_age (unless may_refresh() says no: then as it is); LoginExpired (or
+        Forbidden) when the provider no longer vouches."""
         state, refreshed = self._read(name)
         age = self.settings.auth_refresh_age
         if state is None or not age:
             return state
         if refreshed is not None and utcnow() - refreshed < timedelta(seconds=age):
             return state
-        return self._refresh(name, state)
+        return self._refresh(name, state) if may_refresh() else state
 
     def recheck(self, user: User) -> User | None:
         """The user of a request's cookie or token as the provider vouches for them now:

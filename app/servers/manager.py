@@ -64,7 +64,7 @@ class ServerManager:
         rows: ServerRows,
         routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
-        auth_state_for: Callable[[str], dict[str, Any] | None] | None = None,
+        auth_state_for: Callable[[str, Callable[[], bool]], dict[str, Any] | None] | None = None,
         heartbeats: Heartbeats | None = None,
     ) -> None:
         self.db = db
@@ -188,11 +188,16 @@ class ServerManager:
 
     def _auth_state(self, user_name: str, server_name: str) -> dict[str, Any] | None:
         """The user's auth state, refreshed if stale: before the claim, since a refresh asks
-        the identity provider (network, no transaction); not for a server already active."""
+        the identity provider (network, no transaction); not for a server already active
+        (the claim refuses it), which is read only when a refresh is due."""
         if self.auth_state_for is None:
             return None
-        current = self.get_server(user_name, server_name)
-        return None if current is not None and current.active else self.auth_state_for(user_name)
+
+        def inactive() -> bool:
+            current = self.get_server(user_name, server_name)
+            return current is None or not current.active
+
+        return self.auth_state_for(user_name, inactive)
 
     def _spawn(
         self, server: Server, token: str, t0: float, auth_state: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ import gevent
 import pytest
 from flask import Flask
 
+from app.auth import get_auth_states
 from app.config import get_settings
 from app.db import get_db
 from app.models import Server, ServerState, User
@@ -246,3 +247,14 @@ def test_start_my_server_and_stop_cost_a_write_per_step(
     with counting(get_db(app).engine) as stop:
         assert _servers(app).stop_server("mona").outcome == Outcome.STOPPED
     assert (stop.transactions, stop.writes) == (2, 2), stop.sql
+
+
+def test_a_spawn_reads_a_fresh_auth_state_once(hub_app: Callable[..., Flask]) -> None:
+    """With auth state kept and fresh, one read of it before the claim (whether the server
+    is active matters only for a stale one, which would be refreshed)."""
+    app = hub_app(crypt_key="ab" * 32, auth_refresh_age=3600)
+    get_users(app).create_many(["nell"])
+    get_auth_states(app).save("nell", {"access_token": "at"})
+    with counting(get_db(app).engine) as spawn:
+        assert _servers(app).start_server("nell").outcome == Outcome.READY
+    assert (spawn.transactions, spawn.writes) == (7, 6), spawn.sql
