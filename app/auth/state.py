@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 
 class AuthStates:
-    """Read, write and refresh users' auth state; does nothing without a crypt key."""
+    """Read, write and refresh users' auth state (nothing without a crypt key), and record
+    logins, which keep it."""
 
     def __init__(
         self, db: Database, settings: Settings, authenticator: Authenticator, users: UserService

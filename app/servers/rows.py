@@ -69,9 +69,7 @@ _PROGRESS_AFTER = (
 )
 
 
-def progress_after(
-    conn: Connection, server_id: int, after: int
-) -> list[tuple[int, dict[str, Any]]]:
+def progress_after(conn: Connection, server_id: int, after: int) -> Progress:
     """A server's progress events after seq `after`, oldest first."""
     rows = conn.execute(_PROGRESS_AFTER, {"server_id": server_id, "after": after})
     return [(seq, event) for seq, event in rows]
