@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import Database, get_db
@@ -92,12 +93,10 @@ class LoginThrottle:
                 else:
                     row.failures += 1
 
-    def succeeded(self, key: str) -> None:
-        """Forget the failures of a key (the name that just logged in)."""
-        with self.db.write() as session:
-            row = session.get(LoginFailure, key)
-            if row is not None:
-                session.delete(row)
+
+def forget_failures(session: Session, key: str) -> None:
+    """Forget the failures of a key (the name that just logged in), in the caller's write."""
+    session.execute(delete(LoginFailure).where(LoginFailure.key == key))
 
 
 def init_app(app: Flask) -> None:

@@ -202,13 +202,23 @@ class Server(ServerStatus, Base):
     # The hub process (app.processes: host:pid:start) running its spawn or stop, while
     # it is spawning or stopping: if that process dies, the reconcile loop takes over.
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    # What the spawner reported during the current (or last) spawn, for the progress
-    # stream, which any worker may serve: [{"progress": int, "message": str}, ...].
-    progress_events: Mapped[list[dict[str, Any]]] = mapped_column(
-        JSON, default=list, server_default="[]"
-    )
 
     user: Mapped[User] = relationship(back_populates="servers", lazy="joined")
+
+
+class ProgressEvent(Base):
+    """A step the spawner reported during a server's current (or last) spawn, for the
+    progress stream, which any worker may serve: appended one INSERT each, read by
+    streams as "seq > the last one sent"; a server's go when it starts again."""
+
+    __tablename__ = "progress_events"
+    # Never reused (AUTOINCREMENT), so a stream's last seq always means what it saw.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), index=True)
+    # {"progress": int, "message": str, ...}
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class APIToken(Base):

@@ -25,13 +25,14 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
+    bindparam,
     delete,
     func,
     or_,
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, get_db, rows_changed
 from app.models import Server, Share, ShareCode, user_group_map, utcnow
@@ -98,20 +99,7 @@ class ShareService:
                 "with its owner, who has it already."
             )
         with self.db.write() as session:
-            share = _find(session, server.id, user_id, group_id)
-            if share is None:
-                share = Share(
-                    owner_id=server.user_id,
-                    server_id=server.id,
-                    user_id=user_id,
-                    group_id=group_id,
-                    scopes=[],
-                )
-                session.add(share)
-            share.scopes = sorted({*share.scopes, *base_scopes(scopes)})
-            session.flush()
-            share_id = share.id
-        return self._get(share_id)
+            return _grant(session, server.id, server.user_id, scopes, user_id, group_id)
 
     def revoke(
         self,
@@ -132,8 +120,7 @@ class ShareService:
                 session.delete(share)
                 return None
             share.scopes = left
-            share_id = share.id
-        return self._get(share_id)
+            return share
 
     def find(self, server_id: int, *, user_id: int | None, group_id: int | None) -> Share | None:
         with self.db.read() as session:
@@ -220,34 +207,77 @@ class ShareService:
             raise NotFound("No matching code found")
 
     def exchange(self, code: str, user_id: int) -> Share:
-        """Turn a live code into a share with user_id; Invalid if unknown, expired or theirs."""
-        row = self.find_code(code)
-        if row is None:
-            raise Invalid("Invalid share code: it is unknown or expired")
-        if row.owner_id == user_id:
-            raise Invalid("You can't share with yourself!")
+        """Turn a live code into a share with user_id; Invalid if unknown, expired or theirs.
+
+        One write: the code is counted as used only if it is live at that moment, so a
+        code revoked or expired after someone looked at it is never exchanged.
+        """
         with self.db.write() as session:
-            session.execute(
-                update(ShareCode)
-                .where(ShareCode.id == row.id)
-                .values(exchange_count=ShareCode.exchange_count + 1, last_exchanged_at=utcnow())
-            )
-        log.info("Share code sc_%s exchanged by user id %s", row.id, user_id)
-        return self.grant(row.server, row.scopes, user_id=user_id, group_id=None)
+            values = {"code_hash": hash_token(code), "now": utcnow()}
+            used = session.execute(_USE_CODE, values).one_or_none()
+            if used is None:
+                raise Invalid("Invalid share code: it is unknown or expired")
+            code_id, owner_id, server_id, scopes = used
+            if owner_id == user_id:
+                raise Invalid("You can't share with yourself!")  # rolled back: not counted
+            share = _grant(session, server_id, owner_id, scopes, user_id, None)
+        log.info("Share code sc_%s exchanged by user id %s", code_id, user_id)
+        return share
 
     # -- helpers -----------------------------------------------------------------
-
-    def _get(self, share_id: int) -> Share:
-        with self.db.read() as session:
-            share = session.get(Share, share_id)
-            assert share is not None
-            return share
 
     def _page(self, query: Select[Any], offset: int, limit: int) -> tuple[Sequence[Any], int]:
         with self.db.read() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.offset(offset).limit(limit)).unique().all()
         return rows, total
+
+
+# A share with what its model shows (its server and owner, its user's and group's names),
+# in one statement: not those users' servers, groups and roles (three SELECTs each).
+SHARE_LOADS = (
+    joinedload(Share.server).joinedload(Server.user).lazyload("*"),
+    joinedload(Share.user).lazyload("*"),
+    joinedload(Share.group).lazyload("*"),
+)
+
+# A live code's use, counted, and what it shares: one statement, so nothing can revoke
+# or expire the code between the check and the use.
+_USE_CODE = (
+    update(ShareCode)
+    .where(ShareCode.hashed == bindparam("code_hash"), ShareCode.expires_at > bindparam("now"))
+    .values(exchange_count=ShareCode.exchange_count + 1, last_exchanged_at=bindparam("now"))
+    .returning(ShareCode.id, ShareCode.owner_id, ShareCode.server_id, ShareCode.scopes)
+    .execution_options(synchronize_session=False)
+)
+
+
+def _grant(
+    session: Session,
+    server_id: int,
+    owner_id: int,
+    scopes: Iterable[str],
+    user_id: int | None,
+    group_id: int | None,
+) -> Share:
+    """Add scopes to the share of a server with a user or group (made if new), in the
+    caller's transaction; the share with what its model shows (server, user, group)."""
+    share = _find(session, server_id, user_id, group_id)
+    if share is not None:
+        share.scopes = sorted({*share.scopes, *base_scopes(scopes)})
+        return share
+    share = Share(
+        owner_id=owner_id,
+        server_id=server_id,
+        user_id=user_id,
+        group_id=group_id,
+        scopes=base_scopes(scopes),
+    )
+    session.add(share)
+    session.flush()
+    # Its server, user and group, in one statement (as _find loads them).
+    query = select(Share).where(Share.id == share.id).options(*SHARE_LOADS)
+    return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
 def shared_with(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
@@ -260,7 +290,9 @@ def _find(
     session: Session, server_id: int, user_id: int | None, group_id: int | None
 ) -> Share | None:
     return session.scalar(
-        select(Share).where(
+        select(Share)
+        .options(*SHARE_LOADS)
+        .where(
             Share.server_id == server_id,
             Share.user_id.is_(None) if user_id is None else Share.user_id == user_id,
             Share.group_id.is_(None) if group_id is None else Share.group_id == group_id,

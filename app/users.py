@@ -95,17 +95,12 @@ class UserService:
         user.last_activity = now
 
     def get_or_create(self, name: str, *, admin: bool = False) -> User:
-        """The user called name, created if new (used at login)."""
+        """The user called name, created if new."""
         user = self.get(name)
         if user is not None:
             return user
         with self.db.write() as session:
-            user = session.scalar(select(User).where(User.name == name))
-            if user is None:
-                user = new_user(name, admin)
-                session.add(user)
-                session.flush()
-            return user
+            return get_or_add(session, name, admin=admin)
 
     def create_many(self, names: Iterable[str], *, admin: bool = False) -> list[User]:
         """Create the users that do not exist yet; return those created."""
@@ -172,13 +167,6 @@ class UserService:
             if user is not None:
                 user.cookie_id = uuid.uuid4().hex
 
-    def set_user_info(self, name: str, user_info: dict[str, Any] | None) -> None:
-        """Keep the profile the authenticator gave at a login (JupyterHub 6's user_info)."""
-        with self.db.write() as session:
-            user = session.scalar(select(User).where(User.name == name))
-            if user is not None and user.user_info != user_info:
-                user.user_info = user_info
-
     def set_admin(self, name: str, admin: bool) -> None:
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
@@ -241,22 +229,7 @@ class UserService:
         """Bind the user to the identity provider's account (issuer, sub) if not bound yet;
         Forbidden if it is bound to another account (a name never changes hands)."""
         with self.db.write() as session:
-            # One conditional write: of two first logins at once, exactly one binds.
-            session.execute(
-                update(User)
-                .where(User.name == name, User.provider_subject.is_(None))
-                .values(provider_issuer=issuer, provider_subject=subject)
-                .execution_options(synchronize_session=False)
-            )
-            bound = session.execute(
-                select(User.provider_issuer, User.provider_subject).where(User.name == name)
-            ).one_or_none()
-        if bound is not None and tuple(bound) != (issuer, subject):
-            raise Forbidden(
-                f"The name {name} on this hub belongs to another account of the identity "
-                f"provider, so you cannot log in as {name}. If that account was yours and "
-                "has changed, ask the hub's administrators to release the name."
-            )
+            bind_provider(session, name, issuer, subject)
 
     def unbind_provider(self, name: str) -> tuple[str, str] | None:
         """Release the user from the provider's account it is bound to (the next login
@@ -289,6 +262,39 @@ class UserService:
             if user is None:
                 raise NotFound(f"No such user: {name}")
             user.password_hash = password_hash
+
+
+def get_or_add(session: Session, name: str, *, admin: bool = False) -> User:
+    """The user called name, added if new, in the caller's write transaction; loaded as
+    `UserService.get` loads it (servers, groups, roles)."""
+    query = select(User).where(User.name == name).options(*ONE_USER_LOADS)
+    user = session.scalars(query).unique().one_or_none()
+    if user is None:
+        user = new_user(name, admin)
+        user.servers = []
+        session.add(user)
+        session.flush()
+    return user
+
+
+def bind_provider(session: Session, name: str, issuer: str, subject: str) -> None:
+    """UserService.bind_provider in the caller's write transaction."""
+    # One conditional write: of two first logins at once, exactly one binds.
+    session.execute(
+        update(User)
+        .where(User.name == name, User.provider_subject.is_(None))
+        .values(provider_issuer=issuer, provider_subject=subject)
+        .execution_options(synchronize_session=False)
+    )
+    bound = session.execute(
+        select(User.provider_issuer, User.provider_subject).where(User.name == name)
+    ).one_or_none()
+    if bound is not None and tuple(bound) != (issuer, subject):
+        raise Forbidden(
+            f"The name {name} on this hub belongs to another account of the identity "
+            f"provider, so you cannot log in as {name}. If that account was yours and "
+            "has changed, ask the hub's administrators to release the name."
+        )
 
 
 def _sort_order(sort: str) -> tuple[Any, ...]:

@@ -1,7 +1,8 @@
 """The progress stream of a spawn (server-sent events), for the default and named servers.
 
-Any worker can serve it: the spawner's events are stored with the server, and
-what the server's state means comes from the one decision (``Visit``).
+Any worker can serve it: the spawner's events are rows (each look asks for those
+after the last one sent), and what the server's state means comes from the one
+decision (``Visit``).
 """
 
 from __future__ import annotations
@@ -32,15 +33,14 @@ def progress_response(servers: ServerManager, name: str, server_name: str = "") 
 def _events(servers: ServerManager, name: str, server_name: str) -> Iterator[str]:
     # A streamed body runs outside the app context: everything it needs is passed in.
     yield _event({"progress": 0, "message": "Server requested"})
-    sent, watching = 0, False
+    last, watching = 0, False
     deadline = time.monotonic() + MAX_SECONDS
     while time.monotonic() < deadline:
-        visit = servers.visit(name, server_name, poll=False)
+        visit, events = servers.watch(name, server_name, last)
         if watching or visit.next == Next.WAIT:
             # The last steps of a spawn we watched count too (a step, then its failure).
-            events = visit.server.progress_events if visit.server is not None else []
-            yield from map(_event, events[sent:])
-            sent, watching = len(events), True
+            yield from (_event(event) for _seq, event in events)
+            last, watching = (events[-1][0] if events else last), True
         if visit.next != Next.WAIT or visit.server is None:
             yield _event(_last_event(visit.next, visit.url, visit.message, name))
             return

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.orm import Session
+
 from app.auth.authenticators import AuthResult
 from app.config import Settings
 from app.models import User
 from app.names import normalize_username
 from app.outcomes import Forbidden
-from app.users import UserService
+from app.users import bind_provider, get_or_add
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +59,19 @@ def is_admin(settings: Settings, result: AuthResult) -> bool | None:
     return None
 
 
-def admit(users: UserService, settings: Settings, result: AuthResult) -> User:
-    """The user to log in (created if new, admin flag brought up to date), or Forbidden."""
+def admit(session: Session, settings: Settings, result: AuthResult) -> User:
+    """The user to log in (created if new, bound to the provider's account, profile and
+    admin flag brought up to date) in the caller's write transaction, or Forbidden."""
     if not allowed(settings, result):
         log.warning("Refused login of %s: not allowed by the hub's settings", result.name)
         raise Forbidden(
             f"You are signed in as {result.name}, but {result.name} may not use this hub. "
             "Ask its administrators to allow you (allowed_users or allowed_groups)."
         )
-    user = users.get_or_create(result.name)
+    user = get_or_add(session, result.name)
     if result.subject is not None:
         try:
-            users.bind_provider(user.name, *result.subject)
+            bind_provider(session, user.name, *result.subject)
         except Forbidden:
             log.warning(
                 "Refused login of %s: the name is bound to another account of the provider "
@@ -77,12 +80,11 @@ def admit(users: UserService, settings: Settings, result: AuthResult) -> User:
                 *result.subject,
             )
             raise
-    if result.user_info is not None:
-        users.set_user_info(user.name, result.user_info)
+    if result.user_info is not None and result.user_info != user.user_info:
+        user.user_info = result.user_info
     admin = is_admin(settings, result)
     if admin is not None and admin != user.admin:
         change = "Granted" if admin else "Removed"
         log.info("%s admin rights of %s (admin_users, admin_groups)", change, user.name)
-        users.set_admin(user.name, admin)
-        user = users.get(user.name) or user
+        user.admin = admin
     return user

@@ -14,16 +14,18 @@ their next request, whichever credential it carries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 
 from app.auth.access import admit
-from app.auth.authenticators import Authenticator
+from app.auth.authenticators import Authenticator, AuthResult
 from app.config import Settings
 from app.crypt import CryptKeeper, DecryptError
 from app.db import Database, rows_changed
+from app.logins import forget_failures
 from app.models import User, utcnow
 from app.outcomes import DomainError, LoginExpired, NotFound, Unavailable
 from app.users import UserService
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 
 class AuthStates:
-    """Read, write and refresh users' auth state; does nothing without a crypt key."""
+    """Read, write and refresh users' auth state (nothing without a crypt key), and record
+    logins, which keep it."""
 
     def __init__(
         self, db: Database, settings: Settings, authenticator: Authenticator, users: UserService
@@ -68,24 +71,45 @@ class AuthStates:
         """Replace the user's auth state (None clears it); NotFound for an unknown user."""
         if self.keeper is None:
             return
-        blob = self.keeper.encrypt(state) if state is not None else None
         with self.db.write() as session:
             user = session.scalar(select(User).where(User.name == name))
             if user is None:
                 raise NotFound(f"No such user: {name}")
-            user.encrypted_auth_state = blob
-            user.auth_refreshed = utcnow()
+            self._keep(user, state)
 
-    def for_spawn(self, name: str) -> dict[str, Any] | None:
+    def log_in(self, result: AuthResult, forget: str | None = None) -> User:
+        """Record a login in one write: the failures of the `forget` key forgotten, the
+        user admitted (app.auth.access.admit; Forbidden), their auth state kept and their
+        activity noted. The user, loaded (servers, groups, roles)."""
+        with self.db.write() as session:
+            if forget is not None:
+                forget_failures(session, forget)
+            user = admit(session, self.settings, result)
+            if result.auth_state is not None:
+                self._keep(user, result.auth_state)
+            user.last_activity = utcnow()
+        return user
+
+    def _keep(self, user: User, state: dict[str, Any] | None) -> None:
+        """Set a user's auth state, in the session that loaded them (nothing without a key)."""
+        if self.keeper is None:
+            return
+        user.encrypted_auth_state = self.keeper.encrypt(state) if state is not None else None
+        user.auth_refreshed = utcnow()
+
+    def for_spawn(
+        self, name: str, may_refresh: Callable[[], bool] = lambda: True
+    ) -> dict[str, Any] | None:
         """The auth state to start a server with, refreshed first when older than
-        auth_refresh_age; LoginExpired (or Forbidden) when the provider no longer vouches."""
+        auth_refresh_age (unless may_refresh() says no: then as it is); LoginExpired (or
+        Forbidden) when the provider no longer vouches."""
         state, refreshed = self._read(name)
         age = self.settings.auth_refresh_age
         if state is None or not age:
             return state
         if refreshed is not None and utcnow() - refreshed < timedelta(seconds=age):
             return state
-        return self._refresh(name, state)
+        return self._refresh(name, state) if may_refresh() else state
 
     def recheck(self, user: User) -> User | None:
         """The user of a request's cookie or token as the provider vouches for them now:
@@ -150,8 +174,8 @@ class AuthStates:
             return state  # nothing this authenticator can refresh
         if result.name != name:
             raise LoginExpired(f"The identity provider now names {name} {result.name}.")
-        admit(self.users, self.settings, result)
-        self.save(name, result.auth_state)
+        with self.db.write() as session:
+            self._keep(admit(session, self.settings, result), result.auth_state)
         log.info("Refreshed the auth state of %s", name)
         return result.auth_state
 

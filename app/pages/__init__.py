@@ -26,7 +26,7 @@ from app.auth import (
     login_user,
     logout_user,
 )
-from app.auth.access import admit, allowed
+from app.auth.access import allowed
 from app.auth.authenticators import AuthResult
 from app.config import current_settings
 from app.errors import STATUS, HubError
@@ -37,7 +37,6 @@ from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
 from app.pages.urls import server_url_for, to_hub_origin
 from app.pages.visits import pending_page_url
-from app.servers import get_servers
 from app.users import get_users
 from proxy.client import ProxyError
 
@@ -79,7 +78,8 @@ def _safe_next(target: str | None) -> str:
 
 
 def landing_url(user: User) -> str:
-    """Where a user goes after logging in, and from /hub/ (JupyterHub's default URL).
+    """Where a user (loaded with their servers) goes after logging in, and from /hub/
+    (JupyterHub's default URL).
 
     With `redirect_to_server` (the default): their server if it is starting or running,
     else /hub/spawn to start it; a failed one shows its failure (spawn-pending), never a
@@ -87,7 +87,8 @@ def landing_url(user: User) -> str:
     """
     if not current_settings().redirect_to_server:
         return "/hub/home"
-    server = get_servers().get_server(user.name)
+    # Loaded with the user (a login's, a cookie's): no need to read it again.
+    server = user.server("")
     if server is None or server.state == ServerState.STOPPED:
         return "/hub/spawn"
     if server.state == ServerState.FAILED:
@@ -154,7 +155,9 @@ def login() -> ResponseReturnValue:
             return redirect(next_url or landing_url(user))
         return _login_page(next_url)
     name = request.form.get("username", "")
-    return finish_login(_authenticate(name, next_url), next_url)
+    keys = login_keys(name, request.remote_addr)
+    # The name's failures are forgotten with the login (the address's stay).
+    return finish_login(_authenticate(name, keys, next_url), next_url, forget=keys[0])
 
 
 def _login_page(next_url: str, error: str | None = None, username: str = "") -> str:
@@ -165,20 +168,19 @@ def _login_page(next_url: str, error: str | None = None, username: str = "") -> 
     )
 
 
-def finish_login(result: AuthResult, next_url: str) -> ResponseReturnValue:
+def finish_login(
+    result: AuthResult, next_url: str, forget: str | None = None
+) -> ResponseReturnValue:
     """Log in whom the authenticator vouches for, if the settings allow them (else 403)."""
-    user = admit(get_users(), current_settings(), result)
-    if result.auth_state is not None:
-        get_auth_states().save(user.name, result.auth_state)
+    user = get_auth_states().log_in(result, forget)
     login_user(user)
     log.info("User %s logged in", user.name)
     return redirect(next_url or landing_url(user))
 
 
-def _authenticate(name: str, next_url: str) -> AuthResult:
+def _authenticate(name: str, keys: list[str], next_url: str) -> AuthResult:
     """Who the form proves, or the form again with why not (403, or 429 after too
     many failures for the name or from the address, whether the name exists or not)."""
-    keys = login_keys(name, request.remote_addr)
     throttle = get_throttle()
     try:
         throttle.check(keys)
@@ -199,7 +201,6 @@ def _authenticate(name: str, next_url: str) -> AuthResult:
     if result is None:
         throttle.failed(keys)
         abort(Response(_login_page(next_url, error, name), status=403))
-    throttle.succeeded(keys[0])
     return result
 
 

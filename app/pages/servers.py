@@ -74,7 +74,7 @@ def spawn(name: str, server_name: str) -> ResponseReturnValue:
     result = servers.start_server(name, server_name, chosen_options(fields, values))
     if result.outcome in (Outcome.THROTTLED, Outcome.TOO_MANY_USERS, Outcome.PENDING_STOP):
         raise result_error(result, home_link=True)
-    return go_or_wait(servers.visit(name, server_name, poll=False))
+    return go_or_wait(servers.visit_after(result, name, server_name))
 
 
 def _check_may_start(user: User, name: str, server_name: str) -> None:

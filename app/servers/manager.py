@@ -26,12 +26,12 @@ from app.outcomes import Outcome, Result
 from app.processes import describe, process_alive, this_process
 from app.servers.counts import state_counts
 from app.servers.edits import ServerEdits
-from app.servers.names import server_label, url_prefix
+from app.servers.names import server_label, server_url, url_prefix
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
-from app.servers.rows import ServerRows
+from app.servers.rows import Progress, ServerRows
 from app.servers.spawning import claim, direct_get, spawner_env, wait_for_http
-from app.servers.visit import Visit, visit_of
+from app.servers.visit import Next, Visit, visit_of
 from app.spawn_options import checked_options, option_fields, settings_for
 from app.spawners import Spawner, SpawnerError, spawner_class
 from app.users import UserService
@@ -64,7 +64,7 @@ class ServerManager:
         rows: ServerRows,
         routes: Routes,
         http_get: Callable[..., requests.Response] | None = None,
-        auth_state_for: Callable[[str], dict[str, Any] | None] | None = None,
+        auth_state_for: Callable[[str, Callable[[], bool]], dict[str, Any] | None] | None = None,
         heartbeats: Heartbeats | None = None,
     ) -> None:
         self.db = db
@@ -108,6 +108,27 @@ class ServerManager:
             subdomain_host=self.settings.subdomain_host,
         )
 
+    def visit_after(self, result: Result, user_name: str, server_name: str = "") -> Visit:
+        """What a server means for its visitor after start_server answered `result`: a
+        READY one is at its URL (marked running just now: not read again)."""
+        if result.outcome != Outcome.READY:
+            return self.visit(user_name, server_name, poll=False)
+        url = server_url(self.settings.subdomain_host, user_name, server_name)
+        return Visit(Next.GO, url, user_name=user_name, server_name=server_name)
+
+    def watch(self, user_name: str, server_name: str, after: int) -> tuple[Visit, Progress]:
+        """What the server's state means (as `visit` without polling) and its spawn's
+        progress events after seq `after`: one read, for a progress stream's look."""
+        server, events = self.rows.watch(user_name, server_name, after)
+        visit = visit_of(
+            server,
+            user_name,
+            server_name,
+            implicit_spawn=self.settings.implicit_spawn,
+            subdomain_host=self.settings.subdomain_host,
+        )
+        return visit, events
+
     def counts(self) -> dict[str, int]:
         """State counts computed on request (drives limits and gauges)."""
         with self.db.read() as session:
@@ -143,15 +164,15 @@ class ServerManager:
             )
             if not isinstance(claimed, Result):
                 # In the claim's transaction: one write fewer per spawn.
-                server, token = self.rows.issue_credentials(session, claimed)
+                token = self.rows.issue_credentials(session, claimed)
         if isinstance(claimed, Result):
             label = SpawnStatus.of_refusal(claimed.outcome)
             if label is not None:
                 self.recorder.spawn(label, time.monotonic() - t0)
             return claimed
         # Its lines say whose request started it.
-        greenlet = gevent.spawn(carrying_user(self._spawn), server, token, t0, auth_state)
-        self.spawns[claimed] = greenlet
+        greenlet = gevent.spawn(carrying_user(self._spawn), claimed, token, t0, auth_state)
+        self.spawns[claimed.id] = greenlet
         greenlet.join(timeout=self.settings.slow_spawn_timeout)
         if not greenlet.dead:
             return Result(Outcome.PENDING, f"{user_name}'s server is starting")
@@ -167,11 +188,16 @@ class ServerManager:
 
     def _auth_state(self, user_name: str, server_name: str) -> dict[str, Any] | None:
         """The user's auth state, refreshed if stale: before the claim, since a refresh asks
-        the identity provider (network, no transaction); not for a server already active."""
+        the identity provider (network, no transaction); not for a server already active
+        (the claim refuses it), which is read only when a refresh is due."""
         if self.auth_state_for is None:
             return None
-        current = self.get_server(user_name, server_name)
-        return None if current is not None and current.active else self.auth_state_for(user_name)
+
+        def inactive() -> bool:
+            current = self.get_server(user_name, server_name)
+            return current is None or not current.active
+
+        return self.auth_state_for(user_name, inactive)
 
     def _spawn(
         self, server: Server, token: str, t0: float, auth_state: dict[str, Any] | None = None
@@ -197,7 +223,6 @@ class ServerManager:
             state = spawner.get_state()
             when_reachable(lambda: self.rows.save_state(server_id, state))
             version = wait_for_http(spawner, url, self.http_get, self.settings.http_timeout)
-            spawner.report_progress(LISTENING_PROGRESS, f"Server is listening at {url}")
             self.finish_spawn(server_id, spawner, url, version)
             status = SpawnStatus.SUCCESS
         except gevent.GreenletExit:
@@ -235,7 +260,8 @@ class ServerManager:
             log.warning("Progress of the %s not kept (database unreachable): %s", label, e)
 
     def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
-        """The one finalisation path: add the route, then mark the server running.
+        """The one finalisation path: add the route, then mark the server running, with
+        the hub's own steps on the progress bar (listening, routed) in the same write.
 
         If the route cannot be added the server is stopped and the spawn fails.
         If a stop claimed the server meanwhile, it wins: nothing is marked.
@@ -249,9 +275,14 @@ class ServerManager:
         except ProxyError as e:
             _stop_quietly(spawner)
             raise SpawnerError(f"The proxy could not route {prefix} to the server: {e}") from e
-        spawner.report_progress(ROUTED_PROGRESS, f"Proxy route added: {prefix}")
+        steps = [
+            {"progress": LISTENING_PROGRESS, "message": f"Server is listening at {url}"},
+            {"progress": ROUTED_PROGRESS, "message": f"Proxy route added: {prefix}"},
+        ]
         state = spawner.get_state()
-        if not when_reachable(lambda: self.rows.mark_running(server_id, url, version, state)):
+        if not when_reachable(
+            lambda: self.rows.mark_running(server_id, url, version, state, steps)
+        ):
             # A stop (perhaps in another worker) took the server while it started:
             # undo what this spawn did, so no route or process outlives it.
             log.warning("The %s was stopped while starting; cleaning up", label)
@@ -290,16 +321,17 @@ class ServerManager:
         `why` is what the log line says the stop was for (default: who asked, the
         request's user).
         """
-        server_id, claimed = self.rows.mark_stopping(user_name, server_name)
-        if server_id is None:
+        server, claimed = self.rows.mark_stopping(user_name, server_name)
+        if server is None:
             return Result(Outcome.STOPPED)
+        server_id = server.id
         if not claimed:
             return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
         if why is None and request_user() != "-":
             why = f"asked by {request_user()}"
         label = server_label(user_name, server_name) + (f" ({why})" if why else "")
         spawn = self.spawns.pop(server_id, None)
-        greenlet = gevent.spawn(carrying_user(self._stop), server_id, label, spawn)
+        greenlet = gevent.spawn(carrying_user(self._stop), server, label, spawn)
         self.stops[server_id] = greenlet
         # Interrupting a spawn: the stop goes on in the background.
         if spawn is None:
@@ -308,16 +340,20 @@ class ServerManager:
             return Result(Outcome.STOPPED)
         return Result(Outcome.STOPPING, f"{user_name}'s server is stopping")
 
-    def _stop(self, server_id: int, label: str, spawn: gevent.Greenlet | None = None) -> None:
-        """The stop greenlet; `label` names the server and why it stops, for the log."""
+    def _stop(self, server: Server, label: str, spawn: gevent.Greenlet | None = None) -> None:
+        """The stop greenlet, for the server as its stop claimed it; `label` names the
+        server and why it stops, for the log."""
         t0 = time.monotonic()
         ok = False
+        server_id = server.id
         try:
             if spawn is not None:
                 log.warning("Cancelling the pending spawn of the %s to stop it", label)
                 spawn.kill(block=True, timeout=5)
-            server = when_reachable(lambda: self.rows.by_id(server_id))
-            assert server is not None
+                # The spawn may have stored its process's state meanwhile.
+                found = when_reachable(lambda: self.rows.by_id(server_id))
+                assert found is not None
+                server = found
             self.routes.delete_server(server.user.name, server.name)
             self.spawner_for(server).stop()
             ok = True

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import JSON, Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db import Database, rows_changed
-from app.models import Server, ServerState, User, utcnow
+from app.models import ProgressEvent, Server, ServerState, User, utcnow
 from app.oauth import OAuthService
 from app.outcomes import Conflict, NotFound
 from app.processes import this_process
@@ -51,6 +51,35 @@ _MARK_RUNNING = (
 )
 
 
+# A spawn's progress events: (seq, {"progress": int, "message": str, ...}), oldest first.
+Progress = list[tuple[int, dict[str, Any]]]
+_EVENTS = cast(Table, ProgressEvent.__table__)
+# Appended only while the server is spawning: a late event of a spawn that ended (or
+# was stopped) is not kept.
+_ADD_PROGRESS = insert(_EVENTS).from_select(
+    ["server_id", "event"],
+    select(_SERVERS.c.id, bindparam("event", type_=JSON)).where(
+        _THIS_SERVER, _SERVERS.c.state == ServerState.SPAWNING
+    ),
+)
+_PROGRESS_AFTER = (
+    select(_EVENTS.c.seq, _EVENTS.c.event)
+    .where(_EVENTS.c.server_id == bindparam("server_id"), _EVENTS.c.seq > bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+)
+
+
+def progress_after(conn: Connection, server_id: int, after: int) -> Progress:
+    """A server's progress events after seq `after`, oldest first."""
+    rows = conn.execute(_PROGRESS_AFTER, {"server_id": server_id, "after": after})
+    return [(seq, event) for seq, event in rows]
+
+
+def forget_progress(session: Session, server_id: int) -> None:
+    """Drop the events of a server's earlier spawn (its claim starts a new one)."""
+    session.execute(delete(_EVENTS).where(_EVENTS.c.server_id == server_id))
+
+
 class ServerRows:
     """Reads and writes server rows (and the credentials issued to a server)."""
 
@@ -81,11 +110,9 @@ class ServerRows:
             query = select(Server).where(Server.state.in_(states)).options(*SERVER_ONLY)
             return session.scalars(query).all()
 
-    def issue_credentials(self, session: Session, server_id: int) -> tuple[Server, str]:
+    def issue_credentials(self, session: Session, server: Server) -> str:
         """A new API token for a starting server, which is also its OAuth client's secret,
         in the caller's transaction: the claim's, which has the server row at hand."""
-        server = session.get(Server, server_id, options=SERVER_ONLY)
-        assert server is not None
         user_name, server_name = server.user.name, server.name
         prefix = url_prefix(user_name, server_name)
         token, row = self.tokens.create(
@@ -108,18 +135,30 @@ class ServerRows:
             description=f"Server at {prefix}",
             server_id=server.id,
         )
-        return server, token
+        return token
 
     def save_state(self, server_id: int, state: dict[str, Any]) -> None:
         with self.db.write() as session:
             session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state})
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
-        """Keep a progress event with a spawning server, where every worker's stream reads it."""
+        """Keep a progress event of a spawning server, where every worker's stream reads
+        it: one INSERT (none once the server is no longer spawning)."""
         with self.db.write() as session:
-            server = session.get(Server, server_id, options=SERVER_ONLY)
-            if server is not None and server.state == ServerState.SPAWNING:
-                server.progress_events = [*server.progress_events, event]
+            session.execute(_ADD_PROGRESS, {"server_id": server_id, "event": event})
+
+    def progress(self, server_id: int, after: int = 0) -> Progress:
+        """The progress events (seq, event) of a server's current spawn after seq `after`."""
+        with self.db.connect() as conn:
+            return progress_after(conn, server_id, after)
+
+    def watch(self, user_name: str, server_name: str, after: int) -> tuple[Server | None, Progress]:
+        """A server and its progress events after seq `after`, in one read (a stream's look)."""
+        with self.db.read() as session:
+            server = find_server(session, user_name, server_name)
+            if server is None:
+                return None, []
+            return server, progress_after(session.connection(), server.id, after)
 
     def take_over(self, server_id: int, owner: str | None) -> bool:
         """Become the owner of a spawn or stop whose owner died; False if it moved on."""
@@ -132,9 +171,16 @@ class ServerRows:
             server.owner = this_process()
             return True
 
-    def mark_running(self, server_id: int, url: str, version: str, state: dict[str, Any]) -> bool:
-        """SPAWNING → RUNNING; False if a stop (or a process that took the spawn over as
-        abandoned) took the server meanwhile: it wins."""
+    def mark_running(
+        self,
+        server_id: int,
+        url: str,
+        version: str,
+        state: dict[str, Any],
+        events: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """SPAWNING → RUNNING, after its last progress events; False if a stop (or a process
+        that took the spawn over as abandoned) took the server meanwhile: it wins."""
         values = {
             "server_id": server_id,
             "me": this_process(),
@@ -144,6 +190,9 @@ class ServerRows:
             "now": utcnow(),
         }
         with self.db.write() as session:
+            if events:
+                steps = [{"server_id": server_id, "event": event} for event in events]
+                session.execute(_ADD_PROGRESS, steps)
             return rows_changed(session.execute(_MARK_RUNNING, values)) == 1
 
     def mark_failed(self, server_id: int, message: str, status: int | None) -> None:
@@ -161,8 +210,8 @@ class ServerRows:
             server.spawner_state = kept_state(server.spawner_state)
             self.tokens.revoke_for_server(session, server.id)
 
-    def mark_stopping(self, user_name: str, server_name: str) -> tuple[int | None, bool]:
-        """SPAWNING/RUNNING → STOPPING: (its id, True); (id, False) if it was already
+    def mark_stopping(self, user_name: str, server_name: str) -> tuple[Server | None, bool]:
+        """SPAWNING/RUNNING → STOPPING: (the server, True); (server, False) if it was already
         stopping; (None, False) if there is nothing to stop."""
         with self.db.write() as session:
             server = find_server(session, user_name, server_name)
@@ -173,10 +222,10 @@ class ServerRows:
             ):
                 return None, False
             if server.state == ServerState.STOPPING:
-                return server.id, False
+                return server, False
             server.state = ServerState.STOPPING
             server.owner = this_process()
-            return server.id, True
+            return server, True
 
     def mark_stopped(self, server_id: int, reason: str | None) -> None:
         """→ STOPPED (with why, if it stopped on its own); its credentials are revoked."""

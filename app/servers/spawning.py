@@ -29,6 +29,7 @@ from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import this_process
 from app.servers.counts import state_counts
 from app.servers.names import access_scopes, client_id, server_url, url_prefix
+from app.servers.rows import forget_progress
 from app.spawners import Spawner, SpawnerError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ def claim(
     options: dict[str, Any],
     *,
     explicit: bool,
-) -> Result | int:
-    """Check the state and the limits, then mark the server spawning: a refusal, or its id.
+) -> Result | Server:
+    """Check the state and the limits, then mark the server spawning: a refusal, or the
+    server (with its user's name and storage id: what the spawn needs, loaded here).
 
     One write transaction, so two requests cannot both start a server. The spawn
     flag is set here, before the first wait, so a starting server is never
@@ -88,16 +90,17 @@ def claim(
     if server is None:
         server = Server(user=user, name=server_name)
         session.add(server)
+    else:
+        forget_progress(session, server.id)
     server.state = ServerState.SPAWNING
     server.url = server.version = None
     server.failure_message = server.stop_reason = None
     server.failure_status = None
     server.user_options = options
-    server.progress_events = []
     server.started = utcnow()
     server.owner = this_process()
     session.flush()
-    return server.id
+    return server
 
 
 def _refusal(server: Server | None, user_name: str, explicit: bool) -> Result | None:

@@ -84,8 +84,9 @@ def test_spawn_runs_a_labelled_container_and_reports_progress(
     assert container.labels[LABEL_HUB] == PREFIX
     # As stored for the progress page (which shows only "ready" once the spawn is over).
     (stored,) = docker_hub.query(
-        "SELECT progress_events FROM servers JOIN users ON users.id = servers.user_id "
-        "WHERE users.name = 'alice'"
+        "SELECT json_group_array(json(event)) FROM (SELECT event FROM progress_events "
+        "JOIN servers ON servers.id = progress_events.server_id "
+        "JOIN users ON users.id = servers.user_id WHERE users.name = 'alice' ORDER BY seq)"
     )[0]
     messages = [event["message"] for event in json.loads(stored)]
     for step in ("Looking up image", "Creating container", "Starting container", "Container"):

@@ -297,14 +297,16 @@ def test_failure_survives_a_hub_restart(hub_factory: Callable[..., Hub]) -> None
 
 def test_spawn_pending_page_and_progress_through_the_proxy(hub: Hub) -> None:
     session = login(hub, "slow-progress")
+    # Made before the spawn: the CLI takes seconds on a busy machine, and a stream opened
+    # after the spawn ended has no steps to show.
+    token = hub.token("slow-progress")
     spawn = session.get(f"{hub.public_url}/hub/spawn", allow_redirects=False, timeout=30)
     assert spawn.headers["Location"] == "/hub/spawn-pending/slow-progress"
     page = session.get(f"{hub.public_url}/hub/spawn-pending/slow-progress", timeout=30)
     assert page.status_code == 200 and "<progress" in page.text
-    token = hub.token("slow-progress")
     events = _events(hub, "slow-progress", token=token)
     assert events[0] == {"progress": 0, "message": "Server requested"}
-    assert any(e["message"].startswith("Injected slow step") for e in events[1:-1])
+    assert any(e["message"].startswith("Injected slow step") for e in events[1:-1]), events
     assert events[-1] == {
         "progress": 100,
         "ready": True,

@@ -109,8 +109,9 @@ def test_spawn_runs_a_labelled_service_and_reports_progress(
     assert spec_of(docker_client, "alice")["RestartPolicy"]["Condition"] == "none"
     assert container_of(docker_client, "alice").labels[LABEL_USER] == "alice"
     (stored,) = swarm_hub.query(
-        "SELECT progress_events FROM servers JOIN users ON users.id = servers.user_id "
-        "WHERE users.name = 'alice'"
+        "SELECT json_group_array(json(event)) FROM (SELECT event FROM progress_events "
+        "JOIN servers ON servers.id = progress_events.server_id "
+        "JOIN users ON users.id = servers.user_id WHERE users.name = 'alice' ORDER BY seq)"
     )[0]
     messages = [event["message"] for event in json.loads(stored)]
     steps = ("Looking up image", "Creating service", "Task of", "Service")

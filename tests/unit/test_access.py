@@ -13,6 +13,7 @@ from app.auth.access import admit, allowed, is_admin
 from app.auth.authenticators import AuthResult
 from app.config import ConfigError, Settings, load
 from app.db import Database
+from app.models import User
 from app.outcomes import Forbidden
 from app.users import UserService, get_users
 
@@ -67,24 +68,30 @@ def test_is_admin(overrides: dict[str, Any], result: AuthResult, expected: bool 
     assert is_admin(settings(**overrides), result) is expected
 
 
+def admitted(users: UserService, hub: Settings, result: AuthResult) -> User:
+    """admit() in a write of its own, as a login's."""
+    with users.db.write() as session:
+        return admit(session, hub, result)
+
+
 def test_admin_groups_reread_at_every_login(db: Database) -> None:
     users, hub = UserService(db), settings(allowed_groups=["staff"], admin_groups=["ops"])
-    assert admit(users, hub, who("alice", "staff", "ops")).admin
-    assert not admit(users, hub, who("alice", "staff")).admin
-    assert admit(users, hub, who("alice", "ops")).admin
+    assert admitted(users, hub, who("alice", "staff", "ops")).admin
+    assert not admitted(users, hub, who("alice", "staff")).admin
+    assert admitted(users, hub, who("alice", "ops")).admin
     assert users.get("alice").admin  # type: ignore[union-attr]
 
 
 def test_admin_made_by_api_stays_without_admin_groups(db: Database) -> None:
     users = UserService(db)
     users.get_or_create("alice", admin=True)
-    assert admit(users, settings(), who("alice", "staff")).admin
+    assert admitted(users, settings(), who("alice", "staff")).admin
 
 
 def test_refused_user_is_not_created(db: Database) -> None:
     users = UserService(db)
     with pytest.raises(Forbidden, match="alice may not use this hub"):
-        admit(users, settings(allowed_users=["bob"]), who("alice"))
+        admitted(users, settings(allowed_users=["bob"]), who("alice"))
     assert users.get("alice") is None
 
 
@@ -172,9 +179,9 @@ def test_the_profile_an_authenticator_gives_is_kept_as_user_info(db: Database) -
     """JupyterHub 6's user_info: set at a login that gives one, kept by one that does not."""
     users = UserService(db)
     profile = {"display_name": "Alice Liddell", "initials": "AL"}
-    admit(users, settings(), AuthResult("alice", user_info=profile))
+    admitted(users, settings(), AuthResult("alice", user_info=profile))
     view = users.view("alice")
     assert view is not None and view.user_info == profile
-    admit(users, settings(), who("alice"))
+    admitted(users, settings(), who("alice"))
     view = users.view("alice")
     assert view is not None and view.user_info == profile

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.db import get_db
 from app.errors import STATUS, headers_of, status_of
-from app.models import Server, ServerState, utcnow
+from app.models import ProgressEvent, Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import _name_of
 from app.servers import Next, SpawnStatus, get_servers
@@ -34,6 +34,7 @@ from app.servers.spawning import (
 from app.servers.visit import visit_of
 from app.spawners import SpawnerError
 from app.users import get_users
+from tests.transactions import counting
 
 
 @pytest.fixture
@@ -57,9 +58,11 @@ def add_server(app: Flask) -> Callable[..., int]:
 
 
 def _claim(app: Flask, user: str, server: str = "", *, explicit: bool = True) -> Result | int:
+    """The claim's refusal, or the id of the server it claimed."""
     settings = get_servers(app).settings
     with get_db(app).write() as session:
-        return claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
+        claimed = claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
+        return claimed if isinstance(claimed, Result) else claimed.id
 
 
 # -- the claim ----------------------------------------------------------------
@@ -99,14 +102,16 @@ def test_an_explicit_claim_starts_a_failed_server_again(
         failure_message="it broke",
         failure_status=418,
         stop_reason="old",
-        progress_events=[{"progress": 50, "message": "old step"}],
     )
+    with get_db(app).write() as session:
+        session.add(ProgressEvent(server_id=server_id, event={"progress": 50, "message": "old"}))
     assert _claim(app, "bo") == server_id
     server = get_servers(app).get_server("bo")
     assert server is not None and server.state == ServerState.SPAWNING
     assert server.pending == "spawn" and not server.ready
     assert (server.failure_message, server.failure_status, server.stop_reason) == (None,) * 3
-    assert server.progress_events == [] and server.user_options == {"size": "s"}
+    assert get_servers(app).rows.progress(server_id) == []
+    assert server.user_options == {"size": "s"}
 
 
 @pytest.mark.parametrize("explicit", [True, False])
@@ -241,8 +246,24 @@ def test_progress_is_kept_only_while_spawning(app: Flask, add_server: Callable[.
     for step in (1, 2):
         rows.add_progress(spawning, {"progress": 10 * step, "message": f"step {step}"})
         rows.add_progress(stopped, {"progress": 10 * step, "message": f"step {step}"})
-    assert [e["message"] for e in rows.by_id(spawning).progress_events] == ["step 1", "step 2"]  # type: ignore[union-attr]
-    assert rows.by_id(stopped).progress_events == []  # type: ignore[union-attr]
+    assert [e["message"] for _seq, e in rows.progress(spawning)] == ["step 1", "step 2"]
+    assert rows.progress(stopped) == []
+
+
+def test_a_progress_event_is_one_insert_and_a_stream_reads_what_is_new(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    rows = get_servers(app).rows
+    server_id = add_server("hal", ServerState.SPAWNING)
+    rows.add_progress(server_id, {"progress": 10, "message": "first"})
+    with counting(get_db(app).engine) as counts:
+        rows.add_progress(server_id, {"progress": 20, "message": "second"})
+    assert (counts.transactions, counts.writes, counts.statements) == (1, 1, 1), counts.sql
+    assert counts.sql[0].startswith("INSERT INTO progress_events"), counts.sql
+    (first, _), (second, event) = rows.progress(server_id)
+    assert first < second and event == {"progress": 20, "message": "second"}
+    assert rows.progress(server_id, after=first) == [(second, event)]
+    assert rows.progress(server_id, after=second) == []
 
 
 # -- outcomes as HTTP (the web layer's one mapping) --------------------------

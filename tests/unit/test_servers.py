@@ -15,6 +15,7 @@ import gevent
 import pytest
 from flask import Flask
 
+from app.auth import get_auth_states
 from app.config import get_settings
 from app.db import get_db
 from app.models import Server, ServerState, User
@@ -26,6 +27,7 @@ from proxy.client import ProxyClient
 from proxy.instances import ProxyInstances
 from proxy.launcher import ProxyProcess
 from tests.helpers import free_port, free_ports
+from tests.transactions import counting
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +241,32 @@ def test_per_user_origins_route_services_on_the_hubs_host(
     routes = ProxyClient(*chp).get_all_routes()
     assert routes["/localhost/services/svc/"]["target"] == "http://127.0.0.1:9"
     assert "/services/svc/" not in routes
+
+
+def test_start_my_server_and_stop_cost_a_write_per_step(
+    app: Flask, log_in: Callable[..., Any]
+) -> None:
+    """GET /hub/spawn: the login's read, the claim (server, token, OAuth client), the local
+    spawner's three steps, its state once started, and running with the hub's last two
+    steps; no read of what the claim or the finish already know. A stop: its claim and
+    its end."""
+    client = app.test_client()
+    log_in(client, "mona")
+    with counting(get_db(app).engine) as spawn:
+        answer = client.get("/hub/spawn")
+    assert answer.status_code == 302 and answer.location == "/user/mona/", answer.text
+    assert (spawn.transactions, spawn.writes) == (7, 6), spawn.sql
+    with counting(get_db(app).engine) as stop:
+        assert _servers(app).stop_server("mona").outcome == Outcome.STOPPED
+    assert (stop.transactions, stop.writes) == (2, 2), stop.sql
+
+
+def test_a_spawn_reads_a_fresh_auth_state_once(hub_app: Callable[..., Flask]) -> None:
+    """With auth state kept and fresh, one read of it before the claim (whether the server
+    is active matters only for a stale one, which would be refreshed)."""
+    app = hub_app(crypt_key="ab" * 32, auth_refresh_age=3600)
+    get_users(app).create_many(["nell"])
+    get_auth_states(app).save("nell", {"access_token": "at"})
+    with counting(get_db(app).engine) as spawn:
+        assert _servers(app).start_server("nell").outcome == Outcome.READY
+    assert (spawn.transactions, spawn.writes) == (7, 6), spawn.sql
