@@ -120,7 +120,7 @@ def create_user(name: str) -> Response:
 def update_user(name: str) -> Response:
     """Change any of name, admin, groups and roles (JupyterHub's: a taken name is 400)."""
     identity = require_scope("admin:users")
-    body = _user_changes(json_body({}))
+    body = _user_changes(json_body())
     target = user_or_404(name)
     if not identity.admin and (target.admin or "roles" in body):
         raise HubError(403, "Only admins can modify other admins or give roles")

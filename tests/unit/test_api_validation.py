@@ -119,6 +119,10 @@ def test_create_one_user_refused(
     [
         ({"nme": "carol"}, 400, 'Send an object with any of "name", "admin", "groups"'),
         ([], 400, 'Send an object with any of "name"'),
+        # No body is no change asked for: JupyterHub 6.1 and its rest-api.yml refuse it.
+        (b"", 400, 'Send an object with any of "name"'),
+        (b" \n", 400, 'Send an object with any of "name"'),
+        (b"null", 400, 'Send an object with any of "name"'),
         ({"admin": "yes"}, 400, "user.admin must be a bool, not 'yes'"),
         ({"admin": 1}, 400, "user.admin must be a bool, not 1"),
         ({"groups": "team"}, 400, "user.groups must be a list"),
