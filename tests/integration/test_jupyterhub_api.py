@@ -23,6 +23,7 @@ for a refused name, INVALID_NAME).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -47,6 +48,8 @@ SETTINGS = {
 EXCLUDED_OPERATIONS = ("patch-proxy", "post-shutdown")
 ST = str(Path(sys.executable).parent / "st")
 SPEC = Path(__file__).resolve().parents[1] / "data" / "jupyterhub-6.1.1-rest-api.yml"
+# The file as JupyterHub 6.1.1 ships it (tests/data/README.md): kept unchanged.
+SPEC_SHA256 = "294aa338bbabab7e4531a79a5dce6e5304c5c2de7bc4a0b25d56418f22493fbc"
 # The detail of a 400 that refused a name (signature); FlaskHub's messages start so.
 INVALID_NAME = "(invalid name)"
 NAME_REFUSALS = ("Invalid username ", "Invalid group name ")
@@ -90,6 +93,10 @@ DELIBERATE = {
         "JupyterHub sends a visitor who is not logged in to the login page first"
     ),
 }
+
+
+def test_the_description_is_jupyterhubs_own_unchanged() -> None:
+    assert hashlib.sha256(SPEC.read_bytes()).hexdigest() == SPEC_SHA256
 
 
 @pytest.fixture(scope="module")
