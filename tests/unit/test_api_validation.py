@@ -329,6 +329,15 @@ def test_named_server_limit_is_400(app: Flask, api: Api) -> None:
         ({"servers": {"": {"last_activity": "soon"}}}, "Invalid timestamp 'soon'"),
         ({"last_activity": NOW, "servers": {"": {"last_activity": 1}}}, "got 1"),
         ([NOW], "Body must be a JSON object"),
+        # JupyterHub 6.1's answers: nothing to record, or a server the user has not got.
+        ({}, "Send at least one of last_activity and servers"),
+        (b"", "Send at least one of last_activity and servers"),
+        ({"last_activity": None, "servers": {}}, "Send at least one of last_activity"),
+        ({"servers": {"gpu": {"last_activity": NOW}}}, "No such server 'gpu' for user alice"),
+        (
+            {"last_activity": NOW, "servers": {"": {"last_activity": NOW}}},
+            "No such server '' for user alice",
+        ),
     ],
 )
 def test_bad_activity_is_400_and_records_nothing(
@@ -343,6 +352,16 @@ def test_good_activity_is_recorded(app: Flask, api: Api) -> None:
     response = api("POST", "/users/alice/activity", {"last_activity": NOW})
     assert response.status_code == 200, response.text
     assert api("GET", "/users/alice").json["last_activity"] == "2024-05-01T12:00:00.000000Z"
+
+
+def test_activity_of_a_stopped_named_server_is_recorded(app: Flask, api: Api) -> None:
+    assert api("PUT", "/users/alice/servers/lab", {}).status_code == 201
+    later = "2024-05-02T12:00:00Z"
+    body = {"servers": {"lab": {"last_activity": later}}}
+    response = api("POST", "/users/alice/activity", body)
+    assert response.status_code == 200, response.text
+    lab = api("GET", "/users/alice/servers/lab").json
+    assert lab["last_activity"] == "2024-05-02T12:00:00.000000Z"
 
 
 # -- tokens -------------------------------------------------------------------
