@@ -42,7 +42,7 @@ def list_tokens(name: str) -> Response:
 
 @bp.post("/users/<name>/tokens")
 def create_token(name: str) -> Response:
-    """Create a token: {"note", "expires_in", "scopes", "roles"}, all optional."""
+    """Create a token: {"note", "expires_in", "scopes" or "roles"}, all optional."""
     identity = require_scope("tokens", user=name)
     user = user_or_404(name)
     body = json_body({}) or {}
@@ -99,24 +99,23 @@ def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
 
 
 def _requested_scopes(body: dict[str, Any]) -> list[str]:
-    """The scopes asked for (roles resolved to theirs); ["inherit"] when none are named."""
-    requested: list[str] = []
-    for key in ("scopes", "roles"):
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise HubError(
-                400, f"token {key} must be null or a list of strings, not {shown(value)}"
-            )
-        if key == "roles":
-            value = get_roles().scopes_of_roles(value)
-        requested += value
+    """The scopes asked for (roles resolved to theirs): ["inherit"] when neither key is
+    given, ["identify"] when one is given empty (JupyterHub 6.1's), 400 for both."""
+    given = {key: body[key] for key in ("scopes", "roles") if body.get(key) is not None}
+    if len(given) > 1:
+        raise HubError(400, "Can only assign one of scopes or roles when creating tokens.")
+    if not given:
+        return ["inherit"]
+    key, value = given.popitem()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise HubError(400, f"token {key} must be null or a list of strings, not {shown(value)}")
+    requested = get_roles().scopes_of_roles(value) if key == "roles" else value
     try:
         check_scopes(requested)
     except ScopeError as e:
         raise HubError(400, str(e)) from None
-    return list(dict.fromkeys(requested)) or ["inherit"]
+    # An empty list asks for nothing beyond identifying the owner, never for "inherit".
+    return list(dict.fromkeys(requested)) or ["identify"]
 
 
 def _expires_in(value: object) -> int | None:

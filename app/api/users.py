@@ -120,7 +120,7 @@ def create_user(name: str) -> Response:
 def update_user(name: str) -> Response:
     """Change any of name, admin, groups and roles (JupyterHub's: a taken name is 400)."""
     identity = require_scope("admin:users")
-    body = _user_changes(json_body({}))
+    body = _user_changes(json_body())
     target = user_or_404(name)
     if not identity.admin and (target.admin or "roles" in body):
         raise HubError(403, "Only admins can modify other admins or give roles")
@@ -211,8 +211,15 @@ def activity(name: str) -> Response:
     body = json_body({})
     if not isinstance(body, dict):
         raise HubError(400, "Body must be a JSON object")
+    if not body.get("last_activity") and not body.get("servers"):
+        raise HubError(400, "Send at least one of last_activity and servers")
     when = _parse_time(body.get("last_activity")) if body.get("last_activity") else None
-    servers = body.get("servers") or {}
+    get_users().record_activity(user.id, when, _server_stamps(user, body.get("servers") or {}))
+    return Response(status=200)
+
+
+def _server_stamps(user: User, servers: object) -> dict[str, datetime]:
+    """The "servers" of an activity report, checked: {name: time} of the user's servers."""
     if not isinstance(servers, dict):
         raise HubError(400, 'servers must be a JSON object: {"<name>": {"last_activity": ...}}')
     stamps = {}
@@ -220,8 +227,11 @@ def activity(name: str) -> Response:
         if not isinstance(info, dict) or "last_activity" not in info:
             raise HubError(400, f"servers.{server_name} needs last_activity")
         stamps[server_name] = _parse_time(info["last_activity"])
-    get_users().record_activity(user.id, when, stamps)
-    return Response(status=200)
+    # JupyterHub's answer to a report for a server the user has not got (stopped ones count).
+    missing = sorted(stamps.keys() - {server.name for server in user.servers})
+    if missing:
+        raise HubError(400, f"No such server {shown(missing[0])} for user {user.name}")
+    return stamps
 
 
 def _reads_a_server_of(identity: Identity, name: str) -> bool:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     redirect,
     render_template,
     request,
     session,
 )
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import MethodNotAllowed
 
 from app.auth import (
     csrf_ok,
@@ -278,9 +280,19 @@ def user_no_slash(name: str) -> ResponseReturnValue:
 def outside_hub(path: str) -> ResponseReturnValue:
     """Any other path outside /hub/ reaching the hub → the same path under /hub/."""
     if path.startswith("hub/"):
-        abort(404)
+        _no_such_page()
     query = request.query_string.decode()
     return redirect(f"/hub/{path}{'?' + query if query else ''}")
+
+
+def _no_such_page() -> NoReturn:
+    """404; 405 naming the methods where only other methods' rules take the path (this
+    catch-all rule is the GET that matched: JupyterHub answers 405)."""
+    adapter = current_app.create_url_adapter(request)
+    others = set(adapter.allowed_methods() if adapter else ()) - {"GET", "HEAD", "OPTIONS"}
+    if others:
+        raise MethodNotAllowed(valid_methods=sorted(others | {"OPTIONS"}))
+    abort(404)
 
 
 @bp.get("/hub/user/<path:rest>")

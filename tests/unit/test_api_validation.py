@@ -119,6 +119,10 @@ def test_create_one_user_refused(
     [
         ({"nme": "carol"}, 400, 'Send an object with any of "name", "admin", "groups"'),
         ([], 400, 'Send an object with any of "name"'),
+        # No body is no change asked for: JupyterHub 6.1 and its rest-api.yml refuse it.
+        (b"", 400, 'Send an object with any of "name"'),
+        (b" \n", 400, 'Send an object with any of "name"'),
+        (b"null", 400, 'Send an object with any of "name"'),
         ({"admin": "yes"}, 400, "user.admin must be a bool, not 'yes'"),
         ({"admin": 1}, 400, "user.admin must be a bool, not 1"),
         ({"groups": "team"}, 400, "user.groups must be a list"),
@@ -325,6 +329,15 @@ def test_named_server_limit_is_400(app: Flask, api: Api) -> None:
         ({"servers": {"": {"last_activity": "soon"}}}, "Invalid timestamp 'soon'"),
         ({"last_activity": NOW, "servers": {"": {"last_activity": 1}}}, "got 1"),
         ([NOW], "Body must be a JSON object"),
+        # JupyterHub 6.1's answers: nothing to record, or a server the user has not got.
+        ({}, "Send at least one of last_activity and servers"),
+        (b"", "Send at least one of last_activity and servers"),
+        ({"last_activity": None, "servers": {}}, "Send at least one of last_activity"),
+        ({"servers": {"gpu": {"last_activity": NOW}}}, "No such server 'gpu' for user alice"),
+        (
+            {"last_activity": NOW, "servers": {"": {"last_activity": NOW}}},
+            "No such server '' for user alice",
+        ),
     ],
 )
 def test_bad_activity_is_400_and_records_nothing(
@@ -339,6 +352,16 @@ def test_good_activity_is_recorded(app: Flask, api: Api) -> None:
     response = api("POST", "/users/alice/activity", {"last_activity": NOW})
     assert response.status_code == 200, response.text
     assert api("GET", "/users/alice").json["last_activity"] == "2024-05-01T12:00:00.000000Z"
+
+
+def test_activity_of_a_stopped_named_server_is_recorded(app: Flask, api: Api) -> None:
+    assert api("PUT", "/users/alice/servers/lab", {}).status_code == 201
+    later = "2024-05-02T12:00:00Z"
+    body = {"servers": {"lab": {"last_activity": later}}}
+    response = api("POST", "/users/alice/activity", body)
+    assert response.status_code == 200, response.text
+    lab = api("GET", "/users/alice/servers/lab").json
+    assert lab["last_activity"] == "2024-05-02T12:00:00.000000Z"
 
 
 # -- tokens -------------------------------------------------------------------

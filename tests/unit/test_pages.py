@@ -311,6 +311,35 @@ def test_unknown_hub_path_is_404_not_a_redirect(client: FlaskClient) -> None:
     assert "<h1>Error 404</h1>" in response.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/hub/api/users/alice/activity", "OPTIONS, POST"),
+        ("HEAD", "/hub/api/users/alice/activity", "OPTIONS, POST"),
+        ("GET", "/hub/api/authorizations/token", "OPTIONS, POST"),
+        ("GET", "/hub/api/shutdown", "OPTIONS, POST"),
+        ("GET", "/hub/api/users/alice/password", "OPTIONS, PUT"),
+        ("GET", "/hub/api/oauth2/token", "OPTIONS, POST"),
+    ],
+)
+def test_a_get_of_a_path_routed_for_other_methods_is_405_naming_them(
+    client: FlaskClient, method: str, path: str, allowed: str
+) -> None:
+    # As JupyterHub answers (and its rest-api.yml's callers expect): the path exists.
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    if path.startswith("/hub/api/") and method == "GET":
+        assert response.json["status"] == 405
+
+
+@pytest.mark.parametrize("path", ["/hub/api/no-such-thing", "/hub/api/users/alice/nothing"])
+def test_a_get_of_an_unknown_api_path_is_still_404(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json["status"] == 404
+
+
 def test_health(client: FlaskClient) -> None:
     response = client.get("/hub/health")
     assert (response.status_code, response.text) == (200, "ok\n")

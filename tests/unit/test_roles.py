@@ -199,6 +199,38 @@ def test_a_token_may_be_given_a_stored_role(
 
 
 @pytest.mark.parametrize(
+    "body", [{"scopes": []}, {"roles": []}, {"roles": [], "scopes": None}, {"scopes": ["identify"]}]
+)
+def test_a_token_asked_for_with_no_scopes_only_identifies_its_owner(api: Api, body: dict) -> None:
+    # JupyterHub 6.1: empty scopes or roles make a token that identifies its owner;
+    # only a request naming neither carries all of its owner's rights.
+    made = api("POST", "/users/admin/tokens", body)
+    assert made.status_code == 201, made.text
+    assert made.json["scopes"] == ["read:users:groups!user=admin", "read:users:name!user=admin"]
+    token = made.json["token"]
+    assert api("GET", "/user", token=token).json["name"] == "admin"
+    assert api("GET", "/info", token=token).status_code == 403
+    assert api("POST", "/users/admin/tokens", {}, token=token).status_code == 403
+
+
+def test_a_token_asked_for_with_nothing_named_carries_its_owners_rights(api: Api) -> None:
+    made = api("POST", "/users/admin/tokens", {"scopes": None, "note": "all"})
+    assert made.status_code == 201, made.text
+    assert "admin:users" in made.json["scopes"]
+
+
+@pytest.mark.parametrize(
+    "body", [{"scopes": ["read:users"], "roles": ["user"]}, {"scopes": [], "roles": []}]
+)
+def test_a_token_asked_for_with_both_scopes_and_roles_is_400(api: Api, body: dict) -> None:
+    refused = api("POST", "/users/admin/tokens", body)
+    assert refused.status_code == 400
+    assert refused.json["message"] == (
+        "Can only assign one of scopes or roles when creating tokens."
+    )
+
+
+@pytest.mark.parametrize(
     "scope",
     # (Unfiltered "shares" includes access:servers, which admins hold only with admin_access.)
     [
