@@ -197,6 +197,12 @@ class Server(ServerStatus, Base):
     # Why a server that was running stopped on its own (shown, never auto-restarted).
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Where progress events were kept before migration 0016 (now ProgressEvent): never
+    # loaded (deferred), kept so that the hub replicas of the version before go on
+    # working beside this one during a rolling upgrade (README: Upgrading).
+    legacy_progress_events: Mapped[list[Any]] = mapped_column(
+        "progress_events", JSON, default=list, server_default="[]", deferred=True
+    )
     # JupyterHub 6's name to show for a named server (any text; empty: its name).
     display_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
     # The hub process (app.processes: host:pid:start) running its spawn or stop, while

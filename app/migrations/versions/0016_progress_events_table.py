@@ -1,5 +1,6 @@
 """progress events in a table of their own, appended one row each (they were a JSON
-list rewritten with every event)
+list rewritten with every event; the old column stays for the replicas of the version
+before, during a rolling upgrade)
 
 Revision ID: 0016
 Revises: 0015
@@ -33,15 +34,10 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_progress_events_server_id"), "progress_events", ["server_id"], unique=False
     )
-    # The events of spawns that are over: nothing reads them once a spawn has ended.
-    with op.batch_alter_table("servers") as batch:
-        batch.drop_column("progress_events")
+    # servers.progress_events stays (this version never reads it): during a rolling
+    # upgrade the hub replicas of the version before go on reading and writing it.
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("servers") as batch:
-        batch.add_column(
-            sa.Column("progress_events", sa.JSON(), nullable=False, server_default="[]")
-        )
     op.drop_index(op.f("ix_progress_events_server_id"), table_name="progress_events")
     op.drop_table("progress_events")
