@@ -47,6 +47,8 @@ REMOVE_WAIT_SECONDS = 120.0
 # A spawn or stop owned by a process whose life cannot be checked (another host) is
 # taken as abandoned once it outlived its own timeouts by this much.
 ABANDONED_AFTER_SECONDS = 60.0
+# A spawn taken over with none of its http_timeout left still gets this long a look.
+TAKEN_OVER_LOOK_SECONDS = 2.0
 DATABASE_DOWN_DURING_SPAWN = (
     "The hub's database was unreachable while the server was starting. Start it again."
 )
@@ -219,9 +221,10 @@ class ServerManager:
                     f"Server did not start within {self.settings.start_timeout:g} seconds "
                     "(start_timeout)."
                 )
-            # Stored at once, so a hub restart mid-spawn can still find the process.
+            # Stored at once, so a hub restart mid-spawn can still find the process, and
+            # another process take the spawn over if this one dies (settle_abandoned).
             state = spawner.get_state()
-            when_reachable(lambda: self.rows.save_state(server_id, state))
+            when_reachable(lambda: self.rows.save_state(server_id, state, url))
             version = wait_for_http(spawner, url, self.http_get, self.settings.http_timeout)
             self.finish_spawn(server_id, spawner, url, version)
             status = SpawnStatus.SUCCESS
@@ -480,10 +483,47 @@ class ServerManager:
             if server.id in self.spawns or server.id in self.stops:
                 continue
             why = self._abandoned_because(server)
-            if why is not None and self.rows.take_over(server.id, server.owner):
+            if why is None or not self.rows.take_over(server.id, server.owner):
+                continue
+            if server.state == ServerState.SPAWNING and server.url is not None:
+                # Started, not yet answering: a replica replaced in a rolling upgrade
+                # (or a killed worker) leaves its spawn to be finished here.
+                self.spawns[server.id] = gevent.spawn(self._resume, server, why)
+            else:
                 self._settle(server, why)
-                settled += 1
+            settled += 1
         return settled
+
+    def _resume(self, server: Server, why: str) -> SpawnStatus:
+        """Finish the spawn of a dead owner whose server had started: wait for its HTTP
+        (within the spawn's own time left, at least a look), then route it as any spawn."""
+        server_id, url = server.id, str(server.url)
+        label = server_label(server.user.name, server.name)
+        log.warning("The %s: %s Taking its start over: waiting for it at %s", label, why, url)
+        t0 = time.monotonic()
+        spawner = self.spawner_for(server)
+        spawner.on_progress = lambda event: self._keep_progress(server_id, label, event)
+        status = SpawnStatus.FAILURE
+        try:
+            if spawner.poll() is not None:
+                raise SpawnerError("Its server had ended.")
+            version = wait_for_http(spawner, url, self.http_get, self._time_left(server))
+            self.finish_spawn(server_id, spawner, url, version)
+            status = SpawnStatus.SUCCESS
+        except Exception as e:
+            error = SpawnerError(f"{why} {e} Start the server again.")
+            self._record_failure(server_id, label, spawner, error)
+        finally:
+            self.recorder.spawn(status, time.monotonic() - t0)
+            self.spawns.pop(server_id, None)
+        return status
+
+    def _time_left(self, server: Server) -> float:
+        """What is left of a spawn's http_timeout, counted from its start at the latest
+        (a spawn that took start_timeout to start has had none of it yet)."""
+        started = server.started or utcnow()
+        elapsed = (utcnow() - started).total_seconds()
+        return max(self.settings.http_timeout - elapsed, TAKEN_OVER_LOOK_SECONDS)
 
     def _abandoned_because(self, server: Server) -> str | None:
         """Why the server's spawn or stop has no live owner, or None if it has one."""

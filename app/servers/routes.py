@@ -129,8 +129,8 @@ class Routes:
     def ensure(self, server: Server) -> bool:
         """Re-add a running server's route where an instance lost it; True if one had."""
         prefix = self.spec(server.user.name, server.name)
-        if server.url is None:
-            return False
+        if server.url is None or server.state != ServerState.RUNNING:
+            return False  # a spawn owns its route until the server is running
         lacking = [c for c, route in self._lookups(prefix) if route is None]
         for client in lacking:
             client.add_route(prefix, server.url, route_data(server.user.name, server.name))

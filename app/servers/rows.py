@@ -32,7 +32,11 @@ SERVER_ONLY = (joinedload(Server.user).lazyload("*"),)
 # key cost more than running it.
 _SERVERS = cast(Table, Server.__table__)
 _THIS_SERVER = _SERVERS.c.id == bindparam("server_id")
-_SAVE_STATE = update(_SERVERS).where(_THIS_SERVER).values(spawner_state=bindparam("new_state"))
+_SAVE_STATE = (
+    update(_SERVERS)
+    .where(_THIS_SERVER)
+    .values(spawner_state=bindparam("new_state"), url=bindparam("url"))
+)
 _MARK_RUNNING = (
     update(_SERVERS)
     .where(
@@ -137,9 +141,11 @@ class ServerRows:
         )
         return token
 
-    def save_state(self, server_id: int, state: dict[str, Any]) -> None:
+    def save_state(self, server_id: int, state: dict[str, Any], url: str) -> None:
+        """A started server's state and URL, while it is still spawning: another process
+        finds the process there, and can take the spawn over if this one dies."""
         with self.db.write() as session:
-            session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state})
+            session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state, "url": url})
 
     def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
         """Keep a progress event of a spawning server, where every worker's stream reads

@@ -28,11 +28,13 @@ from app.background import MANAGED_ROUTE_CHECK_SECONDS
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub, login, pid_alive, process_tree, server_pids
 from tests.postgres_server import Postgres
-from tests.spawners import SLOW_SECONDS
+from tests.spawners import SLOW_SECONDS, release_held, start_calls
 
 pytestmark = pytest.mark.integration
 
 POLL_INTERVAL = 2
+# A spawn taken over from a dead replica gets what is left of it (app.servers.manager).
+HTTP_TIMEOUT = 10
 
 
 @dataclass
@@ -55,6 +57,7 @@ def replicas(postgres: Postgres, hub_factory: Callable[..., Hub]) -> Replicas:
         "spawner": "tests.spawners:FaultSpawner",
         "slow_spawn_timeout": 0.5,
         "poll_interval": POLL_INTERVAL,
+        "http_timeout": HTTP_TIMEOUT,
         "workers": 2,
     }
     a = hub_factory(**shared)
@@ -216,8 +219,11 @@ def test_a_replica_killed_mid_spawn_has_its_spawn_failed_by_the_other(
     wait_for(lambda: server_pids(name), timeout=30)
     assert _pending(a, name) == "spawn"
     killed = _kill(b)
-    # Within a check interval, a (which holds or takes over the lease) fails it.
-    wait_for(lambda: _pending(a, name) is None, timeout=MANAGED_ROUTE_CHECK_SECONDS + 5)
+    # Within a check interval a (which holds or takes over the lease) takes the spawn
+    # over, and fails it when what is left of its http_timeout runs out.
+    wait_for(
+        lambda: _pending(a, name) is None, timeout=MANAGED_ROUTE_CHECK_SECONDS + HTTP_TIMEOUT + 5
+    )
     model = _direct(a, "GET", f"/users/{name}").json()
     assert model["servers"] == {}, model
     wait_for(lambda: not server_pids(name), timeout=15)
@@ -228,6 +234,50 @@ def test_a_replica_killed_mid_spawn_has_its_spawn_failed_by_the_other(
     assert any(f"pid {pid} on" in page.text for pid in killed), page.text
     b.restart()
     assert _direct(b, "GET", f"/users/{name}").status_code == 200
+
+
+def test_a_replica_killed_mid_spawn_has_its_spawn_finished_by_the_other(
+    replicas: Replicas,
+) -> None:
+    """As in a rolling upgrade: the replica whose spawn was waiting for the server to
+    answer goes; the other finishes it, with the same process, routed."""
+    a, b = replicas.a, replicas.b
+    name = "held-takeover"  # its process starts, then waits for release_held to listen
+    assert _direct(a, "POST", f"/users/{name}").status_code == 201
+    assert _direct(b, "POST", f"/users/{name}/server").status_code == 202
+    wait_for(lambda: _stored_url(replicas, name), timeout=30)  # started, waiting for HTTP
+    pids = server_pids(name)
+    _kill(b)
+    release_held(b.data_dir, name)
+    wait_for(lambda: _ready(a, name), timeout=MANAGED_ROUTE_CHECK_SECONDS + HTTP_TIMEOUT + 5)
+    # The very server b started: a started nothing, and b's process serves.
+    assert start_calls(a.data_dir, name) == 0
+    assert pids[0] in server_pids(name)
+    # Routed by a. The server asks b's address about tokens (as a stack's servers ask
+    # `hub`, whichever replica answers): once b is back, it answers its owner.
+    b.restart()
+    token = _direct(a, "POST", f"/users/{name}/tokens", json={}).json()["token"]
+    status = requests.get(
+        f"{a.public_url}/user/{name}/api/status",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert status.status_code == 200 and status.json()["user"] == name
+
+
+def _stored_url(replicas: Replicas, name: str) -> str | None:
+    engine = create_engine(replicas.db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT s.url FROM servers s JOIN users u ON u.id = s.user_id"
+                    " WHERE u.name = :name AND s.name = ''"
+                ),
+                {"name": name},
+            ).scalar()
+    finally:
+        engine.dispose()
 
 
 def test_the_reconcile_loop_runs_in_one_and_moves_when_it_dies(replicas: Replicas) -> None:

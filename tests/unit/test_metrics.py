@@ -28,6 +28,7 @@ from app.servers import SpawnStatus, get_servers
 from app.tokens import get_tokens
 from app.users import get_users
 from proxy.client import ProxyError
+from proxy.instances import ProxyInstances
 from tests.helpers import xsrf_token
 from tests.scrape import Samples
 
@@ -398,10 +399,21 @@ class FakeProxy:
         self.added.append(prefix)
 
 
+class FakeProxies(ProxyInstances):
+    """One FakeProxy as the hub's only proxy instance."""
+
+    def __init__(self, fail: bool) -> None:
+        super().__init__([FakeProxy.api_url], "token")
+        self.fake = FakeProxy(fail)
+
+    def _client(self, url: str) -> Any:
+        return self.fake
+
+
 @pytest.mark.parametrize("fail", [False, True])
 def test_check_routes_reports_poll_adds_and_duration(app: Flask, fail: bool) -> None:
     servers = get_servers(app)
-    servers.routes.use(FakeProxy(fail))  # type: ignore[arg-type]
+    servers.routes.use(FakeProxies(fail))
     before = admin_scrape(app)
     if fail:
         with pytest.raises(ProxyError):
