@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.config.table import BY_NAME, Settings, coerce
 from app.outcomes import Invalid, shown
-
-if TYPE_CHECKING:
-    from app.config import Settings
 
 # Options nobody declared are stored and shown as sent (JupyterHub hands them to the
 # spawner): a few, and small, or every listing of servers carries them.
@@ -134,8 +132,6 @@ def _check_undeclared(extra: dict[str, Any]) -> None:
 
 def settings_for(settings: Settings, options: Mapping[str, Any]) -> Settings:
     """The settings a server runs with: its declared options named like a setting set it."""
-    from app.config import BY_NAME, coerce
-
     names = {f.name for f in option_fields(settings.spawn_options)} & set(SERVER_SETTINGS)
     changes = {n: coerce(BY_NAME[n], options[n]) for n in names if n in options}
     return replace(settings, **changes) if changes else settings

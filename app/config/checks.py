@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.config import (
+from app.config.table import (
     ATTACH_SERVICE,
     AUTHENTICATOR_NAMES,
     BY_NAME,
@@ -25,8 +25,14 @@ from app.config import (
     Settings,
     coerce,
 )
+from app.crypt import parse_keys
+from app.forwarded import parse_networks
 from app.names import normalize_username
 from app.outcomes import Invalid
+from app.role_specs import check_role_specs
+from app.scopes import ScopeError, check_scopes
+from app.services.specs import SpecError, spec_from
+from app.spawn_options import SERVER_SETTINGS
 from app.spawn_options import problem_with as spawn_options_problem
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -53,8 +59,6 @@ def _validate_template(template: str) -> None:
 def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
     """A spawn option named like a setting must be one a server may choose, and each of
     its choices a good value of it."""
-    from app.spawn_options import SERVER_SETTINGS
-
     for option in declared:
         name = option["name"]
         if name not in BY_NAME:
@@ -80,8 +84,6 @@ def validate(settings: Settings) -> None:
         )
     _validate_access(settings)
     if settings.crypt_key:
-        from app.crypt import parse_keys
-
         try:
             parse_keys(settings.crypt_key)
         except ValueError as e:
@@ -180,8 +182,6 @@ def _validate_subdomain_host(value: str) -> None:
 
 def _validate_trusted_proxies(values: list[Any]) -> None:
     """Each an address or a network (CIDR)."""
-    from app.forwarded import parse_networks
-
     for value in values:
         try:
             if not isinstance(value, str):
@@ -297,8 +297,6 @@ def _check_fields(name: str, template: str, *allowed: str) -> None:
 
 def _validate_roles(settings: Settings) -> None:
     """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
-    from app.role_specs import check_role_specs
-
     try:
         check_role_specs(settings.load_roles, [s["name"] for s in settings.services])
     except ValueError as e:
@@ -308,9 +306,6 @@ def _validate_roles(settings: Settings) -> None:
 def _validate_services(services: list[dict[str, Any]]) -> None:
     """Each service: a name and a token, fields of the right types (a string such as
     "false" for `admin` would be truthy: an admin by mistake), known scopes, one each."""
-    from app.scopes import ScopeError, check_scopes
-    from app.services.specs import SpecError, spec_from
-
     names = set()
     for service in services:
         # A managed one (with a `command`) may leave api_token out: the hub makes one.
