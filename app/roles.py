@@ -21,8 +21,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
-from app.models import Group, Role, User, group_role_map, service_role_map
+from app.models import Group, Role, User, group_role_map, new_user, service_role_map
 from app.models import user_role_map as user_roles
+from app.names import normalize_username
 from app.outcomes import Invalid
 from app.scopes import DEFAULT_ROLES
 
@@ -154,8 +155,6 @@ def _admins(session: Session, specs: list[Mapping[str, Any]]) -> list[str]:
 
 
 def _user(session: Session, name: str) -> User:
-    from app.users import new_user, normalize_username
-
     name = normalize_username(name)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
