@@ -13,8 +13,9 @@ from flask import Flask, Request, Response, current_app, g, has_app_context, req
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.exceptions import HTTPException
 
-from app.auth.authenticators import Authenticator, authenticator_class
+from app.auth.authenticators import Authenticator
 from app.auth.passwords import Passwords
+from app.auth.providers import authenticator_class
 from app.auth.state import AuthStates
 from app.config import current_settings, get_settings
 from app.db import DATABASE_DOWN, get_db

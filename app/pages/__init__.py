@@ -43,7 +43,7 @@ from proxy.client import ProxyError
 
 if TYPE_CHECKING:
     # Not at run time: Authlib is loaded only by hubs that log in at a provider.
-    from app.auth.redirect import RedirectAuthenticator
+    from app.auth.providers.redirect import RedirectAuthenticator
 
 log = logging.getLogger(__name__)
 

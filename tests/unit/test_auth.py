@@ -15,12 +15,14 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.auth import ANONYMOUS, Identity
 from app.auth.authenticators import (
+    Authenticator,
     AuthResult,
     DummyAuthenticator,
     PasswordAuthenticator,
     hash_password,
 )
-from app.config import Settings, get_settings, load
+from app.auth.providers import authenticator_class
+from app.config import AUTHENTICATOR_NAMES, Settings, get_settings, load
 from app.db import Database
 from app.migrations import upgrade
 from app.models import APIToken, User
@@ -75,6 +77,11 @@ def test_dummy_password(
 ) -> None:
     authenticator = DummyAuthenticator(make_settings(dummy_password="sesame"), users)
     assert authenticator.authenticate("alice", password) == (expected and AuthResult(expected))
+
+
+@pytest.mark.parametrize("name", AUTHENTICATOR_NAMES)
+def test_every_authenticator_setting_names_a_class(name: str) -> None:
+    assert issubclass(authenticator_class(name), Authenticator)
 
 
 @pytest.mark.parametrize("authenticator_class", [DummyAuthenticator, PasswordAuthenticator])
