@@ -19,6 +19,7 @@ from app.config.table import (
     MAX_NICE,
     MAX_SWARM_PREFIX,
     PROVIDER_AUTHENTICATORS,
+    SERVER_SETTINGS,
     SERVER_SUBNET_PREFIX,
     SERVICE_NAME_RE,
     ConfigError,
@@ -32,8 +33,6 @@ from app.outcomes import Invalid
 from app.role_specs import check_role_specs
 from app.scopes import ScopeError, check_scopes
 from app.services.specs import SpecError, spec_from
-from app.spawn_options import SERVER_SETTINGS
-from app.spawn_options import problem_with as spawn_options_problem
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # An LDAP attribute's name (RFC 4512 descr).
@@ -54,6 +53,37 @@ def _validate_template(template: str) -> None:
             "setting 'system_user_template' must contain {username} and no other {field}, "
             f"got {template!r}"
         )
+
+
+def _spawn_options_problem(declared: object) -> str | None:
+    """Why a `spawn_options` value cannot be used, or None when it can."""
+    if not isinstance(declared, list):
+        return "must be a list of fields"
+    names: set[str] = set()
+    for field in declared:
+        if (
+            not isinstance(field, dict)
+            or not isinstance(field.get("name"), str)
+            or not field["name"]
+        ):
+            return 'each field needs a "name" (a non-empty string)'
+        name, choices = field["name"], field.get("choices")
+        if name in names:
+            return f"field {name!r} is declared twice"
+        names.add(name)
+        if not isinstance(field.get("label", ""), str):
+            return f"the label of {name!r} must be a string"
+        if (
+            not choices
+            or not isinstance(choices, list)
+            or not all(isinstance(c, str) for c in choices)
+        ):
+            return f"the choices of {name!r} must be a non-empty list of strings"
+        if "default" in field and field["default"] not in choices:
+            return f"the default of {name!r} must be one of its choices"
+        if set(field) - {"name", "label", "choices", "default"}:
+            return f"field {name!r} may have only name, label, choices and default"
+    return None
 
 
 def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
@@ -104,7 +134,7 @@ def validate(settings: Settings) -> None:
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
     _validate_template(settings.system_user_template)
-    problem = spawn_options_problem(settings.spawn_options)
+    problem = _spawn_options_problem(settings.spawn_options)
     if problem:
         raise ConfigError(f"setting 'spawn_options': {problem}")
     _validate_option_settings(settings.spawn_options)

@@ -41,6 +41,19 @@ class ConfigError(ValueError):
 
 # The lowest CPU priority a process can have (nice 19).
 MAX_NICE = 19
+
+# The settings a spawn option may choose per server (what spawners read at start).
+SERVER_SETTINGS = (
+    "spawner_cmd",
+    "docker_image",
+    "docker_cmd",
+    "mem_limit",
+    "cpu_limit",
+    "mem_guarantee",
+    "cpu_guarantee",
+    "swarm_placement",
+)
+
 # Settings where -1 means no limit, as for Docker (as 0 does).
 MINUS_ONE_OK = frozenset({"pids_limit"})
 
