@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database, DatabaseUnavailable, rows_changed
+from app.db import Database, DatabaseUnavailable, get_db, rows_changed
 from app.models import Group, Server, ServerState, User, new_user, utcnow
 from app.names import normalize_username
 from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
@@ -347,8 +347,6 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
 
 def init_app(app: Flask) -> None:
     """Create the UserService."""
-    from app.db import get_db
-
     app.extensions["flaskhub.users"] = UserService(get_db(app))
 
 

@@ -31,12 +31,13 @@ from app.auth import (
 from app.auth.access import allowed
 from app.auth.authenticators import AuthResult
 from app.config import current_settings
-from app.errors import STATUS, HubError
+from app.errors import STATUS, HubError, error_response
 from app.logins import get_throttle, login_keys
 from app.models import ServerState, User
 from app.outcomes import DomainError, Invalid, TooManyFailures
 from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
+from app.pages.user_redirect import handle
 from app.urls import pending_page_url, safe_next, server_url_for, to_hub_origin
 from app.users import get_users
 from proxy.client import ProxyError
@@ -279,8 +280,6 @@ def _no_such_page() -> NoReturn:
 @bp.get("/hub/user/<path:rest>")
 def user_redirect(rest: str) -> ResponseReturnValue:
     """Send a user to their running server, spawning, explaining or detecting loops."""
-    from app.pages.user_redirect import handle
-
     # One rule for /hub/user/<name>, /hub/user/<name>/ and /hub/user/<name>/<path>.
     name, _, path = rest.partition("/")
     return handle(require_login(), name, path)
@@ -308,6 +307,4 @@ def proxy_error(code: int) -> ResponseReturnValue:
 
 @bp.app_errorhandler(ProxyError)
 def _proxy_down(e: ProxyError) -> ResponseReturnValue:
-    from app.errors import error_response
-
     return error_response(503, f"The proxy is unavailable: {e}")
