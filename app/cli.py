@@ -364,7 +364,7 @@ def user_bind_account(name: str, account: str) -> None:
     """Run user NAME's servers as ACCOUNT, a system account the hub made and kept, with
     its files (after the hub's database was lost or replaced). As root."""
     from app.db import Database
-    from app.system_accounts import bind_account
+    from app.system_accounts import SystemAccounts
 
     settings = _settings()
     _migrate(settings)
@@ -372,7 +372,8 @@ def user_bind_account(name: str, account: str) -> None:
     logs.configure("INFO")
     by = f"flaskhub user bind-account (uid {os.geteuid()})"
     try:
-        binding = bind_account(Database(settings.db_url), settings, _username(name), account, by)
+        accounts = SystemAccounts(Database(settings.db_url), settings)
+        binding = accounts.bind(_username(name), account, by)
     except DomainError as e:
         raise click.ClickException(e.message) from None
     if not binding.changed:

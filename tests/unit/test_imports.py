@@ -22,6 +22,7 @@ ALLOWED_INSIDE: dict[str, tuple[frozenset[str], str]] = {
             {"app.api", "app.auth", "app.config", "app.db", "app.errors", "app.groups"}
             | {"app.headers", "app.logins", "app.metrics", "app.oauth", "app.pages"}
             | {"app.roles", "app.servers", "app.shares", "app.tokens", "app.users"}
+            | {"app.system_accounts"}
             | {"app.services.registry"}
         ),
         "create_app: gunicorn's arbiter imports app.* (its config) without Flask",
@@ -243,3 +244,11 @@ def test_cycles_are_found_as_python_would_meet_them(
     tmp_path: Path, files: dict[str, str], expected: list[list[str]]
 ) -> None:
     assert cycles(import_graph(_package(tmp_path, files))) == expected
+
+
+def test_no_view_imports_the_database_module() -> None:
+    """Views ask a domain service; only the domain opens the database."""
+    graph = import_graph(APP)
+    inside = inside_functions(APP)
+    views = [m for m in graph if m.split(".")[:2] in (["app", "api"], ["app", "pages"])]
+    assert [m for m in views if "app.db" in graph[m] | inside.get(m, set())] == []
