@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.auth import ANONYMOUS, Identity
 from app.auth.authenticators import (
     Authenticator,
     AuthResult,
@@ -24,6 +24,8 @@ from app.auth.authenticators import (
 from app.auth.providers import authenticator_class
 from app.config import AUTHENTICATOR_NAMES, Settings, get_settings, load
 from app.db import Database
+from app.grants import HubGrants
+from app.identity import ANONYMOUS, Identity
 from app.migrations import upgrade
 from app.models import APIToken, User
 from app.outcomes import Invalid
@@ -185,8 +187,9 @@ def token(*scopes: str) -> APIToken:
     ],
 )
 def test_identity_rights(
-    identity: Identity, admin: bool, manages: set[str], scopes: set[str]
+    identity: Identity, admin: bool, manages: set[str], scopes: set[str], grants: HubGrants
 ) -> None:
+    identity = replace(identity, grants=grants)
     assert identity.admin is admin
     for name in NAMES:
         held = [identity.has_scope(scope, user=name) for scope in OWN_SCOPES]

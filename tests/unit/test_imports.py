@@ -252,3 +252,12 @@ def test_no_view_imports_the_database_module() -> None:
     inside = inside_functions(APP)
     views = [m for m in graph if m.split(".")[:2] in (["app", "api"], ["app", "pages"])]
     assert [m for m in views if "app.db" in graph[m] | inside.get(m, set())] == []
+
+
+def test_the_identity_is_domain_code() -> None:
+    """app.identity reads no request, session or app: the web layer passes its grants in."""
+    tree = ast.parse((APP / "identity.py").read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.split(".")[0] in ("flask", "werkzeug", "app.db")}
+    assert "app.db" not in imported and "app.auth" not in imported
