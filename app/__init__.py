@@ -32,6 +32,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         roles,
         servers,
         shares,
+        system_accounts,
         tokens,
         users,
     )
@@ -51,6 +52,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app)  # the recorder servers.init_app hands to the lifecycle
     servers.init_app(app)
     services.init_app(app)  # its routes join the route check: after servers
+    system_accounts.init_app(app)
     headers.init_app(app)
     errors.init_app(app)
     app.register_blueprint(api.bp)

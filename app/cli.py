@@ -14,6 +14,10 @@ import click
 
 from app import logs
 from app.config import CONFIG_FILE_ENV, ConfigError, Settings, load, resolve_secrets
+from app.names import normalize_username
+from app.outcomes import DomainError, Invalid
+from app.ports import listen_addresses, unusable
+from app.singleuser import main as singleuser_main
 from app.version import __version__
 
 if TYPE_CHECKING:
@@ -110,8 +114,6 @@ def run() -> None:
 
 def _check_listen(settings: Settings, hub_ips: list[str]) -> None:
     """Exit with one line naming the setting if an address to listen on is in use."""
-    from app.ports import listen_addresses, unusable
-
     problem = unusable(listen_addresses(settings, hub_ips))
     if problem is not None:
         raise click.ClickException(problem)
@@ -234,8 +236,6 @@ def _startup_env(started: float, init_spawners: float) -> dict[str, str]:
 
 
 def _ensure_admins(settings: Settings) -> None:
-    from app.users import normalize_username
-
     users = _user_service(settings)
     for name in map(normalize_username, settings.admin_users):
         users.get_or_create(name, admin=True)
@@ -245,7 +245,6 @@ def _ensure_admins(settings: Settings) -> None:
 def _load_roles(settings: Settings) -> None:
     """Store the `load_roles` setting's roles and members (before any worker)."""
     from app.db import Database
-    from app.outcomes import DomainError
     from app.roles import RoleService
 
     try:
@@ -267,9 +266,7 @@ def _sync_service_clients(settings: Settings) -> None:
 @click.option("--note", default="Requested with `flaskhub token`", help="Shown in token lists.")
 def token(name: str, note: str) -> None:
     """Print a new API token for user NAME (created if new)."""
-    from app.outcomes import Invalid
     from app.tokens import TokenService
-    from app.users import normalize_username
 
     settings = _settings()
     _migrate(settings)
@@ -317,8 +314,6 @@ def user_add(name: str, admin: bool, password_stdin: bool) -> None:
 def user_unbind(name: str | None, every: bool) -> None:
     """Release user NAME from the identity provider's account it is bound to (when the
     person's account there changed): the next login through the provider binds it again."""
-    from app.outcomes import DomainError
-
     if every == bool(name):
         raise click.UsageError("Give a NAME or --all.")
     settings = _settings()
@@ -349,7 +344,6 @@ def user_set_password(name: str, password_stdin: bool) -> None:
     """Reset the password of user NAME; their logins in every browser end."""
     from app.auth.passwords import Passwords
     from app.logins import LoginThrottle
-    from app.outcomes import DomainError
 
     settings = _settings()
     _migrate(settings)
@@ -370,8 +364,7 @@ def user_bind_account(name: str, account: str) -> None:
     """Run user NAME's servers as ACCOUNT, a system account the hub made and kept, with
     its files (after the hub's database was lost or replaced). As root."""
     from app.db import Database
-    from app.outcomes import DomainError
-    from app.system_accounts import bind_account
+    from app.system_accounts import SystemAccounts
 
     settings = _settings()
     _migrate(settings)
@@ -379,7 +372,8 @@ def user_bind_account(name: str, account: str) -> None:
     logs.configure("INFO")
     by = f"flaskhub user bind-account (uid {os.geteuid()})"
     try:
-        binding = bind_account(Database(settings.db_url), settings, _username(name), account, by)
+        accounts = SystemAccounts(Database(settings.db_url), settings)
+        binding = accounts.bind(_username(name), account, by)
     except DomainError as e:
         raise click.ClickException(e.message) from None
     if not binding.changed:
@@ -403,7 +397,6 @@ def server_forget_home(name: str, server_name: str) -> None:
     """Let user NAME's next server start on any machine, with an empty home there, when
     the machine holding their home (swarm, local volumes) is gone for good."""
     from app.db import Database
-    from app.outcomes import DomainError
     from app.servers.rows import forget_kept
 
     settings = _settings()
@@ -426,9 +419,6 @@ def server_forget_home(name: str, server_name: str) -> None:
 
 
 def _username(name: str) -> str:
-    from app.outcomes import Invalid
-    from app.users import normalize_username
-
     try:
         return normalize_username(name)
     except Invalid as e:
@@ -438,7 +428,6 @@ def _username(name: str) -> str:
 def _new_password(password_stdin: bool) -> str:
     """A new password from standard input or the prompt (twice), checked like the API's."""
     from app.auth.passwords import check_new_password
-    from app.outcomes import Invalid
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -467,8 +456,6 @@ def db_upgrade() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def singleuser(args: tuple[str, ...]) -> None:
     """Run the built-in single-user server (what the hub spawns by default)."""
-    from app.singleuser import main as singleuser_main
-
     singleuser_main(list(args))
 
 

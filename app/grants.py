@@ -1,4 +1,4 @@
-"""Domain: what a user has been granted, from which app.auth.Identity derives their scopes.
+"""Domain: what a user has been granted, from which app.identity.Identity derives their scopes.
 
 The scopes of the roles they hold (the `user` role, their own roles, their groups'
 roles) and what others shared with them or their groups (JupyterHub 5's sharing).
@@ -9,10 +9,15 @@ scopes get the filter of its server as named now (its owner may have been rename
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import BindParameter, CompoundSelect, bindparam, null, or_, select, union_all
 
+from app.config import Settings
 from app.db import Database
+from app.groups import GroupService
 from app.models import Role, Server, Share, User, group_role_map, user_group_map, user_role_map
+from app.roles import RoleService
 from app.scopes import DEFAULT_ROLES
 from app.shares import server_filter, shared_with
 
@@ -53,3 +58,36 @@ def granted_scopes(db: Database, user_id: int) -> list[str]:
         elif name != "user":
             granted += scopes
     return granted
+
+
+class HubGrants:
+    """The hub's Grants (app.identity): roles and shares in the database, services' scopes
+    in the `services` setting and their roles."""
+
+    def __init__(
+        self, db: Database, settings: Settings, roles: RoleService, groups: GroupService
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.roles = roles
+        self.groups = groups
+
+    @property
+    def admin_access(self) -> bool:
+        """Whether admins may use other users' servers (the `admin_access` setting)."""
+        return self.settings.admin_access
+
+    def granted_scopes(self, user_id: int) -> list[str]:
+        """The scopes of the roles a user holds and of what was shared with them."""
+        return granted_scopes(self.db, user_id)
+
+    def service_scopes(self, name: str) -> Iterable[str]:
+        """The `scopes` a service has in the `services` setting, and those of its roles."""
+        for service in self.settings.services:
+            if service["name"] == name:
+                return (*service.get("scopes", ()), *self.roles.scopes_of_service(name))
+        return ()
+
+    def group_names(self, user_name: str) -> frozenset[str]:
+        """The groups a user is in."""
+        return self.groups.group_names_of(user_name)

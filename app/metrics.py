@@ -32,9 +32,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from app.auth import Identity, current_identity
+from app.auth import current_identity
 from app.config import current_settings, get_settings
 from app.handler_names import handler_name
+from app.identity import Identity
 from app.servers import Recorder, SpawnStatus, get_servers
 from app.users import get_users
 

@@ -126,6 +126,11 @@ class User(Base):
         return next((s for s in self.servers if s.name == name), None)
 
 
+def new_user(name: str, admin: bool) -> User:
+    """A new user row: created now, with its own cookie id."""
+    return User(name=name, admin=admin, created=utcnow(), cookie_id=uuid.uuid4().hex)
+
+
 user_group_map = Table(
     "user_group_map",
     Base.metadata,

@@ -16,7 +16,7 @@ from app.outcomes import Invalid, shown
 USERNAME_MAX_BYTES = 128
 USERNAME_RE = re.compile(r"[^\W_][\w.@+-]*")
 # Spaces a person may type around a name (a form, the CLI): dropped. Any other space
-# is refused (a provider's claim is checked before: app.auth.redirect).
+# is refused (a provider's claim is checked before: app.auth.providers.redirect).
 TYPED_SPACES = " \t"
 
 

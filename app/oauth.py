@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.db import Database, get_db
 from app.models import OAuthClient, OAuthCode, Server, utcnow
 from app.outcomes import DomainError, Invalid
+from app.scopes import access_scopes
 from app.tokens import TokenService, get_tokens, hash_token
 
 CODE_LIFETIME = timedelta(minutes=5)
@@ -140,9 +141,6 @@ def _server_of(session: Session, client: OAuthClient | None) -> Server | None:
 
 
 def _access_scopes(server: Server) -> list[str]:
-    # Imported here: app.servers registers its clients through this module.
-    from app.servers.names import access_scopes
-
     return access_scopes(server.user.name, server.name)
 
 

@@ -3,7 +3,7 @@
 The default roles are code (app.scopes.DEFAULT_ROLES): every user holds `user`,
 admins hold `admin`. The `load_roles` setting adds roles, stored with who holds
 them; its `user` entry may redefine what every user holds. A credential's
-scopes are resolved from them at each request (see app.auth.Identity), so a
+scopes are resolved from them at each request (see app.identity.Identity), so a
 change takes effect at once, in every worker. A service's roles change only
 with `load_roles`, stored by `flaskhub run` before any worker starts: each
 process keeps them once read. Plain Python, no Flask request objects.
@@ -21,8 +21,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, get_db
-from app.models import Group, Role, User, group_role_map, service_role_map
+from app.models import Group, Role, User, group_role_map, new_user, service_role_map
 from app.models import user_role_map as user_roles
+from app.names import normalize_username
 from app.outcomes import Invalid
 from app.scopes import DEFAULT_ROLES
 
@@ -154,8 +155,6 @@ def _admins(session: Session, specs: list[Mapping[str, Any]]) -> list[str]:
 
 
 def _user(session: Session, name: str) -> User:
-    from app.users import new_user, normalize_username
-
     name = normalize_username(name)
     user = session.scalar(select(User).where(User.name == name))
     if user is None:

@@ -309,6 +309,11 @@ def _unparse(base: str, filters: Filters) -> set[str]:
     return {f"{base}!{kind}={value}" for kind, values in filters.items() for value in values}
 
 
+def access_scopes(user_name: str, server_name: str = "") -> list[str]:
+    """The scopes that grant access to a server (any one of them suffices)."""
+    return [f"access:servers!server={user_name}/{server_name}", f"access:servers!user={user_name}"]
+
+
 def identify_scopes(user: str) -> frozenset[str]:
     """What every token of a user may read of its owner (JupyterHub's identify scopes)."""
     return frozenset(f"read:users:{field}!user={user}" for field in ("name", "groups"))

@@ -13,29 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.config import BY_NAME, SERVER_SETTINGS, Settings, coerce
 from app.outcomes import Invalid, shown
-
-if TYPE_CHECKING:
-    from app.config import Settings
 
 # Options nobody declared are stored and shown as sent (JupyterHub hands them to the
 # spawner): a few, and small, or every listing of servers carries them.
 MAX_UNDECLARED_OPTIONS = 16
 MAX_UNDECLARED_BYTES = 4096
-
-# The settings a spawn option may choose per server (what spawners read at start).
-SERVER_SETTINGS = (
-    "spawner_cmd",
-    "docker_image",
-    "docker_cmd",
-    "mem_limit",
-    "cpu_limit",
-    "mem_guarantee",
-    "cpu_guarantee",
-    "swarm_placement",
-)
 
 
 @dataclass(frozen=True)
@@ -59,37 +45,6 @@ def option_fields(declared: list[dict[str, Any]]) -> list[OptionField]:
         )
         for field in declared
     ]
-
-
-def problem_with(declared: object) -> str | None:
-    """Why a `spawn_options` value cannot be used, or None when it can."""
-    if not isinstance(declared, list):
-        return "must be a list of fields"
-    names: set[str] = set()
-    for field in declared:
-        if (
-            not isinstance(field, dict)
-            or not isinstance(field.get("name"), str)
-            or not field["name"]
-        ):
-            return 'each field needs a "name" (a non-empty string)'
-        name, choices = field["name"], field.get("choices")
-        if name in names:
-            return f"field {name!r} is declared twice"
-        names.add(name)
-        if not isinstance(field.get("label", ""), str):
-            return f"the label of {name!r} must be a string"
-        if (
-            not choices
-            or not isinstance(choices, list)
-            or not all(isinstance(c, str) for c in choices)
-        ):
-            return f"the choices of {name!r} must be a non-empty list of strings"
-        if "default" in field and field["default"] not in choices:
-            return f"the default of {name!r} must be one of its choices"
-        if set(field) - {"name", "label", "choices", "default"}:
-            return f"field {name!r} may have only name, label, choices and default"
-    return None
 
 
 def chosen_options(fields: list[OptionField], values: Mapping[str, str]) -> dict[str, str]:
@@ -134,8 +89,6 @@ def _check_undeclared(extra: dict[str, Any]) -> None:
 
 def settings_for(settings: Settings, options: Mapping[str, Any]) -> Settings:
     """The settings a server runs with: its declared options named like a setting set it."""
-    from app.config import BY_NAME, coerce
-
     names = {f.name for f in option_fields(settings.spawn_options)} & set(SERVER_SETTINGS)
     changes = {n: coerce(BY_NAME[n], options[n]) for n in names if n in options}
     return replace(settings, **changes) if changes else settings

@@ -19,6 +19,7 @@ from pathlib import Path
 from app.config import Settings
 from app.services.processes import ServiceProcess
 from app.services.specs import service_env, spec_from
+from app.shutdown import take_request
 from proxy.launcher import ProxyProcess, ProxyStartError, http_get
 
 log = logging.getLogger("flaskhub")
@@ -88,8 +89,6 @@ def shut_down(
 ) -> None:
     """After the workers stopped: managed services, user servers (unless
     cleanup_servers=false, or a shutdown through the API said otherwise), then CHP."""
-    from app.shutdown import take_request
-
     for service in services:
         service.stop()
 

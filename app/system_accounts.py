@@ -13,10 +13,11 @@ import logging
 import pwd
 from dataclasses import dataclass
 
+from flask import Flask, current_app
 from sqlalchemy import select
 
-from app.config import Settings
-from app.db import Database
+from app.config import Settings, get_settings
+from app.db import Database, get_db
 from app.models import User
 from app.outcomes import Conflict, DomainError, Invalid, NotFound, Outcome
 from app.spawners import accounts, spawner_class
@@ -43,23 +44,36 @@ class Binding:
     changed: bool
 
 
-def bind_account(db: Database, settings: Settings, username: str, account: str, by: str) -> Binding:
-    """Give user `username` the kept account `account`, with its files; `by` is who asks.
+class SystemAccounts:
+    """Binding kept system accounts to users, over the hub's database and settings."""
 
-    Raises Invalid (servers do not run as accounts here; no such account; root, one of
-    the machine's own or one the hub did not make), NotFound (no such user), Conflict
-    (another user's account, or the user has another), BindFailed (usermod failed).
-    """
-    _check_servers_run_as_accounts(settings)
-    user = _user(db, username)
-    try:
-        entry = accounts.bindable(account, settings.system_users_allowed)
-    except SpawnerError as e:
-        raise Invalid(str(e)) from None
-    owner = accounts.owner_of(entry)
-    changed = owner != user.storage_id
-    if changed:
-        _check_free(db, entry, owner, user)
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    def bind(self, username: str, account: str, by: str) -> Binding:
+        """Give user `username` the kept account `account`, with its files; `by` is who asks.
+
+        Raises Invalid (servers do not run as accounts here; no such account; root, one of
+        the machine's own or one the hub did not make), NotFound (no such user), Conflict
+        (another user's account, or the user has another), BindFailed (usermod failed).
+        """
+        settings = self.settings
+        _check_servers_run_as_accounts(settings)
+        user = _user(self.db, username)
+        try:
+            entry = accounts.bindable(account, settings.system_users_allowed)
+        except SpawnerError as e:
+            raise Invalid(str(e)) from None
+        owner = accounts.owner_of(entry)
+        changed = owner != user.storage_id
+        if changed:
+            self._give(entry, owner, user, by)
+        return Binding(user.name, entry.pw_name, entry.pw_uid, entry.pw_dir, changed)
+
+    def _give(self, entry: pwd.struct_passwd, owner: str | None, user: User, by: str) -> None:
+        """Make the account the user's (its marker their stable id), if no one else has it."""
+        _check_free(self.db, entry, owner, user)
         try:
             accounts.bind(entry.pw_name, user.storage_id)
         except SpawnerError as e:
@@ -73,7 +87,6 @@ def bind_account(db: Database, settings: Settings, username: str, account: str, 
             user.name,
             owner,
         )
-    return Binding(user.name, entry.pw_name, entry.pw_uid, entry.pw_dir, changed)
 
 
 def _check_servers_run_as_accounts(settings: Settings) -> None:
@@ -109,3 +122,13 @@ def _check_free(db: Database, entry: pwd.struct_passwd, owner: str | None, user:
             f"User {user.name} already has system account {current!r}: remove it "
             f"(userdel --remove {current}) before binding {entry.pw_name!r}."
         )
+
+
+def init_app(app: Flask) -> None:
+    """Create the SystemAccounts service."""
+    app.extensions["flaskhub.system_accounts"] = SystemAccounts(get_db(app), get_settings(app))
+
+
+def get_system_accounts(app: Flask | None = None) -> SystemAccounts:
+    """The SystemAccounts of the given or current app."""
+    return (app or current_app).extensions["flaskhub.system_accounts"]

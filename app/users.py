@@ -12,11 +12,12 @@ from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import Database, DatabaseUnavailable, rows_changed
-from app.models import Group, Server, ServerState, User, utcnow
+from app.db import Database, DatabaseUnavailable, get_db, rows_changed
+from app.models import Group, Server, ServerState, User, new_user, utcnow
 from app.names import normalize_username
 from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
 from app.renames import follow_user_rename, forget_user
+from app.roles import stored_roles
 from app.user_views import UserView, user_view, user_views
 
 # The columns GET /users sorts by (JupyterHub's).
@@ -200,8 +201,6 @@ class UserService:
             if groups is not None:
                 user.groups = _existing_groups(session, groups)
             if roles is not None:
-                from app.roles import stored_roles
-
                 user.roles = stored_roles(session, roles)
             return user
 
@@ -334,10 +333,6 @@ def _later(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b > a else a
 
 
-def new_user(name: str, admin: bool) -> User:
-    return User(name=name, admin=admin, created=utcnow(), cookie_id=uuid.uuid4().hex)
-
-
 def _state_filter(state: str):  # type: ignore[no-untyped-def]
     """SQL condition on a user's servers for ?state=active|ready|inactive."""
     pending = Server.state.in_([ServerState.SPAWNING, ServerState.STOPPING])
@@ -352,8 +347,6 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
 
 def init_app(app: Flask) -> None:
     """Create the UserService."""
-    from app.db import get_db
-
     app.extensions["flaskhub.users"] = UserService(get_db(app))
 
 

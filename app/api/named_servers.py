@@ -19,9 +19,9 @@ from flask import Blueprint, Response, jsonify
 from app.api.common import created_response, json_body, require_scope, require_user, user_or_404
 from app.api.progress import progress_response
 from app.api.serialize import server_model
-from app.auth import Identity
 from app.config import current_settings
 from app.errors import HubError, result_response
+from app.identity import Identity
 from app.outcomes import Outcome
 from app.servers import get_servers
 from app.servers.edits import ServerEdit

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.config import current_settings
 from app.models import Role, Server, User
-from app.pages.urls import server_url_for
+from app.urls import server_url_for
 from app.user_views import GroupView, ServerView, UserView
 
 

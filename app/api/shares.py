@@ -15,10 +15,10 @@ from flask import Blueprint, Response, jsonify, request
 from app.api.common import json_body, require_scope, user_or_404
 from app.api.pagination import page_args
 from app.api.serialize import isoformat, server_model
-from app.auth import Identity
 from app.config import current_settings
 from app.errors import HubError
 from app.groups import get_groups
+from app.identity import Identity
 from app.models import Server, Share, ShareCode
 from app.outcomes import NotFound
 from app.servers import get_servers

@@ -7,10 +7,8 @@ from dataclasses import asdict
 from flask import Blueprint, Response, jsonify
 
 from app.api.common import json_body, require_identity
-from app.config import current_settings
-from app.db import get_db
 from app.errors import HubError
-from app.system_accounts import bind_account
+from app.system_accounts import get_system_accounts
 from app.users import normalize_username
 
 bp = Blueprint("system_accounts", __name__)
@@ -31,7 +29,5 @@ def bind(name: str) -> Response:
     ):
         raise HubError(400, 'Send {"account": "<name of a system account>"}.')
     by = f"admin {identity.name}" if identity.user is not None else f"service {identity.name}"
-    binding = bind_account(
-        get_db(), current_settings(), normalize_username(name), body["account"], by=by
-    )
+    binding = get_system_accounts().bind(normalize_username(name), body["account"], by=by)
     return jsonify(asdict(binding))

@@ -16,8 +16,9 @@ from flask import Blueprint, Response, jsonify
 
 from app.api.common import created_response, json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
-from app.auth import Identity
+from app.auth import get_grants
 from app.errors import HubError
+from app.identity import Identity
 from app.models import APIToken, User
 from app.outcomes import shown
 from app.roles import get_roles
@@ -86,7 +87,7 @@ def token_models(owner: User, tokens: list[APIToken]) -> list[dict[str, Any]]:
             "user": owner.name,
             "roles": [],
             # What the token can do now: its scopes within its owner's.
-            "scopes": Identity(user=owner, token=token).shown_scopes,
+            "scopes": Identity(user=owner, token=token, grants=get_grants()).shown_scopes,
             "note": token.note,
             "created": isoformat(token.created),
             "expires_at": isoformat(token.expires_at),
@@ -139,7 +140,7 @@ def _default_note(identity: Identity, user: User) -> str:
 
 def _check_scopes_held(identity: Identity, owner: User, requested: list[str]) -> None:
     """400 if the owner does not hold a requested scope, 403 if the requester does not."""
-    owner_identity = Identity(user=owner)
+    owner_identity = Identity(user=owner, grants=identity.grants)
     expanded = {
         scope: owner_identity.owner_scopes
         if scope == "inherit"

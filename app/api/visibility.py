@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from app.auth import Identity
 from app.groups import get_groups
+from app.identity import Identity
 from app.models import User
 from app.scopes import ScopeSet
 from app.user_views import UserView

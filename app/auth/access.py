@@ -4,7 +4,7 @@ Order: `blocked_users` refuse; `allow_all` admits; otherwise a name in
 `admin_users` or `allowed_users`, or a group in `allowed_groups` or
 `admin_groups`, admits. With none of the allow settings, the `dummy` and
 `password` authenticators admit whoever they accept (a provider's hub refuses to
-start so: app.config). Admin comes from `admin_users` and, when the
+start so: app.config.checks). Admin comes from `admin_users` and, when the
 authenticator knows the user's groups and `admin_groups` is set, from those
 groups, re-read at every login: leaving the group takes admin away.
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _names(values: list[str]) -> set[str]:
     """A list of names of the settings, in the names' normal form (checked at start-up:
-    app.config_checks)."""
+    app.config.checks)."""
     return {normalize_username(v) for v in values}
 
 

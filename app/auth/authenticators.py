@@ -125,20 +125,3 @@ def verify_password(password_hash: str, password: str) -> bool:
 def _dummy_hash() -> str:
     """A hash no password matches, to check unknown names against."""
     return hash_password("not a password anyone has")
-
-
-def authenticator_class(name: str) -> type[Authenticator]:
-    """The class of an `authenticator` setting (the providers' modules load only if chosen)."""
-    if name == "ldap":
-        from app.auth.ldap import LDAPAuthenticator
-
-        return LDAPAuthenticator
-    if name == "oidc":
-        from app.auth.oidc import OIDCAuthenticator
-
-        return OIDCAuthenticator
-    if name == "oauth2":
-        from app.auth.oauth2 import OAuth2Authenticator
-
-        return OAuth2Authenticator
-    return {"dummy": DummyAuthenticator, "password": PasswordAuthenticator}[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, NoReturn, cast
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin
 
 from flask import (
     Blueprint,
@@ -31,20 +31,20 @@ from app.auth import (
 from app.auth.access import allowed
 from app.auth.authenticators import AuthResult
 from app.config import current_settings
-from app.errors import STATUS, HubError
+from app.errors import STATUS, HubError, error_response
 from app.logins import get_throttle, login_keys
 from app.models import ServerState, User
 from app.outcomes import DomainError, Invalid, TooManyFailures
 from app.pages import admin, servers, shares, tokens
 from app.pages.login_required import require_login
-from app.pages.urls import server_url_for, to_hub_origin
-from app.pages.visits import pending_page_url
+from app.pages.user_redirect import handle
+from app.urls import pending_page_url, safe_next, server_url_for, to_hub_origin
 from app.users import get_users
 from proxy.client import ProxyError
 
 if TYPE_CHECKING:
     # Not at run time: Authlib is loaded only by hubs that log in at a provider.
-    from app.auth.redirect import RedirectAuthenticator
+    from app.auth.providers.redirect import RedirectAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +59,6 @@ bp.register_blueprint(servers.bp)
 bp.register_blueprint(tokens.bp)
 bp.register_blueprint(admin.bp)
 bp.register_blueprint(shares.bp)
-
-
-C0_AND_SPACE = "".join(map(chr, range(33)))
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this hub, judged as a browser will read it: never another host;
-    "" for none (the user's landing_url then)."""
-    if not target:
-        return ""
-    if "\r" in target or "\n" in target:
-        raise HubError(400, "The next URL must not contain a line break.")
-    # Browsers drop tabs and surrounding control characters and read \ as /.
-    path = target.replace("\t", "").strip(C0_AND_SPACE).replace("\\", "/")
-    parts = urlsplit(path)
-    if path.startswith("/") and not path.startswith("//") and not parts.scheme + parts.netloc:
-        return path
-    return ""
 
 
 def landing_url(user: User) -> str:
@@ -150,7 +132,7 @@ def favicon() -> ResponseReturnValue:
 
 @bp.route("/hub/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    next_url = _safe_next(request.values.get("next"))
+    next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
         user = current_identity().user
         if user is not None and current_identity().via_cookie:
@@ -210,7 +192,7 @@ def _authenticate(name: str, keys: list[str], next_url: str) -> AuthResult:
 def oauth_login() -> ResponseReturnValue:
     """Off to the identity provider, keeping state, nonce and PKCE verifier for the callback."""
     url, pending = _redirect_authenticator().begin()
-    session["oauth_pending"] = {**pending, "next": _safe_next(request.args.get("next"))}
+    session["oauth_pending"] = {**pending, "next": safe_next(request.args.get("next"))}
     return redirect(url)
 
 
@@ -220,7 +202,7 @@ def oauth_callback() -> ResponseReturnValue:
     authenticator = _redirect_authenticator()
     pending = session.pop("oauth_pending", None)
     result = authenticator.finish(pending, request.args.to_dict())
-    return finish_login(result, _safe_next(pending and pending.get("next")))
+    return finish_login(result, safe_next(pending and pending.get("next")))
 
 
 def _redirect_authenticator() -> RedirectAuthenticator:
@@ -298,8 +280,6 @@ def _no_such_page() -> NoReturn:
 @bp.get("/hub/user/<path:rest>")
 def user_redirect(rest: str) -> ResponseReturnValue:
     """Send a user to their running server, spawning, explaining or detecting loops."""
-    from app.pages.user_redirect import handle
-
     # One rule for /hub/user/<name>, /hub/user/<name>/ and /hub/user/<name>/<path>.
     name, _, path = rest.partition("/")
     return handle(require_login(), name, path)
@@ -327,6 +307,4 @@ def proxy_error(code: int) -> ResponseReturnValue:
 
 @bp.app_errorhandler(ProxyError)
 def _proxy_down(e: ProxyError) -> ResponseReturnValue:
-    from app.errors import error_response
-
     return error_response(503, f"The proxy is unavailable: {e}")

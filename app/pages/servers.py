@@ -14,11 +14,11 @@ from app.models import Server, User
 from app.names import normalize_username
 from app.outcomes import Outcome
 from app.pages.login_required import require_login
-from app.pages.urls import server_url_for
-from app.pages.visits import go_or_wait, pending_page_url, spawn_page_url, visit_error
+from app.pages.visits import go_or_wait, visit_error
 from app.servers import Next, get_servers
 from app.servers.names import check_server_name
 from app.spawn_options import chosen_options, option_fields
+from app.urls import pending_page_url, server_url_for, spawn_page_url
 
 bp = Blueprint("server_pages", __name__)
 

@@ -8,8 +8,8 @@ from flask.typing import ResponseReturnValue
 from app.errors import HubError
 from app.outcomes import Invalid
 from app.pages.login_required import require_login
-from app.pages.urls import server_url_for
 from app.shares import filtered, get_shares
+from app.urls import safe_next, server_url_for
 
 bp = Blueprint("share_pages", __name__)
 
@@ -52,6 +52,4 @@ def accept_share() -> ResponseReturnValue:
 
 def _next_url(default: str) -> str:
     """`next` if it is a path on this hub, else the shared server's URL."""
-    from app.pages import _safe_next
-
-    return _safe_next(request.values.get("next", "")) or default
+    return safe_next(request.values.get("next", "")) or default

@@ -19,9 +19,9 @@ from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User
 from app.outcomes import Outcome
-from app.pages.urls import server_url_for
-from app.pages.visits import pending_page_url, spawn_page_url, visit_error
+from app.pages.visits import visit_error
 from app.servers import Next, get_servers
+from app.urls import pending_page_url, server_url_for, spawn_page_url
 
 log = logging.getLogger(__name__)
 

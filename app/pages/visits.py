@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from flask import redirect
 from flask.typing import ResponseReturnValue
 
 from app.errors import HubError
 from app.servers import Next, Visit
+from app.urls import pending_page_url, spawn_page_url
 
 RESTART_HINT = "You can try restarting your server from the home page."
-
-
-def _path(user_name: str, server_name: str) -> str:
-    path = quote(user_name, safe="@~")
-    return f"{path}/{quote(server_name, safe='@~')}" if server_name else path
-
-
-def pending_page_url(name: str, server_name: str = "") -> str:
-    return f"/hub/spawn-pending/{_path(name, server_name)}"
-
-
-def spawn_page_url(name: str, server_name: str = "") -> str:
-    """Where to (re)start a server: /hub/spawn for one's default server."""
-    return f"/hub/spawn/{_path(name, server_name)}" if server_name else "/hub/spawn"
 
 
 def visit_error(visit: Visit) -> HubError:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from app.config import get_settings
+from app.db import get_db
+from app.heartbeats import get_heartbeats
 from app.oauth import get_oauth
+from app.scopes import access_scopes
 from app.servers.counts import state_counts
 from app.servers.manager import ServerManager
-from app.servers.names import access_scopes, client_id, route_data, url_prefix
+from app.servers.names import client_id, route_data, url_prefix
 from app.servers.recorder import Recorder, SpawnStatus
 from app.servers.routes import Routes
 from app.servers.rows import ServerRows
@@ -42,9 +45,6 @@ __all__ = [
 
 def init_app(app: Flask) -> None:
     """Create this process's ServerManager, with the proxies it routes through."""
-    from app.db import get_db
-    from app.heartbeats import get_heartbeats
-
     settings = get_settings(app)
     recorder = app.extensions.get("flaskhub.recorder") or Recorder()
     routes = Routes(

@@ -93,11 +93,6 @@ def client_id(user_name: str, server_name: str = "") -> str:
     return f"{cid}{SERVER_SEPARATOR}{quote(server_name, safe='@~')}" if server_name else cid
 
 
-def access_scopes(user_name: str, server_name: str = "") -> list[str]:
-    """The scopes that grant access to a server (any one of them suffices)."""
-    return [f"access:servers!server={user_name}/{server_name}", f"access:servers!user={user_name}"]
-
-
 def route_data(user_name: str, server_name: str = "") -> dict[str, Any]:
     """The data the hub stores with a server's route in CHP (`jupyterhub` marks it ours)."""
     return {"user": user_name, "server_name": server_name, "jupyterhub": True}

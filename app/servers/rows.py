@@ -17,7 +17,8 @@ from app.models import ProgressEvent, Server, ServerState, User, utcnow
 from app.oauth import OAuthService
 from app.outcomes import Conflict, NotFound
 from app.processes import this_process
-from app.servers.names import access_scopes, client_id, server_url, url_prefix
+from app.scopes import access_scopes
+from app.servers.names import client_id, server_url, url_prefix
 from app.spawners.base import KEPT, kept_state
 from app.tokens import TokenService
 

@@ -27,8 +27,9 @@ from app.config import Settings
 from app.models import Server, ServerState, User, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import this_process
+from app.scopes import access_scopes
 from app.servers.counts import state_counts
-from app.servers.names import access_scopes, client_id, server_url, url_prefix
+from app.servers.names import client_id, server_url, url_prefix
 from app.servers.rows import forget_progress
 from app.spawners import Spawner, SpawnerError
 

@@ -23,6 +23,7 @@ from app.db import Database, get_db
 from app.models import APIToken, OAuthClient, ServiceRow
 from app.outcomes import Conflict, Invalid, NotFound, NotModifiable
 from app.scopes import ScopeError, check_scopes
+from app.servers import get_servers
 from app.services.specs import ServiceSpec, SpecError, pid_file, spec_from
 from app.tokens import hash_token
 
@@ -192,8 +193,6 @@ def _spec_of(row: ServiceRow) -> ServiceSpec:
 
 def init_app(app: Flask) -> None:
     """Create the registry; the route check keeps its services' routes (after servers)."""
-    from app.servers import get_servers
-
     registry = ServiceRegistry(get_db(app), get_settings(app))
     app.extensions["flaskhub.services"] = registry
     get_servers(app).routes.extra_routes = registry.routes

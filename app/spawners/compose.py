@@ -20,7 +20,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from app.config import DOCKER_NAME_RE, ConfigError, Settings
-from app.config_checks import check_swarm_prefix
+from app.config.checks import check_swarm_prefix
 from app.spawners.base import SpawnerError
 
 # The labels compose gives each container (its project and its service) and network.

@@ -5,6 +5,8 @@
   tests/conftest.py.)
 - ``db``: a ``Database`` on a fresh SQLite file (``db_path``) migrated to the
   current schema, for testing domain services directly.
+- ``grants``: the hub's HubGrants over ``db`` and default settings: what an
+  ``Identity`` built without an app reads its owner's scopes from.
 - ``make_token(app, name, admin=False, scopes=())``: a new API token of a user
   (created if new): the one place unit tests make tokens.
 - ``log_in(client, name, next=None)``: sign in through the login form, as a
@@ -29,9 +31,12 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from app.auth import authenticators
-from app.config import get_settings
+from app.config import get_settings, load
 from app.db import Database
+from app.grants import HubGrants
+from app.groups import GroupService
 from app.migrations import upgrade
+from app.roles import RoleService
 from app.tokens import get_tokens
 from app.users import get_users
 from tests.helpers import BrowserClient, free_port, xsrf_token
@@ -124,6 +129,13 @@ def db_path(tmp_path: Path, migrated_sqlite: Path) -> Path:
 def db(db_path: Path) -> Database:
     """A Database on db_path, for testing domain services directly."""
     return Database(f"sqlite:///{db_path}")
+
+
+@pytest.fixture
+def grants(db: Database, tmp_path: Path) -> HubGrants:
+    """The hub's grants over `db`, with the default settings."""
+    settings = load(environ={}, overrides={"data_dir": str(tmp_path / "data")})
+    return HubGrants(db, settings, RoleService(db), GroupService(db))
 
 
 @pytest.fixture

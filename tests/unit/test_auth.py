@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.auth import ANONYMOUS, Identity
 from app.auth.authenticators import (
+    Authenticator,
     AuthResult,
     DummyAuthenticator,
     PasswordAuthenticator,
     hash_password,
 )
-from app.config import Settings, get_settings, load
+from app.auth.providers import authenticator_class
+from app.config import AUTHENTICATOR_NAMES, Settings, get_settings, load
 from app.db import Database
+from app.grants import HubGrants
+from app.identity import ANONYMOUS, Identity
 from app.migrations import upgrade
 from app.models import APIToken, User
 from app.outcomes import Invalid
@@ -75,6 +79,11 @@ def test_dummy_password(
 ) -> None:
     authenticator = DummyAuthenticator(make_settings(dummy_password="sesame"), users)
     assert authenticator.authenticate("alice", password) == (expected and AuthResult(expected))
+
+
+@pytest.mark.parametrize("name", AUTHENTICATOR_NAMES)
+def test_every_authenticator_setting_names_a_class(name: str) -> None:
+    assert issubclass(authenticator_class(name), Authenticator)
 
 
 @pytest.mark.parametrize("authenticator_class", [DummyAuthenticator, PasswordAuthenticator])
@@ -178,8 +187,9 @@ def token(*scopes: str) -> APIToken:
     ],
 )
 def test_identity_rights(
-    identity: Identity, admin: bool, manages: set[str], scopes: set[str]
+    identity: Identity, admin: bool, manages: set[str], scopes: set[str], grants: HubGrants
 ) -> None:
+    identity = replace(identity, grants=grants)
     assert identity.admin is admin
     for name in NAMES:
         held = [identity.has_scope(scope, user=name) for scope in OWN_SCOPES]

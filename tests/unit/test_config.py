@@ -1,4 +1,4 @@
-"""app/config.py: the settings table, its sources and precedence, validation, secrets."""
+"""app/config/: the settings table, its sources and precedence, validation, secrets."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.auth import get_authenticator
-from app.auth.ldap import LDAPAuthenticator
+from app.auth.providers.ldap import LDAPAuthenticator
 from app.config import ConfigError, load
 from app.users import get_users
 from tests.helpers import free_port, xsrf_token

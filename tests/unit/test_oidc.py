@@ -113,7 +113,8 @@ def test_discovery_is_fetched_again_after_its_ttl(
 ) -> None:
     """Moved endpoints are followed; a provider down at that moment keeps the old ones.
     (The fetch is replaced to inject both; the real one runs in tests/browser.)"""
-    from app.auth import get_authenticator, oidc
+    from app.auth import get_authenticator
+    from app.auth.providers import oidc
     from app.outcomes import Unavailable
 
     authenticator = get_authenticator(make_app(**OIDC, allow_all=True))

@@ -13,7 +13,7 @@ from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
-from app.auth.oidc import OIDCAuthenticator
+from app.auth.providers.oidc import OIDCAuthenticator
 from app.outcomes import Forbidden
 from tests.unit.test_oidc import OIDC
 

@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.auth.oauth2 import OAuth2Authenticator
+from app.auth.providers.oauth2 import OAuth2Authenticator
 from app.config import load
 from app.outcomes import Forbidden
 from app.users import UserService, get_users

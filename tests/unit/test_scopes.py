@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
-from app.auth import ANONYMOUS, Identity
+from app.config import load
+from app.db import Database
+from app.grants import HubGrants
+from app.groups import GroupService
+from app.identity import ANONYMOUS, Identity
 from app.models import APIToken, User
+from app.roles import RoleService
 from app.scopes import (
     ScopeError,
     ScopeSet,
@@ -215,9 +223,9 @@ def token(*scopes: str) -> APIToken:
     ],
 )
 def test_identity_has_scope(
-    identity: Identity, scope: str, target: dict[str, str], allowed: bool
+    identity: Identity, scope: str, target: dict[str, str], allowed: bool, grants: HubGrants
 ) -> None:
-    assert identity.has_scope(scope, **target) is allowed
+    assert replace(identity, grants=grants).has_scope(scope, **target) is allowed
 
 
 @pytest.mark.parametrize(
@@ -234,14 +242,16 @@ def test_identity_has_scope(
         (ANONYMOUS, "proxy", False),
     ],
 )
-def test_identity_unfiltered_scope(identity: Identity, scope: str, unfiltered: bool) -> None:
-    assert identity.has_unfiltered_scope(scope) is unfiltered
+def test_identity_unfiltered_scope(
+    identity: Identity, scope: str, unfiltered: bool, grants: HubGrants
+) -> None:
+    assert replace(identity, grants=grants).has_unfiltered_scope(scope) is unfiltered
 
 
-def test_identity_scopes_are_the_intersection_of_owner_and_token() -> None:
-    full = Identity(user=ALICE, token=token())
+def test_identity_scopes_are_the_intersection_of_owner_and_token(grants: HubGrants) -> None:
+    full = Identity(user=ALICE, token=token(), grants=grants)
     assert full.scopes == role_scopes("user", user="alice") | {"identify", "(no_scope)"}
-    narrow = Identity(user=ALICE, token=token("read:users!user", "admin:users"))
+    narrow = Identity(user=ALICE, token=token("read:users!user", "admin:users"), grants=grants)
     assert "admin:users" not in narrow.scopes
     assert "read:users!user=alice" in narrow.scopes
     assert "servers!user=alice" not in narrow.scopes
@@ -254,3 +264,15 @@ def test_scopes_are_shown_as_jupyterhub_shows_them() -> None:
     assert "servers!user=ann" not in shown and "(no_scope)" not in shown
     assert "tokens!user=ann" in shown  # held only for herself: shown with its filter
     assert shown == sorted(shown)
+
+
+def test_an_identity_reads_its_owners_grants_from_the_object_passed_in(
+    db: Database, tmp_path: Path
+) -> None:
+    """No app needed, and no default assumed: admin_access comes from the grants given."""
+    settings = load(environ={}, overrides={"data_dir": str(tmp_path), "admin_access": True})
+    grants = HubGrants(db, settings, RoleService(db), GroupService(db))
+    assert Identity(user=ROOT, via_cookie=True, grants=grants).has_scope("access:servers", "bob")
+    with pytest.raises(TypeError, match="needs the grants"):
+        Identity(user=ALICE, via_cookie=True).has_scope("servers", user="alice")
+    assert not ANONYMOUS.has_scope("read:users")  # the anonymous one needs none

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.auth.redirect import RedirectAuthenticator
+from app.auth.providers.redirect import RedirectAuthenticator
 from app.outcomes import Forbidden
 
 

@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.config import (
+from app.config.table import (
     ATTACH_SERVICE,
     AUTHENTICATOR_NAMES,
     BY_NAME,
@@ -19,15 +19,20 @@ from app.config import (
     MAX_NICE,
     MAX_SWARM_PREFIX,
     PROVIDER_AUTHENTICATORS,
+    SERVER_SETTINGS,
     SERVER_SUBNET_PREFIX,
     SERVICE_NAME_RE,
     ConfigError,
     Settings,
     coerce,
 )
+from app.crypt import parse_keys
+from app.forwarded import parse_networks
 from app.names import normalize_username
 from app.outcomes import Invalid
-from app.spawn_options import problem_with as spawn_options_problem
+from app.role_specs import check_role_specs
+from app.scopes import ScopeError, check_scopes
+from app.services.specs import SpecError, spec_from
 
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # An LDAP attribute's name (RFC 4512 descr).
@@ -50,11 +55,40 @@ def _validate_template(template: str) -> None:
         )
 
 
+def _spawn_options_problem(declared: object) -> str | None:
+    """Why a `spawn_options` value cannot be used, or None when it can."""
+    if not isinstance(declared, list):
+        return "must be a list of fields"
+    names: set[str] = set()
+    for field in declared:
+        if (
+            not isinstance(field, dict)
+            or not isinstance(field.get("name"), str)
+            or not field["name"]
+        ):
+            return 'each field needs a "name" (a non-empty string)'
+        name, choices = field["name"], field.get("choices")
+        if name in names:
+            return f"field {name!r} is declared twice"
+        names.add(name)
+        if not isinstance(field.get("label", ""), str):
+            return f"the label of {name!r} must be a string"
+        if (
+            not choices
+            or not isinstance(choices, list)
+            or not all(isinstance(c, str) for c in choices)
+        ):
+            return f"the choices of {name!r} must be a non-empty list of strings"
+        if "default" in field and field["default"] not in choices:
+            return f"the default of {name!r} must be one of its choices"
+        if set(field) - {"name", "label", "choices", "default"}:
+            return f"field {name!r} may have only name, label, choices and default"
+    return None
+
+
 def _validate_option_settings(declared: list[dict[str, Any]]) -> None:
     """A spawn option named like a setting must be one a server may choose, and each of
     its choices a good value of it."""
-    from app.spawn_options import SERVER_SETTINGS
-
     for option in declared:
         name = option["name"]
         if name not in BY_NAME:
@@ -80,8 +114,6 @@ def validate(settings: Settings) -> None:
         )
     _validate_access(settings)
     if settings.crypt_key:
-        from app.crypt import parse_keys
-
         try:
             parse_keys(settings.crypt_key)
         except ValueError as e:
@@ -102,7 +134,7 @@ def validate(settings: Settings) -> None:
     if not cmd or not all(isinstance(a, str) for a in cmd):
         raise ConfigError("setting 'spawner_cmd' must be a non-empty list of strings")
     _validate_template(settings.system_user_template)
-    problem = spawn_options_problem(settings.spawn_options)
+    problem = _spawn_options_problem(settings.spawn_options)
     if problem:
         raise ConfigError(f"setting 'spawn_options': {problem}")
     _validate_option_settings(settings.spawn_options)
@@ -180,8 +212,6 @@ def _validate_subdomain_host(value: str) -> None:
 
 def _validate_trusted_proxies(values: list[Any]) -> None:
     """Each an address or a network (CIDR)."""
-    from app.forwarded import parse_networks
-
     for value in values:
         try:
             if not isinstance(value, str):
@@ -297,8 +327,6 @@ def _check_fields(name: str, template: str, *allowed: str) -> None:
 
 def _validate_roles(settings: Settings) -> None:
     """Each `load_roles` entry: a valid name, known scopes, members of the right kinds."""
-    from app.role_specs import check_role_specs
-
     try:
         check_role_specs(settings.load_roles, [s["name"] for s in settings.services])
     except ValueError as e:
@@ -308,9 +336,6 @@ def _validate_roles(settings: Settings) -> None:
 def _validate_services(services: list[dict[str, Any]]) -> None:
     """Each service: a name and a token, fields of the right types (a string such as
     "false" for `admin` would be truthy: an admin by mistake), known scopes, one each."""
-    from app.scopes import ScopeError, check_scopes
-    from app.services.specs import SpecError, spec_from
-
     names = set()
     for service in services:
         # A managed one (with a `command`) may leave api_token out: the hub makes one.

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import GuestProtocol, KeySet
 
-from app.auth.redirect import RedirectAuthenticator
+from app.auth.providers.redirect import RedirectAuthenticator
 from app.config import Settings
 from app.outcomes import Forbidden, Unavailable
 from app.users import UserService
