@@ -92,8 +92,11 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """Say where to open the hub once a worker answers."""
+    """Say where to open the hub once a worker answers; with drain_seconds, answer SIGTERM
+    by serving that long first."""
     supervisor.announce_when_ready(_settings)
+    if _settings.drain_seconds > 0:
+        supervisor.drain_on_term(server.signal, _settings.drain_seconds)
 
 
 def on_exit(server: Any) -> None:

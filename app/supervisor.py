@@ -11,10 +11,13 @@ monkey-patch, find no ssl or sockets in use.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from app.config import Settings
 from app.services.processes import ServiceProcess
@@ -65,6 +68,19 @@ def start_services(settings: Settings) -> list[ServiceProcess]:
         process.start()
         started.append(process)
     return started
+
+
+def drain_on_term(stop: Callable[[int, Any], None], seconds: float) -> None:
+    """On SIGTERM, go on serving for `seconds`, then stop (stop(signum, frame): the
+    arbiter's own handler). A replica leaving a swarm's DNS still gets requests from the
+    nodes the news has not reached yet; a second SIGTERM stops it at once."""
+
+    def drain(signum: int, frame: Any) -> None:
+        log.info("Stopping in %g s (drain_seconds); serving until then", seconds)
+        signal.signal(signal.SIGTERM, stop)
+        threading.Timer(seconds, stop, args=(signum, frame)).start()
+
+    signal.signal(signal.SIGTERM, drain)
 
 
 def announce_when_ready(settings: Settings) -> None:

@@ -152,6 +152,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(
             "setting 'metrics_prefix' must be letters, digits and _, not first a digit"
         )
+    if settings.drain_seconds < 0:
+        raise ConfigError("setting 'drain_seconds' must be 0 or more")
     if settings.cookie_max_age_days <= 0:
         raise ConfigError("setting 'cookie_max_age_days' must be more than 0")
     if settings.max_body_size < 1024:

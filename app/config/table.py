@@ -98,6 +98,12 @@ class Settings:
         "again every 5 s; needs proxy_auto_start = false.",
     )
     proxy_auto_start: bool = setting(True, "Start and supervise CHP with `flaskhub run`.")
+    drain_seconds: float = setting(
+        0.0,
+        "Seconds the hub goes on serving after SIGTERM before it stops listening, for load "
+        "balancers and a swarm's DNS on every node to stop sending it requests (a rolling "
+        "upgrade; the stack sets 5). A second SIGTERM stops it at once.",
+    )
     hub_socket: str = setting(
         "",
         "Unix socket the proxy reaches the hub through; X-Forwarded-For is believed there "

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub, hub_env, pid_alive, server_pids, start_hub
 
 pytestmark = pytest.mark.integration
+
+DRAIN_SECONDS = 3
 
 
 @pytest.mark.parametrize("servers", [True, False])
@@ -78,3 +82,25 @@ def test_ctrl_c_in_a_terminal_stops_everything_without_a_traceback(
     assert "FlaskHub stopped." in log
     assert "Traceback" not in log, log[-3000:]
     wait_for(lambda: not group_members(pgid) and not pid_alive(server))
+
+
+def test_with_drain_seconds_sigterm_leaves_the_hub_serving_that_long(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    """A rolling upgrade's old replica: told to stop, it goes on answering while the
+    nodes' DNS forgets it, then stops as ever."""
+    hub = hub_factory(drain_seconds=DRAIN_SECONDS)
+    hub.process.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    answered = 0
+    while time.monotonic() - t0 < DRAIN_SECONDS - 1:
+        # New connections, as a proxy opens one per request.
+        response = requests.get(
+            f"{hub.hub_url}/hub/health", headers={"Connection": "close"}, timeout=5
+        )
+        assert response.status_code == 200
+        answered += 1
+    assert answered > 0
+    wait_for(lambda: hub.process.poll() is not None, timeout=DRAIN_SECONDS + 15)
+    assert hub.process.returncode == 0
+    assert "Stopping in 3 s (drain_seconds)" in hub.log()

@@ -242,6 +242,7 @@ def test_unknown_key_is_named(tmp_path: Path, source: str) -> None:
         # Several proxies, but the hub starts one (proxy_auto_start is on).
         ("proxy_api_urls", ["http://a:8001", "http://b:8001"]),
         ("proxy_api_every_address", True),
+        ("drain_seconds", -1),
         ("start_timeout", -1),
         ("http_timeout", -0.5),
         ("slow_spawn_timeout", "-1"),
