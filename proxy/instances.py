@@ -90,6 +90,7 @@ class ProxyInstances:
                 self._clients[url] = kept if kept is not None else self._client(url)
             for gone in old.values():
                 log.warning("The proxy at %s is gone from %s", gone.api_url, self.api_urls)
+                self._down_until.pop(gone.api_url, None)
                 gone.close()
         return list(self._clients.values())
 
