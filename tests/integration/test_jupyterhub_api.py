@@ -27,7 +27,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -36,17 +35,11 @@ import pytest
 
 from tests.integration.conftest import Hub
 
+# The same hub and schemathesis as for our own description.
+from tests.integration.test_openapi import EXCLUDED_OPERATIONS, SERVICE_TOKEN, SETTINGS, ST
+
 pytestmark = pytest.mark.integration
 
-SERVICE_TOKEN = "schemathesis-service-token"
-SETTINGS = {
-    "services": [{"name": "fuzzer", "api_token": SERVICE_TOKEN, "admin": True}],
-    "allow_named_servers": True,
-    "named_server_limit_per_user": 3,
-}
-# Re-pointing the proxy would take the hub's routes away; a shutdown would stop the hub.
-EXCLUDED_OPERATIONS = ("patch-proxy", "post-shutdown")
-ST = str(Path(sys.executable).parent / "st")
 SPEC = Path(__file__).resolve().parents[1] / "data" / "jupyterhub-6.1.1-rest-api.yml"
 # The file as JupyterHub 6.1.1 ships it (tests/data/README.md): kept unchanged.
 SPEC_SHA256 = "294aa338bbabab7e4531a79a5dce6e5304c5c2de7bc4a0b25d56418f22493fbc"
