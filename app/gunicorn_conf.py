@@ -23,6 +23,8 @@ from proxy.launcher import ProxyProcess
 
 _settings = load()
 _proxy: ProxyProcess | None = None
+# Made before the workers fork: what a draining arbiter reads (drain_seconds).
+_requests = supervisor.RequestClock()
 _services: list[ServiceProcess] = []
 
 
@@ -72,6 +74,18 @@ def post_worker_init(worker: Any) -> None:
     background.start(worker.wsgi)
 
 
+def pre_request(worker: Any, req: Any) -> None:
+    """Note the time of each request but the container's own health check (from
+    loopback), for the drain to tell when the proxies have stopped sending requests."""
+    if req.path != "/hub/health" or not _from_loopback(req.peer_addr):
+        _requests.tick()
+
+
+def _from_loopback(peer: Any) -> bool:
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    return host in ("127.0.0.1", "::1") or host.startswith("127.")
+
+
 def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
     """Let other connections' greenlets run before this keep-alive connection's next
     request: without it one busy connection is served again and again while the others
@@ -96,7 +110,7 @@ def when_ready(server: Any) -> None:
     by serving that long first."""
     supervisor.announce_when_ready(_settings)
     if _settings.drain_seconds > 0:
-        supervisor.drain_on_term(server.signal, _settings.drain_seconds)
+        supervisor.drain_on_term(server.signal, _settings.drain_seconds, _requests)
 
 
 def on_exit(server: Any) -> None:

@@ -11,6 +11,7 @@ monkey-patch, find no ssl or sockets in use.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import signal
 import sys
 import threading
@@ -70,15 +71,52 @@ def start_services(settings: Settings) -> list[ServiceProcess]:
     return started
 
 
-def drain_on_term(stop: Callable[[int, Any], None], seconds: float) -> None:
-    """On SIGTERM, go on serving for `seconds`, then stop (stop(signum, frame): the
-    arbiter's own handler). A replica leaving a swarm's DNS still gets requests from the
-    nodes the news has not reached yet; a second SIGTERM stops it at once."""
+# After drain_seconds, a draining hub stops once no request came for this long...
+DRAIN_QUIET_SECONDS = 1.0
+# ...or at this many times drain_seconds, requests or not.
+DRAIN_LONGEST = 3
+
+
+class RequestClock:
+    """When a worker last took a request from others (shared memory: the arbiter makes it
+    before it forks the workers, which note each request; a store, no lock)."""
+
+    def __init__(self) -> None:
+        self._last = multiprocessing.RawValue("d", 0.0)
+
+    def tick(self) -> None:
+        self._last.value = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last request noted."""
+        return time.monotonic() - self._last.value
+
+
+def drain_on_term(stop: Callable[[int, Any], None], seconds: float, clock: RequestClock) -> None:
+    """On SIGTERM, go on serving for `seconds`, and after that while requests still come,
+    then stop (stop(signum, frame): the arbiter's own handler). A replica leaving a
+    swarm's DNS still gets requests from the nodes the news has not reached yet, and a
+    busy swarm can take longer than `seconds` to tell them all; a second SIGTERM stops it
+    at once."""
 
     def drain(signum: int, frame: Any) -> None:
-        log.info("Stopping in %g s (drain_seconds); serving until then", seconds)
+        log.info("Stopping in %g s (drain_seconds), or once requests stop after that", seconds)
         signal.signal(signal.SIGTERM, stop)
-        threading.Timer(seconds, stop, args=(signum, frame)).start()
+        threading.Thread(target=wait, args=(signum, frame), name="drain", daemon=True).start()
+
+    def wait(signum: int, frame: Any) -> None:
+        time.sleep(seconds)
+        waited = seconds
+        while clock.quiet_for() < DRAIN_QUIET_SECONDS and waited < seconds * DRAIN_LONGEST:
+            time.sleep(0.1)
+            waited += 0.1
+        if clock.quiet_for() < DRAIN_QUIET_SECONDS:
+            log.warning("Still getting requests after %g s of drain: stopping", waited)
+        else:
+            log.info(
+                "No request for %g s after %g s of drain: stopping", DRAIN_QUIET_SECONDS, waited
+            )
+        stop(signum, frame)
 
     signal.signal(signal.SIGTERM, drain)
 

@@ -104,3 +104,32 @@ def test_with_drain_seconds_sigterm_leaves_the_hub_serving_that_long(
     wait_for(lambda: hub.process.poll() is not None, timeout=DRAIN_SECONDS + 15)
     assert hub.process.returncode == 0
     assert "Stopping in 3 s (drain_seconds)" in hub.log()
+
+
+def test_a_draining_hub_serves_while_requests_come_but_not_for_its_own_health_check(
+    hub_factory: Callable[..., Hub],
+) -> None:
+    """A swarm slow to tell every node keeps sending requests past drain_seconds: they
+    are answered, and the hub stops once they stop; the container's health check (a
+    loopback GET of /hub/health) does not keep it."""
+    hub = hub_factory(drain_seconds=2)
+    hub.process.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.5:  # past drain_seconds, well within 3 x drain_seconds
+        response = requests.get(f"{hub.hub_url}/hub/login", headers={"Connection": "close"})
+        assert response.status_code == 200
+    wait_for(lambda: hub.process.poll() is not None, timeout=15)
+    assert "No request for 1 s after" in hub.log()
+
+    checked = hub_factory(drain_seconds=2)
+    checked.process.send_signal(signal.SIGTERM)
+
+    def health_checked_until_stopped() -> bool:
+        try:
+            requests.get(f"{checked.hub_url}/hub/health", timeout=1)
+        except requests.ConnectionError:
+            pass
+        return checked.process.poll() is not None
+
+    wait_for(health_checked_until_stopped, timeout=15, interval=0.05)
+    assert "No request for 1 s after" in checked.log()
