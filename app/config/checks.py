@@ -168,7 +168,16 @@ def validate(settings: Settings) -> None:
         )
     _validate_docker(settings)
     _validate_proxy_api(settings)
-    _validate_subdomain_host(settings.subdomain_host)
+    _validate_origin(
+        "subdomain_host",
+        settings.subdomain_host,
+        "the hub's origin, such as https://hub.example.org or http://localhost:8000",
+    )
+    _validate_origin(
+        "server_hub_url",
+        settings.server_hub_url,
+        "an origin user servers reach the hub at, such as http://proxy:8000",
+    )
     _validate_trusted_proxies(settings.trusted_proxies)
 
 
@@ -197,7 +206,8 @@ def _validate_proxy_api(settings: Settings) -> None:
         )
 
 
-def _validate_subdomain_host(value: str) -> None:
+def _validate_origin(name: str, value: str, examples: str) -> None:
+    """An http(s) origin: scheme, host and maybe a port, no path."""
     if not value:
         return
     parts = urlsplit(value)
@@ -206,10 +216,7 @@ def _validate_subdomain_host(value: str) -> None:
     except ValueError:
         parts = parts._replace(scheme="")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-        raise ConfigError(
-            f"setting 'subdomain_host' must be the hub's origin, such as "
-            f"https://hub.example.org or http://localhost:8000, got {value!r}"
-        )
+        raise ConfigError(f"setting {name!r} must be {examples}, got {value!r}")
 
 
 def _validate_trusted_proxies(values: list[Any]) -> None:

@@ -332,6 +332,11 @@ class Settings:
         "Address user servers and the proxy reach the hub at (default hub_ip; docker: the "
         "network gateway).",
     )
+    server_hub_url: str = setting(
+        "",
+        "The hub's origin as user servers reach it, e.g. through the proxy (JupyterHub's "
+        "Spawner.hub_connect_url; default: hub_connect_ip's, or the spawner's own).",
+    )
     docker_image: str = setting(
         f"flaskhub/singleuser:{__version__}", "Image of user containers (images/build)."
     )

@@ -121,8 +121,9 @@ class Spawner:
         return []
 
     def hub_connect_url(self) -> str:
-        """The hub's URL as the server reaches it (`hub_connect_ip`, else the hub's own)."""
-        return self.settings.hub_connect_url
+        """The hub's URL as the server reaches it (`server_hub_url`, `hub_connect_ip`, else
+        the hub's own)."""
+        return self.settings.server_hub_url.rstrip("/") or self.settings.hub_connect_url
 
     def start(self) -> str:
         """Launch the server; return its URL (``http://ip:port``)."""

@@ -455,8 +455,8 @@ class DockerSpawner(Spawner):
         return network_gateway(ensure_network(docker_client(), settings))
 
     def hub_connect_url(self) -> str:
-        if self.settings.hub_connect_ip:
-            return self.settings.hub_connect_url
+        if self.settings.server_hub_url or self.settings.hub_connect_ip:
+            return super().hub_connect_url()
         return f"http://{self.host_gateway(self.settings)}:{self.settings.hub_port}"
 
     # -- starting ------------------------------------------------------------

@@ -228,3 +228,18 @@ def test_a_project_name_that_cannot_start_service_names_asks_for_docker_prefix(
     assert compose.hub_prefix(engine, load(environ={}, overrides={})) == "lab_"
     with pytest.raises(SpawnerError, match="named 'lab_'.*set docker_prefix"):
         compose.hub_prefix(engine, load(environ={}, overrides={"spawner": "swarm"}))
+
+
+def test_server_hub_url_is_where_servers_reach_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stack's servers go through CHP, whose addresses outlive the hub's tasks.
+    monkeypatch.setattr(DockerSpawner, "host_gateway", classmethod(lambda cls, s: "172.17.0.1"))
+    assert spawner("ann", "s1").hub_connect_url() == "http://172.17.0.1:8081"
+    assert spawner("ann", "s1", hub_connect_ip="hub").hub_connect_url() == "http://hub:8081"
+    through = spawner("ann", "s1", hub_connect_ip="hub", server_hub_url="http://proxy:8000/")
+    assert through.hub_connect_url() == "http://proxy:8000"
+
+
+@pytest.mark.parametrize("value", ["proxy:8000", "http://proxy:8000/hub", "ftp://proxy", "http://"])
+def test_server_hub_url_must_be_an_origin(value: str) -> None:
+    with pytest.raises(ConfigError, match="server_hub_url.*http://proxy:8000"):
+        load(environ={}, overrides={"server_hub_url": value})
