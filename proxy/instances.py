@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import gevent.pool
 
 from proxy.client import ProxyClient, ProxyError
+from proxy.hosts import url_host
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,7 @@ class ProxyInstances:
         parts = urlsplit(api_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname or ""
-        netlocs = [
-            f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in self._resolve(host, port)
-        ]
+        netlocs = [f"{url_host(a)}:{port}" for a in self._resolve(host, port)]
         return [urlunsplit(parts._replace(netloc=netloc)) for netloc in netlocs]
 
     def _client(self, url: str) -> ProxyClient:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from proxy.forks import fork_safe
+from proxy.hosts import url_host
 from proxy.lifeline import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class ProxyProcess:
         self.error_target = error_target
         self.log_level = log_level
         self.log_file = log_file
-        self.api_url = f"http://{_connect_host(api_ip)}:{api_port}"
+        self.api_url = f"http://{url_host(api_ip)}:{api_port}"
         self._cmd = cmd
         self._auth_token = auth_token
         self._proc: subprocess.Popen[bytes] | None = None
@@ -364,8 +365,8 @@ def http_get(
     Its threads call it while workers fork: fork_safe() keeps the locks it takes
     (the idna codec's first import, the resolver's) out of the workers.
     """
-    host = _connect_host(ip).strip("[]")
-    lines = [f"GET {path} HTTP/1.0", f"Host: {_connect_host(ip)}:{port}"]
+    host = url_host(ip).strip("[]")
+    lines = [f"GET {path} HTTP/1.0", f"Host: {url_host(ip)}:{port}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     try:
         with fork_safe(), socket.create_connection((host, port), timeout=HEALTH_TIMEOUT) as sock:
@@ -409,12 +410,3 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
         )
         proc.kill()
         proc.wait()
-
-
-def _connect_host(ip: str) -> str:
-    """Return the host to connect to for a listen address ("" and 0.0.0.0 mean loopback)."""
-    if ip in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if ip == "::":
-        return "[::1]"
-    return f"[{ip}]" if ":" in ip else ip

@@ -12,6 +12,7 @@ from typing import Any, get_origin, get_type_hints
 from urllib.parse import quote
 
 from app.version import JUPYTERHUB_API_VERSION, __version__
+from proxy.hosts import url_host
 
 ENV_PREFIX = "FLASKHUB_"
 CONFIG_FILE_ENV = "FLASKHUB_CONFIG_FILE"
@@ -404,13 +405,13 @@ class Settings:
 
     @property
     def hub_url(self) -> str:
-        return f"http://{_host(self.hub_ip)}:{self.hub_port}"
+        return f"http://{url_host(self.hub_ip)}:{self.hub_port}"
 
     @property
     def hub_connect_url(self) -> str:
         """The hub as others reach it: the proxy's route to it, user servers' API URL."""
         return (
-            f"http://{_host(self.hub_connect_ip)}:{self.hub_port}"
+            f"http://{url_host(self.hub_connect_ip)}:{self.hub_port}"
             if self.hub_connect_ip
             else self.hub_url
         )
@@ -427,7 +428,7 @@ class Settings:
         """Where people reach the hub: its own origin with per-user origins."""
         if self.subdomain_host:
             return self.subdomain_host.rstrip("/")
-        return f"http://{_host(self.ip)}:{self.port}"
+        return f"http://{url_host(self.ip)}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -461,15 +462,6 @@ BY_NAME = {s.name: s for s in SETTINGS}
 # named by FLASKHUB_<NAME>_FILE, e.g. a Docker secret under /run/secrets.
 SECRET_NAMES = frozenset(f.name for f in fields(Settings) if not f.repr)
 FILE_SUFFIX = "_file"
-
-
-def _host(ip: str) -> str:
-    """Address as used in a URL: wildcard binds are reached on loopback."""
-    if ip in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if ip == "::":
-        return "[::1]"
-    return f"[{ip}]" if ":" in ip else ip
 
 
 JSON_EXAMPLES: dict[type, str] = {list: '["alice", "bob"]', dict: '{"name": "value"}'}
