@@ -117,6 +117,19 @@ def memory_mib(pids: list[int], field: str) -> float:
     return total_kib / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of the processes, from /proc (those gone count 0)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / ticks
+
+
 def alive(pid: int) -> bool:
     """True if pid exists and is not a zombie."""
     try:
@@ -179,6 +192,11 @@ class RunningHub:
     workdir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     hub_pids: Callable[[], list[int]] = list
+    proxy_pids: Callable[[], list[int]] = list
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the hub's processes and its CHP have used so far."""
+        return cpu_seconds([*self.hub_pids(), *self.proxy_pids()])
 
     def memory_mib(self) -> dict[str, float]:
         """PSS and RSS summed over every hub process (CHP and user servers excluded)."""
@@ -232,6 +250,9 @@ def start_flaskhub(workdir: Path, tag: str) -> RunningHub:
         process.pid,
         *(p for p in children(process.pid) if "gunicorn" in cmdline(p)),
     ]
+    hub.proxy_pids = lambda: [
+        p for p in children(process.pid) if any(n in cmdline(p) for n in ("chp.mjs", "http-proxy"))
+    ]
     wait_ready(hub, process)
     return hub
 
@@ -273,6 +294,7 @@ def start_jupyterhub(workdir: Path, tag: str, venv: Path) -> RunningHub:
         )
     hub.processes.insert(0, process)  # stopped first: it stops its servers, then CHP goes
     hub.hub_pids = lambda: [process.pid]
+    hub.proxy_pids = lambda: [chp.pid]
     wait_ready(hub, process)
     return hub
 

@@ -261,9 +261,62 @@ def wait_served(
     }
 
 
-def spawn_all(api: Client, public_url: str, names: list[str], timeout: float) -> dict:
-    """Start a server for each name at once; seconds until every one is served through the proxy."""
+class Probe(threading.Thread):
+    """GET one URL every `interval` seconds (a new request as soon as the last answered, if
+    that took longer) until stopped; the latency of each answer, and what failed."""
+
+    def __init__(self, url: str, headers: dict[str, str], interval: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.client = Client(url, timeout=30)
+        self.path = urlsplit(url).path
+        self.headers = headers
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            t0 = time.perf_counter()
+            status, _ = self.client.request("GET", self.path, headers=self.headers)
+            took = time.perf_counter() - t0
+            if status == 200:
+                self.latencies.append(took)
+            else:
+                self.failures.append(str(status))
+            self.halt.wait(max(0.0, self.interval - took))
+
+    def summary(self) -> dict:
+        """Count, failures, p50 / p99 / max in ms."""
+        self.halt.set()
+        self.join(timeout=60)
+        found = self.latencies
+        return {
+            "count": len(found),
+            "failed": len(self.failures),
+            "failures": sorted(set(self.failures))[:5],
+            "p50_ms": ms(quantile(found, 0.5)) if found else None,
+            "p99_ms": ms(quantile(found, 0.99)) if found else None,
+            "max_ms": ms(max(found)) if found else None,
+        }
+
+
+def spawn_all(
+    api: Client,
+    public_url: str,
+    names: list[str],
+    timeout: float,
+    probes: dict[str, Probe] | None = None,
+    cpu: Callable[[], float] | None = None,
+) -> dict:
+    """Start a server for each name at once; seconds until every one is served through the
+    proxy. `probes` run from just before the first request until all are served; `cpu()`
+    (seconds used so far) is read then too, for the CPU the storm took."""
     arrivals = Arrivals(names)
+    probes = probes or {}
+    for probe in probes.values():
+        probe.start()
+    cpu0 = cpu() if cpu else 0.0
 
     def post(name: str) -> None:
         status, body = api.request("POST", f"/hub/api/users/{name}/server")
@@ -275,6 +328,8 @@ def spawn_all(api: Client, public_url: str, names: list[str], timeout: float) ->
         for name in names:
             pool.submit(post, name)
         result = wait_served(arrivals, lambda n: f"{public_url}/user/{n}", t0, timeout)
+    result["cpu_seconds"] = round(cpu() - cpu0, 3) if cpu else None
+    result["during"] = {what: probe.summary() for what, probe in probes.items()}
     result["stopped_in_s"] = stop_all(api, names, timeout)
     return result
 

@@ -72,22 +72,42 @@ def measure_hub(hub: hubs.RunningHub, args: argparse.Namespace) -> dict[str, Any
             url, token, args.wrk_connections, args.wrk_seconds, args.wrk_threads
         )
     for count in args.spawns:
-        result[f"spawn_{count}"] = spawns(hub, api, count, args)
+        result[f"spawn_{count}"] = spawns(hub, api, count, args, tokens["user"])
     return result
 
 
-def spawns(hub: hubs.RunningHub, api: measure.Client, count: int, args: argparse.Namespace) -> dict:
-    """The physical limit (the same servers started directly), then `count` spawns at once."""
+def spawns(
+    hub: hubs.RunningHub, api: measure.Client, count: int, args: argparse.Namespace, token: str
+) -> dict:
+    """The physical limit (the same servers started directly), then `count` spawns at once
+    (the hub's CPU counted), then `count` spawns again while a user's pages are probed."""
     log(f"{hub.name}: {count} tiny servers started directly (the physical limit)")
     ports = hubs.free_ports(count)
     physical = measure.physical_limit(hubs.tiny_command(hub.tag), count, ports, args.spawn_timeout)
     log(f"{hub.name}: {count} concurrent spawns")
     names = [measure.username(i) for i in range(count)]
-    spawned = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout)
+    spawned = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, cpu=hub.cpu_seconds)
+    log(f"{hub.name}: {count} concurrent spawns, with a user's pages probed every 10 ms")
+    # The user's own token in the header: both hubs take it for pages too.
+    headers = {"Authorization": f"token {token}", "Accept": "text/html"}
+    user = measure.username(0)
+    probes = {
+        "home": measure.Probe(f"{hub.public_url}/hub/home", headers),
+        "user": measure.Probe(f"{hub.public_url}/hub/api/users/{user}", headers),
+    }
+    probed = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, probes)
     over = None
     if spawned["seconds"] and physical["seconds"]:
         over = round(spawned["seconds"] / physical["seconds"], 2)
-    return {"physical": physical, "hub": spawned, "over_physical": over}
+    return {
+        "physical": physical,
+        "hub": spawned,
+        "over_physical": over,
+        # The storm's CPU in the hub's processes and CHP, until all were served.
+        "cpu_ms_per_spawn": round(spawned["cpu_seconds"] * 1000 / count, 2),
+        "during": probed["during"],
+        "probed_seconds": probed["seconds"],
+    }
 
 
 def run_hub(which: str, args: argparse.Namespace, venv: Path | None) -> dict[str, Any]:
@@ -204,7 +224,28 @@ def spawn_rows(a: dict, b: dict, k: int) -> list[str]:
         row(f"{k} tiny servers started directly (s)", direct_a, direct_b),
         f"| {k} spawns / physical limit | {show(over_a)}× | {show(over_b)}× | – | "
         f"FlaskHub ≤ 1.2× | {'' if met is None else ('yes' if met else '**no**')} |",
+        row(
+            f"hub CPU per spawn, hub processes + CHP, {k} at once (ms)",
+            a["cpu_ms_per_spawn"],
+            b["cpu_ms_per_spawn"],
+        ),
+        *(storm_row(a["during"][what], b["during"][what], what, k) for what in STORM_PROBES),
     ]
+
+
+STORM_PROBES = {"home": "GET /hub/home", "user": "GET user, own token"}
+
+
+def storm_row(a: dict, b: dict, what: str, k: int) -> str:
+    """A probe's p99 through the proxy while k servers start, against the ≤ 100 ms goal;
+    failed probes are named, never left out."""
+    figure = f"{STORM_PROBES[what]} every 10 ms during {k} spawns, p99 (ms)"
+    if a["failed"] or b["failed"]:
+        failed = {name: (x["failed"], x["failures"]) for name, x in (("F", a), ("J", b))}
+        figure += f" [failed: {failed}]"
+    p99 = a["p99_ms"]
+    met = None if p99 is None or a["failed"] else p99 <= 100
+    return row(figure, p99, b["p99_ms"], "FlaskHub ≤ 100", met)
 
 
 # -------------------------------------------------------------------- CLI
