@@ -223,10 +223,7 @@ def wait_for_http(
     while True:
         status = spawner.poll()
         if status is not None:
-            raise SpawnerError(
-                f"Server of {spawner.user_name} exited with status {status} before it "
-                "answered. Its log may say why."
-            )
+            raise spawner.exit_error(status)
         if listens():
             try:
                 response = http_get(prefix_url, timeout=2, allow_redirects=False)

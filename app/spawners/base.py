@@ -125,8 +125,16 @@ class Spawner:
         the hub's own)."""
         return self.settings.server_hub_url.rstrip("/") or self.settings.hub_connect_url
 
+    def exit_error(self, status: int) -> SpawnerError:
+        """Why the server is gone before it answered (a container's adds its last lines)."""
+        return SpawnerError(
+            f"Server of {self.user_name} exited with status {status} before it answered. "
+            "Its log may say why."
+        )
+
     def start(self) -> str:
-        """Launch the server; return its URL (``http://ip:port``)."""
+        """Launch the server; return its URL (``http://ip:port``), as soon as it is known:
+        the hub then waits for the server to answer (http_timeout)."""
         raise NotImplementedError
 
     def poll(self) -> int | None:

@@ -23,8 +23,8 @@ import ipaddress
 import logging
 import os
 import re
-import socket
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 import docker
@@ -457,7 +457,17 @@ class DockerSpawner(Spawner):
     def hub_connect_url(self) -> str:
         if self.settings.server_hub_url or self.settings.hub_connect_ip:
             return super().hub_connect_url()
-        return f"http://{self.host_gateway(self.settings)}:{self.settings.hub_port}"
+        return f"http://{self.gateway()}:{self.settings.hub_port}"
+
+    def gateway(self) -> str:
+        """The host's address as this server reaches it: its network's gateway."""
+        return network_gateway(self.users_network)
+
+    @cached_property
+    def users_network(self) -> Network:
+        """docker_network (or the compose project's `users`) as this spawn found or made
+        it: the engine is asked once a spawn, not by each step and look."""
+        return ensure_network(self.client, self.settings)
 
     # -- starting ------------------------------------------------------------
 
@@ -480,7 +490,7 @@ class DockerSpawner(Spawner):
             raise SpawnerError(
                 f"Container {self.container_name} did not start: {engine_says(e)}"
             ) from e
-        ip = self._wait_for_port(container)
+        ip = self._wait_for_address(container)
         self.report_progress(80, f"Container {self.container_name} started at {ip}")
         log.info("Started container %s for %s at %s", self.container_name, self.user_name, ip)
         return f"http://{ip}:{self.settings.docker_port}"
@@ -526,7 +536,7 @@ class DockerSpawner(Spawner):
                 labels=self.labels(),
                 environment=self.container_env(),
                 volumes=self.mounts(),
-                network=ensure_network(self.client, self.settings).name,
+                network=self.users_network.name,
                 mem_limit=self.settings.mem_limit or None,
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
                 pids_limit=self.pids_limit(),
@@ -544,8 +554,7 @@ class DockerSpawner(Spawner):
         else the shared docker_network."""
         if self.settings.docker_attach:
             return f"{self.container_name}{SERVER_NETWORK_SUFFIX}"
-        network = compose_network(self.client, self.settings)
-        return network.name if network is not None else network_name(self.client, self.settings)
+        return str(self.users_network.name)
 
     def _server_network(self) -> Network:
         """The server's own network, made if missing and joined by docker_attach; one of
@@ -640,25 +649,30 @@ class DockerSpawner(Spawner):
             mounts[source] = {"bind": path, "mode": mode or "rw"}
         return mounts
 
-    def _wait_for_port(self, container: Container) -> str:
-        """Wait until the server's port accepts connections; its IP on the network.
+    def _wait_for_address(self, container: Container) -> str:
+        """Wait until the container runs with an address on its network; that address.
 
         A container that exits first fails the spawn with its status and last log
-        lines. Bounded by start_timeout (the hub's gevent.Timeout).
+        lines. Bounded by start_timeout (the hub's gevent.Timeout); whether the server
+        answers is the hub's one wait after this (http_timeout).
         """
         pause = backoff()
         while True:
             container.reload()
             if container.status in ("exited", "dead"):
                 raise self._exited(container)
-            ip = self._ip(container)
-            if ip and accepts(ip, self.settings.docker_port):
+            ip = self._ip(container) if container.status == "running" else ""
+            if ip:
                 return ip
             next(pause)
 
     def _ip(self, container: Container) -> str:
         networks = container.attrs["NetworkSettings"]["Networks"]
         return str(networks.get(self.network_name, {}).get("IPAddress") or "")
+
+    def exit_error(self, status: int) -> SpawnerError:
+        container = self._container()
+        return self._exited(container) if container is not None else super().exit_error(status)
 
     def _exited(self, container: Container) -> SpawnerError:
         code = container.attrs["State"]["ExitCode"]
@@ -731,15 +745,6 @@ class DockerSpawner(Spawner):
 
     def clear_state(self) -> None:
         self.container_id = None
-
-
-def accepts(ip: str, port: int) -> bool:
-    """True if something listens on ip:port."""
-    try:
-        with socket.create_connection((ip, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def engine_says(error: DockerException) -> str:

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import time
+from functools import cached_property
 from typing import Any
 
 import docker
@@ -39,7 +40,6 @@ from app.spawners.docker import (
     LOG_LINES,
     STOP_GRACE_SECONDS,
     DockerSpawner,
-    accepts,
     backoff,
     docker_client,
     engine_says,
@@ -180,9 +180,15 @@ class SwarmSpawner(DockerSpawner):
         """Whether the task joins docker_network (else an overlay network of its own)."""
         return shares_network(self.settings)
 
-    def network(self) -> Network:
-        """The task's network: docker_network (an attachable overlay network, made if
-        missing) in "network" mode or where set, else an overlay network of its own.
+    def gateway(self) -> str:
+        """The host's address as tasks reach it: docker_gwbridge's gateway."""
+        return self.host_gateway(self.settings)
+
+    @cached_property
+    def task_network(self) -> Network:
+        """The task's network, looked up or made once a spawn: docker_network (an
+        attachable overlay network, made if missing) in "network" mode or where set, else
+        an overlay network of its own.
 
         An overlay network has no switch for inter-container traffic: tasks on one
         network reach each other. The hub and CHP must share docker_network with the
@@ -266,8 +272,7 @@ class SwarmSpawner(DockerSpawner):
         """Whether a node not avoided may take the task (ready and active; not pinned home)."""
         if self.homes_are_local and self.home_node:
             return False
-        lost = lost_nodes(self.client, fresh=True)
-        return any(n.id not in avoided and n.id not in lost for n in self.client.nodes.list())
+        return any(n.id not in avoided and not _node_lost(n) for n in self.client.nodes.list())
 
     def _look_up_image(self) -> None:
         """Say whether this engine has docker_image; the node of the task pulls it if need be."""
@@ -301,7 +306,7 @@ class SwarmSpawner(DockerSpawner):
                 container_labels=self.labels(),
                 env=self.container_env(),
                 mounts=self.mount_specs(),
-                networks=[self.network().name],
+                networks=[self.task_network.name],
                 resources=self.resources(),
                 # Engine API 1.41 (Engine 20.10) takes capabilities by their kernel names.
                 cap_drop=[f"CAP_{name}" for name in CAP_DROP],
@@ -349,10 +354,11 @@ class SwarmSpawner(DockerSpawner):
         return resources
 
     def _wait_for_task(self, service: Service) -> str:
-        """Wait until the task runs and its port accepts connections; its address.
+        """Wait until the task runs with an address; that address.
 
         A task that ends first fails the spawn with its error, exit status and
-        last log lines. Bounded by start_timeout (the hub's gevent.Timeout).
+        last log lines. Bounded by start_timeout (the hub's gevent.Timeout); whether the
+        server answers is the hub's one wait after this (http_timeout).
         """
         reported: set[str] = set()
         pause = backoff()
@@ -365,7 +371,7 @@ class SwarmSpawner(DockerSpawner):
                 reported.add(state)
                 self._report_state(state, task)
             ip = self._address(task) if state == "running" else ""
-            if ip and task and accepts(ip, self.settings.docker_port):
+            if ip and task:
                 self._note_home(task)
                 return ip
             next(pause)
@@ -382,13 +388,23 @@ class SwarmSpawner(DockerSpawner):
             return ""
         if self.settings.swarm_address == "network":
             for attachment in task.get("NetworksAttachments") or []:
-                if attachment["Network"]["Spec"]["Name"] == self.network().name:
+                if attachment["Network"]["Spec"]["Name"] == self.task_network.name:
                     return str(attachment["Addresses"][0].split("/")[0])
             return ""
         container_id = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
         endpoints = ensure_gwbridge(self.client).attrs.get("Containers") or {}
         address = endpoints.get(container_id, {}).get("IPv4Address", "")
         return str(address.split("/")[0])
+
+    def exit_error(self, status: int) -> SpawnerError:
+        try:
+            service = self._service()
+            task = _latest(service.tasks()) if service is not None else None
+        except DockerException:
+            service = None
+        if service is None or task is None:
+            return super().exit_error(status)
+        return self._ended(service, task)
 
     def _ended(self, service: Service, task: dict[str, Any] | None) -> SpawnerError:
         """Why a task ended as it started: the engine's error, else its status and log."""

@@ -232,7 +232,7 @@ def test_a_project_name_that_cannot_start_service_names_asks_for_docker_prefix(
 
 def test_server_hub_url_is_where_servers_reach_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     # The stack's servers go through CHP, whose addresses outlive the hub's tasks.
-    monkeypatch.setattr(DockerSpawner, "host_gateway", classmethod(lambda cls, s: "172.17.0.1"))
+    monkeypatch.setattr(DockerSpawner, "gateway", lambda _self: "172.17.0.1")
     assert spawner("ann", "s1").hub_connect_url() == "http://172.17.0.1:8081"
     assert spawner("ann", "s1", hub_connect_ip="hub").hub_connect_url() == "http://hub:8081"
     through = spawner("ann", "s1", hub_connect_ip="hub", server_hub_url="http://proxy:8000/")
@@ -243,3 +243,34 @@ def test_server_hub_url_is_where_servers_reach_the_hub(monkeypatch: pytest.Monke
 def test_server_hub_url_must_be_an_origin(value: str) -> None:
     with pytest.raises(ConfigError, match="server_hub_url.*http://proxy:8000"):
         load(environ={}, overrides={"server_hub_url": value})
+
+
+def test_a_spawn_asks_the_engine_for_its_network_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API URL (the network's gateway), the container's network and each look at
+    # its address all need the network: one lookup serves them all.
+    asked: list[str] = []
+    users = SimpleNamespace(
+        id="n1",
+        name="flaskhub",
+        attrs={
+            "Driver": "bridge",
+            "Labels": {LABEL_HUB: "flaskhub"},
+            "Options": {"com.docker.network.bridge.enable_icc": "false"},
+            "IPAM": {"Config": [{"Subnet": "172.30.0.0/16", "Gateway": "172.30.0.1"}]},
+        },
+    )
+    created = SimpleNamespace(id="c1")
+    engine = SimpleNamespace(
+        networks=SimpleNamespace(get=lambda name: asked.append(name) or users),
+        volumes=SimpleNamespace(create=lambda **kw: None),
+        containers=SimpleNamespace(create=lambda image, **kw: created if kw["network"] else None),
+    )
+    ann = spawner("ann", "s1")
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    assert ann.hub_connect_url() == "http://172.30.0.1:8081"
+    assert ann._create() is created
+    container = SimpleNamespace(
+        attrs={"NetworkSettings": {"Networks": {"flaskhub": {"IPAddress": "172.30.0.5"}}}}
+    )
+    assert [ann._ip(container) for _ in range(3)] == ["172.30.0.5"] * 3
+    assert asked == ["flaskhub"]

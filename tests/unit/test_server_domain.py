@@ -33,6 +33,7 @@ from app.servers.spawning import (
 )
 from app.servers.visit import visit_of
 from app.spawners import SpawnerError
+from app.spawners.base import Spawner
 from app.users import get_users
 from tests.transactions import counting
 
@@ -373,6 +374,7 @@ class _Starting:
 
     user_name = "ann"
     service_prefix = "/user/ann/"
+    exit_error = Spawner.exit_error
 
     def __init__(
         self, status: int | None = None, on_look: Callable[[int], None] = lambda looks: None
