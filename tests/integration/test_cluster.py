@@ -229,19 +229,23 @@ def _load_images(nodes: list[Node], folder: Path, *images: str) -> None:
 
 def _remove(client: docker.DockerClient) -> None:
     """The node containers, their volumes, the network and the next hub image: what this
-    module made."""
-    for container in client.containers.list(
-        all=True, filters={"label": f"org.flaskhub.test={NAME}"}
-    ):
-        container.remove(force=True, v=True)
-    for volume in client.volumes.list(filters={"name": NAME}):
-        if volume.name.startswith(f"{NAME}-n"):
-            volume.remove(force=True)
-    for network in client.networks.list(names=[NAME]):
-        if network.name == NAME:
-            network.remove()
-    if client.images.list(name=NEXT_HUB_IMAGE):
-        client.images.remove(NEXT_HUB_IMAGE, force=True)
+    module made. A node's volume holds its images: removing it takes a minute or more."""
+    timeout, client.api.timeout = client.api.timeout, 600
+    try:
+        for container in client.containers.list(
+            all=True, filters={"label": f"org.flaskhub.test={NAME}"}
+        ):
+            container.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"name": NAME}):
+            if volume.name.startswith(f"{NAME}-n"):
+                volume.remove(force=True)
+        for network in client.networks.list(names=[NAME]):
+            if network.name == NAME:
+                network.remove()
+        if client.images.list(name=NEXT_HUB_IMAGE):
+            client.images.remove(NEXT_HUB_IMAGE, force=True)
+    finally:
+        client.api.timeout = timeout
 
 
 @pytest.fixture(scope="module")
