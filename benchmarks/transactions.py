@@ -9,6 +9,11 @@ drives the hub through each action, as a browser or an API client would, and
 prints what each cost:
 
     .venv/bin/python benchmarks/transactions.py [--json-out after.json] [--before before.json]
+    .venv/bin/python benchmarks/transactions.py --spawner docker
+
+`--spawner docker` starts the servers as containers of the built-in server's image
+(images/build builtin) on the local Docker engine instead, and removes every
+container, volume and network it made at the end.
 
 `--before` prints the figures of an earlier run (its --json-out) beside these;
 `--sql` lists each action's statements (on stderr).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -126,7 +132,7 @@ def server_token(hub: Hub, name: str) -> str:
     return found[0].split(b"=", 1)[1].decode()
 
 
-def run(workdir: Path) -> dict[str, dict[str, int]]:
+def run(workdir: Path, spawner: dict[str, Any]) -> dict[str, dict[str, int]]:
     counts = workdir / "counts"
     counts.mkdir()
     env = hub_env(
@@ -134,6 +140,7 @@ def run(workdir: Path) -> dict[str, dict[str, int]]:
         authenticator="password",
         services=[{"name": "bench", "api_token": SERVICE_TOKEN, "admin": True}],
         log_level="WARNING",
+        **spawner,
     )
     env["PYTHONPATH"] = f"{HERE / 'counting'}:{env['PYTHONPATH']}"
     env["TX_COUNT_DIR"] = str(counts)
@@ -181,6 +188,31 @@ def run(workdir: Path) -> dict[str, dict[str, int]]:
     return results
 
 
+def in_docker(workdir: Path) -> dict[str, dict[str, int]]:
+    """run() with the docker spawner and the built-in server's image; then everything made
+    under its own docker_prefix is removed."""
+    import docker
+
+    from app.spawners.docker import LABEL_HUB
+    from tests.integration.docker_engine import BUILTIN_IMAGE
+
+    prefix = f"fhtx-{secrets.token_hex(3)}"
+    client = docker.from_env(timeout=120)
+    try:
+        return run(
+            workdir, {"spawner": "docker", "docker_prefix": prefix, "docker_image": BUILTIN_IMAGE}
+        )
+    finally:
+        mine = {"label": f"{LABEL_HUB}={prefix}"}
+        for container in client.containers.list(all=True, filters=mine):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters=mine):
+            volume.remove(force=True)
+        for network in client.networks.list(filters=mine):
+            network.remove()
+        client.close()
+
+
 def share_accept(hub: Hub, tokens: dict[str, str], bob: requests.Session) -> Callable[[], None]:
     """Bob's POST of the accept form of a code to alice's server (the code made by an
     admin and its page shown outside the count)."""
@@ -219,11 +251,15 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="write the figures as JSON")
     parser.add_argument("--before", type=Path, help="an earlier run's --json-out, shown beside")
     parser.add_argument("--sql", action="store_true", help="list each action's statements")
+    parser.add_argument("--spawner", choices=("local", "docker"), default="local")
     args = parser.parse_args()
     global SHOW_SQL
     SHOW_SQL = args.sql
     with tempfile.TemporaryDirectory(prefix="flaskhub-tx-") as tmp:
-        results = run(Path(tmp))
+        if args.spawner == "docker":
+            results = in_docker(Path(tmp))
+        else:
+            results = run(Path(tmp), {})
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     before = json.loads(args.before.read_text()) if args.before else None
