@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import configparser
 import sys
+import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -87,3 +88,11 @@ def test_a_declared_floor_is_a_tested_version(name: str) -> None:
     floor = next(s.version for s in _declared()[name].specifier if s.operator == ">=")
     tested = _floors().get(name) or _locked()[name]
     assert Version(floor) == Version(tested), (_declared()[name], tested)
+
+
+@pytest.mark.parametrize(
+    "line", tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+)
+def test_a_build_requirement_has_a_floor_and_a_cap(line: str) -> None:
+    operators = {spec.operator for spec in Requirement(line).specifier}
+    assert ">=" in operators and "<" in operators, line
