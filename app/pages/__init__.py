@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import quote, unquote, urljoin
 
@@ -17,7 +18,7 @@ from flask import (
     session,
 )
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from app.auth import (
     csrf_ok,
@@ -268,13 +269,43 @@ def outside_hub(path: str) -> ResponseReturnValue:
 
 
 def _no_such_page() -> NoReturn:
-    """404; 405 naming the methods where only other methods' rules take the path (this
-    catch-all rule is the GET that matched: JupyterHub answers 405)."""
+    """404; 405 where only other methods' rules take the path (this catch-all rule is the
+    GET that matched: JupyterHub answers 405), which _method_not_allowed names."""
     adapter = current_app.create_url_adapter(request)
-    others = set(adapter.allowed_methods() if adapter else ()) - {"GET", "HEAD", "OPTIONS"}
-    if others:
-        raise MethodNotAllowed(valid_methods=sorted(others | {"OPTIONS"}))
+    methods = adapter.allowed_methods() if adapter else []
+    if _routed_methods(methods):
+        raise MethodNotAllowed(valid_methods=methods)
     abort(404)
+
+
+@bp.app_errorhandler(MethodNotAllowed)
+def _method_not_allowed(e: MethodNotAllowed) -> ResponseReturnValue:
+    """405 naming the methods of the path's own rules; 404 for a path under /hub/ that only
+    the catch-all's GET took (JupyterHub's API404 and Template404 answer any method so)."""
+    methods = _routed_methods(e.valid_methods or ())
+    if not methods:
+        return error_response(404, NotFound.description)
+    allow = ", ".join(sorted(methods | {"OPTIONS"}))
+    return error_response(405, MethodNotAllowed.description, {"Allow": allow})
+
+
+def _routed_methods(methods: Iterable[str]) -> set[str]:
+    """Of the methods some rule takes the request's path with, those that are not OPTIONS
+    nor, under /hub/, the catch-all's (there it is a 404, not a GET)."""
+    routed = set(methods) - {"OPTIONS"}
+    if request.path.startswith("/hub/") and _get_endpoint() == f"{bp.name}.{outside_hub.__name__}":
+        routed -= {"GET", "HEAD"}
+    return routed
+
+
+def _get_endpoint() -> str | None:
+    """The endpoint a GET of the request's path would reach, if any."""
+    adapter = current_app.create_url_adapter(request)
+    try:
+        endpoint, _ = adapter.match(request.path, method="GET") if adapter else (None, None)
+    except HTTPException:
+        return None
+    return cast("str | None", endpoint)
 
 
 @bp.get("/hub/user/<path:rest>")

@@ -245,6 +245,25 @@ def test_only_the_stack_s_services_run_and_the_proxy_is_not_in_the_hub_s_namespa
     assert users.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
+def passed_health_checks(container: Any) -> int:
+    """How many of the engine's last (up to 5) health checks of container passed."""
+    container.reload()
+    return sum(r["ExitCode"] == 0 for r in container.attrs["State"]["Health"]["Log"])
+
+
+def test_the_engine_s_health_checks_of_the_hub_write_no_log_lines(
+    stack: Stack,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    # docker-compose.yml has the engine ask /hub/health every 2 s for as long as the stack
+    # runs: a passing check is logged at DEBUG only, so the hub's log stays readable.
+    labels = [f"com.docker.compose.project={PROJECT}", "com.docker.compose.service=hub"]
+    (hub,) = docker_client.containers.list(filters={"label": labels})
+    wait_for(lambda: passed_health_checks(hub) >= 3, 30, 0.5)
+    logs = stack.compose("logs", "--no-color", "hub").stdout
+    assert not re.search(r'"GET /hub/health HTTP/1\.[01]" 200', logs), logs[-3000:]
+
+
 def test_admin_added_with_the_cli_logs_in_and_works_in_a_container(
     stack: Stack,
     docker_client: docker.DockerClient,  # noqa: F811

@@ -1,17 +1,21 @@
 """What app/ and proxy/ import is declared in setup.cfg, each declaration has a floor and
-a cap, and requirements.lock (what ./test and CI install) satisfies every one of them."""
+a cap, requirements.lock (what ./test and CI install) satisfies every one of them, and
+each floor is a tested version: .ci/floors.txt (what .ci/test-floors runs the tests
+with) pins it, or for a tool it leaves out, requirements.lock does."""
 
 from __future__ import annotations
 
 import ast
 import configparser
 import sys
+import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.helpers import REPO
 
@@ -19,14 +23,23 @@ from tests.helpers import REPO
 TYPING_ONLY = {"_typeshed"}
 
 
-def _declared() -> dict[str, Requirement]:
+def _declared(extras: tuple[str, ...] | None = None) -> dict[str, Requirement]:
+    """install_requires and the extras named (default: all of them)."""
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
     lines = config["options"]["install_requires"].splitlines()
-    for extra in config["options.extras_require"].values():
-        lines += extra.splitlines()
+    for name, extra in config["options.extras_require"].items():
+        if extras is None or name in extras:
+            lines += extra.splitlines()
     requirements = [Requirement(line) for line in lines if line.strip()]
     return {canonicalize_name(r.name): r for r in requirements}
+
+
+def _floors() -> dict[str, str]:
+    """What .ci/floors.txt pins."""
+    lines = (REPO / ".ci" / "floors.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return {canonicalize_name(r.name): next(iter(r.specifier)).version for r in pins}
 
 
 def _locked() -> dict[str, str]:
@@ -64,3 +77,22 @@ def test_a_declared_package_has_a_floor_and_a_cap_the_lock_satisfies(name: str) 
     operators = {spec.operator for spec in requirement.specifier}
     assert ">=" in operators and "<" in operators, requirement
     assert requirement.specifier.contains(_locked()[name]), (requirement, _locked()[name])
+
+
+def test_every_run_time_package_s_floor_is_run_by_the_floors_tests() -> None:
+    assert set(_declared(extras=("postgres",))) - set(_floors()) == set()
+
+
+@pytest.mark.parametrize("name", sorted(_declared()))
+def test_a_declared_floor_is_a_tested_version(name: str) -> None:
+    floor = next(s.version for s in _declared()[name].specifier if s.operator == ">=")
+    tested = _floors().get(name) or _locked()[name]
+    assert Version(floor) == Version(tested), (_declared()[name], tested)
+
+
+@pytest.mark.parametrize(
+    "line", tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+)
+def test_a_build_requirement_has_a_floor_and_a_cap(line: str) -> None:
+    operators = {spec.operator for spec in Requirement(line).specifier}
+    assert ">=" in operators and "<" in operators, line

@@ -242,9 +242,9 @@ def test_request_metrics_are_labelled_by_jupyterhubs_handler_names(app: Flask) -
     assert not [h for h in handlers if "alice" in h or "bob" in h or "no-such" in h]
     labels = {"method": "GET", "handler": USER_HANDLER, "code": "403"}
     assert samples.get_value(f"{REQUESTS}_count", **labels) == 3
-    api404 = {"method": "POST", "handler": "jupyterhub.apihandlers.base.API404", "code": "405"}
+    api404 = {"method": "POST", "handler": "jupyterhub.apihandlers.base.API404", "code": "404"}
     assert samples.get_value(f"{REQUESTS}_count", **api404) == 1
-    page404 = {"method": "POST", "handler": "jupyterhub.handlers.base.Template404", "code": "405"}
+    page404 = {"method": "POST", "handler": "jupyterhub.handlers.base.Template404", "code": "404"}
     assert samples.get_value(f"{REQUESTS}_count", **page404) == 1
     options = {"method": "OPTIONS", "handler": USER_HANDLER, "code": "200"}
     assert samples.get_value(f"{REQUESTS}_count", **options) == 1

@@ -340,6 +340,40 @@ def test_a_get_of_an_unknown_api_path_is_still_404(client: FlaskClient, path: st
     assert response.json["status"] == 404
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "path", ["/hub/api/no-such-thing", "/hub/api/users/alice/nothing", "/hub/no-such-page"]
+)
+def test_any_method_on_an_unknown_hub_path_is_404(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    # JupyterHub's API404 and Template404 answer 404 whatever the method.
+    response = client.open(path, method=method)
+    assert response.status_code == 404
+    assert "Allow" not in response.headers
+    if path.startswith("/hub/api/"):
+        assert response.json["status"] == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/hub/api/users/alice/activity", "OPTIONS, POST"),
+        ("DELETE", "/hub/api/shutdown", "OPTIONS, POST"),
+        ("POST", "/hub/api/users/alice/server/progress", "GET, HEAD, OPTIONS"),
+        ("PUT", "/hub/api/users", "GET, HEAD, OPTIONS, POST"),
+        # Outside /hub/ only GET is taken (to send it under /hub/), as by JupyterHub.
+        ("POST", "/no-such-page", "GET, HEAD, OPTIONS"),
+    ],
+)
+def test_another_method_on_a_routed_path_is_405_naming_the_routes_methods(
+    client: FlaskClient, method: str, path: str, allowed: str
+) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+
+
 def test_health(client: FlaskClient) -> None:
     response = client.get("/hub/health")
     assert (response.status_code, response.text) == (200, "ok\n")
