@@ -126,8 +126,15 @@ def server_token(hub: Hub, name: str) -> str:
         "WHERE users.name = ? AND servers.name = ''",
         name,
     )
-    pid = json.loads(rows[0][0])["pid"]
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    state = json.loads(rows[0][0])
+    if "container_id" in state:  # --spawner docker: the container's environment
+        import docker
+
+        with docker.from_env() as client:
+            container = client.containers.get(state["container_id"])
+            environ = [v.encode() for v in container.attrs["Config"]["Env"]]
+    else:
+        environ = Path(f"/proc/{state['pid']}/environ").read_bytes().split(b"\0")
     found = [v for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN=")]
     return found[0].split(b"=", 1)[1].decode()
 
