@@ -27,9 +27,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from sqlalchemy.util import LRUCache
 from werkzeug.test import TestResponse
 
 from app import create_app
+from app import db as db_module
 from app.auth import authenticators
 from app.config import get_settings, load
 from app.db import Database
@@ -81,6 +84,27 @@ def _url_builders_compiled_once() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Rule, "_compile_builder", once)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sql_compiled_once() -> Iterator[None]:
+    """SQLAlchemy compiles each statement once per engine (its cache is keyed by the
+    dialect object), most of a unit test's time on a new app's first requests; the
+    unit tests' SQLite engines share one dialect and its compiled statements, as a
+    hub process's requests share its one engine."""
+    make_engine = db_module.make_engine
+    shared: dict[str, Any] = {}
+
+    def sharing(url: str) -> Engine:
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            first = shared.setdefault("sqlite", (engine.dialect, LRUCache(5000)))
+            engine.dialect, engine._compiled_cache = first
+        return engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db_module, "make_engine", sharing)
         yield
 
 
