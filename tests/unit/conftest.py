@@ -62,29 +62,50 @@ def _cheap_argon2() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _url_builders_compiled_once() -> Iterator[None]:
-    """Each app makes Python code for each of its ~100 URL rules (werkzeug's builders),
-    most of create_app's time; the same rule gives the same code, so the unit tests'
-    apps share it. A builder is a plain function of the rule it is bound to."""
+def _url_rules_compiled_once() -> Iterator[None]:
+    """Each app compiles each of its ~100 URL rules (werkzeug parses the rule and makes
+    Python code for its builders), most of create_app's time; the same rule on the
+    same converters compiles to the same parts, so the unit tests' apps share them.
+    Only the converters are the map's own (copies bound to it)."""
     from werkzeug.routing.rules import Rule
 
-    if not hasattr(Rule, "_compile_builder"):  # another werkzeug (requirements.lock pins it)
-        yield
+    if not all(hasattr(Rule, a) for a in ("_parse_rule", "_compile_builder")):
+        yield  # another werkzeug (requirements.lock pins it): each app compiles its own
         return
-    compile_builder = Rule._compile_builder
-    compiled: dict[tuple[Any, ...], Any] = {}
+    compile_rule = Rule.compile
+    compiled: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
-    def once(self: Rule, append_unknown: bool = True) -> Any:
-        if self.defaults:  # resolved into the code: not worth a key
-            return compile_builder(self, append_unknown)
-        key = (self.rule, tuple(self._trace), append_unknown)
+    def once(self: Rule) -> None:
+        key = (
+            *(self.rule, self.subdomain, self.host, self.merge_slashes, self.map.host_matching),
+            repr(sorted((self.defaults or {}).items())),  # resolved into the builders
+            tuple(self.map.converters.items()),
+        )
         if key not in compiled:
-            compiled[key] = compile_builder(self, append_unknown)
-        return compiled[key]
+            before = set(self.arguments)
+            compile_rule(self)
+            compiled[key] = (
+                *(self._parts, self._trace, self._converters, self.arguments - before),
+                *(self._build.__func__, self._build_unknown.__func__),  # type: ignore[attr-defined]
+            )
+            return
+        parts, trace, converters, arguments, build, build_unknown = compiled[key]
+        self._parts, self._trace = parts, trace
+        self._converters = {name: _bound(c, self.map) for name, c in converters.items()}
+        self.arguments |= arguments
+        self._build = build.__get__(self)
+        self._build_unknown = build_unknown.__get__(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Rule, "_compile_builder", once)
+        patch.setattr(Rule, "compile", once)
         yield
+
+
+def _bound(converter: Any, url_map: Any) -> Any:
+    """A copy of a URL converter, bound to another map."""
+    copy = object.__new__(type(converter))
+    copy.__dict__.update(converter.__dict__, map=url_map)
+    return copy
 
 
 @pytest.fixture(scope="session", autouse=True)
