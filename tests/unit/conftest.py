@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jinja2.bccache import Bucket, BytecodeCache
 from sqlalchemy import Engine
 from sqlalchemy.util import LRUCache
 from werkzeug.test import TestResponse
@@ -144,6 +145,25 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Jinja's code of each template, kept for the session: the unit tests' apps have
+    one Jinja environment each, which would compile every template it renders again
+    (Jinja checks each template's source against the code it keeps)."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATES = _CompiledTemplates()
+
+
 @pytest.fixture
 def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
     def _make(**overrides: Any) -> Flask:
@@ -155,6 +175,7 @@ def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
         base = {"data_dir": str(data_dir), "proxy_api_port": free_port(), "spawner": "simple"}
         app = create_app({**base, **overrides})
         app.test_client_class = BrowserClient
+        app.jinja_env.bytecode_cache = _TEMPLATES
         if get_settings(app).db_url != f"sqlite:///{data_dir / 'flaskhub.sqlite'}":
             upgrade(get_settings(app).db_url)
         return app
