@@ -1,6 +1,6 @@
 """The OIDC id token's checks, one by one: signature and algorithm, key id (rotation),
 iss, aud, exp and nonce. Tokens are signed here with real keys (joserfc); the flow with
-a real provider runs in tests/browser/test_oidc.py."""
+a real provider runs in tests/browser/test_provider_logins.py."""
 
 from __future__ import annotations
 
