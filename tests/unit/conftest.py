@@ -14,6 +14,9 @@
 - Passwords are hashed with argon2 at its cheapest cost (for the whole session): at
   the production cost each hash takes a large part of a second. A test of hashing
   itself asks for ``production_argon2``.
+- The apps share, for the session, what each would otherwise make again the same:
+  werkzeug's compiled URL rules, SQLAlchemy's compiled statements (one SQLite
+  dialect) and Jinja's compiled templates (most of a unit test's CPU before).
 """
 
 from __future__ import annotations
@@ -27,9 +30,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jinja2.bccache import Bucket, BytecodeCache
+from sqlalchemy import Engine
+from sqlalchemy.util import LRUCache
 from werkzeug.test import TestResponse
 
 from app import create_app
+from app import db as db_module
 from app.auth import authenticators
 from app.config import get_settings, load
 from app.db import Database
@@ -59,28 +66,70 @@ def _cheap_argon2() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _url_builders_compiled_once() -> Iterator[None]:
-    """Each app makes Python code for each of its ~100 URL rules (werkzeug's builders),
-    most of create_app's time; the same rule gives the same code, so the unit tests'
-    apps share it. A builder is a plain function of the rule it is bound to."""
+def _url_rules_compiled_once() -> Iterator[None]:
+    """Each app compiles each of its ~100 URL rules (werkzeug parses the rule and makes
+    Python code for its builders), most of create_app's time; the same rule on the
+    same converters compiles to the same parts, so the unit tests' apps share them.
+    Only the converters are the map's own (copies bound to it)."""
     from werkzeug.routing.rules import Rule
 
-    if not hasattr(Rule, "_compile_builder"):  # another werkzeug (requirements.lock pins it)
-        yield
+    if not all(hasattr(Rule, a) for a in ("_parse_rule", "_compile_builder")):
+        yield  # another werkzeug (requirements.lock pins it): each app compiles its own
         return
-    compile_builder = Rule._compile_builder
-    compiled: dict[tuple[Any, ...], Any] = {}
+    compile_rule = Rule.compile
+    compiled: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
-    def once(self: Rule, append_unknown: bool = True) -> Any:
-        if self.defaults:  # resolved into the code: not worth a key
-            return compile_builder(self, append_unknown)
-        key = (self.rule, tuple(self._trace), append_unknown)
+    def once(self: Rule) -> None:
+        key = (
+            *(self.rule, self.subdomain, self.host, self.merge_slashes, self.map.host_matching),
+            repr(sorted((self.defaults or {}).items())),  # resolved into the builders
+            tuple(self.map.converters.items()),
+        )
         if key not in compiled:
-            compiled[key] = compile_builder(self, append_unknown)
-        return compiled[key]
+            before = set(self.arguments)
+            compile_rule(self)
+            compiled[key] = (
+                *(self._parts, self._trace, self._converters, self.arguments - before),
+                *(self._build.__func__, self._build_unknown.__func__),  # type: ignore[attr-defined]
+            )
+            return
+        parts, trace, converters, arguments, build, build_unknown = compiled[key]
+        self._parts, self._trace = parts, trace
+        self._converters = {name: _bound(c, self.map) for name, c in converters.items()}
+        self.arguments |= arguments
+        self._build = build.__get__(self)
+        self._build_unknown = build_unknown.__get__(self)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Rule, "_compile_builder", once)
+        patch.setattr(Rule, "compile", once)
+        yield
+
+
+def _bound(converter: Any, url_map: Any) -> Any:
+    """A copy of a URL converter, bound to another map."""
+    copy = object.__new__(type(converter))
+    copy.__dict__.update(converter.__dict__, map=url_map)
+    return copy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sql_compiled_once() -> Iterator[None]:
+    """SQLAlchemy compiles each statement once per engine (its cache is keyed by the
+    dialect object), most of a unit test's time on a new app's first requests; the
+    unit tests' SQLite engines share one dialect and its compiled statements, as a
+    hub process's requests share its one engine."""
+    make_engine = db_module.make_engine
+    shared: dict[str, Any] = {}
+
+    def sharing(url: str) -> Engine:
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            first = shared.setdefault("sqlite", (engine.dialect, LRUCache(5000)))
+            engine.dialect, engine._compiled_cache = first
+        return engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db_module, "make_engine", sharing)
         yield
 
 
@@ -99,6 +148,25 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Jinja's code of each template, kept for the session: the unit tests' apps have
+    one Jinja environment each, which would compile every template it renders again
+    (Jinja checks each template's source against the code it keeps)."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATES = _CompiledTemplates()
+
+
 @pytest.fixture
 def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
     def _make(**overrides: Any) -> Flask:
@@ -110,6 +178,7 @@ def make_app(clean_env: Path, migrated_sqlite: Path) -> Callable[..., Flask]:
         base = {"data_dir": str(data_dir), "proxy_api_port": free_port(), "spawner": "simple"}
         app = create_app({**base, **overrides})
         app.test_client_class = BrowserClient
+        app.jinja_env.bytecode_cache = _TEMPLATES
         if get_settings(app).db_url != f"sqlite:///{data_dir / 'flaskhub.sqlite'}":
             upgrade(get_settings(app).db_url)
         return app

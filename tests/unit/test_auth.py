@@ -13,7 +13,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.auth.authenticators import (
     Authenticator,
     AuthResult,
@@ -22,16 +21,15 @@ from app.auth.authenticators import (
     hash_password,
 )
 from app.auth.providers import authenticator_class
-from app.config import AUTHENTICATOR_NAMES, Settings, get_settings, load
+from app.config import AUTHENTICATOR_NAMES, Settings, load
 from app.db import Database
 from app.grants import HubGrants
 from app.identity import ANONYMOUS, Identity
-from app.migrations import upgrade
 from app.models import APIToken, User
 from app.outcomes import Invalid
 from app.tokens import Service, get_tokens
 from app.users import UserService, get_users
-from tests.helpers import SCRIPT_FETCH, BrowserClient
+from tests.helpers import SCRIPT_FETCH
 
 PASSWORD = "correct horse battery staple"
 XSRF_MESSAGE = "XSRF cookie does not match POST argument"
@@ -51,12 +49,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def users(make_settings: Callable[..., Settings]) -> UserService:
+def users(db: Database) -> UserService:
     """A UserService on a migrated SQLite file."""
-    settings = make_settings()
-    Path(settings.data_dir).mkdir()
-    upgrade(settings.db_url)
-    return UserService(Database(settings.db_url))
+    return UserService(db)
 
 
 # -- authenticators -----------------------------------------------------------
@@ -255,10 +250,8 @@ def test_session_cookie_flags(client: FlaskClient) -> None:
     assert {"HttpOnly", "SameSite=Lax", "Path=/hub/"} <= flags
 
 
-def test_wrong_password_is_refused(tmp_path: Path) -> None:
-    flask_app = create_app({"data_dir": str(tmp_path / "data"), "dummy_password": "sesame"})
-    upgrade(get_settings(flask_app).db_url)
-    client = BrowserClient(flask_app)
+def test_wrong_password_is_refused(make_app: Callable[..., Flask]) -> None:
+    client = make_app(dummy_password="sesame").test_client()
     response = log_in(client, "alice", "wrong")
     assert response.status_code == 403
     assert "Invalid username or password." in response.text

@@ -3,6 +3,7 @@ releases a name bound to an identity provider's account (`flaskhub user unbind`)
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from app.users import UserService
 
 
 @pytest.fixture
-def run(clean_env: Path) -> tuple[CliRunner, dict[str, str], UserService]:
+def run(clean_env: Path, migrated_sqlite: Path) -> tuple[CliRunner, dict[str, str], UserService]:
+    shutil.copyfile(migrated_sqlite, clean_env / "hub.sqlite")
     db_url = f"sqlite:///{clean_env / 'hub.sqlite'}"
     env = {"FLASKHUB_DB_URL": db_url, "FLASKHUB_DATA_DIR": str(clean_env / "data")}
     return CliRunner(), env, UserService(Database(db_url))

@@ -1,5 +1,6 @@
-"""The docker spawner's decisions against a fake engine (the real one: tests/integration):
-volumes keyed by the user's stable id, labels, and what a leftover of the name may be."""
+"""The docker and swarm spawners' decisions against a fake engine (the real one:
+tests/integration): names, volumes keyed by the user's stable id, labels, and what a
+leftover of the name may be."""
 
 from __future__ import annotations
 
@@ -15,27 +16,7 @@ from app.spawners import compose
 from app.spawners import docker as docker_module
 from app.spawners.base import SpawnerError
 from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_STORAGE, LABEL_USER, DockerSpawner
-
-
-class FakeContainer:
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels = labels
-        self.removed = False
-
-    def remove(self, force: bool = False) -> None:
-        self.removed = force
-
-
-class FakeContainers:
-    """The engine's containers by name (a double of the engine's answers)."""
-
-    def __init__(self, **by_name: FakeContainer) -> None:
-        self.by_name = by_name
-
-    def get(self, name: str) -> FakeContainer:
-        if name not in self.by_name:
-            raise NotFound(name)
-        return self.by_name[name]
+from app.spawners.swarm import SwarmSpawner
 
 
 @pytest.fixture(autouse=True)
@@ -44,16 +25,14 @@ def hub_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compose, "_hub_project", {os.getpid(): None})
 
 
-def spawner(user: str, storage_id: str, **settings: Any) -> DockerSpawner:
-    loaded = load(environ={}, overrides={"spawner": "docker", **settings})
-    return DockerSpawner(
+def spawner(
+    user: str, storage_id: str, kind: type[DockerSpawner] = DockerSpawner, **settings: Any
+) -> DockerSpawner:
+    name = "swarm" if kind is SwarmSpawner else "docker"
+    loaded = load(environ={}, overrides={"spawner": name, **settings})
+    return kind(
         user_name=user, server_name="", service_prefix="/", settings=loaded, storage_id=storage_id
     )
-
-
-def with_engine(spawner: DockerSpawner, monkeypatch: pytest.MonkeyPatch, **containers: Any) -> None:
-    engine = SimpleNamespace(containers=FakeContainers(**containers))
-    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
 
 
 def test_the_home_volume_follows_the_stable_id_not_the_name() -> None:
@@ -77,14 +56,72 @@ def test_labels_name_the_hub_the_stable_id_and_the_server() -> None:
     }
 
 
-def test_a_leftover_of_this_server_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
-    alice = spawner("alice", "sid-1")
-    left = FakeContainer(alice.labels())
-    with_engine(alice, monkeypatch, **{"flaskhub-alice": left})
+class Recorder:
+    """An engine collection that records what it was asked to create."""
+
+    def __init__(self, made: Any = None) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.made = made
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        self.created.append({"args": args, **kwargs})
+        return self.made
+
+
+class FakeObjects:
+    """The engine's containers or services by name."""
+
+    def __init__(self, **by_name: dict[str, str]) -> None:
+        self.by_name = {name: FakeObject(labels) for name, labels in by_name.items()}
+
+    def get(self, name: str) -> FakeObject:
+        if name not in self.by_name:
+            raise NotFound(name)
+        return self.by_name[name]
+
+
+class FakeObject:
+    """A container (its labels) or a service (its labels in its spec)."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.attrs = {"Spec": {"Labels": labels}}
+        self.removed = False
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = True
+
+
+SPAWNERS = pytest.mark.parametrize("kind", [DockerSpawner, SwarmSpawner])
+
+
+def name_of(spawner: DockerSpawner) -> str:
+    """The name of the server's container (docker) or service (swarm)."""
+    return spawner.service_name if isinstance(spawner, SwarmSpawner) else spawner.container_name
+
+
+def with_leftover(
+    spawner: DockerSpawner, monkeypatch: pytest.MonkeyPatch, labels: dict[str, str] | None
+) -> FakeObject | None:
+    """An engine where a container and a service of the server's name carry `labels`."""
+    found = {} if labels is None else {name_of(spawner): labels}
+    engine = SimpleNamespace(containers=FakeObjects(**found), services=FakeObjects(**found))
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    objects = engine.services if isinstance(spawner, SwarmSpawner) else engine.containers
+    return objects.by_name.get(name_of(spawner))
+
+
+@SPAWNERS
+def test_a_leftover_of_this_server_is_removed(
+    monkeypatch: pytest.MonkeyPatch, kind: type[DockerSpawner]
+) -> None:
+    alice = spawner("alice", "sid-1", kind)
+    left = with_leftover(alice, monkeypatch, alice.labels())
     alice._remove_leftover()
-    assert left.removed
+    assert left is not None and left.removed
 
 
+@SPAWNERS
 @pytest.mark.parametrize(
     "labels",
     [
@@ -96,21 +133,90 @@ def test_a_leftover_of_this_server_is_removed(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_a_container_of_the_name_that_is_not_this_servers_fails_the_spawn_and_is_kept(
-    monkeypatch: pytest.MonkeyPatch, labels: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch, labels: dict[str, str], kind: type[DockerSpawner]
 ) -> None:
-    alice = spawner("alice", "sid-1")
-    theirs = FakeContainer(labels)
-    with_engine(alice, monkeypatch, **{"flaskhub-alice": theirs})
+    alice = spawner("alice", "sid-1", kind)
+    theirs = with_leftover(alice, monkeypatch, labels)
     with pytest.raises(SpawnerError) as refused:
         alice._remove_leftover()
-    assert refused.value.status == 409 and not theirs.removed
-    assert "a Docker container named flaskhub-alice already exists" in str(refused.value)
+    assert refused.value.status == 409 and theirs is not None and not theirs.removed
+    what = "service" if kind is SwarmSpawner else "container"
+    assert f"a Docker {what} named flaskhub-alice already exists" in str(refused.value)
 
 
-def test_no_leftover_is_nothing_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    alice = spawner("alice", "sid-1")
-    with_engine(alice, monkeypatch)
+@SPAWNERS
+def test_no_leftover_is_nothing_to_do(
+    monkeypatch: pytest.MonkeyPatch, kind: type[DockerSpawner]
+) -> None:
+    alice = spawner("alice", "sid-1", kind)
+    with_leftover(alice, monkeypatch, None)
     alice._remove_leftover()
+
+
+def test_a_container_is_made_with_the_home_volume_of_the_stable_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renamed = spawner("alicia", "sid-1", docker_volumes={"data-{storage_id}": "/data:ro"})
+    engine = SimpleNamespace(volumes=Recorder(), containers=Recorder("container"))
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    monkeypatch.setattr(docker_module, "ensure_network", lambda *_: SimpleNamespace(name="net"))
+    assert renamed._create() == "container"
+    assert engine.volumes.created == [
+        {"args": (), "name": "flaskhub-home-sid-1", "labels": renamed.labels()}
+    ]
+    [container] = engine.containers.created
+    assert container["name"] == "flaskhub-alicia" and container["labels"] == renamed.labels()
+    assert container["volumes"] == {
+        "flaskhub-home-sid-1": {"bind": "/home/jovyan", "mode": "rw"},
+        "data-sid-1": {"bind": "/data", "mode": "ro"},
+    }
+
+
+@pytest.mark.parametrize("driver", ["", "nfs-driver"])
+def test_a_service_mounts_the_home_volume_of_the_stable_id(
+    monkeypatch: pytest.MonkeyPatch, driver: str
+) -> None:
+    renamed = spawner(
+        "alicia",
+        "sid-1",
+        SwarmSpawner,
+        swarm_volume_driver=driver,
+        docker_volumes={"data-{storage_id}": "/data:ro", "/srv/shared": "/shared"},
+    )
+    engine = SimpleNamespace(services=Recorder("service"))
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    monkeypatch.setattr(SwarmSpawner, "network", lambda _self: SimpleNamespace(name="net"))
+    assert renamed._create() == "service"
+    [service] = engine.services.created
+    assert service["name"] == "flaskhub-alicia"
+    assert service["labels"] == service["container_labels"] == renamed.labels()
+    home, data, shared = service["mounts"]
+    assert (home["Source"], home["Target"], home["Type"]) == (
+        "flaskhub-home-sid-1",
+        "/home/jovyan",
+        "volume",
+    )
+    # The home volume is made by the task's node: with the labels, and the shared driver.
+    assert home["VolumeOptions"]["Labels"] == renamed.labels()
+    assert home["VolumeOptions"].get("DriverConfig", {}).get("Name", "") == driver
+    assert (data["Source"], data["ReadOnly"], "Labels" in data.get("VolumeOptions", {})) == (
+        "data-sid-1",
+        True,
+        False,
+    )
+    assert (shared["Source"], shared["Type"]) == ("/srv/shared", "bind")
+
+
+@pytest.mark.parametrize(("keep", "removed"), [(False, ["flaskhub-home-sid-1"]), (True, [])])
+def test_deleting_a_user_removes_the_volume_of_their_stable_id_unless_files_are_kept(
+    monkeypatch: pytest.MonkeyPatch, keep: bool, removed: list[str]
+) -> None:
+    gone: list[str] = []
+    volume = SimpleNamespace(remove=lambda: gone.append("flaskhub-home-sid-1"))
+    engine = SimpleNamespace(volumes=SimpleNamespace(get={"flaskhub-home-sid-1": volume}.get))
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    spawner("alicia", "sid-1", keep_user_files=keep).delete_forever()
+    assert gone == removed
 
 
 class FakeNetwork:

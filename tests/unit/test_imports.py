@@ -4,6 +4,7 @@ those listed here with their reason (an import there to dodge a cycle hides one)
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,12 +99,18 @@ def _needs(node: ast.Import | ast.ImportFrom, module: str, modules: dict[str, Pa
     return (named - {module}) | (parents & modules.keys()) - own
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once: several tests walk app/ (none changes a tree)."""
+    return ast.parse(path.read_text())
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """Each module of the package at root → the modules its top-level imports need."""
     modules = _modules(root)
     graph = {}
     for module, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = _tree(path)
         graph[module] = {n for node in _top_level(tree) for n in _needs(node, module, modules)}
     return graph
 
@@ -113,7 +120,7 @@ def inside_functions(root: Path) -> dict[str, set[str]]:
     modules = _modules(root)
     found: dict[str, set[str]] = {}
     for module, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = _tree(path)
         top = set(_top_level(tree))
         typing_only = {
             n for s in tree.body if _is_type_checking(s) for n in ast.walk(s) if n is not s

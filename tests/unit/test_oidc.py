@@ -1,5 +1,5 @@
 """authenticator = "oidc" and "oauth2": settings, and a provider that does not answer (no
-process here; the flows run in tests/browser/test_oidc.py and test_oauth2.py against a
+process here; the flows run in tests/browser/test_provider_logins.py against a
 real provider)."""
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The OIDC id token's checks, one by one: signature and algorithm, key id (rotation),
 iss, aud, exp and nonce. Tokens are signed here with real keys (joserfc); the flow with
-a real provider runs in tests/browser/test_oidc.py."""
+a real provider runs in tests/browser/test_provider_logins.py."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -43,7 +44,11 @@ def oidc(make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> OID
     authenticator = get_authenticator(make_app(**OIDC, allow_all=True))
     assert isinstance(authenticator, OIDCAuthenticator)
     # Discovery as the provider published it (the fetch itself: tests/browser).
-    authenticator._metadata = {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"}
+    authenticator._metadata = {
+        "issuer": ISSUER,
+        "jwks_uri": f"{ISSUER}/jwks",
+        "authorization_endpoint": f"{ISSUER}/auth",
+    }
     authenticator._metadata_until = time.monotonic() + 3600
     provider = FakeProvider(KEY)
     monkeypatch.setattr(authenticator, "_get", provider.get)
@@ -127,3 +132,25 @@ def test_an_unknown_kid_fetches_the_keys_again_once_then_verifies(
         oidc.verify_id_token(signed(claims(), key=stranger, kid="k9"), NONCE)
     assert provider.fetches == 3
     assert isinstance(oidc._keys, KeySet)
+
+
+def test_each_login_sends_its_own_nonce_and_takes_only_an_id_token_carrying_it(
+    oidc: OIDCAuthenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, pending = oidc.begin()
+    assert parse_qs(urlsplit(url).query)["nonce"] == [pending["nonce"]]
+    _other_url, other = oidc.begin()
+    assert other["nonce"] != pending["nonce"]
+    # The callback: the token endpoint sends an id token made for this login, or for another
+    # (replayed from it, or injected): only the first logs in.
+    callback = {"state": pending["state"], "code": "c0de"}
+    for nonce, name in ((other["nonce"], None), (pending["nonce"], "ann")):
+        id_token = signed(claims(nonce=nonce, preferred_username="ann"))
+        monkeypatch.setattr(
+            oidc, "_fetch_token", lambda code, verifier, t=id_token: {"id_token": t}
+        )
+        if name is None:
+            with pytest.raises(Forbidden, match="nonce"):
+                oidc.finish(pending, callback)
+        else:
+            assert oidc.finish(pending, callback).name == name
