@@ -185,7 +185,7 @@ def test_a_service_mounts_the_home_volume_of_the_stable_id(
     )
     engine = SimpleNamespace(services=Recorder("service"))
     monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
-    monkeypatch.setattr(SwarmSpawner, "network", lambda _self: SimpleNamespace(name="net"))
+    monkeypatch.setattr(SwarmSpawner, "task_network", SimpleNamespace(name="net"))
     assert renamed._create() == "service"
     [service] = engine.services.created
     assert service["name"] == "flaskhub-alicia"
