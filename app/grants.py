@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from flask import Flask, current_app
 from sqlalchemy import BindParameter, CompoundSelect, bindparam, null, or_, select, union_all
 
 from app.config import Settings
@@ -91,3 +92,8 @@ class HubGrants:
     def group_names(self, user_name: str) -> frozenset[str]:
         """The groups a user is in."""
         return self.groups.group_names_of(user_name)
+
+
+def get_grants(app: Flask | None = None) -> HubGrants:
+    """What the current app's identities read their owners' scopes from."""
+    return (app or current_app).extensions["flaskhub.grants"]

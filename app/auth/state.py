@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask, current_app
 from sqlalchemy import bindparam, or_, select, update
 
 from app.auth.access import admit
@@ -192,3 +193,8 @@ class AuthStates:
         except DecryptError as e:
             log.warning("Auth state of %s cannot be read (%s): it is ignored", name, e)
             return None, None
+
+
+def get_auth_states(app: Flask | None = None) -> AuthStates:
+    """The AuthStates of the given or current app."""
+    return (app or current_app).extensions["flaskhub.auth_states"]
