@@ -91,6 +91,26 @@ class Database:
         with self.engine.connect() as conn:
             yield conn
 
+    def value(self, sql: str) -> Any:
+        """The first column of the first row of a fixed statement (no parameters), asked
+        through the driver itself: SQLAlchemy's execution costs several times the query
+        (for the one read of every request, app.identities). DatabaseUnavailable if the
+        database does not answer."""
+        fairy = self.engine.raw_connection()
+        try:
+            cursor = fairy.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as e:
+            # A connection the driver gave up on is not put back in the pool.
+            if self.engine.dialect.is_disconnect(e, fairy, None):
+                fairy.invalidate(e)
+            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
+        finally:
+            fairy.close()
+        return row[0] if row is not None else None
+
     @contextmanager
     def write(self, *, wait: bool = True) -> Iterator[Session]:
         """A session whose changes are committed at the end, under the write lock.

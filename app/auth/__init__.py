@@ -17,10 +17,12 @@ from app.db import DATABASE_DOWN, get_db
 from app.forwarded import TrustedProxies
 from app.grants import HubGrants
 from app.groups import get_groups
+from app.identities import Identities
 from app.identity import ANONYMOUS
 from app.logins import get_throttle
 from app.logs import user_per_request
 from app.roles import get_roles
+from app.tokens import get_tokens
 from app.users import get_users
 
 
@@ -44,11 +46,12 @@ def init_app(app: Flask) -> None:
     authenticator = cls(settings, get_users(app))
     app.extensions["flaskhub.authenticator"] = authenticator
     app.extensions["flaskhub.passwords"] = Passwords(get_users(app), settings, get_throttle(app))
-    app.extensions["flaskhub.auth_states"] = AuthStates(
-        get_db(app), settings, authenticator, get_users(app)
-    )
-    app.extensions["flaskhub.grants"] = HubGrants(
-        get_db(app), settings, get_roles(app), get_groups(app)
+    auth_states = AuthStates(get_db(app), settings, authenticator, get_users(app))
+    grants = HubGrants(get_db(app), settings, get_roles(app), get_groups(app))
+    app.extensions["flaskhub.auth_states"] = auth_states
+    app.extensions["flaskhub.grants"] = grants
+    app.extensions["flaskhub.identities"] = Identities(
+        get_db(app), get_tokens(app), grants, auth_states
     )
     app.jinja_env.globals["csrf_token"] = csrf_token
 

@@ -13,10 +13,11 @@ from werkzeug.exceptions import HTTPException
 
 from app.auth.state import get_auth_states
 from app.grants import get_grants
+from app.identities import get_identities
 from app.identity import ANONYMOUS, Identity
 from app.logs import set_request_user
 from app.models import User
-from app.tokens import Service, get_tokens
+from app.tokens import get_tokens
 from app.users import get_users
 
 CSRF_HEADERS = ("X-XSRFToken", "X-CSRFToken", "X-CSRF-Token")
@@ -41,18 +42,10 @@ def current_identity() -> Identity:
 
 
 def _resolve_identity() -> Identity:
-    users = get_users()
     token = token_from_header()
     if token is not None:
-        found = get_tokens().lookup(token)
-        if isinstance(found, Service):
-            return Identity(service=found, grants=get_grants())
-        if found is not None and found.user is not None:
-            # Loaded with the token, in the same read.
-            user = get_auth_states().recheck(found.user)
-            identity = Identity(user=user, token=found, grants=get_grants())
-            return identity if user is not None else ANONYMOUS
-        return ANONYMOUS
+        return get_identities().of_token(token)
+    users = get_users()
     name = session.get("user")
     if name:
         user = users.get(name)
