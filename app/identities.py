@@ -39,6 +39,10 @@ class Rechecks(Protocol):
         """The user as the provider vouches for them now, or None."""
         ...
 
+    def forget(self) -> None:
+        """Forget which logins were found fresh (the database changed)."""
+        ...
+
 
 class Identities:
     """The Identities of API tokens, kept while the database's auth generation stays."""
@@ -83,6 +87,8 @@ class Identities:
         if value is not None and value > self._generation:
             self._generation = value
             self._kept = {}
+            # A login another process found no longer vouched for moved it too.
+            self.rechecks.forget()
         return value
 
     def _keep(self, hashed: str, identity: Identity) -> None:

@@ -135,6 +135,11 @@ class AuthStates:
             return user
         return self._refresh_request(user, now, timedelta(seconds=age))
 
+    def forget(self) -> None:
+        """Ask the database again at each user's next request: another process may have
+        found a login no longer vouched for (it unclaimed it and ended its cookies)."""
+        self._fresh_until.clear()
+
     @property
     def _refreshes(self) -> bool:
         return type(self.authenticator).refresh is not Authenticator.refresh

@@ -143,6 +143,9 @@ class Vouching:
     def recheck(self, user: User) -> User | None:
         return user
 
+    def forget(self) -> None:
+        pass
+
 
 @pytest.fixture
 def identities(db: Database, grants: HubGrants) -> Identities:
@@ -233,6 +236,9 @@ def test_a_login_no_longer_vouched_for_is_refused(
 
         def recheck(self, user: User) -> User | None:
             return None if self.refuse else user
+
+        def forget(self) -> None:
+            pass
 
     rechecks = Refusing()
     identities = Identities(db, TokenService(db), grants, rechecks)
