@@ -104,7 +104,7 @@ class Database:
             cursor.close()
         except self.engine.dialect.loaded_dbapi.Error as e:
             # A connection the driver gave up on is not put back in the pool.
-            if self.engine.dialect.is_disconnect(e, fairy, None):
+            if self.engine.dialect.is_disconnect(e, fairy.dbapi_connection, None):
                 fairy.invalidate(e)
             raise DatabaseUnavailable(f"The database did not answer: {e}") from e
         finally:

@@ -2,8 +2,9 @@
 
 The scopes of the roles they hold (the `user` role, their own roles, their groups'
 roles) and what others shared with them or their groups (JupyterHub 5's sharing).
-Read at every request of a user's token or login cookie, so that a role or share
-taken away counts at once, in every worker: one prebuilt statement. A share's
+Read at every request of a login cookie, and when a token's Identity is made (a process
+keeps it until auth_generation moves: app.identities), so that a role or share taken
+away counts at once, in every worker: one prebuilt statement. A share's
 scopes get the filter of its server as named now (its owner may have been renamed).
 """
 

@@ -57,17 +57,14 @@ class Identities:
         # The newest generation read, and {token hash: the Identity made at it}.
         self._generation = -1
         self._kept: dict[str, Identity] = {}
-        # Services of the settings: their token and scopes are fixed for the process's life.
-        self._services = {
-            hashed: Identity(service=service, grants=grants)
-            for hashed, service in tokens.services.items()
-        }
 
     def of_token(self, token: str) -> Identity:
         """Who a token is (ANONYMOUS for an unknown, expired or no longer vouched one)."""
         hashed = hash_token(token)
-        if hashed in self._services:
-            return self._services[hashed]
+        if hashed in self.tokens.services:
+            # A service of the settings: known without the database. Made anew (its
+            # scopes' group filters are answered from memberships as they are now).
+            return Identity(service=self.tokens.services[hashed], grants=self.grants)
         generation = self.generation()
         identity = self._kept.get(hashed) if generation == self._generation else None
         if identity is None:

@@ -6,19 +6,22 @@ at the generation it was made at."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import text
 
 from app.db import Database
 from app.grants import HubGrants
+from app.groups import get_groups
 from app.identities import Identities
 from app.identity import ANONYMOUS
 from app.models import APIToken, User
 from app.tokens import TokenService
-from app.users import UserService
+from app.users import UserService, get_users
 from tests.transactions import counting
 
 # Rows every change below starts from: alice (2) holds role r1 and is in g1, which
@@ -261,3 +264,36 @@ def test_an_older_generation_read_late_does_not_undo_a_newer_one(
     assert identities._kept == {}
     revoke(db, row)
     assert identities.of_token(token) is ANONYMOUS
+
+
+# -- through the app ---------------------------------------------------------------------
+
+
+TEAM_BOT = {"name": "team-bot", "api_token": "bot-token", "scopes": ["read:users!group=team"]}
+
+
+def bob_seen(app: Flask, token: str) -> bool:
+    """Whether the token may read bob's model."""
+    headers = {"Authorization": f"token {token}"}
+    return app.test_client().get("/hub/api/users/bob", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("who", ["service", "admin's token"])
+def test_a_group_filter_follows_the_group(
+    make_app: Callable[..., Flask], make_token: Callable[..., str], who: str
+) -> None:
+    """Who is in the group a scope names is asked as it is now: a kept token's Identity,
+    or a service of the settings (known without the database), answers from the
+    memberships of the moment, not of its first request."""
+    app = make_app(services=[TEAM_BOT])
+    token = "bot-token"
+    if who != "service":
+        token = make_token(app, "root", admin=True, scopes=["read:users!group=team"])
+    get_users(app).create_many(["bob"])
+    groups = get_groups(app)
+    groups.create("team")
+    assert not bob_seen(app, token)
+    groups.add_members("team", ["bob"])
+    assert bob_seen(app, token)
+    groups.remove_members("team", ["bob"])
+    assert not bob_seen(app, token)
