@@ -8,7 +8,7 @@ fraction. One user (GET /users/<name>, the hottest read) takes one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -97,7 +97,7 @@ _NAME: BindParameter[str] = bindparam("name")
 
 
 def _names_of(kind: str, table: Table, named: type[Group] | type[Role]) -> Select[Any]:
-    """A row of _ONE per group or role (kind) of the user called :name: its name where a
+    """A row of ONE_USER_VIEW per group or role (kind) of the user called :name: its name where a
     server's is, and nothing else."""
     columns: list[Any] = [null()] * (1 + len(_USER_COLUMNS) + 1 + len(_SERVER_COLUMNS))
     columns[0], columns[len(_USER_COLUMNS) + 2] = literal_column(f"'{kind}'"), named.name
@@ -114,7 +114,7 @@ def _names_of(kind: str, table: Table, named: type[Group] | type[Role]) -> Selec
 # One user with their servers, groups and roles in one statement (GET /users/<name>, the
 # hottest read). Ordered by kind: the user's groups, their roles, then a row per server
 # (one with no server if they have none). The first SELECT gives the columns their types.
-_ONE = union_all(
+ONE_USER_VIEW = union_all(
     select(
         literal_column("'server'"), *_USER_COLUMNS, Server.id.label("server_id"), *_SERVER_COLUMNS
     )
@@ -156,9 +156,8 @@ def user_views(session: Session, query: Select[Any]) -> list[UserView]:
     return list(users.values())
 
 
-def user_view(conn: Connection, name: str) -> UserView | None:
-    """The user called name as a view, or None."""
-    rows = conn.execute(_ONE, {"name": name}).all()
+def user_view(rows: Sequence[Sequence[Any]]) -> UserView | None:
+    """The user of ONE_USER_VIEW's rows as a view, or None (no such user)."""
     if not rows or rows[-1][0] != "server":
         return None
     n = len(_USER_COLUMNS)

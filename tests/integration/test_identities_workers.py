@@ -126,6 +126,11 @@ def test_a_revoked_share(hub: Hub) -> None:
     user(hub, "owen")
     admin(hub, "POST", "/users/owen/server")
     wait_for(lambda: admin(hub, "GET", "/users/owen").json()["servers"][""]["ready"], timeout=60)
+    # The model, read through the driver (app.db.Database.rows), typed as JupyterHub's.
+    model = admin(hub, "GET", "/users/owen").json()
+    assert model["admin"] is False and model["roles"] == ["user"] and model["groups"] == []
+    assert model["created"].endswith("Z") and model["servers"][""]["started"].endswith("Z")
+    assert model["servers"][""]["user_options"] == {} and model["server"] == "/user/owen/"
     # A share of read:servers is enough to read owen's model (its server).
     admin(hub, "POST", "/shares/owen/", json={"user": "sam", "scopes": ["read:servers"]})
     try:
