@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from app.config import get_settings
 
@@ -84,6 +84,8 @@ class Database:
         self.write_lock = gevent.lock.RLock()
         # The statements rows() runs, compiled for this database once.
         self._prepared: dict[Query, Prepared] = {}
+        # SQLite: the connection of rows() and value(), this process's own.
+        self._reader: PoolProxiedConnection | None = None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -116,8 +118,10 @@ class Database:
         return [prepared.process(row) for row in found]
 
     def _through_driver(self, sql: str, parameters: Any) -> list[Any]:
-        """fetchall() of one statement on a pooled connection's driver cursor;
-        DatabaseUnavailable if the database does not answer."""
+        """fetchall() of one statement on a driver cursor; DatabaseUnavailable if the
+        database does not answer."""
+        if self.is_sqlite:
+            return self._sqlite_read(sql, parameters)
         fairy = self.engine.raw_connection()
         try:
             cursor = fairy.cursor()
@@ -131,6 +135,25 @@ class Database:
             raise DatabaseUnavailable(f"The database did not answer: {e}") from e
         finally:
             fairy.close()
+        return list(rows)
+
+    def _sqlite_read(self, sql: str, parameters: Any) -> list[Any]:
+        """One statement on this process's own SQLite reader connection (autocommit: the
+        statement is its snapshot). Greenlets cannot interleave on it: sqlite3 never
+        yields to gevent between execute() and fetchall(), and no pool is crossed."""
+        if self._reader is None:
+            # Made by the pool (its PRAGMAs), then taken out of it for good.
+            self._reader = self.engine.raw_connection()
+            self._reader.detach()
+        try:
+            cursor = self._reader.cursor()
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchall()
+            cursor.close()
+        except sqlite3.Error as e:
+            reader, self._reader = self._reader, None
+            reader.close()
+            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
         return list(rows)
 
     @contextmanager
@@ -185,7 +208,10 @@ class Database:
             return False
 
     def dispose(self) -> None:
-        """Close pooled connections (after fork, at exit)."""
+        """Close pooled connections (after fork, at exit), and the SQLite reader."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         self.engine.dispose()
 
 

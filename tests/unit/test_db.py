@@ -204,3 +204,9 @@ def test_rows_through_the_driver_are_as_sqlalchemy_gives_them(db_path: Path) -> 
     assert found == expected
     assert found[-2][3] is True and found[-2][4].tzinfo is UTC  # admin, created
     assert db.rows(ONE_USER_VIEW, {"name": "nobody"}) == []
+
+
+def test_a_failed_read_through_the_driver_is_unavailable_then_recovers(db: Database) -> None:
+    with pytest.raises(DatabaseUnavailable, match="no such table"):
+        db.value("SELECT value FROM no_such_table")
+    assert db.value("SELECT count(*) FROM t") == 0  # a new reader
