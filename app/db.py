@@ -24,9 +24,12 @@ import gevent.lock
 from flask import Flask, current_app
 from sqlalchemy import (
     Column,
+    CompoundSelect,
     Connection,
     CursorResult,
+    Dialect,
     Engine,
+    Select,
     create_engine,
     event,
     inspect,
@@ -35,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from app.config import get_settings
 
@@ -54,6 +57,8 @@ SQLITE_POOL_OVERFLOW = 64
 OUTCOME_WAIT_SECONDS = 300.0
 
 T = TypeVar("T")
+# A prebuilt SELECT (Database.rows).
+Query = Select[Any] | CompoundSelect
 M = TypeVar("M")
 
 
@@ -77,6 +82,10 @@ class Database:
         # Serialising writers inside the process: only one greenlet at a time waits
         # for (SQLite) or holds the database's write lock.
         self.write_lock = gevent.lock.RLock()
+        # The statements rows() runs, compiled for this database once.
+        self._prepared: dict[Query, Prepared] = {}
+        # SQLite: the connection of rows() and value(), this process's own.
+        self._reader: PoolProxiedConnection | None = None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -90,6 +99,62 @@ class Database:
         the end."""
         with self.engine.connect() as conn:
             yield conn
+
+    def value(self, sql: str) -> Any:
+        """The first column of the first row of a fixed statement (no parameters), asked
+        through the driver itself (for the one read of every request, app.identities)."""
+        rows = self._through_driver(sql, ())
+        return rows[0][0] if rows else None
+
+    def rows(self, statement: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a prebuilt SELECT, each value as SQLAlchemy would give it, asked
+        through the driver itself: SQLAlchemy's execution (a Connection, its transaction,
+        the result machinery) costs several times the query on the hottest reads. One
+        statement, so one snapshot without a transaction of ours."""
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = Prepared(statement, self.engine.dialect)
+        found = self._through_driver(prepared.sql, prepared.parameters(params))
+        return [prepared.process(row) for row in found]
+
+    def _through_driver(self, sql: str, parameters: Any) -> list[Any]:
+        """fetchall() of one statement on a driver cursor; DatabaseUnavailable if the
+        database does not answer."""
+        if self.is_sqlite:
+            return self._sqlite_read(sql, parameters)
+        fairy = self.engine.raw_connection()
+        try:
+            cursor = fairy.cursor()
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchall()
+            cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as e:
+            # A connection the driver gave up on is not put back in the pool.
+            if self.engine.dialect.is_disconnect(e, fairy.dbapi_connection, None):
+                fairy.invalidate(e)
+            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
+        finally:
+            fairy.close()
+        return list(rows)
+
+    def _sqlite_read(self, sql: str, parameters: Any) -> list[Any]:
+        """One statement on this process's own SQLite reader connection (autocommit: the
+        statement is its snapshot). Greenlets cannot interleave on it: sqlite3 never
+        yields to gevent between execute() and fetchall(), and no pool is crossed."""
+        if self._reader is None:
+            # Made by the pool (its PRAGMAs), then taken out of it for good.
+            self._reader = self.engine.raw_connection()
+            self._reader.detach()
+        try:
+            cursor = self._reader.cursor()
+            cursor.execute(sql, parameters)
+            rows = cursor.fetchall()
+            cursor.close()
+        except sqlite3.Error as e:
+            reader, self._reader = self._reader, None
+            reader.close()
+            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
+        return list(rows)
 
     @contextmanager
     def write(self, *, wait: bool = True) -> Iterator[Session]:
@@ -143,8 +208,39 @@ class Database:
             return False
 
     def dispose(self) -> None:
-        """Close pooled connections (after fork, at exit)."""
+        """Close pooled connections (after fork, at exit), and the SQLite reader."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         self.engine.dispose()
+
+
+class Prepared:
+    """A SELECT compiled once for a dialect: its SQL, how its parameters are passed, and
+    SQLAlchemy's own processing of each result column (dates, JSON, booleans)."""
+
+    def __init__(self, statement: Query, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positions = compiled.positiontup if dialect.positional else None
+        for name, bind in compiled.binds.items():
+            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+                raise TypeError(f"{name}: only parameters the driver takes as they are")
+        columns = statement.selected_columns
+        self.processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+
+    def parameters(self, params: dict[str, Any]) -> Any:
+        if self.positions is None:
+            return params
+        return tuple(params[name] for name in self.positions)
+
+    def process(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(self.processors, row, strict=True)
+        )
 
 
 def rows_changed(result: Any) -> int:

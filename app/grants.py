@@ -2,8 +2,9 @@
 
 The scopes of the roles they hold (the `user` role, their own roles, their groups'
 roles) and what others shared with them or their groups (JupyterHub 5's sharing).
-Read at every request of a user's token or login cookie, so that a role or share
-taken away counts at once, in every worker: one prebuilt statement. A share's
+Read at every request of a login cookie, and when a token's Identity is made (a process
+keeps it until auth_generation moves: app.identities), so that a role or share taken
+away counts at once, in every worker: one prebuilt statement. A share's
 scopes get the filter of its server as named now (its owner may have been renamed).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from flask import Flask, current_app
 from sqlalchemy import BindParameter, CompoundSelect, bindparam, null, or_, select, union_all
 
 from app.config import Settings
@@ -91,3 +93,8 @@ class HubGrants:
     def group_names(self, user_name: str) -> frozenset[str]:
         """The groups a user is in."""
         return self.groups.group_names_of(user_name)
+
+
+def get_grants(app: Flask | None = None) -> HubGrants:
+    """What the current app's identities read their owners' scopes from."""
+    return (app or current_app).extensions["flaskhub.grants"]

@@ -2,7 +2,7 @@
 
 An Identity is plain data: a user or a service, the token it came with (if any), and
 the Grants its owner's scopes are read from, passed in by whoever resolved it (the
-web layer, app.auth, from the token or the login cookie).
+web layer, app.auth.session, from the token or the login cookie).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.config import current_settings, get_settings
 from app.handler_names import handler_name
 from app.identity import Identity

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -360,6 +361,17 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuthGeneration(Base):
+    """One row whose value the database's triggers (migration 0017) move with every change
+    that decides who a credential is or what it may do: identities kept by a process
+    (app.identities) hold while it has not moved."""
+
+    __tablename__ = "auth_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Heartbeat(Base):

@@ -3,10 +3,11 @@
 The default roles are code (app.scopes.DEFAULT_ROLES): every user holds `user`,
 admins hold `admin`. The `load_roles` setting adds roles, stored with who holds
 them; its `user` entry may redefine what every user holds. A credential's
-scopes are resolved from them at each request (see app.identity.Identity), so a
-change takes effect at once, in every worker. A service's roles change only
-with `load_roles`, stored by `flaskhub run` before any worker starts: each
-process keeps them once read. Plain Python, no Flask request objects.
+scopes are resolved from them at each request, or kept until a change moves
+auth_generation (app.identities), so a change takes effect at once, in every
+worker. A service's roles change only with `load_roles`, stored by `flaskhub
+run` before any worker starts: each process keeps them once read. Plain Python,
+no Flask request objects.
 """
 
 from __future__ import annotations

@@ -108,6 +108,11 @@ class TokenService:
         hashed = hash_token(token)
         if hashed in self.services:
             return self.services[hashed]
+        return self.find(hashed)
+
+    def find(self, hashed: str) -> APIToken | Service | None:
+        """The live token row (its owner loaded with it) or API-created service of a
+        token's hash, or None; its use noted."""
         with self.db.connect() as conn:
             found = conn.execute(_BY_HASH, {"hashed": hashed}).first()
             if found is None:
@@ -117,10 +122,10 @@ class TokenService:
         row = _token_of(found)
         if row.expired:
             return None
-        self._note_use(row)
+        self.note_use(row)
         return row
 
-    def _note_use(self, row: APIToken) -> None:
+    def note_use(self, row: APIToken) -> None:
         """Record when a token was last used, at most once per ACTIVITY_RESOLUTION: a write
         per request would serialise every API call on the database's write lock."""
         now = utcnow()

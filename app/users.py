@@ -18,7 +18,7 @@ from app.names import normalize_username
 from app.outcomes import Conflict, Forbidden, Invalid, NotFound, shown
 from app.renames import follow_user_rename, forget_user
 from app.roles import stored_roles
-from app.user_views import UserView, user_view, user_views
+from app.user_views import ONE_USER_VIEW, UserView, user_view, user_views
 
 # The columns GET /users sorts by (JupyterHub's).
 SORT_KEYS = ("id", "name", "last_activity", "server_ready")
@@ -74,8 +74,7 @@ class UserService:
 
     def view(self, name: str) -> UserView | None:
         """The user called name as a plain view (the user model's fields), or None."""
-        with self.db.connect() as conn:
-            return user_view(conn, name)
+        return user_view(self.db.rows(ONE_USER_VIEW, {"name": name}))
 
     def exists(self, name: str) -> bool:
         """Whether a user is called name (one indexed lookup, no objects, no Session)."""

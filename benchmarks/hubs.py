@@ -98,6 +98,18 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by pids (those still alive), in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mib(pids: list[int], field: str) -> float:
     """A memory figure summed over pids, in MiB: "Rss" or "Pss" of /proc/<pid>/smaps_rollup.
 
@@ -115,19 +127,6 @@ def memory_mib(pids: list[int], field: str) -> float:
             if line.startswith(f"{field}:"):
                 total_kib += int(line.split()[1])
     return total_kib / 1024
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU seconds of the processes, from /proc (those gone count 0)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / ticks
 
 
 def alive(pid: int) -> bool:

@@ -41,7 +41,7 @@ def free_ports(count: int) -> list[int]:
 
 # What a browser sends with a top-level navigation (a link, a typed URL, a form), which
 # the hub requires before it believes the login cookie of a request without its XSRF
-# token (app.auth.is_navigation). Tests that act as a person's browser send it.
+# token (app.auth.session.is_navigation). Tests that act as a person's browser send it.
 NAVIGATION = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
 # What a page's script sends with fetch() on its own origin.
 SCRIPT_FETCH = {

@@ -23,7 +23,7 @@ from app.api import (
     tokens,
     users,
 )
-from app.auth import csrf_ok, current_identity
+from app.auth.session import csrf_ok, current_identity
 from app.errors import HubError
 from app.headers import API_PATHS
 from app.names import normalize_username

@@ -18,7 +18,7 @@ from app.api.common import include_stopped, require_identity
 from app.api.serialize import user_model
 from app.api.services import service_model
 from app.api.visibility import visibility
-from app.auth import get_auth_states
+from app.auth.state import get_auth_states
 from app.errors import HubError
 from app.identity import Identity
 from app.roles import get_roles

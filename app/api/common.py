@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.errors import HubError
 from app.identity import Identity
 from app.models import User

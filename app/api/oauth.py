@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.errors import HubError
 from app.identity import Identity
 from app.oauth import OAuthError, get_oauth

@@ -16,8 +16,8 @@ from flask import Blueprint, Response, jsonify
 
 from app.api.common import created_response, json_body, require_scope, user_or_404
 from app.api.serialize import isoformat
-from app.auth import get_grants
 from app.errors import HubError
+from app.grants import get_grants
 from app.identity import Identity
 from app.models import APIToken, User
 from app.outcomes import shown

@@ -23,7 +23,8 @@ from app.api.pagination import page_args, paginated
 from app.api.progress import progress_response
 from app.api.serialize import isoformat, user_model
 from app.api.visibility import USER_FIELDS, visibility
-from app.auth import get_auth_states, get_passwords
+from app.auth import get_passwords
+from app.auth.state import get_auth_states
 from app.errors import HubError, result_response
 from app.identity import Identity
 from app.models import User, utcnow

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask, current_app
 from sqlalchemy import bindparam, or_, select, update
 
 from app.auth.access import admit
@@ -134,6 +135,11 @@ class AuthStates:
             return user
         return self._refresh_request(user, now, timedelta(seconds=age))
 
+    def forget(self) -> None:
+        """Ask the database again at each user's next request: another process may have
+        found a login no longer vouched for (it unclaimed it and ended its cookies)."""
+        self._fresh_until.clear()
+
     @property
     def _refreshes(self) -> bool:
         return type(self.authenticator).refresh is not Authenticator.refresh
@@ -192,3 +198,8 @@ class AuthStates:
         except DecryptError as e:
             log.warning("Auth state of %s cannot be read (%s): it is ignored", name, e)
             return None, None
+
+
+def get_auth_states(app: Flask | None = None) -> AuthStates:
+    """The AuthStates of the given or current app."""
+    return (app or current_app).extensions["flaskhub.auth_states"]

@@ -20,17 +20,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from app.auth import (
-    csrf_ok,
-    current_identity,
-    get_auth_states,
-    get_authenticator,
-    get_passwords,
-    login_user,
-    logout_user,
-)
+from app.auth import get_authenticator, get_passwords
 from app.auth.access import allowed
 from app.auth.authenticators import AuthResult
+from app.auth.session import csrf_ok, current_identity, login_user, logout_user
+from app.auth.state import get_auth_states
 from app.config import current_settings
 from app.errors import STATUS, HubError, error_response
 from app.logins import get_throttle, login_keys

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.config import current_settings
 from app.errors import HubError
 from app.pages.login_required import require_login

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from flask import abort, redirect, request
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.models import User
 
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from flask import Blueprint, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.config import current_settings
 from app.errors import HubError, result_error
 from app.models import Server, User

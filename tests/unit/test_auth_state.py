@@ -13,7 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 
-from app.auth import get_auth_states
+from app.auth.state import get_auth_states
 from app.config import ConfigError, load
 from app.crypt import parse_keys
 from app.users import get_users

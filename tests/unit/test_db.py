@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import gevent
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.db import Database, DatabaseUnavailable, begin_immediate, when_reachable
+from app.user_views import ONE_USER_VIEW
 
 
 @pytest.fixture
@@ -173,3 +175,38 @@ def test_0015_adds_display_name_and_user_info_and_takes_them_back(tmp_path: Path
     assert "display_name" not in columns("servers") and "user_info" not in columns("users")
     upgrade(url)
     assert "display_name" in columns("servers")
+
+
+def test_rows_through_the_driver_are_as_sqlalchemy_gives_them(db_path: Path) -> None:
+    """Database.rows: dates (UTC-aware), JSON, booleans and NULLs as SQLAlchemy's own
+    execution of the same statement makes them."""
+    db = Database(f"sqlite:///{db_path}")  # the current schema
+    with db.write() as session:
+        session.execute(
+            text(
+                "INSERT INTO users (id, name, admin, created, last_activity, cookie_id,"
+                " storage_id, user_info) VALUES (1, 'ann', 1, '2026-01-02 03:04:05.678901',"
+                " NULL, 'c', 's', '{\"initials\": \"A\"}')"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO servers (user_id, name, state, url, started, user_options,"
+                " spawner_state) VALUES (1, '', 'running', 'http://x', '2026-01-03 00:00:00',"
+                " '{\"a\": [1]}', '{}'), (1, 'lab', 'stopped', NULL, NULL, '{}', '{\"pid\": 7}')"
+            )
+        )
+        session.execute(text("INSERT INTO groups (id, name, properties) VALUES (1, 'g', '{}')"))
+        session.execute(text("INSERT INTO user_group_map (user_id, group_id) VALUES (1, 1)"))
+    with db.connect() as conn:
+        expected = [tuple(row) for row in conn.execute(ONE_USER_VIEW, {"name": "ann"})]
+    found = db.rows(ONE_USER_VIEW, {"name": "ann"})
+    assert found == expected
+    assert found[-2][3] is True and found[-2][4].tzinfo is UTC  # admin, created
+    assert db.rows(ONE_USER_VIEW, {"name": "nobody"}) == []
+
+
+def test_a_failed_read_through_the_driver_is_unavailable_then_recovers(db: Database) -> None:
+    with pytest.raises(DatabaseUnavailable, match="no such table"):
+        db.value("SELECT value FROM no_such_table")
+    assert db.value("SELECT count(*) FROM t") == 0  # a new reader

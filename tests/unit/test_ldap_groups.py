@@ -143,3 +143,28 @@ def test_a_directory_that_does_not_answer_changes_nothing(
     assert _admin_by_token(down, token)  # not known to be wrong: kept as it was
     assert "Could not refresh the login of carol" in caplog.text
     assert _admin_by_token(hub, token)
+
+
+def test_a_login_one_process_finds_refused_ends_its_tokens_in_another(
+    make_app: Callable[..., Flask],
+    make_token: Callable[..., str],
+    settings: dict[str, Any],
+    directory: Callable[[str, list[str]], None],
+) -> None:
+    """Two hub processes (two apps on one database): the first to look at carol's stale
+    login finds it refused, and the other, which kept her token and knew her login
+    fresh for an hour from its own last look, refuses the token at its next request."""
+    hourly = {**settings, "auth_refresh_age": 3600}
+    second = make_app(**hourly)
+    _signed_in(second, "carol", "carol-pw")
+    token = make_token(second, "carol")
+    assert _admin_by_token(second, token)
+    directory(STAFF, ["alice"])  # carol no longer allowed
+    directory(OPS, ["alice"])
+    with get_db(second).write() as session:  # her login stale, as time would make it
+        session.execute(update(User).values(auth_refreshed=utcnow() - timedelta(hours=2)))
+    first = make_app(**hourly)  # a process that has not looked at her login yet
+    assert not _admin_by_token(first, token)
+    headers = {"Authorization": f"token {token}"}
+    assert first.test_client().get("/hub/api/user", headers=headers).status_code == 403
+    assert second.test_client().get("/hub/api/user", headers=headers).status_code == 403

@@ -12,8 +12,8 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from app.auth import get_auth_states
 from app.auth.authenticators import AuthResult
+from app.auth.state import get_auth_states
 from app.db import get_db
 from app.logins import get_throttle, login_keys
 from app.models import LoginFailure, User

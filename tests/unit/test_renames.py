@@ -14,7 +14,7 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
-from app.auth import current_identity
+from app.auth.session import current_identity
 from app.db import get_db
 from app.migrations import alembic_config, upgrade
 from app.models import Server

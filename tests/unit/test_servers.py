@@ -15,7 +15,7 @@ import gevent
 import pytest
 from flask import Flask
 
-from app.auth import get_auth_states
+from app.auth.state import get_auth_states
 from app.config import get_settings
 from app.db import get_db
 from app.models import Server, ServerState, User
