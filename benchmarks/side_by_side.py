@@ -56,8 +56,8 @@ def measure_hub(hub: hubs.RunningHub, args: argparse.Namespace) -> dict[str, Any
         )
         result[f"memory_{users}_mib"] = hub.memory_mib()
     result.update(requests_per_second(hub, api, args))
+    token = measure.user_token(api, measure.username(0)) if args.spawns else ""
     for count in args.spawns:
-        token = measure.user_token(api, measure.username(0))
         result[f"spawn_{count}"] = spawns(hub, api, count, args, token)
     return result
 
