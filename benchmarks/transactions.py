@@ -130,9 +130,12 @@ def server_token(hub: Hub, name: str) -> str:
     if "container_id" in state:  # --spawner docker: the container's environment
         import docker
 
-        with docker.from_env() as client:
+        client = docker.from_env()
+        try:
             container = client.containers.get(state["container_id"])
             environ = [v.encode() for v in container.attrs["Config"]["Env"]]
+        finally:
+            client.close()
     else:
         environ = Path(f"/proc/{state['pid']}/environ").read_bytes().split(b"\0")
     found = [v for v in environ if v.startswith(b"JUPYTERHUB_API_TOKEN=")]
