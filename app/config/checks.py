@@ -467,10 +467,18 @@ def _validate_swarm(settings: Settings) -> None:
         _validate_published(settings)
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether host is a loopback name or address (127.0.1.1, Debian's host name's, too)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() in LOOPBACK_HOSTS
+
+
 def _validate_published(settings: Settings) -> None:
     """Servers reach the hub only through the proxy's port on their own node: a proxy
     that `flaskhub run` starts on a loopback address is out of their reach."""
-    if settings.proxy_auto_start and settings.ip in LOOPBACK_HOSTS:
+    if settings.proxy_auto_start and _is_loopback(settings.ip):
         raise ConfigError(
             f"setting 'ip' is {settings.ip!r}, but with swarm_address = 'published' user "
             "servers reach the hub through the proxy's port on their node's host "

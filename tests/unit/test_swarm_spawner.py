@@ -64,6 +64,9 @@ def test_long_service_names_never_collide() -> None:
         ({"spawner": "swarm", "swarm_address": "network"}, "hub_connect_ip"),
         ({"spawner": "swarm", "swarm_address": "published"}, "ip"),
         ({"spawner": "swarm", "swarm_address": "published", "ip": "localhost"}, "ip"),
+        # Debian's address of the host's own name: loopback too.
+        ({"spawner": "swarm", "swarm_address": "published", "ip": "127.0.1.1"}, "ip"),
+        ({"spawner": "swarm", "swarm_address": "published", "ip": "::1"}, "ip"),
         (
             {
                 "spawner": "swarm",
