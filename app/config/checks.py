@@ -39,7 +39,7 @@ METRIC_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 LDAP_ATTRIBUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 MEM_LIMIT_RE = re.compile(r"[0-9]+[bkmg]?", re.IGNORECASE)
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-SWARM_ADDRESSES = ("docker_gwbridge", "network")
+SWARM_ADDRESSES = ("docker_gwbridge", "network", "published")
 
 
 def _validate_template(template: str) -> None:
@@ -128,6 +128,11 @@ def validate(settings: Settings) -> None:
         port = getattr(settings, name)
         if not 0 < port < 65536:
             raise ConfigError(f"setting {name!r} must be a port number, got {port}")
+    if not 0 <= settings.swarm_proxy_port < 65536:
+        raise ConfigError(
+            f"setting 'swarm_proxy_port' must be a port number (0: port), "
+            f"got {settings.swarm_proxy_port}"
+        )
     if settings.workers < 1:
         raise ConfigError("setting 'workers' must be at least 1")
     cmd = settings.spawner_cmd
@@ -464,4 +469,33 @@ def _validate_swarm(settings: Settings) -> None:
         raise ConfigError(
             "setting 'hub_connect_ip' must name the hub on docker_network when "
             "swarm_address = 'network' (e.g. its service name there)"
+        )
+    if swarm and settings.swarm_address == "published":
+        _validate_published(settings)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether host is a loopback name or address (127.0.1.1, Debian's host name's, too)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() in LOOPBACK_HOSTS
+
+
+def _validate_published(settings: Settings) -> None:
+    """Servers reach the hub only through the proxy's port on their own node: a proxy
+    that `flaskhub run` starts on a loopback address is out of their reach."""
+    if settings.proxy_auto_start and _is_loopback(settings.ip):
+        raise ConfigError(
+            f"setting 'ip' is {settings.ip!r}, but with swarm_address = 'published' user "
+            "servers reach the hub through the proxy's port on their node's host "
+            "(host.docker.internal, the docker0 bridge's address): set ip to 0.0.0.0 or "
+            "that address, and keep the port from other machines with a firewall "
+            "(README: Swarm)"
+        )
+    if settings.docker_network:
+        raise ConfigError(
+            "setting 'docker_network' puts every user's server on one network, where they "
+            "reach each other, which swarm_address = 'published' exists to prevent: unset "
+            "it, or use swarm_address = 'network'"
         )

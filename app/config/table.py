@@ -397,7 +397,13 @@ class Settings:
     )
     swarm_address: str = setting(
         "docker_gwbridge",
-        "Which address of a task the hub and CHP use: docker_gwbridge or network.",
+        "Which address of a task the hub and CHP use: docker_gwbridge (one node), published "
+        "(its node's address and the server port published there; several nodes) or network.",
+    )
+    swarm_proxy_port: int = setting(
+        0,
+        'swarm_address = "published": the proxy\'s port on every node, through which each '
+        "server reaches the hub on its own node's host (0: port).",
     )
     swarm_volume_driver: str = setting(
         "", "Volume driver of the home volume of user services (empty: local, on each node)."

@@ -6,16 +6,24 @@ The host is on no overlay network, but every task also joins the node's
 `docker_gwbridge` bridge (inter-container traffic off): with `swarm_address =
 "docker_gwbridge"` (one node, the hub on it) the hub and CHP reach a task at its
 address there, the task reaches the hub at that bridge's gateway, and each
-service has an overlay network of its own. With `swarm_address = "network"`
-all services join `docker_network`, an attachable overlay network (by default
+service has an overlay network of its own. With `swarm_address = "published"`
+(several nodes) each service also has an overlay of its own, and publishes its
+server port in `host` mode on the node its task lands on (a port the engine
+picks): the hub and CHP reach it at that node's address and port, and the
+server reaches the hub through the proxy's port on its own node's host
+(`host.docker.internal`, which each node's engine resolves to its docker0
+address). No network is shared, so a server reaches another only where anyone
+can, at its published server port. With `swarm_address = "network"` all
+services join `docker_network`, an attachable overlay network (by default
 `<docker_prefix>-overlay`, created at start if missing), on which the hub and
 CHP run themselves (as swarm services or attached containers) and use the
-task's address. Services publish no ports and skip the virtual IP (`dnsrr`):
-the routing mesh needs IPVS.
+task's address. Services skip the virtual IP (`dnsrr`) and publish nothing
+through the routing mesh: it needs IPVS.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -47,10 +55,15 @@ from app.spawners.docker import (
     network_gateway,
     safe_name,
 )
+from proxy.hosts import url_host
 
 log = logging.getLogger(__name__)
 
 GWBRIDGE = "docker_gwbridge"
+PUBLISHED = "published"
+# The name a task of "published" mode reaches its node's host by: each node's engine
+# resolves host-gateway to its own docker0 address (Engine 20.10 does for services too).
+NODE_HOST = "host.docker.internal"
 # What dockerd itself gives docker_gwbridge when it makes it for the first task.
 GWBRIDGE_OPTIONS = {
     "com.docker.network.bridge.name": GWBRIDGE,
@@ -124,6 +137,24 @@ def shares_network(settings: Settings) -> bool:
     return settings.swarm_address == "network" or bool(settings.docker_network)
 
 
+def node_address(node: Node) -> str:
+    """The address other machines reach a node at: the one it advertises to the swarm (a
+    manager may say 0.0.0.0 there: then its managers' address), "" if none."""
+    address = str(node.attrs.get("Status", {}).get("Addr") or "")
+    if address in ("", "0.0.0.0"):
+        manager = str(node.attrs.get("ManagerStatus", {}).get("Addr") or "")
+        address = manager.rsplit(":", 1)[0].strip("[]")
+    return address
+
+
+def published_port(task: dict[str, Any], target: int) -> int:
+    """The node's port published for a task's port target (0 if none yet)."""
+    for port in task["Status"].get("PortStatus", {}).get("Ports") or []:
+        if port.get("TargetPort") == target and port.get("PublishedPort"):
+            return int(port["PublishedPort"])
+    return 0
+
+
 class SwarmSpawner(DockerSpawner):
     """Runs each server as a one-replica swarm service of `docker_image`."""
 
@@ -152,13 +183,14 @@ class SwarmSpawner(DockerSpawner):
     def check_engine(cls, client: docker.DockerClient, settings: Settings) -> None:
         """The address mode can work where the hub runs, and the shared network is an
         overlay network (made if missing)."""
+        # "published" and "network" work with the hub in a container; docker_gwbridge does not.
         hub = own_container(client) if settings.swarm_address == GWBRIDGE else None
         if hub is not None:
             raise SpawnerError(
                 f'swarm_address = "{GWBRIDGE}" needs the hub and CHP on the engine\'s host '
                 f"(they reach each task at its address on the node's {GWBRIDGE}), but the hub "
-                f'runs in container {hub.name}: set swarm_address = "network", and '
-                "docker_network to an overlay network the hub and CHP join (README: Swarm)."
+                f'runs in container {hub.name}: set swarm_address = "{PUBLISHED}" (README: '
+                "Swarm)."
             )
         if shares_network(settings):
             ensure_network(client, settings, driver="overlay", attachable=True)
@@ -167,6 +199,22 @@ class SwarmSpawner(DockerSpawner):
     def host_gateway(cls, settings: Settings) -> str:
         """The host's address as tasks reach it: docker_gwbridge's gateway."""
         return network_gateway(ensure_gwbridge(docker_client()))
+
+    @classmethod
+    def hub_connect_ips(cls, settings: Settings) -> list[str]:
+        """In "published" mode servers reach the hub only through the proxy: none."""
+        if settings.swarm_address == PUBLISHED:
+            return []
+        return super().hub_connect_ips(settings)
+
+    def hub_connect_url(self) -> str:
+        """In "published" mode, the proxy's port on the task's own node's host (the proxy
+        routes /hub/ to the hub); the hub's own port is on no network a server joins.
+        server_hub_url, where set (a load balancer's), wins."""
+        settings = self.settings
+        if settings.swarm_address == PUBLISHED and not settings.server_hub_url:
+            return f"http://{NODE_HOST}:{settings.swarm_proxy_port or settings.port}"
+        return super().hub_connect_url()
 
     @property
     def service_name(self) -> str:
@@ -242,13 +290,13 @@ class SwarmSpawner(DockerSpawner):
             service = self._create(avoid=list(avoided))
             self.service_id = service.id
             try:
-                ip = self._wait_for_task(service)
+                address = self._wait_for_task(service)
                 break
             except ImageMissing as e:
                 self._avoid(service, e, avoided)
-        self.report_progress(80, f"Service {self.service_name} running at {ip}")
-        log.info("Started service %s for %s at %s", self.service_name, self.user_name, ip)
-        return f"http://{ip}:{self.settings.docker_port}"
+        self.report_progress(80, f"Service {self.service_name} running at {address}")
+        log.info("Started service %s for %s at %s", self.service_name, self.user_name, address)
+        return f"http://{address}"
 
     def _avoid(self, service: Service, missing: ImageMissing, avoided: dict[str, str]) -> None:
         """After a node rejected the task for a missing image: remove the service and try
@@ -312,13 +360,26 @@ class SwarmSpawner(DockerSpawner):
                 cap_drop=[f"CAP_{name}" for name in CAP_DROP],
                 constraints=constraints or None,
                 restart_policy=RestartPolicy(condition="none"),
-                endpoint_spec=EndpointSpec(mode="dnsrr"),
+                endpoint_spec=self.endpoint_spec(),
+                hosts=self.hosts(),
                 stop_grace_period=STOP_GRACE_SECONDS * 10**9,
             )
         except APIError as e:
             raise SpawnerError(
                 f"Cannot create service {self.service_name}: {engine_says(e)}"
             ) from e
+
+    def endpoint_spec(self) -> EndpointSpec:
+        """DNS round robin (no virtual IP); in "published" mode the server port published
+        in host mode on the task's node, at a port the engine picks."""
+        if self.settings.swarm_address != PUBLISHED:
+            return EndpointSpec(mode="dnsrr")
+        port = {"Protocol": "tcp", "TargetPort": self.settings.docker_port, "PublishMode": "host"}
+        return EndpointSpec(mode="dnsrr", ports=[port])  # type: ignore[arg-type]
+
+    def hosts(self) -> dict[str, str] | None:
+        """In "published" mode, NODE_HOST: the task's own node's host."""
+        return {NODE_HOST: "host-gateway"} if self.settings.swarm_address == PUBLISHED else None
 
     def mount_specs(self) -> list[Mount]:
         """mounts() as the mounts of a service: volumes (made by the task's node) or host paths."""
@@ -354,7 +415,7 @@ class SwarmSpawner(DockerSpawner):
         return resources
 
     def _wait_for_task(self, service: Service) -> str:
-        """Wait until the task runs with an address; that address.
+        """Wait until the task runs with an address; its host:port.
 
         A task that ends first fails the spawn with its error, exit status and
         last log lines. Bounded by start_timeout (the hub's gevent.Timeout); whether the
@@ -370,10 +431,10 @@ class SwarmSpawner(DockerSpawner):
             if state not in reported:
                 reported.add(state)
                 self._report_state(state, task)
-            ip = self._address(task) if state == "running" else ""
-            if ip and task:
+            host, port = self._address(task) if state == "running" else ("", 0)
+            if host and task:
                 self._note_home(task)
-                return ip
+                return f"{url_host(host)}:{port}"
             next(pause)
 
     def _report_state(self, state: str, task: dict[str, Any] | None) -> None:
@@ -382,19 +443,30 @@ class SwarmSpawner(DockerSpawner):
         elif state == "running":
             self.report_progress(70, f"Task of {self.service_name} running")
 
-    def _address(self, task: dict[str, Any] | None) -> str:
-        """The task's address the hub reaches it at (per swarm_address), or "" if not yet known."""
+    def _address(self, task: dict[str, Any] | None) -> tuple[str, int]:
+        """The task's host and port the hub reaches it at (per swarm_address), or ("", 0)
+        if not yet known."""
+        port = self.settings.docker_port
         if task is None:
-            return ""
+            return "", 0
+        if self.settings.swarm_address == PUBLISHED:
+            published = published_port(task, port)
+            node_id = str(task.get("NodeID") or "")
+            host = node_address(self.client.nodes.get(node_id)) if published and node_id else ""
+            if host and _loopback(host):
+                # A swarm advertised on loopback has one node, this one: the hub and CHP
+                # (maybe in containers on it) reach its host at docker_gwbridge's gateway.
+                host = self.host_gateway(self.settings)
+            return host, published
         if self.settings.swarm_address == "network":
             for attachment in task.get("NetworksAttachments") or []:
                 if attachment["Network"]["Spec"]["Name"] == self.task_network.name:
-                    return str(attachment["Addresses"][0].split("/")[0])
-            return ""
+                    return str(attachment["Addresses"][0].split("/")[0]), port
+            return "", 0
         container_id = task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
         endpoints = ensure_gwbridge(self.client).attrs.get("Containers") or {}
         address = endpoints.get(container_id, {}).get("IPv4Address", "")
-        return str(address.split("/")[0])
+        return str(address.split("/")[0]), port
 
     def exit_error(self, status: int) -> SpawnerError:
         try:
@@ -583,6 +655,13 @@ class SwarmSpawner(DockerSpawner):
         """Remember the node of the running task: its home volume is there now."""
         if self.homes_are_local and task.get("NodeID"):
             self.home_node = str(task["NodeID"])
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _latest(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:

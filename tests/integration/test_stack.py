@@ -1,7 +1,7 @@
 """docker/stack.yml on a real (single-node) swarm: deploy, an admin, a server, isolation, rm.
 
-Deployed as the file's top says, under a docker_prefix of the module's own (its secrets,
-its users' network and services) and on a free port, with the images the compose
+Deployed as the file's top says, under a docker_prefix of the module's own (its secrets
+and services) and on a free port, with the images the compose
 tests build. On one node the global proxy service is one task: replaced, it comes back
 at a new address, which the hubs find by DNS and fill. Several nodes (node loss, a CHP
 on each node) need docker-in-docker nodes: not here yet.
@@ -36,6 +36,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 PREFIX = f"fhstack{secrets.token_hex(3)}"
 DOCKER = shutil.which("docker")
 PASSWORD = "correct horse battery"
+# Prints the status of the hub's API at a server's own JUPYTERHUB_API_URL.
+API_STATUS = (
+    "import os, urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).code)"
+)
 
 
 @dataclass
@@ -78,7 +82,7 @@ def answers(url: str) -> bool:
 
 def remove_stack(client: docker.DockerClient, env: dict[str, str]) -> None:
     """docker stack rm and what the hub made (user services, homes), each waited for until
-    gone; then the secrets and the users' network, which nothing uses by then."""
+    gone; then the secrets, which nothing uses by then."""
     assert DOCKER is not None
     made = {"label": f"{LABEL_HUB}={PREFIX}"}
     for service in client.services.list(filters=made):
@@ -88,26 +92,12 @@ def remove_stack(client: docker.DockerClient, env: dict[str, str]) -> None:
     for selector in (stack, made):
         wait_for(lambda s=selector: not client.services.list(filters=s), 60, 0.5)
         wait_for(lambda s=selector: not client.containers.list(all=True, filters=s), 60, 0.5)
-    # stack rm removes the users' network too, at its own pace: until it is gone.
-    wait_for(lambda: _network_removed(client, f"{PREFIX}-users"), 60, 0.5)
     remove_labelled(client, PREFIX)
     for name in (f"{PREFIX}_proxy_token", f"{PREFIX}_cookie_secret"):
         for secret in client.secrets.list(filters={"name": name}):
             secret.remove()
     for volume in client.volumes.list(filters=stack):
         volume.remove(force=True)
-
-
-def _network_removed(client: docker.DockerClient, name: str) -> bool:
-    """Remove network name if it is there; False while the engine says it is in use."""
-    for network in client.networks.list(names=[name]):
-        if network.name != name:
-            continue
-        try:
-            network.remove()
-        except docker.errors.APIError:
-            return False  # in use, or being removed by stack rm just now
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -183,14 +173,20 @@ def test_an_admin_starts_jupyterlab_as_a_service_reached_through_chp(stack: Depl
     assert other.status_code == 403
 
 
-def test_a_users_task_reaches_the_hub_but_not_the_database_or_the_proxy_api(
+def test_a_users_task_reaches_the_hub_through_chp_only_and_not_the_database_or_the_proxy_api(
     stack: Deployed,
 ) -> None:
     selector = {"label": f"com.docker.swarm.service.name={PREFIX}-admin", "status": "running"}
     (task,) = stack.client.containers.list(filters=selector)
-    # proxy:8001 is CHP's address on `users`: its API listens on `backend` alone.
+    # On no network of the stack's: the hub's own port, the database and CHP's API
+    # (on `backend` alone) are out of reach; the hub is reached through CHP on the node.
     found = probe_ports(task, "hub:8081", "db:5432", "proxy-api:8001", "proxy:8001")
-    assert found == ["hub", "open", "db", "closed", "proxy-api", "closed", "proxy", "closed"]
+    assert found == ["hub", "closed", "db", "closed", "proxy-api", "closed", "proxy", "closed"]
+    env = dict(e.split("=", 1) for e in task.attrs["Config"]["Env"])
+    port = stack.url.rsplit(":", 1)[1]
+    assert env["JUPYTERHUB_API_URL"] == f"http://host.docker.internal:{port}/hub/api"
+    code, output = task.exec_run(["python3", "-c", API_STATUS])
+    assert (code, output.decode().strip()) == (0, "200"), output
 
 
 def test_a_replaced_proxy_task_at_a_new_address_gets_the_routes_back(stack: Deployed) -> None:

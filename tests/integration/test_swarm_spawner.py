@@ -30,6 +30,7 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     docker_client,
     docker_images,
     docker_swarm,
+    probe_ports,
     reaches_server,
     remove_labelled,
     run_in,
@@ -40,6 +41,8 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 PREFIX = f"fhswarm-{secrets.token_hex(3)}"
+# The published_hub's (its services must not meet the other hubs' of the same names).
+PUBLISHED_PREFIX = f"{PREFIX}-p"
 SETTINGS: dict[str, Any] = {
     "spawner": "swarm",
     "docker_prefix": PREFIX,
@@ -75,19 +78,19 @@ def swarm_hub(
     return hub_factory(**SETTINGS)
 
 
-def service_of(client: docker.DockerClient, name: str) -> Service:
-    return client.services.get(f"{PREFIX}-{name}")
+def service_of(client: docker.DockerClient, name: str, prefix: str = PREFIX) -> Service:
+    return client.services.get(f"{prefix}-{name}")
 
 
-def container_of(client: docker.DockerClient, name: str) -> Container:
+def container_of(client: docker.DockerClient, name: str, prefix: str = PREFIX) -> Container:
     """The running container of a user's task."""
-    selector = {"label": f"com.docker.swarm.service.name={PREFIX}-{name}", "status": "running"}
+    selector = {"label": f"com.docker.swarm.service.name={prefix}-{name}", "status": "running"}
     (container,) = client.containers.list(filters=selector)
     return container
 
 
-def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:
-    return dict(service_of(client, name).attrs["Spec"]["TaskTemplate"])
+def spec_of(client: docker.DockerClient, name: str, prefix: str = PREFIX) -> dict[str, Any]:
+    return dict(service_of(client, name, prefix).attrs["Spec"]["TaskTemplate"])
 
 
 def get_as(hub: Hub, owner: str, name: str) -> Any:
@@ -339,6 +342,158 @@ def test_tasks_reach_the_hub_but_not_each_other_nor_the_proxy_api(
     assert unreachable(alice, gateway, proxy_api_port)
     assert get_as(swarm_hub, "alice", "alice").status_code == 200
     assert get_as(swarm_hub, "bob", "bob").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def published_leftovers(
+    docker_swarm: bool,  # noqa: F811
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> Iterator[None]:
+    """Remove what published_hub made (requested before it: runs after it)."""
+    yield
+    remove_labelled(docker_client, PUBLISHED_PREFIX)
+
+
+@pytest.fixture(scope="module")
+def published_hub(
+    published_leftovers: None,
+    docker_images: str,  # noqa: F811
+    hub_factory: Callable[..., Hub],
+) -> Hub:
+    """A hub in the stack's mode: servers published on their node, reaching the hub
+    through the proxy, which listens where tasks reach the host (ip 0.0.0.0)."""
+    settings = {**SETTINGS, "docker_prefix": PUBLISHED_PREFIX, "dummy_password": "sesame"}
+    return hub_factory(**settings, swarm_address="published", ip="0.0.0.0")
+
+
+# Prints what each URL answered, or why it did not.
+_FETCH = """
+import sys, urllib.request
+for url in sys.argv[1:]:
+    try:
+        print(url, urllib.request.urlopen(url, timeout=3).read().decode(errors="replace"))
+    except Exception as e:
+        print(url, "unreachable:", type(e).__name__)
+"""
+
+
+def fetch(container: Container, *urls: str) -> str:
+    """What each URL answered from inside container (or why not), one line each."""
+    code, output = container.exec_run(["python3", "-c", _FETCH, *urls])
+    assert code == 0, output
+    return str(output.decode())
+
+
+def open_extra_port(container: Container, port: int) -> str:
+    """Start a listener of the user's own on port in container; the secret it answers."""
+    secret = secrets.token_hex(16)
+    run_in(container, f"mkdir -p /tmp/{secret} && echo {secret} > /tmp/{secret}/secret.txt")
+    container.exec_run(
+        ["python3", "-m", "http.server", str(port), "--directory", f"/tmp/{secret}"], detach=True
+    )
+    wait_for(lambda: secret in fetch(container, f"http://127.0.0.1:{port}/secret.txt"), 10)
+    return secret
+
+
+def every_address(client: docker.DockerClient, container: Container) -> list[str]:
+    """A container's addresses on its networks and docker_gwbridge, the bridges' gateways
+    (the host), and its service's name."""
+    container.reload()
+    found = [n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"].values()]
+    gwbridge = client.networks.get(GWBRIDGE).attrs
+    found.append(gwbridge["Containers"][container.id]["IPv4Address"].split("/")[0])
+    found.append(gwbridge["IPAM"]["Config"][0]["Gateway"])
+    found.append(client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"])
+    found.append(container.labels["com.docker.swarm.service.name"])
+    return [ip for ip in found if ip]
+
+
+@pytest.mark.parametrize("mode", ["docker_gwbridge", "published"])
+def test_a_server_reaches_no_port_another_opens_and_the_proxy_reaches_both(
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,  # noqa: F811
+    mode: str,
+) -> None:
+    hub: Hub = request.getfixturevalue("published_hub" if mode == "published" else "swarm_hub")
+    prefix = PUBLISHED_PREFIX if mode == "published" else PREFIX
+    spawn(hub, "alice")
+    spawn(hub, "bob")
+    alice = container_of(docker_client, "alice", prefix)
+    bob = container_of(docker_client, "bob", prefix)
+    secret = open_extra_port(bob, 9999)
+    urls = [f"http://{ip}:9999/secret.txt" for ip in every_address(docker_client, bob)]
+    seen = fetch(alice, *urls)
+    assert secret not in seen, seen
+    assert seen.count("unreachable") == len(urls), seen
+    # Each server reaches the hub (its API URL), the proxy reaches each.
+    for container, name in ((alice, "alice"), (bob, "bob")):
+        api = container.attrs["Config"]["Env"]
+        (url,) = [e.split("=", 1)[1] for e in api if e.startswith("JUPYTERHUB_API_URL=")]
+        assert '"version"' in fetch(container, url.rstrip("/") + "/")
+        assert get_as(hub, name, name).status_code == 200
+    assert get_as(hub, "bob", "alice").status_code == 403
+
+
+def test_published_servers_are_reached_at_their_node_and_reach_the_hub_only_by_the_proxy(
+    published_hub: Hub,
+    docker_client: docker.DockerClient,  # noqa: F811
+) -> None:
+    spawn(published_hub, "alice")
+    spawn(published_hub, "bob")
+    alice = container_of(docker_client, "alice", PUBLISHED_PREFIX)
+    env = dict(e.split("=", 1) for e in alice.attrs["Config"]["Env"])
+    proxy_port = published_hub.public_url.rsplit(":", 1)[1]
+    assert env["JUPYTERHUB_API_URL"] == f"http://host.docker.internal:{proxy_port}/hub/api"
+    # An overlay network of its own, and the server port published on its node.
+    (attached,) = spec_of(docker_client, "alice", PUBLISHED_PREFIX)["Networks"]
+    assert docker_client.networks.get(attached["Target"]).name == f"{PUBLISHED_PREFIX}-alice"
+    # bob's server as the hub reaches it: its node's host (advertised on loopback, so a
+    # swarm of this one node: docker_gwbridge's gateway), the port published there.
+    (task,) = service_of(docker_client, "bob", PUBLISHED_PREFIX).tasks()
+    (port,) = {p["PublishedPort"] for p in task["Status"]["PortStatus"]["Ports"]}
+    gateway = docker_client.networks.get(GWBRIDGE).attrs["IPAM"]["Config"][0]["Gateway"]
+    url = f"http://{gateway}:{port}"
+    stored = published_hub.query("SELECT url FROM servers")
+    assert (url,) in stored, stored
+    # From alice's container bob's server answers there as it does anyone (its own
+    # checks apply), but the hub's port and CHP's API answer at none of the host's
+    # addresses: servers reach the hub through the proxy only.
+    assert reaches_server(alice, gateway, port, "/user/bob/")
+    hosts = [gateway, "host.docker.internal"]
+    ports = [int(u.rsplit(":", 1)[1]) for u in (published_hub.hub_url, published_hub.proxy_api_url)]
+    assert probe_ports(alice, *(f"{h}:{p}" for h in hosts for p in ports)) == [
+        word for h in hosts for _ in ports for word in (h, "closed")
+    ]
+    assert get_as(published_hub, "bob", "bob").status_code == 200
+    # Through the proxy, the address a server makes up is not believed: CHP's word is.
+    code, output = alice.exec_run(
+        ["python3", "-c", _LOGIN, env["JUPYTERHUB_API_URL"].removesuffix("/hub/api")]
+    )
+    assert (code, output.decode().split()) == (0, ["403"]), output
+    keys = {key for (key,) in published_hub.query("SELECT key FROM login_failures")}
+    assert "addr:203.0.113.9" not in keys
+    own = docker_client.networks.get(GWBRIDGE).attrs["Containers"][alice.id]["IPv4Address"]
+    assert f"addr:{own.split('/')[0]}" in keys, keys
+
+
+# A wrong password through the login form at argv[1], claiming another address; prints
+# the answer's status.
+_LOGIN = """
+import http.cookiejar, re, sys, urllib.error, urllib.parse, urllib.request as u
+opener = u.build_opener(u.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+page = opener.open(sys.argv[1] + "/hub/login", timeout=10).read().decode()
+xsrf = re.search('name="_xsrf" value="([^"]+)"', page).group(1)
+form = {"username": "eve", "password": "guess", "_xsrf": xsrf}
+request = u.Request(
+    sys.argv[1] + "/hub/login",
+    data=urllib.parse.urlencode(form).encode(),
+    headers={"X-Forwarded-For": "203.0.113.9"},
+)
+try:
+    print(opener.open(request, timeout=10).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
 
 
 def test_the_docker_and_swarm_spawners_defaults_never_meet_on_one_network_name(

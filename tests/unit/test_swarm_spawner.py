@@ -62,6 +62,22 @@ def test_long_service_names_never_collide() -> None:
         ({"swarm_placement": [1]}, "swarm_placement"),
         ({"swarm_address": "ingress"}, "swarm_address"),
         ({"spawner": "swarm", "swarm_address": "network"}, "hub_connect_ip"),
+        ({"spawner": "swarm", "swarm_address": "published"}, "ip"),
+        ({"spawner": "swarm", "swarm_address": "published", "ip": "localhost"}, "ip"),
+        # Debian's address of the host's own name: loopback too.
+        ({"spawner": "swarm", "swarm_address": "published", "ip": "127.0.1.1"}, "ip"),
+        ({"spawner": "swarm", "swarm_address": "published", "ip": "::1"}, "ip"),
+        (
+            {
+                "spawner": "swarm",
+                "swarm_address": "published",
+                "ip": "0.0.0.0",
+                "docker_network": "u",
+            },
+            "docker_network",
+        ),
+        ({"swarm_proxy_port": 65536}, "swarm_proxy_port"),
+        ({"swarm_proxy_port": -1}, "swarm_proxy_port"),
     ],
 )
 def test_bad_swarm_settings_are_refused(overrides: dict[str, Any], named: str) -> None:
@@ -194,3 +210,59 @@ def test_an_engine_that_does_not_answer_is_asked_again_only_after_a_node_check(
     assert SwarmSpawner.machines_changed(settings) is False
     assert SwarmSpawner.machines_changed(settings) is False
     assert len(calls) == 1
+
+
+def published(**overrides: Any) -> SwarmSpawner:
+    settings = load(
+        environ={},
+        overrides={"spawner": "swarm", "swarm_address": "published", "ip": "0.0.0.0", **overrides},
+    )
+    return SwarmSpawner(
+        user_name="ann", server_name="", service_prefix="/", settings=settings, storage_id="s"
+    )
+
+
+def test_published_mode_servers_reach_the_hub_through_the_proxy_on_their_node() -> None:
+    # The proxy's port on the node (host-gateway: that node's own host), never the hub's.
+    assert published().hub_connect_url() == "http://host.docker.internal:8000"
+    assert published(swarm_proxy_port=80).hub_connect_url() == "http://host.docker.internal:80"
+    assert published().hosts() == {"host.docker.internal": "host-gateway"}
+    assert SwarmSpawner.hub_connect_ips(published().settings) == []
+    # The proxy the stack runs itself: any address it listens on is the operator's.
+    assert published(ip="127.0.0.1", proxy_auto_start=False).hub_connect_url()
+    # Set by the operator (a load balancer in front), server_hub_url wins.
+    through = published(server_hub_url="https://hub.example.org")
+    assert through.hub_connect_url() == "https://hub.example.org"
+
+
+def test_published_mode_publishes_the_server_port_in_host_mode_at_a_port_the_engine_picks() -> None:
+    spec = published(docker_port=8888).endpoint_spec()
+    assert spec == {
+        "Mode": "dnsrr",
+        "Ports": [{"Protocol": "tcp", "TargetPort": 8888, "PublishMode": "host"}],
+    }
+    gwbridge = published(swarm_address="docker_gwbridge", ip="127.0.0.1")
+    assert gwbridge.endpoint_spec() == {"Mode": "dnsrr"} and gwbridge.hosts() is None
+
+
+@pytest.mark.parametrize(
+    ("attrs", "address"),
+    [
+        ({"Status": {"Addr": "10.0.0.7"}}, "10.0.0.7"),
+        # A manager may advertise 0.0.0.0 in its status: its manager address says where.
+        ({"Status": {"Addr": "0.0.0.0"}, "ManagerStatus": {"Addr": "10.0.0.5:2377"}}, "10.0.0.5"),
+        ({"Status": {}, "ManagerStatus": {"Addr": "[fd00::5]:2377"}}, "fd00::5"),
+        ({"Status": {}}, ""),
+    ],
+)
+def test_a_nodes_address_is_the_one_it_advertises(attrs: dict[str, Any], address: str) -> None:
+    assert swarm.node_address(Node(attrs={"ID": "n", **attrs})) == address
+
+
+def test_the_published_port_is_the_one_for_the_server_port() -> None:
+    ports = [
+        {"Protocol": "tcp", "TargetPort": 22, "PublishedPort": 30001, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 8888, "PublishedPort": 30002, "PublishMode": "host"},
+    ]
+    assert swarm.published_port({"Status": {"PortStatus": {"Ports": ports}}}, 8888) == 30002
+    assert swarm.published_port({"Status": {}}, 8888) == 0
