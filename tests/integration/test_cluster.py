@@ -1,39 +1,44 @@
 """docker/stack.yml on a real swarm of three nodes: docker-in-docker nodes on this host.
 
-Each node is a container of tests/cluster's image running Debian's dockerd (DOCKER.md:
-no --privileged here, cgroups remounted read-write, stale pid files removed), on a
-bridge network of the module's own; the host drives each node's engine through a
-socket in a bind-mounted folder. n1 is the one manager (the hubs and the database),
-n2 and n3 are workers, where users' servers run (FLASKHUB_SWARM_PLACEMENT). Every node
-runs a CHP, so each node's port 8000 serves every user. The images reach the nodes by
-`docker save | docker load` (no registry answers here).
+The cluster is tests/cluster/cluster.py's (n1 the manager: hubs, database, registry; n2
+and n3 workers, where users' servers run; a CHP on each): the images reach the workers
+by pulling from the stack's registry, into which docker/push put them.
 
-The tests run in order on one cluster: servers reached through every node, a home that
-follows its user, a node without the image, a node killed, then a rolling upgrade of
-the hubs to a new image with a migration under load. Everything the module made
-(node containers, their volumes, the network) goes at the end; the swarm lives inside
-the nodes, so the host's engine is never a swarm because of it.
+The tests run in order on one cluster: servers reached through every node (their image
+pulled from the registry), a home that follows its user, a node without the image, a
+node killed, then a rolling upgrade of the hubs to a new image with a migration under
+load. Everything the module made (node containers, their volumes, the network, the next
+hub image) goes at the end; the swarm lives inside the nodes, so the host's engine is
+never a swarm because of it.
 """
 
 from __future__ import annotations
 
 import html
-import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 import requests
-from docker.models.containers import Container
 
+from tests.cluster.cluster import (
+    DOCKER,
+    HUB_IMAGE,
+    PASSWORD,
+    PROXY_IMAGE,
+    READY_WITHIN,
+    REGISTRY_IMAGE,
+    Cluster,
+    Node,
+    build_node_image,
+    load_images,
+    running,
+)
 from tests.helpers import wait_for
 from tests.integration.docker_engine import REPO, docker_client  # noqa: F401 (fixture)
 from tests.integration.test_compose_stack import IMAGE, compose_images, login  # noqa: F401
@@ -41,211 +46,7 @@ from tests.integration.test_compose_stack import IMAGE, compose_images, login  #
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 NAME = f"fhcluster{secrets.token_hex(3)}"
-NODE_IMAGE = "flaskhub/test-node:bookworm"
-HUB_IMAGE = "flaskhub/hub:0.1.0"
 NEXT_HUB_IMAGE = f"flaskhub/hub:{NAME}-next"
-IMAGES = (HUB_IMAGE, "flaskhub/proxy:0.1.0", IMAGE, "postgres:15")
-DOCKER = shutil.which("docker")
-# Debian's docker.io 20.10 in the nodes: asked for no version, the SDK asks first.
-API = "1.41"
-PASSWORD = "correct horse battery"
-# What a swarm spawn of JupyterLab may take on a loaded 2-core host running three engines.
-READY_WITHIN = 240
-
-
-@dataclass
-class Node:
-    """One docker-in-docker node: its container on the host, its engine's socket."""
-
-    container: Container
-    socket: Path
-    hostname: str
-    ip: str = ""
-    client: docker.DockerClient | None = None
-
-    @property
-    def url(self) -> str:
-        """This node's public port: its own CHP."""
-        return f"http://{self.ip}:8000"
-
-    def docker(self, *args: str, timeout: float = 300, **kwargs: Any) -> str:
-        """The docker CLI against this node's engine; its output (fails the test on error)."""
-        assert DOCKER is not None
-        result = subprocess.run(
-            [DOCKER, "-H", f"unix://{self.socket}", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kwargs,
-        )
-        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
-        return result.stdout
-
-    def hub_log(self) -> str:
-        """What the hub tasks logged (the hub logs to stderr, which `service logs` keeps)."""
-        assert DOCKER is not None
-        args = [DOCKER, "-H", f"unix://{self.socket}", "service", "logs", "flaskhub_hub"]
-        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
-        return result.stdout + result.stderr
-
-    def engine(self) -> docker.DockerClient:
-        """A client of this node's engine (one, kept until the module ends)."""
-        if self.client is None:
-            self.client = docker.DockerClient(
-                base_url=f"unix://{self.socket}", version=API, timeout=60
-            )
-        return self.client
-
-    def answers(self) -> bool:
-        """Whether the node's engine answers yet (a client of its own, closed each time)."""
-        if not self.socket.exists():
-            return False
-        client = docker.DockerClient(base_url=f"unix://{self.socket}", version=API, timeout=5)
-        try:
-            return bool(client.ping())
-        except (docker.errors.DockerException, requests.RequestException):
-            return False
-        finally:
-            client.close()
-
-
-@dataclass
-class Cluster:
-    nodes: list[Node]
-    db_password: str
-    admin: str = ""
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def manager(self) -> Node:
-        return self.nodes[0]
-
-    def node(self, hostname: str) -> Node:
-        return next(n for n in self.nodes if n.hostname == hostname)
-
-    def hub_container(self) -> str:
-        """A running, healthy hub task's container on the manager."""
-        selector = ["label=com.docker.swarm.service.name=flaskhub_hub", "health=healthy"]
-        out = self.manager.docker("ps", "-q", *(f"--filter={s}" for s in selector))
-        return out.split()[0]
-
-    def flaskhub(self, *args: str, input: str | None = None) -> str:
-        return self.manager.docker(
-            "exec", "-i", self.hub_container(), "flaskhub", *args, input=input or ""
-        )
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            self.tokens[user] = self.flaskhub("token", user).strip().splitlines()[-1]
-        return self.tokens[user]
-
-    def api(self, method: str, path: str, *, node: int = 0, **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"token {self.admin}"}
-        url = f"{self.nodes[node].url}/hub/api{path}"
-        return requests.request(method, url, headers=headers, timeout=60, **kwargs)
-
-    def status(self, user: str, node: int, token: str | None = None, timeout: float = 10) -> int:
-        """HTTP status of user's server's /api/status through node's CHP (0: no answer)."""
-        headers = {"Authorization": f"token {token or self.token(user)}"}
-        try:
-            url = f"{self.nodes[node].url}/user/{user}/api/status"
-            return requests.get(url, headers=headers, timeout=timeout).status_code
-        except requests.RequestException:
-            return 0
-
-    def start(self, user: str) -> None:
-        """Create user if needed, start their server and wait until it is ready."""
-        self.api("POST", f"/users/{user}")
-        response = self.api("POST", f"/users/{user}/server")
-        assert response.status_code in (201, 202), response.text
-        wait_for(lambda: self.ready(user), READY_WITHIN, 1)
-
-    def ready(self, user: str) -> bool:
-        server = self.api("GET", f"/users/{user}").json()["servers"].get("")
-        if server is not None and server.get("pending") is None and not server["ready"]:
-            failure = self.api("GET", f"/users/{user}").json()
-            raise AssertionError(f"{user}'s server ended: {failure}")
-        return bool(server and server["ready"])
-
-    def stop(self, user: str) -> None:
-        assert self.api("DELETE", f"/users/{user}/server").status_code in (202, 204)
-        wait_for(lambda: not self.api("GET", f"/users/{user}").json()["servers"], 120, 1)
-
-    def node_of(self, user: str) -> str:
-        """The hostname of the node running user's server's task."""
-        engine = self.manager.engine()
-        service = engine.services.get(f"flaskhub-{user}")
-        (task,) = [t for t in service.tasks() if t["Status"]["State"] == "running"]
-        return str(engine.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"])
-
-
-def _node(client: docker.DockerClient, index: int, folder: Path) -> Node:
-    hostname = f"n{index}"
-    socket_dir = folder / hostname
-    socket_dir.mkdir()
-    assert DOCKER is not None
-    # The CLI: the SDK cannot say systempaths=unconfined (the engine wants it as empty
-    # masked and read-only paths, which the CLI makes of it).
-    started = subprocess.run(
-        [
-            *(DOCKER, "run", "-d", "--name", f"{NAME}-{hostname}", "--hostname", hostname),
-            *("--network", NAME, "--label", f"org.flaskhub.test={NAME}"),
-            # DOCKER.md: --privileged fails on these hosts; this is what a node needs instead.
-            *("--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"),
-            *("--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"),
-            *("--security-opt", "systempaths=unconfined"),
-            *("-v", f"{NAME}-{hostname}:/var/lib/docker", "-v", f"{socket_dir}:/node"),
-            NODE_IMAGE,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert started.returncode == 0, started.stderr
-    container = client.containers.get(f"{NAME}-{hostname}")
-    return Node(container=container, socket=socket_dir / "docker.sock", hostname=hostname)
-
-
-def _load_images(nodes: list[Node], folder: Path, *images: str) -> None:
-    """docker save once, docker load into every node at once."""
-    assert DOCKER is not None
-    tar = folder / "images.tar"
-    subprocess.run([DOCKER, "save", "-o", str(tar), *images], check=True, timeout=600)
-    try:
-        loads = [
-            subprocess.Popen(
-                [DOCKER, "-H", f"unix://{node.socket}", "load", "-q", "-i", str(tar)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            for node in nodes
-        ]
-        for load in loads:
-            _, err = load.communicate(timeout=600)
-            assert load.returncode == 0, err
-    finally:
-        tar.unlink()
-
-
-def _remove(client: docker.DockerClient) -> None:
-    """The node containers, their volumes, the network and the next hub image: what this
-    module made. A node's volume holds its images: removing it takes a minute or more."""
-    timeout, client.api.timeout = client.api.timeout, 600
-    try:
-        for container in client.containers.list(
-            all=True, filters={"label": f"org.flaskhub.test={NAME}"}
-        ):
-            container.remove(force=True, v=True)
-        for volume in client.volumes.list(filters={"name": NAME}):
-            if volume.name.startswith(f"{NAME}-n"):
-                volume.remove(force=True)
-        for network in client.networks.list(names=[NAME]):
-            if network.name == NAME:
-                network.remove()
-        if client.images.list(name=NEXT_HUB_IMAGE):
-            client.images.remove(NEXT_HUB_IMAGE, force=True)
-    finally:
-        client.api.timeout = timeout
 
 
 @pytest.fixture(scope="module")
@@ -256,60 +57,15 @@ def cluster(
 ) -> Iterator[Cluster]:
     if DOCKER is None:
         pytest.skip("the docker CLI is not installed")
-    folder = tmp_path_factory.mktemp("cluster")
-    subprocess.run(
-        [DOCKER, "build", "-q", "-t", NODE_IMAGE, str(REPO / "tests" / "cluster")],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    docker_client.networks.create(NAME, driver="bridge", labels={"org.flaskhub.test": NAME})
-    nodes: list[Node] = []
+    make = [str(REPO / "images" / "standins" / "make"), REGISTRY_IMAGE]
+    subprocess.run(make, check=True, capture_output=True, timeout=900)
+    build_node_image()
     try:
-        nodes += [_node(docker_client, i, folder) for i in (1, 2, 3)]
-        for node in nodes:
-            node.container.reload()
-            node.ip = node.container.attrs["NetworkSettings"]["Networks"][NAME]["IPAddress"]
-            wait_for(node.answers, 60, 0.5)
-        _load_images(nodes, folder, *IMAGES)
-        manager, *workers = nodes
-        manager.docker("swarm", "init", "--advertise-addr", manager.ip)
-        join = manager.docker("swarm", "join-token", "-q", "worker").strip()
-        for worker in workers:
-            worker.docker("swarm", "join", "--token", join, f"{manager.ip}:2377")
-        for name in ("proxy_token", "cookie_secret"):
-            manager.docker("secret", "create", f"flaskhub_{name}", "-", input=secrets.token_hex(32))
-        db_password = secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASKHUB_")}
-        env |= {
-            "FLASKHUB_DB_PASSWORD": db_password,
-            "FLASKHUB_DOCKER_IMAGE": IMAGE,
-            "FLASKHUB_SWARM_PLACEMENT": '["node.role == worker"]',
-        }
-        manager.docker(
-            "stack", "deploy", "-c", str(REPO / "docker" / "stack.yml"), "flaskhub", env=env
-        )
-        cluster = Cluster(nodes=nodes, db_password=db_password)
-        for node in nodes:
-            wait_for(lambda node=node: _health(node), 240, 1)
-        out = cluster.flaskhub(
-            "user", "add", "admin", "--admin", "--password-stdin", input=PASSWORD
-        )
-        assert "admin" in out
-        cluster.admin = cluster.token("admin")
-        yield cluster
+        with running(docker_client, NAME, tmp_path_factory.mktemp("cluster"), IMAGE) as cluster:
+            yield cluster
     finally:
-        for node in nodes:
-            if node.client is not None:
-                node.client.close()
-        _remove(docker_client)
-
-
-def _health(node: Node) -> bool:
-    try:
-        return requests.get(f"{node.url}/hub/health", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
+        if docker_client.images.list(name=NEXT_HUB_IMAGE):
+            docker_client.images.remove(NEXT_HUB_IMAGE, force=True)
 
 
 def test_every_nodes_port_serves_each_user_through_its_own_chp(cluster: Cluster) -> None:
@@ -320,6 +76,13 @@ def test_every_nodes_port_serves_each_user_through_its_own_chp(cluster: Cluster)
     cluster.start("ann")
     cluster.start("ben")
     assert {cluster.node_of("ann"), cluster.node_of("ben")} <= {"n2", "n3"}  # workers only
+    # The workers were given no image: their tasks pulled the registry's copies.
+    for hostname in {cluster.node_of(user) for user in ("ann", "ben")}:
+        worker = cluster.node(hostname)
+        for image in (IMAGE, PROXY_IMAGE):
+            name = image.rsplit(":", 1)[0]
+            pulled = f"{cluster.registry}/{name}@{cluster.registry_digest(image)}"
+            assert pulled in worker.repo_digests(f"{cluster.registry}/{image}"), worker.hostname
     for node in range(3):
         assert cluster.status("ann", node) == 200
         assert cluster.status("ann", node, cluster.token("ben")) == 403
@@ -339,9 +102,23 @@ def test_a_users_home_follows_them_to_their_next_server(cluster: Cluster) -> Non
     assert read.status_code == 200 and read.json()["content"] == "kept across servers"
 
 
-def test_a_node_without_the_image_is_avoided_and_named(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_node_without_the_image_is_avoided_and_named(cluster: Cluster) -> None:
     bare, other = cluster.node("n3"), cluster.node("n2")
-    bare.docker("rmi", "-f", IMAGE)  # running servers keep theirs; no new task starts there
+    image = cluster.user_image
+    if not other.repo_digests(image):
+        other.docker("pull", image)
+    # The image on n2 only, and nowhere to pull it from: n3 loses its copy (running servers
+    # keep theirs) while the registry is stopped.
+    bare.docker("rmi", "-f", image)
+    cluster.manager.docker("service", "scale", "--detach=false", "flaskhub_registry=0")
+    try:
+        _spawn_away_from(cluster, bare, other)
+    finally:
+        cluster.manager.docker("service", "scale", "--detach=false", "flaskhub_registry=1")
+
+
+def _spawn_away_from(cluster: Cluster, bare: Node, other: Node) -> None:
+    """cy's spawn goes to bare first (other paused), is rejected there, and lands on other."""
     cluster.manager.docker("node", "update", "--availability", "pause", other.hostname)
     try:
         cluster.api("POST", "/users/cy")
@@ -359,7 +136,6 @@ def test_a_node_without_the_image_is_avoided_and_named(cluster: Cluster, tmp_pat
     # Tried again away from n3, where n2 takes it now.
     wait_for(lambda: cluster.ready("cy"), READY_WITHIN, 1)
     assert cluster.node_of("cy") == other.hostname
-    _load_images([bare], tmp_path, IMAGE)
 
 
 def test_a_lost_node_is_told_and_everyone_elses_server_keeps_working(cluster: Cluster) -> None:
@@ -411,7 +187,7 @@ def test_a_rolling_upgrade_with_a_migration_fails_no_request(
     # ann's server (started again by the test before) knows ann's token before the load.
     wait_for(lambda: cluster.status("ann", 0) == 200, 30, 1)
     _build_next_hub_image(tmp_path)
-    _load_images([cluster.manager], tmp_path, NEXT_HUB_IMAGE)
+    load_images([cluster.manager], tmp_path, NEXT_HUB_IMAGE)
     probes = _probes(cluster)
     load = _Load(probes)
     load.start()

@@ -18,8 +18,9 @@ import docker
 import pytest
 from docker.models.containers import Container
 
+from tests.cluster.cluster import Cluster, remove
 from tests.integration.docker_engine import docker_client  # noqa: F401 (fixture)
-from tests.integration.test_cluster import Cluster, _remove, cluster  # noqa: F401 (fixture)
+from tests.integration.test_cluster import NAME, cluster  # noqa: F401 (fixture)
 from tests.integration.test_compose_stack import compose_images  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -47,7 +48,7 @@ def nodes_removed() -> Iterator[None]:
     yield
     client = docker.from_env(timeout=300)
     try:
-        _remove(client)
+        remove(client, NAME)
     finally:
         client.close()
 

@@ -1,9 +1,10 @@
 """docker/stack.yml on a real (single-node) swarm: deploy, an admin, a server, isolation, rm.
 
 Deployed as the file's top says, under a docker_prefix of the module's own (its secrets
-and services) and on a free port, with the images the compose
-tests build. On one node the global proxy service is one task: replaced, it comes back
-at a new address, which the hubs find by DNS and fill. Several nodes (node loss, a CHP
+and services) and on a free port, with the images the compose tests build, pushed by
+docker/push to the stack's registry (on a free port too). On one node the global proxy
+service is one task: replaced, it comes back at a new address, which the hubs find by
+DNS and fill. Several nodes (node loss, a CHP
 on each node) need docker-in-docker nodes: not here yet.
 """
 
@@ -21,7 +22,7 @@ import pytest
 import requests
 
 from app.spawners.docker import LABEL_HUB
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_ports, wait_for
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     REPO,
     docker_client,
@@ -108,14 +109,20 @@ def stack(
 ) -> Iterator[Deployed]:
     if DOCKER is None:
         pytest.skip("the docker CLI is not installed")
-    port = str(free_port())
+    port, registry_port = (str(p) for p in free_ports(2))
+    registry = f"127.0.0.1:{registry_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASKHUB_")}
     env.update(
         FLASKHUB_DB_PASSWORD=secrets.token_hex(16),
         FLASKHUB_PORT=port,
         FLASKHUB_DOCKER_PREFIX=PREFIX,
         FLASKHUB_DOCKER_IMAGE=IMAGE,
+        # One node: the registry at its loopback address, where plain HTTP is allowed.
+        FLASKHUB_REGISTRY=registry,
+        FLASKHUB_REGISTRY_PORT=registry_port,
     )
+    make = [str(REPO / "images" / "standins" / "make"), "registry:2"]
+    subprocess.run(make, check=True, capture_output=True, timeout=900)
     for name in ("proxy_token", "cookie_secret"):
         docker_client.secrets.create(name=f"{PREFIX}_{name}", data=secrets.token_hex(32))
     try:
@@ -128,12 +135,21 @@ def stack(
             timeout=120,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+        # The README's order: the stack, then the images pushed to its registry.
+        push = [str(REPO / "docker" / "push"), "--no-build", registry]
+        pushed = subprocess.run(push, env=env, capture_output=True, text=True, timeout=600)
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
         url = f"http://127.0.0.1:{port}"
         # Hub tasks exit until the database answers; the swarm starts them again.
         wait_for(lambda: answers(f"{url}/hub/health"), 180, 0.5)
         yield Deployed(url=url, client=docker_client)
     finally:
         remove_stack(docker_client, env)
+        # docker/push's tags (the images themselves are the compose tests').
+        for image in docker_client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{registry}/"):
+                    docker_client.images.remove(tag)
 
 
 def test_the_stack_runs_two_hubs_on_managers_a_database_and_chp(stack: Deployed) -> None:
@@ -143,6 +159,7 @@ def test_the_stack_runs_two_hubs_on_managers_a_database_and_chp(stack: Deployed)
         f"{PREFIX}_db": {"Replicated": {"Replicas": 1}},
         f"{PREFIX}_hub": {"Replicated": {"Replicas": 2}},
         f"{PREFIX}_proxy": {"Global": {}},  # a CHP on every node
+        f"{PREFIX}_registry": {"Replicated": {"Replicas": 1}},  # the images the nodes pull
     }
     hub = next(s for s in services if s.name == f"{PREFIX}_hub")
     spec = hub.attrs["Spec"]
