@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import random
 import socket
 import time
@@ -220,10 +221,13 @@ def wait_for_http(
     deadline = started + timeout
     prefix_url = url + spawner.service_prefix
     listens = listener(url)
+    polled = -math.inf
     while True:
-        status = spawner.poll()
-        if status is not None:
-            raise spawner.exit_error(status)
+        if time.monotonic() - polled >= spawner.start_poll_seconds:
+            polled = time.monotonic()
+            status = spawner.poll()
+            if status is not None:
+                raise spawner.exit_error(status)
         if listens():
             try:
                 response = http_get(prefix_url, timeout=2, allow_redirects=False)

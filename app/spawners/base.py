@@ -58,6 +58,10 @@ def kept_state(state: dict[str, Any] | None) -> dict[str, Any]:
 class Spawner:
     """Base class; subclasses implement start, poll and stop."""
 
+    # While the hub waits for a started server to answer, poll() at most this often (a
+    # container's poll is a call to the engine, which every spawn at once shares).
+    start_poll_seconds = 0.0
+
     def __init__(
         self,
         *,

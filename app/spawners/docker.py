@@ -353,6 +353,8 @@ def backoff() -> Iterator[None]:
 class DockerSpawner(Spawner):
     """Runs each server in a container of `docker_image` on `docker_network`."""
 
+    start_poll_seconds = 0.5
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.container_id: str | None = None

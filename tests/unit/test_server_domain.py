@@ -375,6 +375,7 @@ class _Starting:
     user_name = "ann"
     service_prefix = "/user/ann/"
     exit_error = Spawner.exit_error
+    start_poll_seconds = Spawner.start_poll_seconds
 
     def __init__(
         self, status: int | None = None, on_look: Callable[[int], None] = lambda looks: None
@@ -451,6 +452,21 @@ def test_wait_for_http_fails_when_the_process_exits_or_nothing_listens_in_time(r
     with pytest.raises(SpawnerError, match=r"didn't respond in 0.3 seconds \(http_timeout\)"):
         wait_for_http(_Starting(), url, get, timeout=0.3)  # type: ignore[arg-type]
     assert asked == []
+
+
+def test_a_spawner_whose_poll_costs_an_engine_call_is_polled_at_its_pace(refused) -> None:  # type: ignore[no-untyped-def]
+    # A container's poll asks the engine, which thirty spawns at once share: while its
+    # server is not up yet, it is polled every start_poll_seconds, not at every look.
+    url, _ = refused
+    container = _Starting()
+    container.start_poll_seconds = 60.0
+    with pytest.raises(SpawnerError, match="didn't respond in 0.5 seconds"):
+        wait_for_http(container, url, requests.get, timeout=0.5)  # type: ignore[arg-type]
+    assert container.looks == 1
+    process = _Starting()
+    with pytest.raises(SpawnerError, match="didn't respond in 0.5 seconds"):
+        wait_for_http(process, url, requests.get, timeout=0.5)  # type: ignore[arg-type]
+    assert process.looks > 5
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
