@@ -66,6 +66,11 @@ class DatabaseUnavailable(RuntimeError):
     """The database did not answer, or its write lock stayed taken too long."""
 
 
+# What a visitor is told when the database does not answer (the driver's own message
+# names hosts and ports: it goes to the log, as the cause of DatabaseUnavailable).
+UNREACHABLE = "The hub's database is unreachable right now; try again in a moment."
+
+
 # The errors that mean "the database cannot be used now" (down, unreachable, locked)
 # rather than a bug: answered with 503, and the reconcile loop waits them out.
 DATABASE_DOWN = (DatabaseUnavailable, OperationalError, InterfaceError, DisconnectionError)
@@ -122,7 +127,11 @@ class Database:
         database does not answer."""
         if self.is_sqlite:
             return self._sqlite_read(sql, parameters)
-        fairy = self.engine.raw_connection()
+        try:
+            # The pool's own connect raises the driver's error, not SQLAlchemy's.
+            fairy = self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as e:
+            raise DatabaseUnavailable(UNREACHABLE) from e
         try:
             cursor = fairy.cursor()
             cursor.execute(sql, parameters)
@@ -132,7 +141,7 @@ class Database:
             # A connection the driver gave up on is not put back in the pool.
             if self.engine.dialect.is_disconnect(e, fairy.dbapi_connection, None):
                 fairy.invalidate(e)
-            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
+            raise DatabaseUnavailable(UNREACHABLE) from e
         finally:
             fairy.close()
         return list(rows)
@@ -153,7 +162,7 @@ class Database:
         except sqlite3.Error as e:
             reader, self._reader = self._reader, None
             reader.close()
-            raise DatabaseUnavailable(f"The database did not answer: {e}") from e
+            raise DatabaseUnavailable(UNREACHABLE) from e
         return list(rows)
 
     @contextmanager

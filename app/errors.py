@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, jsonify, redirect, render_templa
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
-from app.db import DATABASE_DOWN, DatabaseUnavailable
+from app.db import DATABASE_DOWN, UNREACHABLE, DatabaseUnavailable
 from app.oauth import OAuthError
 from app.outcomes import DomainError, LoginExpired, Outcome, Result
 
@@ -125,11 +125,9 @@ def init_app(app: Flask) -> None:
 
     def _database_down(e: Exception) -> Response:
         # The driver's message names hosts and ports: the log gets it, the visitor not.
-        cause = getattr(e, "orig", None) or e
+        cause = getattr(e, "orig", None) or e.__cause__ or e
         log.error("Database unavailable on %s %s: %s", request.method, request.path, cause)
-        message = "The hub's database is unreachable right now; try again in a moment."
-        if isinstance(e, DatabaseUnavailable):
-            message = str(e)
+        message = str(e) if isinstance(e, DatabaseUnavailable) else UNREACHABLE
         return error_response(503, message, {"Retry-After": DATABASE_DOWN_RETRY_AFTER})
 
     for kind in DATABASE_DOWN:
