@@ -75,7 +75,7 @@ def test_every_nodes_port_serves_each_user_through_its_own_chp(cluster: Cluster)
         lines = cluster.manager.hub_log().splitlines()
         return {line.rsplit(" ", 1)[-1] for line in lines if "Keeping the routes" in line}
 
-    wait_for(lambda: len(kept()) == 3, timeout=60, interval=1)
+    wait_for(lambda: len(kept()) == 3, timeout=120, interval=1)
     cluster.start("ann")
     cluster.start("ben")
     assert {cluster.node_of("ann"), cluster.node_of("ben")} <= {"n2", "n3"}  # workers only

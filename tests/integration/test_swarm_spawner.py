@@ -1,4 +1,5 @@
-"""The swarm spawner on a real single-node swarm: real services, real CHP, `flaskhub run`.
+"""What only the swarm spawner does, on a real single-node swarm: real services, real
+CHP, `flaskhub run` (what it does as the docker spawner does: test_container_spawners.py).
 
 The hub runs on the host (swarm_address = "docker_gwbridge"): CHP reaches each
 task at its docker_gwbridge address and the task reaches the hub at that
@@ -21,7 +22,7 @@ import pytest
 from docker.models.containers import Container
 from docker.models.services import Service
 
-from app.spawners.docker import LABEL_HUB, LABEL_SERVER, LABEL_USER
+from app.spawners.docker import LABEL_HUB
 from app.spawners.swarm import GWBRIDGE
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub
@@ -98,177 +99,29 @@ def get_as(hub: Hub, owner: str, name: str) -> Any:
     return hub.get(f"/user/{owner}/", headers={"Authorization": f"token {hub.token(name)}"})
 
 
-def test_spawn_runs_a_labelled_service_and_reports_progress(
+def test_limits_reservations_placement_restart_and_home(
     swarm_hub: Hub,
     docker_client: docker.DockerClient,  # noqa: F811
 ) -> None:
     spawn(swarm_hub, "alice")
     service = service_of(docker_client, "alice")
-    labels = service.attrs["Spec"]["Labels"]
-    assert labels[LABEL_USER] == "alice"
-    assert labels[LABEL_SERVER] == ""
-    assert labels[LABEL_HUB] == PREFIX
     assert service.attrs["Spec"]["Mode"] == {"Replicated": {"Replicas": 1}}
-    assert spec_of(docker_client, "alice")["RestartPolicy"]["Condition"] == "none"
-    assert container_of(docker_client, "alice").labels[LABEL_USER] == "alice"
-    (stored,) = swarm_hub.query(
-        "SELECT json_group_array(json(event)) FROM (SELECT event FROM progress_events "
-        "JOIN servers ON servers.id = progress_events.server_id "
-        "JOIN users ON users.id = servers.user_id WHERE users.name = 'alice' ORDER BY seq)"
-    )[0]
-    messages = [event["message"] for event in json.loads(stored)]
-    steps = ("Looking up image", "Creating service", "Task of", "Service")
-    for step in steps:
-        assert any(m.startswith(step) for m in messages), messages
-    assert any("running" in m for m in messages if m.startswith("Task of")), messages
-
-
-def test_owner_reaches_the_server_through_the_proxy_others_do_not(swarm_hub: Hub) -> None:
-    spawn(swarm_hub, "alice")
-    swarm_hub.api("POST", "/users/mallory")
-    assert get_as(swarm_hub, "alice", "alice").status_code == 200
-    assert get_as(swarm_hub, "alice", "mallory").status_code == 403
-
-
-def test_limits_reservations_placement_and_environment(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-) -> None:
-    spawn(swarm_hub, "alice")
     spec = spec_of(docker_client, "alice")
+    # A server that ends is not started again by the swarm: the hub says why it ended.
+    assert spec["RestartPolicy"]["Condition"] == "none"
     assert spec["Resources"] == {
         "Limits": {"MemoryBytes": 256 * 1024 * 1024, "NanoCPUs": 500_000_000, "Pids": 1024},
         "Reservations": {"MemoryBytes": 64 * 1024 * 1024, "NanoCPUs": 250_000_000},
     }
     assert spec["Placement"]["Constraints"] == ["node.role==manager"]
-    env = dict(item.split("=", 1) for item in spec["ContainerSpec"]["Env"])
-    assert env["GREETING"] == "hello" and env["JUPYTERHUB_USER"] == "alice"
-    assert "PYTHONPATH" not in env and not any(k.startswith("FLASKHUB_") for k in env)
-    gateway = docker_client.networks.get(GWBRIDGE).attrs["IPAM"]["Config"][0]["Gateway"]
-    assert env["JUPYTERHUB_API_URL"].startswith(f"http://{gateway}:")
+    (home,) = spec["ContainerSpec"]["Mounts"]
+    assert home["Target"] == HOME
+    assert home["VolumeOptions"]["DriverConfig"]["Name"] == "local"
     # An overlay network of its own (the hub reaches it over docker_gwbridge).
     (attached,) = spec["Networks"]
     network = docker_client.networks.get(attached["Target"])
     assert network.name == f"{PREFIX}-alice" and network.attrs["Driver"] == "overlay"
     assert network.attrs["Labels"][LABEL_HUB] == PREFIX
-
-
-def test_home_survives_stop_and_start_and_stop_removes_the_service(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-) -> None:
-    spawn(swarm_hub, "carol")
-    first = service_of(docker_client, "carol")
-    (home,) = spec_of(docker_client, "carol")["ContainerSpec"]["Mounts"]
-    storage_id = swarm_hub.query("SELECT storage_id FROM users WHERE name = 'carol'")[0][0]
-    assert home["Source"] == f"{PREFIX}-home-{storage_id}" and home["Target"] == HOME
-    assert home["VolumeOptions"]["DriverConfig"]["Name"] == "local"
-    run_in(container_of(docker_client, "carol"), f"echo kept > {HOME}/notes.txt")
-    stop(swarm_hub, "carol")
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.services.get(first.id)
-    # And its network, which only it used.
-    assert f"{PREFIX}-carol" not in [n.name for n in docker_client.networks.list()]
-    volume = docker_client.volumes.get(home["Source"])
-    assert volume.attrs["Labels"][LABEL_USER] == "carol"
-    spawn(swarm_hub, "carol")
-    assert service_of(docker_client, "carol").id != first.id
-    assert run_in(container_of(docker_client, "carol"), f"cat {HOME}/notes.txt") == "kept\n"
-    page = get_as(swarm_hub, "carol", "carol")
-    assert page.status_code == 200 and "notes.txt" in page.text
-
-
-def test_a_hub_restart_keeps_the_service_routed(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-) -> None:
-    spawn(swarm_hub, "alice")
-    before = service_of(docker_client, "alice").id
-    swarm_hub.restart()
-    assert service_of(docker_client, "alice").id == before
-    wait_for(lambda: "/user/alice" in swarm_hub.routes(), 30)
-    assert get_as(swarm_hub, "alice", "alice").status_code == 200
-    assert swarm_hub.api("GET", "/users/alice").json()["servers"][""]["ready"]
-
-
-def test_a_missing_image_fails_naming_it_and_is_not_retried(
-    leftovers: None,
-    docker_client: docker.DockerClient,  # noqa: F811
-    hub_factory: Callable[..., Hub],
-) -> None:
-    image = "flaskhub/no-such-image:0"
-    hub = hub_factory(**{**SETTINGS, "docker_image": image})
-    hub.api("POST", "/users/dora")
-    response = hub.api("POST", "/users/dora/server")
-    assert response.status_code == 500
-    message = response.json()["message"]
-    assert f"No such image: {image}" in message and "could not start its server" in message
-    # The node that rejected it is named; with no other node to try, the spawn fails.
-    host = docker_client.info()["Name"]
-    assert f"could not start its server on node {host}" in message
-    assert f"No other node can run it (tried node {host})" in message
-    started = hub.query("SELECT started FROM servers")
-    token = hub.token("dora")
-    for _ in range(2):
-        page = hub.get("/hub/user/dora/", headers={"Authorization": f"token {token}"})
-        assert page.status_code == 500 and image in page.text
-    assert hub.query("SELECT started FROM servers") == started
-    # The failed service is removed, not left to be retried by the swarm.
-    assert docker_client.services.list(filters={"name": f"{PREFIX}-dora"}) == []
-    assert f"{PREFIX}-dora" not in [n.name for n in docker_client.networks.list()]
-
-
-def test_a_task_that_exits_at_once_fails_with_its_status_and_log(
-    leftovers: None,
-    docker_images: str,  # noqa: F811
-    hub_factory: Callable[..., Hub],
-) -> None:
-    hub = hub_factory(**{**SETTINGS, "docker_cmd": ["sh", "-c", "echo cannot go on; exit 3"]})
-    hub.api("POST", "/users/erin")
-    response = hub.api("POST", "/users/erin/server")
-    assert response.status_code == 500
-    message = response.json()["message"]
-    assert "exited with status 3" in message and "cannot go on" in message
-
-
-@pytest.fixture
-def foreign_service(
-    docker_client: docker.DockerClient,  # noqa: F811
-    docker_images: str,  # noqa: F811
-) -> Iterator[Callable[[str], Service]]:
-    """Make services named as the hub would name a user's, without its labels; removed
-    at the end."""
-    made: list[Service] = []
-
-    def make(name: str) -> Service:
-        service = docker_client.services.create(
-            docker_images, ["sleep", "600"], name=name, labels={"test": PREFIX}
-        )
-        made.append(service)
-        return service
-
-    yield make
-    for service in made:
-        service.remove()
-
-
-@pytest.mark.parametrize("user", ["db", "proxy"])
-def test_a_service_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-    foreign_service: Callable[[str], Service],
-    user: str,
-) -> None:
-    # A stack names its services <stack>_<service>; one made by hand can be anything.
-    name = f"{PREFIX}-{user}"
-    theirs = foreign_service(name)
-    swarm_hub.api("POST", f"/users/{user}")
-    response = swarm_hub.api("POST", f"/users/{user}/server")
-    assert response.status_code == 409, response.text
-    message = response.json()["message"]
-    assert f"a Docker service named {name} already exists" in message
-    assert "rename or remove that service, or set docker_prefix" in message
-    assert docker_client.services.get(name).id == theirs.id
 
 
 def test_a_network_of_the_name_that_is_not_the_hubs_fails_the_spawn_and_is_kept(
@@ -301,47 +154,6 @@ def test_a_network_named_in_docker_network_is_shared(
     assert network.name == f"{PREFIX}-shared" and network.attrs["Attachable"]
     stop(hub, "sue")
     assert docker_client.networks.get(f"{PREFIX}-shared").id == network.id
-
-
-def test_tasks_drop_net_raw_and_have_a_process_limit(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-) -> None:
-    spawn(swarm_hub, "alice")
-    container = container_of(docker_client, "alice")
-    NET_RAW = 13  # noqa: N806 (the capability's bit, linux/capability.h)
-    bounding = int(run_in(container, "sed -n 's/^CapBnd:\\t//p' /proc/self/status"), 16)
-    assert not bounding & (1 << NET_RAW)
-    assert run_in(container, "cat /sys/fs/cgroup/pids/pids.max").strip() == "1024"
-
-
-def unreachable(container: Container, ip: str, port: int) -> bool:
-    """Whether a connection from inside container to ip:port fails."""
-    connect = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
-    code, _ = container.exec_run(["python3", "-c", connect, ip, str(port)])
-    return code != 0
-
-
-def test_tasks_reach_the_hub_but_not_each_other_nor_the_proxy_api(
-    swarm_hub: Hub,
-    docker_client: docker.DockerClient,  # noqa: F811
-) -> None:
-    spawn(swarm_hub, "alice")
-    spawn(swarm_hub, "bob")
-    alice, bob = container_of(docker_client, "alice"), container_of(docker_client, "bob")
-    gwbridge = docker_client.networks.get(GWBRIDGE).attrs
-    addresses = [n["IPAddress"] for n in bob.attrs["NetworkSettings"]["Networks"].values()]
-    addresses.append(gwbridge["Containers"][bob.id]["IPv4Address"].split("/")[0])
-    assert reaches_server(alice, "127.0.0.1", 8888, "/user/alice/")
-    for ip in addresses:
-        assert not reaches_server(alice, ip, 8888, "/user/bob/"), ip
-    fetch = "import os,urllib.request as u; print(u.urlopen(os.environ['JUPYTERHUB_API_URL']).code)"
-    assert run_in(alice, f'python3 -c "{fetch}"').strip() == "200"
-    gateway = gwbridge["IPAM"]["Config"][0]["Gateway"]
-    proxy_api_port = int(swarm_hub.proxy_api_url.rsplit(":", 1)[1])
-    assert unreachable(alice, gateway, proxy_api_port)
-    assert get_as(swarm_hub, "alice", "alice").status_code == 200
-    assert get_as(swarm_hub, "bob", "bob").status_code == 200
 
 
 @pytest.fixture(scope="module")
