@@ -103,7 +103,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
     if client is None:
         if shutil.which("dockerd") is None or os.geteuid() != 0:
             _no_engine("no Docker engine answers (and dockerd cannot be started here)")
-        started = _start_dockerd(Path(tempfile.mkdtemp(prefix="flaskhub-dockerd-")))
+        workdir = Path(tempfile.mkdtemp(prefix="flaskhub-dockerd-"))
+        started = _start_dockerd(workdir)
         client = _client()
         assert client is not None
     yield client
@@ -111,6 +112,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     if started is not None:
         started.terminate()
         started.wait(timeout=60)
+        shutil.rmtree(workdir)  # its log and pid file
 
 
 @pytest.fixture(scope="session")
