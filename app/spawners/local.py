@@ -300,10 +300,22 @@ class SimpleLocalProcessSpawner(LocalProcessSpawner):
 
 def lower_priority(pid: int, nice: int) -> None:
     """Give a new server the CPU after the hub and CHP (server_nice): a class starting
-    its servers at once must not stall the pages every user's requests go through."""
+    its servers at once must not stall the pages every user's requests go through.
+
+    A server runs in a session of its own, and where the kernel groups each session's
+    processes (sched_autogroup, on by default in Debian's kernels) the CPU is shared
+    between groups first: a process's own nice then weighs only against its own group.
+    So the server's group gets the nice value too, through /proc/<pid>/autogroup."""
     if nice <= 0:
         return
     try:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     except OSError as e:
         log.warning("Could not lower the priority of server process %s: %s", pid, e)
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(nice))
+    except FileNotFoundError:
+        pass  # a kernel without autogroups (or the process is gone): nice alone decides
+    except OSError as e:
+        log.warning("Could not lower the priority of server process %s's group: %s", pid, e)

@@ -94,6 +94,10 @@ def test_servers_run_below_the_hub_for_the_cpu(hub: Hub) -> None:
     # Field 19 of /proc/<pid>/stat, after the command's closing parenthesis.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     assert int(fields[16]) == 10 and os.getpriority(os.PRIO_PROCESS, os.getpid()) == 0
+    # Its session's group too, where the kernel shares the CPU between groups first.
+    group = Path(f"/proc/{pid}/autogroup")
+    if group.exists():
+        assert group.read_text().split()[-2:] == ["nice", "10"], group.read_text()
     assert hub.api("DELETE", "/users/niced/server").status_code == 204
 
 
