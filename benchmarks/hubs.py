@@ -219,8 +219,9 @@ def bench_env(tag: str) -> dict[str, str]:
     return env
 
 
-def start_flaskhub(workdir: Path, tag: str) -> RunningHub:
-    """`flaskhub run` (gunicorn's arbiter, its workers and its CHP) with an admin service."""
+def start_flaskhub(workdir: Path, tag: str, spawns: int = 0) -> RunningHub:
+    """`flaskhub run` (gunicorn's arbiter, its workers and its CHP) with an admin service;
+    `spawns` at once allowed (both hubs' default limit is 100)."""
     port, hub_port, api_port = free_ports(3)
     token = secrets.token_hex(24)
     settings = {
@@ -232,6 +233,7 @@ def start_flaskhub(workdir: Path, tag: str) -> RunningHub:
         "spawner_cmd": tiny_command(tag),
         "services": [{"name": "bench", "api_token": token, "admin": True}],
         "log_level": "WARNING",
+        "concurrent_spawn_limit": max(spawns, 100),
     }
     env = bench_env(tag)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -256,8 +258,9 @@ def start_flaskhub(workdir: Path, tag: str) -> RunningHub:
     return hub
 
 
-def start_jupyterhub(workdir: Path, tag: str, venv: Path) -> RunningHub:
-    """CHP (the repository's own), then JupyterHub with an admin-like service token."""
+def start_jupyterhub(workdir: Path, tag: str, venv: Path, spawns: int = 0) -> RunningHub:
+    """CHP (the repository's own), then JupyterHub with an admin-like service token;
+    `spawns` at once allowed."""
     port, hub_port, api_port = free_ports(3)
     token = secrets.token_hex(24)
     env = bench_env(tag)
@@ -269,6 +272,7 @@ def start_jupyterhub(workdir: Path, tag: str, venv: Path) -> RunningHub:
         BENCH_JH_PROXY_API_PORT=str(api_port),
         BENCH_JH_ADMIN_TOKEN=token,
         BENCH_JH_SPAWNER_CMD=json.dumps(tiny_command(tag)),
+        BENCH_JH_SPAWN_LIMIT=str(max(spawns, 100)),
     )
     proxy_args = [
         *("--ip", "127.0.0.1", "--port", str(port)),

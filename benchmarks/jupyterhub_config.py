@@ -45,5 +45,6 @@ c.JupyterHub.load_roles = [
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = f"{RUN}/homes/{{username}}"
 c.Spawner.cmd = json.loads(E("BENCH_JH_SPAWNER_CMD"))
+c.JupyterHub.concurrent_spawn_limit = int(E("BENCH_JH_SPAWN_LIMIT"))
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.cleanup_proxy = True

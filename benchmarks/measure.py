@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 PAGINATION = "application/jupyterhub-pagination+json"
 POLL_INTERVAL = 0.05
 WRK_MISSING = "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu) or see wrk's README"
@@ -259,6 +261,22 @@ def wait_served(
         "failures": dict(list(failed.items())[:5]),
         "seconds": round(max(done.values()), 3) if done and not failed else None,
     }
+
+
+def login_cookie(base: str, name: str) -> str:
+    """A browser's login through the hub's own form (both hubs' dummy authenticator takes
+    any password); the Cookie header its pages then take (JupyterHub answers a page
+    asked with a token with a redirect to the login)."""
+    with requests.Session() as session:
+        page = session.get(f"{base}/hub/login", timeout=30)
+        form = {"username": name, "password": "bench"}
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        if xsrf:
+            form["_xsrf"] = xsrf.group(1)
+        answer = session.post(f"{base}/hub/login", data=form, allow_redirects=False, timeout=30)
+        if answer.status_code != 302:
+            raise RuntimeError(f"login as {name}: {answer.status_code} {answer.text[:200]}")
+        return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
 
 
 class Probe(threading.Thread):

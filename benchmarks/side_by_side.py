@@ -104,12 +104,20 @@ def spawns(
     names = [measure.username(i) for i in range(count)]
     spawned = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, cpu=hub.cpu_seconds)
     log(f"{hub.name}: {count} concurrent spawns, with a user's pages probed every 10 ms")
-    # The user's own token in the header: both hubs take it for pages too.
-    headers = {"Authorization": f"token {token}", "Accept": "text/html"}
+    # The page as a browser navigating to it asks for it (the login cookie, and the Fetch
+    # Metadata without which FlaskHub takes no cookie: README, Security), the API with
+    # the user's token.
     user = measure.username(0)
+    page = {
+        "Cookie": measure.login_cookie(hub.public_url, user),
+        "Accept": "text/html",
+        "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document",
+    }
+    with_token = {"Authorization": f"token {token}"}
     probes = {
-        "home": measure.Probe(f"{hub.public_url}/hub/home", headers),
-        "user": measure.Probe(f"{hub.public_url}/hub/api/users/{user}", headers),
+        "home": measure.Probe(f"{hub.public_url}/hub/home", page),
+        "user": measure.Probe(f"{hub.public_url}/hub/api/users/{user}", with_token),
     }
     probed = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, probes)
     over = None
@@ -134,10 +142,10 @@ def run_hub(which: str, args: argparse.Namespace, venv: Path | None) -> dict[str
     hub = None
     try:
         if which == "flaskhub":
-            hub = hubs.start_flaskhub(workdir, tag)
+            hub = hubs.start_flaskhub(workdir, tag, max(args.spawns, default=0))
         else:
             assert venv is not None
-            hub = hubs.start_jupyterhub(workdir, tag, venv)
+            hub = hubs.start_jupyterhub(workdir, tag, venv, max(args.spawns, default=0))
         result = measure_hub(hub, args)
     except BaseException:
         if hub is not None:
