@@ -14,6 +14,9 @@
 - Passwords are hashed with argon2 at its cheapest cost (for the whole session): at
   the production cost each hash takes a large part of a second. A test of hashing
   itself asks for ``production_argon2``.
+- No Docker engine: the process's engine client (``docker_client()``) is one that
+  answers nothing, and says so; a test that needs an engine's answers gives a fake
+  client. (Some used to reach a real engine when one answered, and failed without one.)
 - The apps share, for the session, what each would otherwise make again the same:
   werkzeug's compiled URL rules, SQLAlchemy's compiled statements (one SQLite
   dialect) and Jinja's compiled templates (most of a unit test's CPU before).
@@ -22,6 +25,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -44,6 +48,7 @@ from app.grants import HubGrants
 from app.groups import GroupService
 from app.migrations import upgrade
 from app.roles import RoleService
+from app.spawners import docker as docker_spawners
 from app.tokens import get_tokens
 from app.users import get_users
 from tests.helpers import BrowserClient, free_port, xsrf_token
@@ -56,6 +61,21 @@ def _cheap_hasher() -> Any:
     from argon2 import PasswordHasher
 
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class NoEngine:
+    """The unit tier's Docker client: any use fails, naming the way out."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(
+            f"a unit test asked the Docker engine ({name}): give it a fake client "
+            "(monkeypatch DockerSpawner.client or app.spawners.docker.docker_client)"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_docker_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(docker_spawners, "_clients", {os.getpid(): NoEngine()})
 
 
 @pytest.fixture(scope="session", autouse=True)
