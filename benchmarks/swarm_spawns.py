@@ -7,9 +7,10 @@ stack's registry), here with users' servers on every node. Through the hub: SPAW
 all their servers requested at once over the REST API, timed until the API says each is
 ready (its task runs, its server answered HTTP, every node's CHP routes it). Directly:
 the services the hub made in that round (their specs read before the hub stops them,
-under other names), created at once with the SDK on the manager's engine, timed until
-each server answers HTTP, as the hub asks it (any answer at /user/<name>/), seen from a
-hub task on the users' overlay network. Rounds alternate (the machine is shared and
+under other names), each with an overlay network of its own as the hub makes in the
+stack's "published" mode, created at once with the SDK on the manager's engine, timed
+until each server answers HTTP as the hub asks it (any answer at /user/<name>/) at its
+node's address and published port. Rounds alternate (the machine is shared and
 noisy): each round's figures and ratio, then the medians, are printed. Every image is
 pulled on every node before the first round, so neither side waits for a pull.
 
@@ -24,6 +25,7 @@ docker-compose; not while tests run. The cluster is removed at the end.
 from __future__ import annotations
 
 import argparse
+import http.client
 import secrets
 import statistics
 import subprocess
@@ -37,8 +39,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker  # noqa: E402
+from docker.models.nodes import Node  # noqa: E402
 
-from tests.cluster.cluster import API, DOCKER, Cluster, build_images, running  # noqa: E402
+from app.spawners.swarm import node_address, published_port  # noqa: E402
+from tests.cluster.cluster import API, Cluster, build_images, running  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402
 from tests.integration.docker_engine import BUILTIN_IMAGE  # noqa: E402
 
@@ -48,27 +52,6 @@ BENCH_LABEL = "org.flaskhub.bench"
 PORT = 8888
 # Seconds one round's spawns may take, each side (a bound, not a goal).
 TIMEOUT = 600
-
-# Run in a hub task (on the users' overlay network): exits 0 once every
-# <service name> <path> pair answers HTTP at http://<service name>:8888<path>.
-_ANSWERED = """
-import http.client, sys, time
-deadline = time.monotonic() + float(sys.argv[1])
-waiting = dict(zip(sys.argv[2::2], sys.argv[3::2]))
-while waiting and time.monotonic() < deadline:
-    for name, path in list(waiting.items()):
-        connection = http.client.HTTPConnection(name, 8888, timeout=2)
-        try:
-            connection.request("GET", path)
-            connection.getresponse()
-        except OSError:
-            continue
-        finally:
-            connection.close()
-        del waiting[name]
-    time.sleep(0.05)
-sys.exit(f"never answered: {sorted(waiting)}" if waiting else 0)
-"""
 
 
 def through_the_hub(cluster: Cluster, names: list[str]) -> float:
@@ -114,52 +97,82 @@ def service_spec(engine: docker.DockerClient, name: str) -> dict[str, Any]:
 
 
 def directly(cluster: Cluster, specs: dict[str, dict[str, Any]]) -> float:
-    """Seconds from creating every service at once until each one's server answers."""
+    """Seconds from creating every service at once (each with an overlay network of its
+    own, as the hub makes in "published" mode) until each one's server answers at its
+    node's address and published port, as the hub and CHP reach it."""
     client = docker.APIClient(
         base_url=f"unix://{cluster.manager.socket}", version=API, timeout=60, max_pool_size=64
     )
-    hub = cluster.hub_container()
-    pairs = [word for n, s in specs.items() for word in (s["Name"], f"/user/{n}/")]
-    assert DOCKER is not None
-    probe = [
-        *(DOCKER, "-H", f"unix://{cluster.manager.socket}", "exec", "-i", hub),
-        *("python3", "-", str(TIMEOUT), *pairs),
-    ]
+    nodes = {n["ID"]: node_address(Node(attrs=n)) for n in client.nodes()}
 
     def create(spec: dict[str, Any]) -> None:
+        network = client.create_network(
+            spec["Name"], driver="overlay", labels={BENCH_LABEL: NAME}, check_duplicate=True
+        )
+        template = {**spec["TaskTemplate"], "Networks": [{"Target": network["Id"]}]}
         client.create_service(
-            spec["TaskTemplate"],
+            template,
             name=spec["Name"],
             labels=spec["Labels"],
             mode=spec.get("Mode"),
             endpoint_spec=spec.get("EndpointSpec"),
         )
 
+    def answers(name: str, path: str) -> bool:
+        for task in client.tasks(filters={"service": name, "desired-state": "running"}):
+            port = published_port(task, PORT)
+            if task["Status"]["State"] != "running" or not port:
+                continue
+            connection = http.client.HTTPConnection(nodes[task["NodeID"]], port, timeout=2)
+            try:
+                connection.request("GET", path)
+                connection.getresponse()
+            except OSError:
+                return False
+            finally:
+                connection.close()
+            return True
+        return False
+
+    waiting = {s["Name"]: f"/user/{n}/" for n, s in specs.items()}
     t0 = time.perf_counter()
-    # The probe first: it looks until each name resolves and answers.
-    answered = subprocess.Popen(probe, stdin=subprocess.PIPE, text=True)
-    assert answered.stdin is not None
-    answered.stdin.write(_ANSWERED)
-    answered.stdin.close()
     try:
         with ThreadPoolExecutor(len(specs)) as pool:
             list(pool.map(create, specs.values()))
-        answered.wait(timeout=TIMEOUT + 30)
-        assert answered.returncode == 0, "a service created directly never answered"
+            while waiting and time.perf_counter() - t0 < TIMEOUT:
+                done = pool.map(lambda item: answers(*item), waiting.items())
+                for name, answered in zip(list(waiting), done, strict=True):
+                    if answered:
+                        del waiting[name]
+                time.sleep(0.05)
+        assert not waiting, f"never answered: {sorted(waiting)}"
         return time.perf_counter() - t0
     finally:
-        if answered.poll() is None:
-            answered.kill()
         remove_direct(client)
         client.close()
 
 
 def remove_direct(client: docker.APIClient) -> None:
-    """The services created directly, and their tasks' containers on every node."""
-    for service in client.services(filters={"label": f"{BENCH_LABEL}={NAME}"}):
+    """The services created directly, their tasks' containers on every node, and their
+    networks."""
+    mine = {"label": f"{BENCH_LABEL}={NAME}"}
+    for service in client.services(filters=mine):
         client.remove_service(service["ID"])
-    gone = {"label": f"{BENCH_LABEL}={NAME}", "desired-state": "running"}
+    gone = {**mine, "desired-state": "running"}
     wait_for(lambda: not client.tasks(filters=gone), TIMEOUT, 0.5)
+    # A network goes once no task on any node holds it any more.
+    for network in client.networks(filters=mine):
+        wait_for(lambda network=network: _removed(client, network["Id"]), TIMEOUT, 0.5)
+
+
+def _removed(client: docker.APIClient, network: str) -> bool:
+    try:
+        client.remove_network(network)
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        return False
+    return True
 
 
 def main() -> None:
