@@ -6,16 +6,20 @@
 - A test marked neither ``process``, ``integration`` nor ``browser`` fails if it
   starts a process (subprocess, fork, posix_spawn, system, exec, spawn), so
   ``-m "not process and not integration and not browser"`` stays pure unit tests.
+- The session leaves no CPU group of user servers it made (app.spawners.cpu).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from app.spawners import cpu
 
 
 @pytest.fixture
@@ -25,6 +29,23 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_groups_as_found() -> Iterator[None]:
+    """A server killed with its hub (the fault tests) leaves its CPU group behind: at the
+    end the session removes the servers' group, if it made it, and the empty groups in it."""
+    hierarchy = cpu.this_hierarchy()
+    base = hierarchy.base("flaskhub-servers") if hierarchy is not None else None
+    made_here = base is not None and not base.exists()
+    yield
+    if base is None or not made_here or not base.exists():
+        return
+    for group in [*(p for p in base.iterdir() if p.is_dir()), base]:
+        try:
+            group.rmdir()
+        except OSError as e:
+            print(f"\nCPU group {group} left: {e.strerror}")
 
 
 PROCESS_MARKERS = ("process", "integration", "browser")

@@ -405,6 +405,12 @@ def _validate_nice(settings: Settings) -> None:
             f"setting 'server_nice' must be a nice value from 0 to {MAX_NICE}, "
             f"got {settings.server_nice}"
         )
+    cgroup = settings.server_cgroup
+    if cgroup and not DOCKER_NAME_RE.fullmatch(cgroup):
+        raise ConfigError(
+            "setting 'server_cgroup' must be one name of letters, digits, '_', '.' and '-' "
+            f"(a control group beside the hub's), got {cgroup!r}"
+        )
 
 
 def _validate_attach(settings: Settings) -> None:

@@ -388,6 +388,11 @@ class Settings:
         "How far below the hub and CHP user servers get the CPU: their nice value (0-19; "
         "containers: the matching CPU weight). 0: the same as the hub.",
     )
+    server_cgroup: str = setting(
+        "flaskhub-servers",
+        "The control group all local servers run in, weighted together as one process at "
+        "server_nice, beside the hub's (empty: none, nice values alone).",
+    )
     mem_guarantee: str = setting(
         "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."
     )

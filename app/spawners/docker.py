@@ -36,6 +36,7 @@ from docker.models.networks import Network
 from docker.types import IPAMConfig, IPAMPool
 
 from app.config import ATTACH_SERVICE, SERVER_SUBNET_PREFIX, Settings
+from app.spawners import cpu
 from app.spawners.base import Spawner, SpawnerError
 from app.spawners.compose import (
     COMPOSE_PROJECT,
@@ -334,11 +335,8 @@ def server_networks(client: docker.DockerClient, settings: Settings) -> list[Net
 
 
 def cpu_weight(nice: int) -> int | None:
-    """The CPU weight (cpu_shares) of a process of that nice value, as the kernel weighs
-    it against the default 1024: each step about 1.25 times less; None for 0."""
-    if nice <= 0:
-        return None
-    return max(2, round(1024 / 1.25**nice))
+    """The CPU weight (cpu_shares) of a process of that nice value; None for 0."""
+    return cpu.shares(nice) if nice > 0 else None
 
 
 def backoff() -> Iterator[None]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import gevent
 
-from app.spawners import accounts, launch
+from app.spawners import accounts, cpu, launch
 from app.spawners.accounts import Account
 from app.spawners.base import Spawner, SpawnerError
 from app.spawners.launch import Child
@@ -201,6 +201,7 @@ class LocalProcessSpawner(Spawner):
             self.proc = self.launch(cmd, env, logf)
         self.pid = self.proc.pid
         lower_priority(self.pid, self.settings.server_nice)
+        cpu.place(self.pid, self.file_stem, self.settings.server_cgroup, self.settings.server_nice)
         self.started_at = process_start_time(self.pid)
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
         self.report_progress(50, f"Server process started (pid {self.pid}, port {self.port})")
@@ -253,6 +254,11 @@ class LocalProcessSpawner(Spawner):
         return None
 
     def stop(self, now: bool = False) -> None:
+        self._end(now)
+        cpu.release(self.file_stem, self.settings.server_cgroup)
+
+    def _end(self, now: bool) -> None:
+        """SIGTERM, then SIGKILL after STOP_GRACE_SECONDS (at once if now)."""
         if self.pid is None or self.poll() is not None:
             return
         self._signal(signal.SIGTERM)
@@ -286,8 +292,10 @@ class LocalProcessSpawner(Spawner):
         self.started_at = state.get("started_at")
 
     def clear_state(self) -> None:
+        """After the server ended (stopped, or found dead): its CPU group goes too."""
         self.pid = self.port = self.started_at = None
         self.proc = None
+        cpu.release(self.file_stem, self.settings.server_cgroup)
 
 
 class SimpleLocalProcessSpawner(LocalProcessSpawner):

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from app.spawners import cpu
 from tests.helpers import wait_for
 from tests.integration.conftest import REPO, Hub
 
@@ -134,6 +135,31 @@ def test_an_account_reads_its_own_server_and_nothing_of_anyone_else(
         result = as_account("alice", *cmd)
         assert result.returncode != 0, f"alice's account could read {what}"
         assert "Permission denied" in result.stderr, (what, result.stderr)
+
+
+def test_an_account_cannot_take_its_server_out_of_the_servers_cpu_group(
+    hub: Hub, running: dict[str, int]
+) -> None:
+    """server_cgroup is a bound, not a courtesy: alice's account cannot move her server
+    back beside the hub, nor into bob's group, nor make a group of its own."""
+    hierarchy = cpu.this_hierarchy()
+    if hierarchy is None:
+        pytest.skip("this system has no CPU controller")
+    pid = running["alice"]
+    base = hierarchy.base("flaskhub-servers")
+    assert (base / "alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
+    targets = {
+        "the hub's group": base.parent / "cgroup.procs",
+        "the servers' group": base / "cgroup.procs",
+        "bob's group": base / "bob" / "cgroup.procs",
+    }
+    for what, procs in targets.items():
+        result = as_account("alice", "sh", "-c", f"echo {pid} > {procs}")
+        assert result.returncode != 0, f"alice's account moved her server into {what}"
+        assert "Permission denied" in result.stderr, (what, result.stderr)
+    made = as_account("alice", "mkdir", str(base / "alice" / "mine"))
+    assert made.returncode != 0 and "Permission denied" in made.stderr, made.stderr
+    assert (base / "alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
 
 
 def test_after_the_database_is_replaced_an_admin_gives_alice_her_account_back(

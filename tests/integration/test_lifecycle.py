@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.spawners import cpu
 from tests.helpers import wait_for
 from tests.integration.conftest import Hub, login, pid_alive, server_pids
 from tests.spawners import FAIL_STATUS, SLOW_SECONDS, start_calls
@@ -99,6 +100,32 @@ def test_servers_run_below_the_hub_for_the_cpu(hub: Hub) -> None:
     if group.exists():
         assert group.read_text().split()[-2:] == ["nice", "10"], group.read_text()
     assert hub.api("DELETE", "/users/niced/server").status_code == 204
+
+
+def test_servers_share_one_cpu_group_weighted_below_the_hub(hub: Hub) -> None:
+    """server_cgroup: every server in a group of its own inside one group that weighs
+    as one process at server_nice, so 200 starting servers together weigh less than
+    the hub; the server's group is removed when it stops."""
+    hierarchy = cpu.this_hierarchy()
+    if hierarchy is None:
+        pytest.skip("this system has no CPU controller")
+    _user(hub, "grouped")
+    assert hub.api("POST", "/users/grouped/server").status_code == 201
+    (pid,) = server_pids("grouped", hub)
+    own = _cpu_group(pid)
+    assert own.endswith("/flaskhub-servers/grouped"), own
+    group = hierarchy.mount / own.lstrip("/")
+    weight = ("cpu.shares", "110") if hierarchy.version == 1 else ("cpu.weight.nice", "10")
+    assert (group.parent / weight[0]).read_text().strip() == weight[1]
+    assert hub.api("DELETE", "/users/grouped/server").status_code == 204
+    assert not group.exists()
+
+
+def _cpu_group(pid: int) -> str:
+    """The process's group in the CPU hierarchy (v1's cpu line, else v2's)."""
+    lines = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    v1 = [path for _, names, path in lines if "cpu" in names.split(",")]
+    return (v1 or [path for _, names, path in lines if names == ""])[0]
 
 
 def test_already_pending_is_202_without_a_second_start(hub: Hub) -> None:

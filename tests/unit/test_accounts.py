@@ -192,6 +192,7 @@ def make_spawner(tmp_path: Path, prefix: str) -> Iterator[MakeSpawner]:
         if spawner.proc is not None and spawner.proc.poll() is None:
             os.killpg(spawner.proc.pid, signal.SIGKILL)
             spawner.proc.wait(timeout=5)
+        spawner.stop(now=True)  # ended: removes its CPU group
 
 
 def whoami(spawner: LocalProcessSpawner) -> dict[str, Any]:

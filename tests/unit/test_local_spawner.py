@@ -53,7 +53,8 @@ def data_dir(tmp_path: Path) -> Path:
 def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
     """make_spawner(code, user="alice", cmd=None): a spawner running `python -c code`.
 
-    Every process a spawner started is killed and reaped at the end of the test.
+    Every process a spawner started is killed and reaped at the end of the test, and
+    its CPU group removed.
     """
     made: list[SimpleLocalProcessSpawner] = []
 
@@ -82,6 +83,8 @@ def make_spawner(data_dir: Path) -> Iterator[MakeSpawner]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             wait_for(lambda p=proc: p.poll() is not None)
+    for spawner in made:
+        spawner.stop(now=True)  # ended: removes its CPU group
 
 
 @pytest.fixture
