@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -114,7 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     subprocess.run([str(REPO / "images" / "build"), "builtin"], check=True)
     client = docker.from_env(timeout=60)
-    data_dir = Path(tempfile.mkdtemp(prefix="flaskhub-bench-")) / "data"
+    folder = Path(tempfile.mkdtemp(prefix="flaskhub-bench-"))
+    data_dir = folder / "data"
     settings = {
         "spawner": "docker",
         "docker_prefix": PREFIX,
@@ -141,6 +143,7 @@ def main() -> None:
         hub.stop()
         remove_labelled(client, PREFIX)
         client.close()
+        shutil.rmtree(folder, ignore_errors=True)
     via_hub, direct = statistics.median(hub_times), statistics.median(direct_times)
     print(f"{args.spawns} concurrent spawns through the hub, until routed:  {via_hub:6.2f} s")
     print(f"{args.spawns} containers started with the SDK, until listening: {direct:6.2f} s")

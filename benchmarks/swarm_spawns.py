@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -208,6 +209,7 @@ def main() -> None:
                 )
     finally:
         client.close()
+        shutil.rmtree(folder, ignore_errors=True)
     via_hub, direct = statistics.median(hub_times), statistics.median(direct_times)
     print(f"{args.spawns} concurrent spawns through the hub, until ready:    {via_hub:6.2f} s")
     print(f"{args.spawns} services created with the SDK, until answering: {direct:6.2f} s")
