@@ -27,6 +27,7 @@ from app.processes import describe, process_alive, this_process
 from app.servers.counts import state_counts
 from app.servers.edits import ServerEdits
 from app.servers.names import server_label, server_url, url_prefix
+from app.servers.progress import ProgressWriter
 from app.servers.recorder import SpawnStatus
 from app.servers.routes import Routes
 from app.servers.rows import Progress, ServerRows
@@ -83,6 +84,7 @@ class ServerManager:
         self.heartbeats = heartbeats or Heartbeats(db)
         # JupyterHub 6's PUT and PATCH of a server that is not running.
         self.edits = ServerEdits(db, settings)
+        self.progress = ProgressWriter(rows.add_progress)
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}
@@ -247,20 +249,17 @@ class ServerManager:
     def _prepare_spawner(self, server: Server, token: str) -> Spawner:
         """A new spawner with the JUPYTERHUB_* environment and the server's own token."""
         server_id = server.id
-        label = server_label(server.user.name, server.name)
         spawner = self._make_spawner(server)
         spawner.env = spawner_env(
             self.settings, server.user.name, server.name, token, spawner.hub_connect_url()
         )
-        spawner.on_progress = lambda event: self._keep_progress(server_id, label, event)
+        spawner.on_progress = lambda event: self._keep_progress(server_id, event)
         return spawner
 
-    def _keep_progress(self, server_id: int, label: str, event: dict[str, Any]) -> None:
-        """Store a progress event; one lost to a database outage does not fail the spawn."""
-        try:
-            self.rows.add_progress(server_id, event)
-        except DATABASE_DOWN as e:
-            log.warning("Progress of the %s not kept (database unreachable): %s", label, e)
+    def _keep_progress(self, server_id: int, event: dict[str, Any]) -> None:
+        """Store a progress event, with the others reported meanwhile (app.servers.progress);
+        one lost to a database outage does not fail the spawn."""
+        self.progress.add(server_id, event)
 
     def finish_spawn(self, server_id: int, spawner: Spawner, url: str, version: str) -> None:
         """The one finalisation path: add the route, then mark the server running, with
@@ -283,6 +282,7 @@ class ServerManager:
             {"progress": ROUTED_PROGRESS, "message": f"Proxy route added: {prefix}"},
         ]
         state = spawner.get_state()
+        self.progress.flush(server_id)  # the spawner's steps before the hub's own
         if not when_reachable(
             lambda: self.rows.mark_running(server_id, url, version, state, steps)
         ):
@@ -308,6 +308,7 @@ class ServerManager:
         if spawner is not None:
             _stop_quietly(spawner)
         status = getattr(error, "status", None)
+        self.progress.flush(server_id)
         when_reachable(lambda: self.rows.mark_failed(server_id, message, status))
         # A failed spawner is kept, with its error, until the server starts again.
         if spawner is not None:
@@ -502,7 +503,7 @@ class ServerManager:
         log.warning("The %s: %s Taking its start over: waiting for it at %s", label, why, url)
         t0 = time.monotonic()
         spawner = self.spawner_for(server)
-        spawner.on_progress = lambda event: self._keep_progress(server_id, label, event)
+        spawner.on_progress = lambda event: self._keep_progress(server_id, event)
         status = SpawnStatus.FAILURE
         try:
             if spawner.poll() is not None:

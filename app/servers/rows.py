@@ -148,11 +148,13 @@ class ServerRows:
         with self.db.write() as session:
             session.execute(_SAVE_STATE, {"server_id": server_id, "new_state": state, "url": url})
 
-    def add_progress(self, server_id: int, event: dict[str, Any]) -> None:
-        """Keep a progress event of a spawning server, where every worker's stream reads
-        it: one INSERT (none once the server is no longer spawning)."""
+    def add_progress(self, events: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Keep progress events (server id, event) of spawning servers, where every
+        worker's stream reads them: one transaction, one INSERT each, in order (none for a
+        server no longer spawning)."""
         with self.db.write() as session:
-            session.execute(_ADD_PROGRESS, {"server_id": server_id, "event": event})
+            for server_id, event in events:
+                session.execute(_ADD_PROGRESS, {"server_id": server_id, "event": event})
 
     def progress(self, server_id: int, after: int = 0) -> Progress:
         """The progress events (seq, event) of a server's current spawn after seq `after`."""

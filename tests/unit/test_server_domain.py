@@ -244,27 +244,27 @@ def test_progress_is_kept_only_while_spawning(app: Flask, add_server: Callable[.
     rows = get_servers(app).rows
     spawning = add_server("hal", ServerState.SPAWNING)
     stopped = add_server("ida", ServerState.STOPPED)
-    for step in (1, 2):
-        rows.add_progress(spawning, {"progress": 10 * step, "message": f"step {step}"})
-        rows.add_progress(stopped, {"progress": 10 * step, "message": f"step {step}"})
+    steps = [{"progress": 10 * step, "message": f"step {step}"} for step in (1, 2)]
+    rows.add_progress([(server, step) for step in steps for server in (spawning, stopped)])
     assert [e["message"] for _seq, e in rows.progress(spawning)] == ["step 1", "step 2"]
     assert rows.progress(stopped) == []
 
 
-def test_a_progress_event_is_one_insert_and_a_stream_reads_what_is_new(
+def test_progress_events_are_one_insert_each_in_one_write_and_a_stream_reads_what_is_new(
     app: Flask, add_server: Callable[..., int]
 ) -> None:
     rows = get_servers(app).rows
     server_id = add_server("hal", ServerState.SPAWNING)
-    rows.add_progress(server_id, {"progress": 10, "message": "first"})
+    rows.add_progress([(server_id, {"progress": 10, "message": "first"})])
+    later = [{"progress": 20, "message": "second"}, {"progress": 30, "message": "third"}]
     with counting(get_db(app).engine) as counts:
-        rows.add_progress(server_id, {"progress": 20, "message": "second"})
-    assert (counts.transactions, counts.writes, counts.statements) == (1, 1, 1), counts.sql
-    assert counts.sql[0].startswith("INSERT INTO progress_events"), counts.sql
-    (first, _), (second, event) = rows.progress(server_id)
-    assert first < second and event == {"progress": 20, "message": "second"}
-    assert rows.progress(server_id, after=first) == [(second, event)]
-    assert rows.progress(server_id, after=second) == []
+        rows.add_progress([(server_id, event) for event in later])
+    assert (counts.transactions, counts.writes, counts.statements) == (1, 1, 2), counts.sql
+    assert all(sql.startswith("INSERT INTO progress_events") for sql in counts.sql), counts.sql
+    (first, _), (second, event), (third, _) = rows.progress(server_id)
+    assert first < second < third and event == later[0]
+    assert rows.progress(server_id, after=first) == [(second, event), (third, later[1])]
+    assert rows.progress(server_id, after=third) == []
 
 
 # -- outcomes as HTTP (the web layer's one mapping) --------------------------
