@@ -20,6 +20,7 @@ once and servers run at their nice value alone.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # cpu.shares of the default nice 0, against which v1 weighs the servers' group.
 V1_DEFAULT_SHARES = 1024
 _warned: set[str] = set()
+_made: set[Path] = set()  # servers' groups this process made or weighted
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,9 @@ def _read(path: Path) -> str:
         return ""
 
 
+@functools.cache
 def this_hierarchy() -> Hierarchy | None:
-    """The CPU hierarchy of this process."""
+    """The CPU hierarchy of this process (read once: the hub does not move)."""
     return find_hierarchy(_read(Path("/proc/self/mountinfo")), _read(Path("/proc/self/cgroup")))
 
 
@@ -117,12 +120,17 @@ def _place(hierarchy: Hierarchy, pid: int, server: str, name: str, nice: int) ->
     base = hierarchy.base(name)
     for attempt in (1, 2):
         try:
-            group = _make(hierarchy, base, nice) / server
+            if base not in _made:
+                _make(hierarchy, base, nice)
+                _made.add(base)
+            group = base / server
             group.mkdir(exist_ok=True)
             (group / "cgroup.procs").write_text(str(pid))
             return group
         except FileNotFoundError:
-            # Another hub's last server removed the servers' group meanwhile: once more.
+            # The last server's stop (here or in another hub) removed the servers' group
+            # meanwhile: make it again, once.
+            _made.discard(base)
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
@@ -163,6 +171,7 @@ def release(server: str, name: str) -> None:
     for path in (group, group.parent):
         try:
             path.rmdir()
+            _made.discard(path)
         except FileNotFoundError:
             continue
         except OSError as e:

@@ -119,3 +119,19 @@ def test_a_group_name_that_is_not_one_folder_is_refused(name: str) -> None:
 
 def test_no_group_is_allowed() -> None:
     assert load(environ={}, overrides={"server_cgroup": ""}).server_cgroup == ""
+
+
+def test_a_servers_group_removed_meanwhile_is_made_again_with_its_weight(
+    tmp_path: Path,
+) -> None:
+    """The last server's stop (here, or in another hub of the same name) removes the
+    servers' group; the next server makes it again, weight included."""
+    hierarchy = cpu.Hierarchy(tmp_path, 1, PurePosixPath("/"))
+    first = cpu._place(hierarchy, 4242, "ann", "fs", 10)
+    for made in (first / "cgroup.procs", tmp_path / "fs/cpu.shares"):
+        made.unlink()  # what the kernel's rmdir does with a group's files
+    first.rmdir()
+    (tmp_path / "fs").rmdir()
+    again = cpu._place(hierarchy, 4343, "bob", "fs", 10)
+    assert (again / "cgroup.procs").read_text() == "4343"
+    assert (tmp_path / "fs/cpu.shares").read_text() == "110"
