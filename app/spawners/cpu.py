@@ -6,8 +6,9 @@ starting at once are 200 groups against the hub's one. So local servers run in
 a control group of their own, `<server_cgroup>`, weighted as one process at
 `server_nice` (cgroup v1: `cpu.shares`; v2: `cpu.weight.nice`): together they
 get the CPU the hub leaves, and never more than that share while the hub needs
-it. Inside it each server has a group of its own (its file stem), so servers
-share among themselves by server, not by process count. A server's processes
+it. Inside it each server has a group of its own (`user-<file stem>`, hashed
+if long: never a name the kernel's own files have, such as `cgroup.procs`), so
+servers share among themselves by server, not by process count. A server's processes
 cannot leave: the groups belong to root.
 
 Where the group lives: cgroup v1 allows processes beside groups, so it is a
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # cpu.shares of the default nice 0, against which v1 weighs the servers' group.
 V1_DEFAULT_SHARES = 1024
+# A group's name is a file name: at most 255 bytes.
+LONGEST_NAME = 200
 _warned: set[str] = set()
 _made: set[Path] = set()  # servers' groups this process made or weighted
 
@@ -103,7 +107,7 @@ def place(pid: int, server: str, name: str, nice: int) -> Path | None:
     """Move a new server's process into its own group in the servers' group `name`,
     weighted as one process of that nice. The server's group, or None if it stays
     where it started (nice 0, no name, or the hub may not; said once)."""
-    if nice <= 0 or not name or "/" in server or server.startswith("."):
+    if nice <= 0 or not name:
         return None
     hierarchy = this_hierarchy()
     if hierarchy is None:
@@ -123,7 +127,7 @@ def _place(hierarchy: Hierarchy, pid: int, server: str, name: str, nice: int) ->
             if base not in _made:
                 _make(hierarchy, base, nice)
                 _made.add(base)
-            group = base / server
+            group = base / group_name(server)
             group.mkdir(exist_ok=True)
             (group / "cgroup.procs").write_text(str(pid))
             return group
@@ -156,6 +160,15 @@ def _delegate_cpu(group: Path) -> None:
         control.write_text("+cpu")
 
 
+def group_name(server: str) -> str:
+    """A server's group in the servers' group: `user-` and its file stem, or a digest
+    of it if that is long or not one plain name."""
+    name = f"user-{server}"
+    if len(name.encode()) > LONGEST_NAME or "/" in name or "\0" in name:
+        return "user-" + hashlib.sha256(server.encode()).hexdigest()[:32]
+    return name
+
+
 def shares(nice: int) -> int:
     """The v1 weight of one process of that nice: each step about 1.25 times less."""
     return max(2, round(V1_DEFAULT_SHARES / 1.25**nice))
@@ -165,9 +178,9 @@ def release(server: str, name: str) -> None:
     """Remove a stopped server's group, then the servers' group once it is empty.
     A group that still has processes (a server's leftover daemon) stays."""
     hierarchy = this_hierarchy()
-    if not name or "/" in server or server.startswith(".") or hierarchy is None:
+    if not name or hierarchy is None:
         return
-    group = hierarchy.base(name) / server
+    group = hierarchy.base(name) / group_name(server)
     for path in (group, group.parent):
         try:
             path.rmdir()

@@ -147,19 +147,19 @@ def test_an_account_cannot_take_its_server_out_of_the_servers_cpu_group(
         pytest.skip("this system has no CPU controller")
     pid = running["alice"]
     base = hierarchy.base("flaskhub-servers")
-    assert (base / "alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
+    assert (base / "user-alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
     targets = {
         "the hub's group": base.parent / "cgroup.procs",
         "the servers' group": base / "cgroup.procs",
-        "bob's group": base / "bob" / "cgroup.procs",
+        "bob's group": base / "user-bob" / "cgroup.procs",
     }
     for what, procs in targets.items():
         result = as_account("alice", "sh", "-c", f"echo {pid} > {procs}")
         assert result.returncode != 0, f"alice's account moved her server into {what}"
         assert "Permission denied" in result.stderr, (what, result.stderr)
-    made = as_account("alice", "mkdir", str(base / "alice" / "mine"))
+    made = as_account("alice", "mkdir", str(base / "user-alice" / "mine"))
     assert made.returncode != 0 and "Permission denied" in made.stderr, made.stderr
-    assert (base / "alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
+    assert (base / "user-alice" / "cgroup.procs").read_text().split().count(str(pid)) == 1
 
 
 def test_after_the_database_is_replaced_an_admin_gives_alice_her_account_back(

@@ -113,7 +113,7 @@ def test_servers_share_one_cpu_group_weighted_below_the_hub(hub: Hub) -> None:
     assert hub.api("POST", "/users/grouped/server").status_code == 201
     (pid,) = server_pids("grouped", hub)
     own = _cpu_group(pid)
-    assert own.endswith("/flaskhub-servers/grouped"), own
+    assert own.endswith("/flaskhub-servers/user-grouped"), own
     group = hierarchy.mount / own.lstrip("/")
     weight = ("cpu.shares", "110") if hierarchy.version == 1 else ("cpu.weight.nice", "10")
     assert (group.parent / weight[0]).read_text().strip() == weight[1]

@@ -78,7 +78,7 @@ def test_v1_a_server_goes_into_its_own_group_under_one_weighed_as_its_nice(
 ) -> None:
     hierarchy = cpu.Hierarchy(tmp_path, 1, PurePosixPath("/"))
     group = cpu._place(hierarchy, 4242, "ann", "fs", 10)
-    assert group == tmp_path / "fs/ann"
+    assert group == tmp_path / "fs/user-ann"
     assert (group / "cgroup.procs").read_text() == "4242"
     assert (tmp_path / "fs/cpu.shares").read_text() == "110"
 
@@ -87,7 +87,7 @@ def test_v2_the_groups_are_delegated_the_cpu_and_weighed_by_nice(tmp_path: Path)
     (tmp_path / "slice").mkdir()
     hierarchy = cpu.Hierarchy(tmp_path, 2, PurePosixPath("/slice/hub.service"))
     group = cpu._place(hierarchy, 4242, "ann~lab", "fs", 15)
-    assert group == tmp_path / "slice/fs/ann~lab"
+    assert group == tmp_path / "slice/fs/user-ann~lab"
     assert (tmp_path / "slice/cgroup.subtree_control").read_text() == "+cpu"
     assert (tmp_path / "slice/fs/cgroup.subtree_control").read_text() == "+cpu"
     assert (tmp_path / "slice/fs/cpu.weight.nice").read_text() == "15"
@@ -98,17 +98,19 @@ def test_shares_are_the_kernels_weight_of_one_process_at_that_nice(nice: int, sh
     assert cpu.shares(nice) == shares
 
 
-@pytest.mark.parametrize("server", ["../escape", ".hidden", "a/b"])
-def test_a_server_name_that_is_not_one_folder_is_not_placed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
+@pytest.mark.parametrize("server", ["cgroup.procs", "cpu.shares", "tasks", "..", "a/b", "x" * 255])
+def test_a_servers_group_is_never_a_file_of_the_kernel_nor_outside(
+    tmp_path: Path, server: str
 ) -> None:
-    cgroupfs = tmp_path / "cpu"
-    cgroupfs.mkdir()
-    monkeypatch.setattr(
-        cpu, "this_hierarchy", lambda: cpu.Hierarchy(cgroupfs, 1, PurePosixPath("/"))
-    )
-    assert cpu.place(4242, server, "fs", 10) is None
-    assert list(tmp_path.rglob("*")) == [cgroupfs]
+    """A user named like a control file would otherwise not be placed (the file is there),
+    and run beside the hub: its group is always a new folder inside the servers' group."""
+    hierarchy = cpu.Hierarchy(tmp_path, 1, PurePosixPath("/"))
+    (tmp_path / "fs").mkdir()
+    for control in ("cgroup.procs", "cpu.shares", "tasks"):
+        (tmp_path / "fs" / control).write_text("")
+    group = cpu._place(hierarchy, 4242, server, "fs", 10)
+    assert group.parent == tmp_path / "fs" and group.name.startswith("user-")
+    assert (group / "cgroup.procs").read_text() == "4242"
 
 
 @pytest.mark.parametrize("name", ["../up", "a/b", "-x", " "])
