@@ -192,6 +192,9 @@ class RunningHub:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     hub_pids: Callable[[], list[int]] = list
     proxy_pids: Callable[[], list[int]] = list
+    # CHP's REST API and its token (read once the hub has made it).
+    proxy_api: str = ""
+    proxy_token: Callable[[], str] = str
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the hub's processes and its CHP have used so far."""
@@ -254,6 +257,8 @@ def start_flaskhub(workdir: Path, tag: str, spawns: int = 0) -> RunningHub:
     hub.proxy_pids = lambda: [
         p for p in children(process.pid) if any(n in cmdline(p) for n in ("chp.mjs", "http-proxy"))
     ]
+    hub.proxy_api = f"http://127.0.0.1:{api_port}"
+    hub.proxy_token = lambda: (workdir / "data" / "proxy_auth_token").read_text().strip()
     wait_ready(hub, process)
     return hub
 
@@ -298,6 +303,8 @@ def start_jupyterhub(workdir: Path, tag: str, venv: Path, spawns: int = 0) -> Ru
     hub.processes.insert(0, process)  # stopped first: it stops its servers, then CHP goes
     hub.hub_pids = lambda: [process.pid]
     hub.proxy_pids = lambda: [chp.pid]
+    hub.proxy_api = f"http://127.0.0.1:{api_port}"
+    hub.proxy_token = lambda: env["CONFIGPROXY_AUTH_TOKEN"]
     wait_ready(hub, process)
     return hub
 

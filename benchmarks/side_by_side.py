@@ -102,7 +102,12 @@ def spawns(
     physical = measure.physical_limit(hubs.tiny_command(hub.tag), count, ports, args.spawn_timeout)
     log(f"{hub.name}: {count} concurrent spawns")
     names = [measure.username(i) for i in range(count)]
-    spawned = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, cpu=hub.cpu_seconds)
+    routes = None
+    if args.wait_by == "routes":
+        routes = measure.proxy_routes(measure.Client(hub.proxy_api, hub.proxy_token()))
+    spawned = measure.spawn_all(
+        api, hub.public_url, names, args.spawn_timeout, cpu=hub.cpu_seconds, routes=routes
+    )
     log(f"{hub.name}: {count} concurrent spawns, with a user's pages probed every 10 ms")
     # The page as a browser navigating to it asks for it (the login cookie, and the Fetch
     # Metadata without which FlaskHub takes no cookie: README, Security), the API with
@@ -119,7 +124,9 @@ def spawns(
         "home": measure.Probe(f"{hub.public_url}/hub/home", page),
         "user": measure.Probe(f"{hub.public_url}/hub/api/users/{user}", with_token),
     }
-    probed = measure.spawn_all(api, hub.public_url, names, args.spawn_timeout, probes)
+    probed = measure.spawn_all(
+        api, hub.public_url, names, args.spawn_timeout, probes, routes=routes
+    )
     over = None
     if spawned["seconds"] and physical["seconds"]:
         over = round(spawned["seconds"] / physical["seconds"], 2)
@@ -324,6 +331,14 @@ def parse_args() -> argparse.Namespace:
     add("--budget", type=float, default=60.0, help="seconds per latency measurement, at most")
     add("--spawn-timeout", type=float, default=180.0)
     add("--hubs", default=",".join(HUBS), help="which hubs, in order (the table needs both)")
+    add(
+        "--wait-by",
+        choices=("routes", "proxy"),
+        default="routes",
+        help="how a spawn's end is awaited: each server asked through the proxy once CHP's "
+        "table routes it (routes), or asked through the proxy from the start, its polls "
+        "reaching the hub until routed (proxy, before 2026-12-07)",
+    )
     add("--bench-dir", default=os.environ.get("FLASKHUB_BENCH_DIR", "~/.cache/flaskhub-bench"))
     add("--keep", action="store_true", help="keep each hub's temporary directory (logs)")
     add("--json-out", help="write every figure as JSON here")
