@@ -247,7 +247,7 @@ def wait_served(
     """Poll each due name's URL until its tiny server answers; seconds until the last did.
 
     With `routes` (proxy_routes), each sweep first reads the proxy's table and asks only
-    the names routed (/user/<name>/). Asked through the proxy, an unrouted name's poll
+    the names routed (/user/<name>). Asked through the proxy, an unrouted name's poll
     reaches the hub: hundreds a second during a storm, which counted as the hub's CPU per
     spawn and slowed the spawns they measured (browsers wait on the progress stream)."""
     done: dict[str, float] = {}
@@ -257,7 +257,7 @@ def wait_served(
                 due = list(arrivals.due)
             if routes is not None:
                 routed = routes()
-                due = [name for name in due if f"/user/{name}/" in routed]
+                due = [name for name in due if f"/user/{name}" in routed]
             answers = pool.map(lambda n: served_by(url_of(n), n), due)
             for name, served in zip(due, answers, strict=True):
                 if served:
@@ -276,11 +276,14 @@ def wait_served(
 
 
 def proxy_routes(proxy_api: Client) -> Callable[[], set[str]]:
-    """The paths the proxy routes now: one GET of CHP's REST API, which both hubs drive."""
+    """The paths the proxy routes now, without a trailing slash: one GET of CHP's REST
+    API, which both hubs drive."""
 
     def paths() -> set[str]:
         status, routes = proxy_api.json("GET", "/api/routes")
-        return set(routes) if status == 200 and isinstance(routes, dict) else set()
+        if status != 200 or not isinstance(routes, dict):
+            return set()
+        return {path.rstrip("/") for path in routes}  # CHP keeps /user/x/ as /user/x
 
     return paths
 
