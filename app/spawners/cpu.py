@@ -115,6 +115,8 @@ def place(pid: int, server: str, name: str, nice: int) -> Path | None:
         return None
     try:
         return _place(hierarchy, pid, server, name, nice)
+    except ProcessLookupError:
+        return None  # it ended at once: its spawn reports that, and its group goes after
     except OSError as e:
         _warn_once(name, f"{e.strerror or e} ({e.filename or hierarchy.base(name)})")
         return None

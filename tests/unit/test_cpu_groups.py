@@ -137,3 +137,31 @@ def test_a_servers_group_removed_meanwhile_is_made_again_with_its_weight(
     again = cpu._place(hierarchy, 4343, "bob", "fs", 10)
     assert (again / "cgroup.procs").read_text() == "4343"
     assert (tmp_path / "fs/cpu.shares").read_text() == "110"
+
+
+def test_a_server_that_ended_at_once_is_no_warning_and_hides_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kernel refuses a pid that is gone (ESRCH): that is the spawn's failure to
+    report, not a CPU group the hub may not make, which is said once per name."""
+    hierarchy = cpu.Hierarchy(tmp_path, 1, PurePosixPath("/"))
+    monkeypatch.setattr(cpu, "this_hierarchy", lambda: hierarchy)
+    monkeypatch.setattr(cpu, "_warned", set())
+    monkeypatch.setattr(cpu, "_made", set())
+    real_write = Path.write_text
+
+    def gone(path: Path, text: str, *args: object) -> int:
+        if path.name == "cgroup.procs":
+            raise ProcessLookupError(3, "No such process")
+        return real_write(path, text)
+
+    monkeypatch.setattr(Path, "write_text", gone)
+    assert cpu.place(4242, "ann", "fs-gone", 10) is None
+    assert "nice value only" not in caplog.text
+    (tmp_path / "fs-gone" / "cpu.shares").unlink()
+    (tmp_path / "fs-gone" / "user-ann").rmdir()
+    (tmp_path / "fs-gone").rmdir()
+    (tmp_path / "fs-gone").write_text("")  # now a file: the group cannot be made
+    cpu._made.clear()
+    assert cpu.place(4343, "bob", "fs-gone", 10) is None
+    assert "nice value only, not in the CPU group 'fs-gone'" in caplog.text
