@@ -65,15 +65,16 @@ def _after(hub: Hub, action: Callable[[], object]) -> int:
 
 def test_every_line_has_one_timestamped_format(hub: Hub) -> None:
     seen = _after(hub, lambda: hub.api("GET", "/users"))
+    # gunicorn writes the access line after the response: wait for it first.
+    line = wait_for(
+        lambda: [r for r in _access(hub, seen) if '"GET /hub/api/users HTTP/1.1" 200' in r[0]]
+    )[0]
     records = _records(hub.log())
     loggers = {r["logger"] for r in records}
     # The hub's own lines, gunicorn's and the access lines: one format.
     assert {"gunicorn.error", "gunicorn.access", "proxy.launcher"} <= loggers, loggers
     booted = [r for r in records if r["message"].startswith("Booting worker")]
     assert booted and booted[0]["pid"] != str(hub.process.pid)
-    line = wait_for(
-        lambda: [r for r in _access(hub, seen) if '"GET /hub/api/users HTTP/1.1" 200' in r[0]]
-    )[0]
     assert line["user"] == "admin"
     assert line["pid"] == booted[0]["pid"]  # the worker that served it
     assert abs(time.time() - _epoch(line["time"])) < 60
