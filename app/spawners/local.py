@@ -200,9 +200,14 @@ class LocalProcessSpawner(Spawner):
         with log_path.open("ab") as logf:
             self.proc = self.launch(cmd, env, logf)
         self.pid = self.proc.pid
+        # Its start time first: reading it waits while the process loads its program
+        # (env execs the server's), which it does at once at the hub's priority, but
+        # only as its turn comes among all starting servers once placed after the hub:
+        # 13 ms a spawn on average during a storm of 200 (the worker serving no one),
+        # 0.1 ms so.
+        self.started_at = process_start_time(self.pid)
         lower_priority(self.pid, self.settings.server_nice)
         cpu.place(self.pid, self.file_stem, self.settings.server_cgroup, self.settings.server_nice)
-        self.started_at = process_start_time(self.pid)
         log.info("Started server of %s: pid %s, port %s", self.user_name, self.pid, self.port)
         self.report_progress(50, f"Server process started (pid {self.pid}, port {self.port})")
         return url

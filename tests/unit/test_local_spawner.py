@@ -359,3 +359,30 @@ def test_delete_forever_keeps_or_removes_the_home(data_dir: Path, keep: bool) ->
     spawner.delete_forever()
     assert spawner.home == data_dir / "home" / "id-of-gone"
     assert spawner.home.exists() is keep
+
+
+def test_the_start_time_is_read_before_the_server_is_put_after_the_hub(
+    make_spawner: MakeSpawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading /proc/<pid>/stat waits while the new process loads its program: once it
+    is niced and in the servers' CPU group, that waits for its turn among every
+    starting server, and the worker serves no one meanwhile."""
+    steps: list[str] = []
+
+    def recorded(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            steps.append(name)
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(
+        local, "process_start_time", recorded("start time", local.process_start_time)
+    )
+    monkeypatch.setattr(local, "lower_priority", recorded("nice", local.lower_priority))
+    monkeypatch.setattr(local.cpu, "place", recorded("group", local.cpu.place))
+    spawner = make_spawner()
+    spawner.start()
+    assert steps == ["start time", "nice", "group"]
+    assert spawner.pid is not None
+    assert spawner.started_at == process_start_time(spawner.pid)
