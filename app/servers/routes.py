@@ -110,6 +110,7 @@ class Routes:
             "/": (hub_url, {"hub": True, "jupyterhub": True}),
         }
         starting = set()
+        seen_used: dict[int, tuple[datetime | None, dict[str, datetime]]] = {}
         for server in rows:
             prefix = self.spec(server.user.name, server.name)
             if server.state == ServerState.SPAWNING or server.url is None:
@@ -118,7 +119,8 @@ class Routes:
             wanted[prefix] = (server.url, route_data(server.user.name, server.name))
             seen = _latest(table.get(prefix) for table in tables.values())
             if seen is not None and (server.last_activity is None or seen > server.last_activity):
-                users.record_activity(server.user_id, seen, {server.name: seen})
+                seen_used.setdefault(server.user_id, (None, {}))[1][server.name] = seen
+        users.record_activities(seen_used)
         added = deleted = 0
         for client, table in tables.items():
             one_added, one_deleted = self.sync(table, wanted, keep=starting, client=client)

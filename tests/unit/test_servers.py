@@ -18,7 +18,7 @@ from flask import Flask
 from app.auth.state import get_auth_states
 from app.config import get_settings
 from app.db import get_db
-from app.models import Server, ServerState, User
+from app.models import Server, ServerState, User, new_user
 from app.outcomes import Outcome
 from app.servers import ServerManager, get_servers, state_counts
 from app.spawners import Spawner
@@ -241,6 +241,32 @@ def test_per_user_origins_route_services_on_the_hubs_host(
     routes = ProxyClient(*chp).get_all_routes()
     assert routes["/localhost/services/svc/"]["target"] == "http://127.0.0.1:9"
     assert "/services/svc/" not in routes
+
+
+def test_the_route_check_moves_what_the_proxy_saw_used_in_one_write(app: Flask) -> None:
+    """Each running server's route carries the time CHP last proxied to it (or added
+    it): the check moves the users' and servers' last_activity forward to it, all in
+    one write however many servers (one each took a share of the hub's CPU while a
+    class started)."""
+    with get_db(app).write() as session:
+        for name in ("ann", "ben", "cy"):
+            user = new_user(name, admin=False)
+            session.add(user)
+            session.add(Server(user=user, state=ServerState.RUNNING, url="http://127.0.0.1:9"))
+    servers = _servers(app)
+    assert servers.check_routes()["added"] >= 3  # CHP stamps each route as it adds it
+    stamped = ProxyClient(*_chp_args(app)).get_all_routes()
+    with counting(get_db(app).engine) as check:
+        servers.check_routes()
+    assert check.writes == 1, check.sql
+    for name in ("ann", "ben", "cy"):
+        found = get_users(app).get(name)
+        assert found is not None
+        seen = stamped[f"/user/{name}/"]["last_activity"]
+        assert found.last_activity == seen and found.servers[0].last_activity == seen
+    with counting(get_db(app).engine) as again:
+        servers.check_routes()
+    assert again.writes == 0, again.sql  # nothing newer seen: nothing written
 
 
 def test_start_my_server_and_stop_cost_a_write_per_step(
