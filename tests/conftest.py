@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
 from app.spawners import cpu
 
 
@@ -34,9 +35,10 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _cpu_groups_as_found() -> Iterator[None]:
     """A server killed with its hub (the fault tests) leaves its CPU group behind: at the
-    end the session removes the servers' group, if it made it, and the empty groups in it."""
+    end the session removes the servers' group (server_cgroup's default, which every
+    test hub uses), if it made it, and the empty groups in it."""
     hierarchy = cpu.this_hierarchy()
-    base = hierarchy.base("flaskhub-servers") if hierarchy is not None else None
+    base = hierarchy.base(Settings().server_cgroup) if hierarchy is not None else None
     made_here = base is not None and not base.exists()
     yield
     if base is None or not made_here or not base.exists():
