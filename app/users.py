@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Select, bindparam, delete, func, or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from app.db import Database, DatabaseUnavailable, get_db, rows_changed
 from app.models import Group, Server, ServerState, User, new_user, utcnow
@@ -218,7 +218,13 @@ class UserService:
         if not seen:
             return
         with self.db.write() as session:
-            for user in session.scalars(select(User).where(User.id.in_(seen))):
+            # Their servers (selectin, as always), not their groups and roles.
+            users = (
+                select(User)
+                .where(User.id.in_(seen))
+                .options(lazyload(User.groups), lazyload(User.roles))
+            )
+            for user in session.scalars(users):
                 _move_activity(user, *seen[user.id])
 
     def delete(self, name: str) -> None:
