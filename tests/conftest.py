@@ -7,6 +7,8 @@
   starts a process (subprocess, fork, posix_spawn, system, exec, spawn), so
   ``-m "not process and not integration and not browser"`` stays pure unit tests.
 - The session leaves no CPU group of user servers it made (app.spawners.cpu).
+- SIGTERM stops the session as Ctrl-C does, tearing every fixture down
+  (``tests/sigterm.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 
 from app.config import Settings
 from app.spawners import cpu
+
+pytest_plugins = ["tests.sigterm"]
 
 
 @pytest.fixture
