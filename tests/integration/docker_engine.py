@@ -8,6 +8,11 @@ with `images/build builtin`: the spawner's tests use it, it starts in a second (
 default image, JupyterLab, is tested by test_compose_stack.py).
 `docker_swarm` makes the engine a single-node swarm for the session unless it is
 a swarm manager already. Import the fixtures into a test module to use them.
+
+A rebuild under the same tag (images/build, `docker-compose build`, the cluster's next
+hub image) leaves the image it replaced with no name: at the end `docker_client`
+removes each such image the session left (`remove_orphaned_images`), so a developer's
+engine does not gain one at every run after a change to the code.
 """
 
 from __future__ import annotations
@@ -107,12 +112,37 @@ def docker_client() -> Iterator[docker.DockerClient]:
         started = _start_dockerd(workdir)
         client = _client()
         assert client is not None
+    images = image_names(client)
     yield client
+    remove_orphaned_images(client, images)
     client.close()
     if started is not None:
         started.terminate()
         started.wait(timeout=60)
         shutil.rmtree(workdir)  # its log and pid file
+
+
+def image_names(client: docker.DockerClient) -> dict[str, bool]:
+    """Each image's id, and whether it has a name (a tag) now."""
+    return {image.id: bool(image.tags) for image in client.images.list(all=True)}
+
+
+def remove_orphaned_images(client: docker.DockerClient, before: dict[str, bool]) -> list[str]:
+    """Remove each image that has no name now but had one, or was not there, `before`;
+    the ids removed. An image with no name before is left, and so is one a container
+    still uses (the engine refuses: noted on stdout)."""
+    removed = []
+    for image in client.images.list(filters={"dangling": True}):
+        if before.get(image.id, True):
+            try:
+                client.images.remove(image.id)
+            except docker.errors.NotFound:
+                continue  # gone with another one removed before it
+            except docker.errors.APIError as e:
+                print(f"\nImage {image.short_id} (its name taken by a rebuild) left: {e}")
+                continue
+            removed.append(image.id)
+    return removed
 
 
 @pytest.fixture(scope="session")
