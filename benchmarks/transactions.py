@@ -12,8 +12,8 @@ prints what each cost:
     .venv/bin/python benchmarks/transactions.py --spawner docker
 
 `--spawner docker` starts the servers as containers of the built-in server's image
-(images/build builtin) on the local Docker engine instead, and removes every
-container, volume and network it made at the end.
+(`images/build builtin`, which it calls) on the local Docker engine instead, and
+removes every container, volume and network it made at the end.
 
 `--before` prints the figures of an earlier run (its --json-out) beside these;
 `--sql` lists each action's statements (on stderr).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -168,7 +169,10 @@ def run(workdir: Path, spawner: dict[str, Any]) -> dict[str, dict[str, int]]:
         def spawn() -> None:
             answer = alice.get(f"{hub.public_url}/hub/spawn", allow_redirects=False, timeout=60)
             assert answer.status_code == 302, answer.text
-            wait_for(lambda: server_state(hub, "alice") == "running", 60, 0.05)
+            # Not only running: a failed spawn ends the wait at once (its message is
+            # in the hub's log), not after the timeout.
+            wait_for(lambda: server_state(hub, "alice") in ("running", "failed"), 60, 0.05)
+            assert server_state(hub, "alice") == "running", "the spawn failed: see the hub's log"
 
         measured(counts, spawn, results, "spawn (Start My Server)")
         tokens = {
@@ -206,6 +210,7 @@ def in_docker(workdir: Path) -> dict[str, dict[str, int]]:
     from app.spawners.docker import LABEL_HUB
     from tests.integration.docker_engine import BUILTIN_IMAGE
 
+    subprocess.run([str(HERE.parent / "images" / "build"), "builtin"], check=True)
     prefix = f"fhtx-{secrets.token_hex(3)}"
     client = docker.from_env(timeout=120)
     try:

@@ -44,6 +44,9 @@ SLOW_STOP_TIMEOUT = 10.0
 # The hub's own steps of every spawn on the progress bar, after the spawner's (below 90).
 LISTENING_PROGRESS = 90
 ROUTED_PROGRESS = 95
+# The spawners' progress steps reported within this long of each other go in one write
+# (app.servers.progress); a bar moving 50 ms later is not seen.
+PROGRESS_GATHER_SECONDS = 0.05
 REMOVE_WAIT_SECONDS = 120.0
 # A spawn or stop owned by a process whose life cannot be checked (another host) is
 # taken as abandoned once it outlived its own timeouts by this much.
@@ -84,7 +87,7 @@ class ServerManager:
         self.heartbeats = heartbeats or Heartbeats(db)
         # JupyterHub 6's PUT and PATCH of a server that is not running.
         self.edits = ServerEdits(db, settings)
-        self.progress = ProgressWriter(rows.add_progress)
+        self.progress = ProgressWriter(rows.add_progress, PROGRESS_GATHER_SECONDS)
         # Handles, keyed by server id.
         self.spawners: dict[int, Spawner] = {}
         self.spawns: dict[int, gevent.Greenlet] = {}

@@ -4,10 +4,13 @@ reported before the writer next runs, one INSERT each, in the order reported.
 A spawner reports its steps in quick succession (the local spawner's three come
 within a millisecond, before it first waits), and a class starting at once
 reports hundreds a second: each in a write of its own took the database's write
-lock for every one. The writer runs as soon as the reporting greenlet waits, so
-streams in every worker see an event within milliseconds, as before. Before the
-hub writes a spawn's end (its own last steps, or its failure), `flush` waits for
-that spawn's events to be written, so a stream never sees them out of order.
+lock for every one. The writer gathers for `gather` seconds from the first event
+of a write (the container spawners' steps come between engine calls, tens of ms
+apart: each went in a write of its own), so streams in every worker see an event
+within that, plus the write. Before the hub writes a spawn's end (its own last
+steps, or its failure), `flush` has that spawn's events written at once and waits
+for them, so a stream never sees them out of order and a spawn never waits out
+the gathering.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ Events = Sequence[tuple[int, dict[str, Any]]]
 class ProgressWriter:
     """Queues (server id, event) pairs; a greenlet writes each queue whole with `write`."""
 
-    def __init__(self, write: Callable[[Events], None]) -> None:
+    def __init__(self, write: Callable[[Events], None], gather: float = 0.0) -> None:
         self._write = write
+        self._gather = gather
+        self._hurry = Event()  # a flush waits: write what is queued now
         self._queue: list[tuple[int, dict[str, Any]]] = []
         self._written = Event()  # set once the current queue is written
         self._waits: dict[int, Event] = {}  # a server's last event: its queue's Event
@@ -47,10 +52,15 @@ class ProgressWriter:
         """Return once every event queued for this server is written (or given up)."""
         written = self._waits.get(server_id)
         if written is not None:
+            self._hurry.set()
             written.wait()
 
     def _write_all(self) -> None:
         while self._queue:
+            if self._gather:
+                self._hurry.wait(self._gather)
+            # A flush from here on finds its events in this write or sets it again.
+            self._hurry.clear()
             events, written = self._queue, self._written
             self._queue, self._written = [], Event()
             try:

@@ -78,3 +78,30 @@ def test_a_write_lost_to_the_database_is_logged_and_the_spawn_goes_on(
     writer.add(1, step(20))
     writer.flush(1)
     assert written.writes == [[(1, step(20))]]
+
+
+def test_events_within_the_gathering_go_in_one_write() -> None:
+    written = Written()
+    writer = ProgressWriter(written, gather=0.2)
+    writer.add(1, step(10))
+    gevent.sleep(0.02)  # an engine call between two steps: the writer waits on
+    writer.add(1, step(40))
+    gevent.sleep(0.02)
+    writer.add(2, step(10))
+    gevent.sleep(0.3)
+    assert written.writes == [[(1, step(10)), (1, step(40)), (2, step(10))]]
+
+
+def test_a_flush_writes_at_once_without_waiting_out_the_gathering() -> None:
+    written = Written()
+    writer = ProgressWriter(written, gather=30)
+    writer.add(1, step(10))
+    gevent.sleep(0.02)
+    writer.add(1, step(40))
+    with gevent.Timeout(5):
+        writer.flush(1)
+    assert written.writes == [[(1, step(10)), (1, step(40))]]
+    writer.add(2, step(10))  # a new write gathers again: a second flush is as quick
+    with gevent.Timeout(5):
+        writer.flush(2)
+    assert written.writes[1:] == [[(2, step(10))]]
