@@ -391,7 +391,8 @@ class Settings:
     server_cgroup: str = setting(
         "flaskhub-servers",
         "The control group all local servers run in, weighted together as one process at "
-        "server_nice, beside the hub's (empty: none, nice values alone).",
+        "server_nice, beside the hub's; Docker containers: their parent group on the "
+        "engine's host, weighted as one container (empty: none, nice values alone).",
     )
     mem_guarantee: str = setting(
         "", "Memory reserved for a user's service (swarm): bytes or 512m (empty: none)."

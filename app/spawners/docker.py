@@ -73,6 +73,7 @@ ICC_OPTION = "com.docker.network.bridge.enable_icc"
 CAP_DROP = ("NET_RAW",)
 
 _clients: dict[int, docker.DockerClient] = {}
+_cgroup_drivers: dict[int, str] = {}
 # Networks warned about by _check_network in this process.
 _warned_networks: set[str] = set()
 # Ranges tried for a server's own network before the spawn fails (each try is one call).
@@ -339,6 +340,31 @@ def cpu_weight(nice: int) -> int | None:
     return cpu.shares(nice) if nice > 0 else None
 
 
+def cgroup_parent(name: str, driver: str) -> str | None:
+    """The group on the engine's host that all user containers go in, for the engine's
+    cgroup driver (`docker info`): a slice under systemd, a path from the root under
+    cgroupfs; None without server_cgroup.
+
+    The engine makes it at the default weight, as one container: the hub's and CHP's
+    containers (under /docker) and the servers together get equal shares while all
+    are busy, where 200 containers were 200 shares against the hub's one."""
+    if not name:
+        return None
+    return f"{name}.slice" if driver == "systemd" else f"/{name}"
+
+
+def engine_cgroup_driver(client: docker.DockerClient) -> str:
+    """The engine's cgroup driver, asked once per process (an engine's does not change
+    while it runs)."""
+    pid = os.getpid()
+    if pid not in _cgroup_drivers:
+        try:
+            _cgroup_drivers[pid] = str(client.info().get("CgroupDriver") or "cgroupfs")
+        except (APIError, requests.RequestException) as e:
+            raise SpawnerError(f"Cannot ask the Docker engine about itself: {e}", 503) from e
+    return _cgroup_drivers[pid]
+
+
 def backoff() -> Iterator[None]:
     """Pauses of a wait on the engine (each next() sleeps): 0.05 s, doubling up to 0.5 s."""
     delay = 0.05
@@ -526,6 +552,11 @@ class DockerSpawner(Spawner):
         log.info("Removing the old container %s of %s", self.container_name, self.user_name)
         old.remove(force=True)
 
+    def _cgroup_parent(self) -> str | None:
+        if not self.settings.server_cgroup or self.settings.server_nice <= 0:
+            return None  # as the local spawner: at nice 0 servers weigh as the hub does
+        return cgroup_parent(self.settings.server_cgroup, engine_cgroup_driver(self.client))
+
     def _create(self) -> Container:
         self.client.volumes.create(name=self.volume_name, labels=self.labels())
         try:
@@ -541,12 +572,14 @@ class DockerSpawner(Spawner):
                 nano_cpus=int(self.settings.cpu_limit * 1e9) or None,
                 pids_limit=self.pids_limit(),
                 cpu_shares=cpu_weight(self.settings.server_nice),
+                cgroup_parent=self._cgroup_parent(),
                 cap_drop=list(CAP_DROP),
             )
         except APIError as e:
-            raise SpawnerError(
-                f"Cannot create container {self.container_name}: {engine_says(e)}"
-            ) from e
+            says = engine_says(e)
+            if "cgroup" in says.lower() and self._cgroup_parent():
+                says += " (an engine that refuses a parent group: set server_cgroup empty)"
+            raise SpawnerError(f"Cannot create container {self.container_name}: {says}") from e
 
     @property
     def network_name(self) -> str:

@@ -12,7 +12,8 @@ a swarm manager already. Import the fixtures into a test module to use them.
 A rebuild under the same tag (images/build, `docker-compose build`, the cluster's next
 hub image) leaves the image it replaced with no name: at the end `docker_client`
 removes each such image the session left (`remove_orphaned_images`), so a developer's
-engine does not gain one at every run after a change to the code.
+engine does not gain one at every run after a change to the code. It also removes the
+group the engine made for the user containers (`server_cgroup`), if it was not there.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 
+from app.config import Settings
 from app.spawners.docker import LABEL_HUB
 from app.spawners.swarm import GWBRIDGE
 from app.version import __version__
@@ -112,9 +114,10 @@ def docker_client() -> Iterator[docker.DockerClient]:
         started = _start_dockerd(workdir)
         client = _client()
         assert client is not None
-    images = image_names(client)
+    images, groups = image_names(client), server_groups()
     yield client
     remove_orphaned_images(client, images)
+    remove_groups(server_groups() - groups)
     client.close()
     if started is not None:
         started.terminate()
@@ -143,6 +146,24 @@ def remove_orphaned_images(client: docker.DockerClient, before: dict[str, bool])
                 continue
             removed.append(image.id)
     return removed
+
+
+def server_groups() -> set[Path]:
+    """The group of the tests' user containers (server_cgroup's default) in each cgroup
+    hierarchy of this host: the engine makes it, in every controller, and leaves it."""
+    root, name = Path("/sys/fs/cgroup"), Settings().server_cgroup
+    return {group for group in [*root.glob(name), *root.glob(f"*/{name}")] if group.is_dir()}
+
+
+def remove_groups(groups: set[Path]) -> None:
+    """Remove these (empty) groups; one still in use is left, and said."""
+    for group in sorted(groups):
+        try:
+            group.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            print(f"\nCPU group {group} left: {e.strerror}")
 
 
 @pytest.fixture(scope="session")

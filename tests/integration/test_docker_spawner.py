@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -84,6 +85,16 @@ def test_limits_and_a_network_where_containers_do_not_talk(
     assert attrs["HostConfig"]["NanoCpus"] == 500_000_000
     # server_nice 10: the CPU weight of nice 10 against the hub's 1024.
     assert attrs["HostConfig"]["CpuShares"] == 110
+    # All user containers in one group on the engine's host (server_cgroup's default).
+    parent = attrs["HostConfig"]["CgroupParent"]
+    assert parent in ("/flaskhub-servers", "flaskhub-servers.slice")
+    groups = Path(f"/proc/{attrs['State']['Pid']}/cgroup").read_text()
+    cpu = [
+        g
+        for _, controllers, g in (line.split(":", 2) for line in groups.splitlines())
+        if "cpu" in controllers.split(",") or not controllers
+    ]
+    assert cpu and all(g.startswith(f"/{parent.lstrip('/')}/") for g in cpu), groups
     options = docker_client.networks.get(PREFIX).attrs["Options"]
     assert options["com.docker.network.bridge.enable_icc"] == "false"
 

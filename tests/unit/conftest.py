@@ -76,6 +76,7 @@ class NoEngine:
 @pytest.fixture(autouse=True)
 def _no_docker_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(docker_spawners, "_clients", {os.getpid(): NoEngine()})
+    monkeypatch.setattr(docker_spawners, "_cgroup_drivers", {})  # each test's engine's own
 
 
 @pytest.fixture(scope="session", autouse=True)

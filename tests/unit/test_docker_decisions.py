@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from app.config import ConfigError, load
 from app.spawners import compose
@@ -157,9 +157,7 @@ def test_a_container_is_made_with_the_home_volume_of_the_stable_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     renamed = spawner("alicia", "sid-1", docker_volumes={"data-{storage_id}": "/data:ro"})
-    engine = SimpleNamespace(volumes=Recorder(), containers=Recorder("container"))
-    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
-    monkeypatch.setattr(docker_module, "ensure_network", lambda *_: SimpleNamespace(name="net"))
+    engine = container_engine(monkeypatch)
     assert renamed._create() == "container"
     assert engine.volumes.created == [
         {"args": (), "name": "flaskhub-home-sid-1", "labels": renamed.labels()}
@@ -253,6 +251,58 @@ def test_repair_joins_the_attached_containers_where_they_are_missing(
     DockerSpawner.repair(settings)
     assert networks[0].connected == [("proxy-2", ["site_proxy_1"])]
     assert networks[1].connected == [] and networks[2].connected == []
+
+
+def container_engine(monkeypatch: pytest.MonkeyPatch, driver: str = "cgroupfs") -> Any:
+    """An engine that records the volumes and containers it makes; `info` counts its asks."""
+    asked = []
+    engine = SimpleNamespace(
+        volumes=Recorder(),
+        containers=Recorder("container"),
+        info=lambda: asked.append(1) or {"CgroupDriver": driver, "ServerVersion": "28.2.2"},
+        asked=asked,
+    )
+    monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
+    monkeypatch.setattr(docker_module, "ensure_network", lambda *_: SimpleNamespace(name="net"))
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("driver", "parent"), [("cgroupfs", "/flaskhub-servers"), ("systemd", "flaskhub-servers.slice")]
+)
+def test_containers_go_in_the_servers_group_named_for_the_engines_cgroup_driver(
+    monkeypatch: pytest.MonkeyPatch, driver: str, parent: str
+) -> None:
+    engine = container_engine(monkeypatch, driver)
+    spawner("alice", "sid-1")._create()
+    spawner("bob", "sid-2")._create()
+    assert [c["cgroup_parent"] for c in engine.containers.created] == [parent, parent]
+    assert [c["cpu_shares"] for c in engine.containers.created] == [110, 110]
+    assert len(engine.asked) == 1  # the driver is asked once per process
+
+
+def test_an_engine_refusing_the_group_says_how_to_do_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = container_engine(monkeypatch)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise APIError("500", explanation="cgroup-parent for systemd cgroup should be a slice")
+
+    engine.containers.create = refuse
+    with pytest.raises(SpawnerError, match="cgroup should be a slice.*set server_cgroup empty"):
+        spawner("alice", "sid-1")._create()
+
+
+@pytest.mark.parametrize("settings", [{"server_cgroup": ""}, {"server_nice": 0}])
+def test_containers_are_in_no_group_of_ours_without_a_name_or_at_nice_0(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]
+) -> None:
+    engine = container_engine(monkeypatch)
+    spawner("alice", "sid-1", **settings)._create()
+    [container] = engine.containers.created
+    assert container["cgroup_parent"] is None
+    assert engine.asked == []
 
 
 @pytest.mark.parametrize(("nice", "weight"), [(0, None), (1, 819), (10, 110), (19, 15)])
@@ -370,6 +420,7 @@ def test_a_spawn_asks_the_engine_for_its_network_once(monkeypatch: pytest.Monkey
         networks=SimpleNamespace(get=lambda name: asked.append(name) or users),
         volumes=SimpleNamespace(create=lambda **kw: None),
         containers=SimpleNamespace(create=lambda image, **kw: created if kw["network"] else None),
+        info=lambda: {"CgroupDriver": "cgroupfs"},  # once per process, not per spawn
     )
     ann = spawner("ann", "s1")
     monkeypatch.setattr(DockerSpawner, "client", property(lambda _self: engine))
