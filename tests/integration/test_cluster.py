@@ -40,10 +40,10 @@ from tests.cluster.cluster import (
     running,
 )
 from tests.helpers import wait_for
-from tests.integration.docker_engine import REPO, docker_client  # noqa: F401 (fixture)
+from tests.integration.docker_engine import MAKES_IMAGES, REPO, docker_client  # noqa: F401 (fixture)
 from tests.integration.test_compose_stack import IMAGE, compose_images, login  # noqa: F401
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = [pytest.mark.integration, pytest.mark.docker, MAKES_IMAGES]
 
 NAME = f"fhcluster{secrets.token_hex(3)}"
 NEXT_HUB_IMAGE = f"flaskhub/hub:{NAME}-next"

@@ -19,11 +19,11 @@ import pytest
 from docker.models.containers import Container
 
 from tests.cluster.cluster import Cluster, remove
-from tests.integration.docker_engine import docker_client  # noqa: F401 (fixture)
+from tests.integration.docker_engine import MAKES_IMAGES, docker_client  # noqa: F401 (fixture)
 from tests.integration.test_cluster import NAME, cluster  # noqa: F401 (fixture)
 from tests.integration.test_compose_stack import compose_images  # noqa: F401 (fixture)
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = [pytest.mark.integration, pytest.mark.docker, MAKES_IMAGES]
 
 USERS = ("ida", "jon", "kim")
 EXTRA_PORT = 9999

@@ -33,13 +33,14 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import browser_session, free_port, wait_for, xsrf_token
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
     BUILD_TIMEOUT,
+    MAKES_IMAGES,
     REPO,
     docker_client,
     probe_ports,
     remove_labelled,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = [pytest.mark.integration, pytest.mark.docker, MAKES_IMAGES]
 
 COMPOSE = shutil.which("docker-compose")
 PROJECT = f"fhcompose{secrets.token_hex(3)}"

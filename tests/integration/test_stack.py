@@ -24,6 +24,7 @@ import requests
 from app.spawners.docker import LABEL_HUB
 from tests.helpers import free_ports, wait_for
 from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
+    MAKES_IMAGES,
     REPO,
     docker_client,
     docker_swarm,
@@ -32,7 +33,7 @@ from tests.integration.docker_engine import (  # noqa: F401 (fixtures)
 )
 from tests.integration.test_compose_stack import IMAGE, compose_images  # noqa: F401
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
+pytestmark = [pytest.mark.integration, pytest.mark.docker, MAKES_IMAGES]
 
 PREFIX = f"fhstack{secrets.token_hex(3)}"
 DOCKER = shutil.which("docker")
