@@ -127,7 +127,11 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 def image_names(client: docker.DockerClient) -> dict[str, bool]:
     """Each image's id, and whether it has a name (a tag) now."""
-    return {image.id: bool(image.tags) for image in client.images.list(all=True)}
+    # The low-level list: one call (images.list asks the engine again for each image).
+    return {
+        image["Id"]: any(tag != "<none>:<none>" for tag in image.get("RepoTags") or ())
+        for image in client.api.images(all=True)
+    }
 
 
 def remove_orphaned_images(client: docker.DockerClient, before: dict[str, bool]) -> list[str]:
@@ -135,16 +139,16 @@ def remove_orphaned_images(client: docker.DockerClient, before: dict[str, bool])
     the ids removed. An image with no name before is left, and so is one a container
     still uses (the engine refuses: noted on stdout)."""
     removed = []
-    for image in client.images.list(filters={"dangling": True}):
-        if before.get(image.id, True):
+    for image_id in client.api.images(filters={"dangling": True}, quiet=True):
+        if before.get(image_id, True):
             try:
-                client.images.remove(image.id)
+                client.images.remove(image_id)
             except docker.errors.NotFound:
                 continue  # gone with another one removed before it
             except docker.errors.APIError as e:
-                print(f"\nImage {image.short_id} (its name taken by a rebuild) left: {e}")
+                print(f"\nImage {image_id} (its name taken by a rebuild) left: {e}")
                 continue
-            removed.append(image.id)
+            removed.append(image_id)
     return removed
 
 
