@@ -3,7 +3,6 @@ environment, and waiting for its HTTP. ServerManager strings them together."""
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -19,7 +18,6 @@ from urllib.parse import quote, urlsplit
 
 import gevent
 import requests
-from gevent import monkey
 from requests.structures import CaseInsensitiveDict
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload, lazyload
@@ -30,6 +28,7 @@ from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import this_process
 from app.scopes import access_scopes
 from app.servers.counts import state_counts
+from app.servers.listening import accepts_here
 from app.servers.names import client_id, server_url, url_prefix
 from app.servers.rows import forget_progress
 from app.spawners import Spawner, SpawnerError
@@ -44,10 +43,6 @@ THROTTLE_RETRY_RANGE = (30, 60)
 HTTP_POLL_FIRST = 0.02
 HTTP_POLL_SHARE = 0.05
 HTTP_POLL_MAX = 0.1
-# The system's own, whatever gevent patched: for looks that never wait (_accepts_here).
-_SYSTEM_SOCKET = monkey.get_original("socket", "socket")
-_SYSTEM_SELECT = monkey.get_original("select", "select")
-
 # The user and their servers (not their groups and roles) in one statement, built once:
 # the default (servers in a second SELECT, each joined to its user again) cost the ORM
 # three loads per claim. A server's user is the one loaded here.
@@ -251,9 +246,10 @@ def listener(url: str) -> Callable[[], bool]:
     """A look at whether anything accepts connections at the URL's host and port; the URL
     is read once, since a starting server is looked at dozens of times.
 
-    A connection attempt costs a fraction of an HTTP request, so a starting server
-    can be looked at often (each wait between looks is time a ready server is not
-    used) and asked over HTTP only once it listens.
+    A look costs a fraction of an HTTP request (at a local server, a fraction of a
+    connection attempt: app.servers.listening), so a starting server can be looked
+    at often (each wait between looks is time a ready server is not used) and asked
+    over HTTP only once it listens.
     """
     try:
         parts = urlsplit(url)
@@ -266,7 +262,7 @@ def listener(url: str) -> Callable[[], bool]:
         address = None
     if address is not None and address.is_loopback:
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        return partial(_accepts_here, family, (host, port))
+        return partial(accepts_here, family, (host, port))
     return partial(_connects, host, port)
 
 
@@ -275,27 +271,6 @@ def _connects(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
-    except OSError:
-        return False
-
-
-def _accepts_here(family: int, address: tuple[Any, ...]) -> bool:
-    """A loopback address (a local server's): one non-blocking connection attempt on
-    the system's own socket, whose answer the kernel knows at once (gevent's socket
-    costs twice as much, to wait for an answer that needs no waiting). Never blocks."""
-    try:
-        with _SYSTEM_SOCKET(family, socket.SOCK_STREAM) as sock:
-            sock.setblocking(False)
-            error = sock.connect_ex(address)
-            if error == errno.EINPROGRESS:
-                _, done, _ = _SYSTEM_SELECT([], [sock], [], 0)
-                if not done:
-                    # Neither refused nor accepted at once, as the kernel answers a
-                    # loopback attempt otherwise: it waits in a full accept queue, so
-                    # something listens.
-                    return True
-                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            return error == 0
     except OSError:
         return False
 

@@ -20,7 +20,8 @@ from app.errors import STATUS, headers_of, status_of
 from app.models import ProgressEvent, Server, ServerState, utcnow
 from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import _name_of
-from app.servers import Next, SpawnStatus, get_servers
+from app.servers import Next, SpawnStatus, get_servers, listening
+from app.servers.listening import Listeners
 from app.servers.spawning import (
     HTTP_POLL_FIRST,
     HTTP_POLL_MAX,
@@ -469,10 +470,16 @@ def test_a_spawner_whose_poll_costs_an_engine_call_is_polled_at_its_pace(refused
     assert process.looks > 5
 
 
+@pytest.mark.parametrize("asked", ["the kernel's list", "a connection"])
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_a_local_server_whose_queue_is_full_listens(host: str) -> None:
+def test_a_local_server_whose_queue_is_full_listens(
+    host: str, asked: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A busy server's full accept queue leaves a connection attempt pending: the look
-    # neither waits for it nor takes it for a refusal.
+    # neither waits for it nor takes it for a refusal. The list is read at each look.
+    kernel = Listeners(max_age=0)
+    kernel.usable = asked == "the kernel's list"
+    monkeypatch.setattr(listening, "LISTENERS", kernel)
     sock = socket.socket(socket.AF_INET6 if host == "::1" else socket.AF_INET)
     sock.bind((host, 0))
     url = (
