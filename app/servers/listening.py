@@ -20,7 +20,7 @@ import math
 import socket
 import struct
 import time
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from collections.abc import Callable
 
 from gevent import monkey
 
@@ -50,8 +50,9 @@ _ADDRESS_AT = _HEADER.size + 8
 _CANNOT_ASK = frozenset(
     (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EPERM, errno.EACCES, errno.ENOENT)
 )
-_ANY_V4 = IPv4Address("0.0.0.0").packed
-_ANY_V6 = IPv6Address("::").packed
+_ANY_V4 = bytes(4)
+_ANY_V6 = bytes(16)
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
 
 class Listeners:
@@ -65,9 +66,9 @@ class Listeners:
         self._read_at = -math.inf
         self._listening: set[tuple[int, bytes]] = set()
 
-    def listens(self, host: str, port: int) -> bool | None:
-        """Whether something listens where a connection to host:port would go, None
-        when the kernel cannot be asked (then ask by connecting)."""
+    def listens(self, port: int, accepting: tuple[bytes, ...]) -> bool | None:
+        """Whether something listens at port on one of the packed addresses (those of
+        `accepting`), None when the kernel cannot be asked (then ask by connecting)."""
         if not self.usable:
             return None
         if time.monotonic() - self._read_at > self.max_age:
@@ -80,17 +81,17 @@ class Listeners:
                     self.usable = False
                 return None
             self._read_at = time.monotonic()
-        return any((port, packed) in self._listening for packed in _accepting(host))
+        return any((port, packed) in self._listening for packed in accepting)
 
 
-def _accepting(host: str) -> tuple[bytes, ...]:
-    """The local addresses whose listener takes a connection to host: itself, the
-    wildcard of its family, and for IPv4 the IPv6 wildcard and mapped address."""
-    address = ip_address(host)
-    if isinstance(address, IPv6Address):
-        return (address.packed, _ANY_V6)
-    mapped = IPv6Address(f"::ffff:{address}").packed
-    return (address.packed, _ANY_V4, _ANY_V6, mapped)
+def accepting(host: str) -> tuple[bytes, ...]:
+    """The packed local addresses whose listener takes a connection to host (a loopback
+    IP address): itself, the wildcard of its family, and for IPv4 the IPv6 wildcard and
+    the IPv4-mapped address."""
+    if ":" in host:
+        return (socket.inet_pton(socket.AF_INET6, host), _ANY_V6)
+    packed = socket.inet_pton(socket.AF_INET, host)
+    return (packed, _ANY_V4, _ANY_V6, _MAPPED_PREFIX + packed)
 
 
 def _listening_sockets() -> set[tuple[int, bytes]]:
@@ -134,13 +135,18 @@ def _read_dump(sock: socket.socket, size: int, found: set[tuple[int, bytes]]) ->
 LISTENERS = Listeners()
 
 
-def accepts_here(family: int, address: tuple[str, int]) -> bool:
-    """Whether a local server at a loopback address listens: from the kernel's list of
-    listeners, or where there is none, a connection attempt."""
-    known = LISTENERS.listens(*address)
-    if known is not None:
-        return known
-    return _connects_at_once(family, address)
+def local_listener(host: str, port: int) -> Callable[[], bool]:
+    """A look at whether a local server at a loopback address (an IP address) listens:
+    in the kernel's list of listeners, or where there is none, by a connection attempt.
+    The address is read once, since a starting server is looked at dozens of times."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    addresses = accepting(host)
+
+    def look() -> bool:
+        known = LISTENERS.listens(port, addresses)
+        return _connects_at_once(family, (host, port)) if known is None else known
+
+    return look
 
 
 def _connects_at_once(family: int, address: tuple[str, int]) -> bool:

@@ -28,7 +28,7 @@ from app.outcomes import Invalid, NotFound, Outcome, Result
 from app.processes import this_process
 from app.scopes import access_scopes
 from app.servers.counts import state_counts
-from app.servers.listening import accepts_here
+from app.servers.listening import local_listener
 from app.servers.names import client_id, server_url, url_prefix
 from app.servers.rows import forget_progress
 from app.spawners import Spawner, SpawnerError
@@ -261,8 +261,7 @@ def listener(url: str) -> Callable[[], bool]:
     except ValueError:  # a name (a container's): resolved at each look, in gevent's pool
         address = None
     if address is not None and address.is_loopback:
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-        return partial(accepts_here, family, (host, port))
+        return local_listener(host, port)
     return partial(_connects, host, port)
 
 

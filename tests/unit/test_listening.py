@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.servers import listening
-from app.servers.listening import Listeners, accepts_here
+from app.servers.listening import Listeners, accepting, local_listener
 
 
 @pytest.fixture
@@ -31,18 +31,18 @@ def listening_at(made: list[socket.socket], host: str, family: int = socket.AF_I
 def test_a_listener_is_listed_and_then_not_once_closed(sockets: list[socket.socket]) -> None:
     port = listening_at(sockets, "127.0.0.1")
     kernel = Listeners(max_age=0)
-    assert kernel.listens("127.0.0.1", port) is True
+    assert kernel.listens(port, accepting("127.0.0.1")) is True
     # Another loopback address of the family is not where it listens.
-    assert kernel.listens("::1", port) is False
+    assert kernel.listens(port, accepting("::1")) is False
     sockets.pop().close()
-    assert kernel.listens("127.0.0.1", port) is False
+    assert kernel.listens(port, accepting("127.0.0.1")) is False
 
 
 def test_a_bound_socket_that_does_not_listen_is_not_listed(sockets: list[socket.socket]) -> None:
     sock = socket.socket()
     sockets.append(sock)
     sock.bind(("127.0.0.1", 0))
-    assert Listeners(max_age=0).listens("127.0.0.1", sock.getsockname()[1]) is False
+    assert Listeners(max_age=0).listens(sock.getsockname()[1], accepting("127.0.0.1")) is False
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_the_listeners_that_take_a_connection_to_an_address(
     sockets: list[socket.socket], bound: str, family: int, asked: str, takes: bool
 ) -> None:
     port = listening_at(sockets, bound, family)
-    assert Listeners(max_age=0).listens(asked, port) is takes
+    assert Listeners(max_age=0).listens(port, accepting(asked)) is takes
 
 
 def test_every_listener_of_a_dump_in_several_parts_is_listed(
@@ -86,9 +86,9 @@ def test_the_list_is_read_once_for_the_looks_within_its_age(
     monkeypatch.setattr(listening, "_listening_sockets", counted)
     port = listening_at(sockets, "127.0.0.1")
     kernel = Listeners(max_age=60)
-    assert all(kernel.listens("127.0.0.1", port) for _ in range(50))
+    assert all(kernel.listens(port, accepting("127.0.0.1")) for _ in range(50))
     assert len(reads) == 1
-    assert Listeners(max_age=0).listens("127.0.0.1", port) and len(reads) == 2
+    assert Listeners(max_age=0).listens(port, accepting("127.0.0.1")) and len(reads) == 2
 
 
 @pytest.fixture
@@ -111,10 +111,10 @@ def test_where_the_kernel_cannot_be_asked_a_look_connects(
     sockets: list[socket.socket], netlink_refused: list[int]
 ) -> None:
     port = listening_at(sockets, "127.0.0.1")
-    assert accepts_here(socket.AF_INET, ("127.0.0.1", port))
+    assert local_listener("127.0.0.1", port)()
     assert listening.LISTENERS.usable is False
     sockets.pop().close()
-    assert not accepts_here(socket.AF_INET, ("127.0.0.1", port))
+    assert not local_listener("127.0.0.1", port)()
 
 
 def test_a_dump_that_fails_once_is_asked_again_at_the_next_look(
@@ -123,7 +123,7 @@ def test_a_dump_that_fails_once_is_asked_again_at_the_next_look(
     netlink_refused[0] = errno.ENOBUFS
     port = listening_at(sockets, "127.0.0.1")
     kernel = listening.LISTENERS
-    assert kernel.listens("127.0.0.1", port) is None
+    assert kernel.listens(port, accepting("127.0.0.1")) is None
     assert kernel.usable
     netlink_refused[0] = 0
-    assert accepts_here(socket.AF_INET, ("127.0.0.1", port))
+    assert local_listener("127.0.0.1", port)()
