@@ -57,17 +57,16 @@ def server_request() -> ServerRequest:
 
 
 def start_with(name: str, server_name: str, wanted: ServerRequest) -> Response:
-    """Start a server; options not given are those of its last start (JupyterHub 6)."""
+    """Start a server; options not given are those of its last start (JupyterHub 6),
+    which the claim reads with the server."""
     servers = get_servers()
-    current = servers.get_server(name, server_name)
-    if wanted.display_name and current is not None and not current.active:
-        servers.edits.edit(name, server_name, ServerEdit(display_name=wanted.display_name))
-    elif wanted.display_name and current is None and server_name:
-        servers.edits.create(name, server_name, wanted.display_name, {})
-    options = wanted.user_options
-    if options is None:
-        options = current.user_options if current is not None else {}
-    return result_response(servers.start_server(name, server_name, options))
+    if wanted.display_name:
+        current = servers.get_server(name, server_name)
+        if current is not None and not current.active:
+            servers.edits.edit(name, server_name, ServerEdit(display_name=wanted.display_name))
+        elif current is None and server_name:
+            servers.edits.create(name, server_name, wanted.display_name, {})
+    return result_response(servers.start_server(name, server_name, wanted.user_options))
 
 
 @bp.post("/users/<name>/servers/", defaults={"server_name": ""})

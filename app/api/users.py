@@ -182,8 +182,12 @@ def set_password(name: str) -> Response:
 @bp.post("/users/<name>/server")
 def start_server(name: str) -> Response:
     require_scope("start:servers", user=name)
-    require_user(name)
-    wanted = server_request()
+    try:
+        wanted = server_request()
+    except HubError:
+        require_user(name)  # an unknown user's 404 before a bad body's 400, as in JupyterHub
+        raise
+    # The start answers 404 for an unknown user (the claim reads the user anyway).
     # The default server's display name is its (empty) name, as in JupyterHub.
     return start_with(name, "", ServerRequest(None, wanted.user_options))
 

@@ -60,7 +60,7 @@ def _which_server(name: str, path: str) -> tuple[str, str]:
 
 def _implicit_spawn(name: str, server_name: str, path: str) -> ResponseReturnValue:
     servers = get_servers()
-    result = servers.start_server(name, server_name, explicit=False)
+    result = servers.start_server(name, server_name, {}, explicit=False)
     if result.outcome == Outcome.READY:
         return redirect(server_url_for(name, server_name) + path + _query())
     if result.outcome in (Outcome.PENDING, Outcome.ALREADY_PENDING):

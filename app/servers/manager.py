@@ -158,12 +158,14 @@ class ServerManager:
         starting); FAILED with the spawner's message (and status to show);
         STOPPING when a stop cancelled it meanwhile. An implicit start
         (`explicit=False`) of a failed server answers its failure instead.
-        Raises NotFound for an unknown user, Invalid past the named-server limit,
+        Options None are those of the server's last start (none for a new server).
+        Raises NotFound for an unknown user, Invalid past the named-server limit or for
+        options that are not valid,
         LoginExpired when the user's login must be renewed first (auth_refresh_age).
         """
         t0 = time.monotonic()
-        fields = option_fields(self.settings.spawn_options)
-        options = checked_options(fields, options or {})
+        if options is not None:
+            options = checked_options(option_fields(self.settings.spawn_options), options)
         auth_state = self._auth_state(user_name, server_name)
         with self.db.write() as session:
             claimed = claim(

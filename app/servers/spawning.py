@@ -31,6 +31,7 @@ from app.servers.counts import state_counts
 from app.servers.listening import local_listener
 from app.servers.names import client_id, server_url, url_prefix
 from app.servers.rows import forget_progress
+from app.spawn_options import checked_options, option_fields
 from app.spawners import Spawner, SpawnerError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def claim(
     settings: Settings,
     user_name: str,
     server_name: str,
-    options: dict[str, Any],
+    options: dict[str, Any] | None,
     *,
     explicit: bool,
 ) -> Result | Server:
@@ -72,7 +73,8 @@ def claim(
     One write transaction, so two requests cannot both start a server. The spawn
     flag is set here, before the first wait, so a starting server is never
     neither pending nor ready. Only an explicit request starts a failed server
-    again; the failure is forgotten in this same transaction.
+    again; the failure is forgotten in this same transaction. Options None are those
+    of the server's last start.
     """
     user = session.scalars(_USER_WITH_SERVERS, {"name": user_name}).unique().one_or_none()
     if user is None:
@@ -93,6 +95,10 @@ def claim(
     server.url = server.version = None
     server.failure_message = server.stop_reason = None
     server.failure_status = None
+    if options is None:
+        # Those of its last start, checked against today's settings like any others.
+        fields = option_fields(settings.spawn_options)
+        options = checked_options(fields, server.user_options or {})
     server.user_options = options
     server.started = utcnow()
     server.owner = this_process()

@@ -260,6 +260,15 @@ def test_start_with_options_that_are_not_an_object(
     assert server_rows(app) == []
 
 
+@pytest.mark.parametrize("body", [None, {"user_options": {}}, [1], b"{"])
+def test_starting_an_unknown_users_server_is_404_whatever_the_body(
+    app: Flask, api: Api, body: Any
+) -> None:
+    # As in JupyterHub, the user is looked for before the body is read.
+    check_error(api("POST", "/users/nobody/server", body), 404, "No such user: nobody")
+    assert server_rows(app) == []
+
+
 def test_progress_of_a_server_never_started_is_404(api: Api) -> None:
     check_error(api("GET", "/users/alice/server/progress"), 404, "alice has no server")
 

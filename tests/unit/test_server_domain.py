@@ -59,12 +59,29 @@ def add_server(app: Flask) -> Callable[..., int]:
     return _add
 
 
-def _claim(app: Flask, user: str, server: str = "", *, explicit: bool = True) -> Result | int:
-    """The claim's refusal, or the id of the server it claimed."""
+def _claim(
+    app: Flask,
+    user: str,
+    server: str = "",
+    *,
+    explicit: bool = True,
+    options: dict[str, Any] | None = None,
+) -> Result | int:
+    """The claim's refusal, or the id of the server it claimed (options: {"size": "s"})."""
+    settings = get_servers(app).settings
+    options = {"size": "s"} if options is None else options
+    with get_db(app).write() as session:
+        claimed = claim(session, settings, user, server, options, explicit=explicit)
+        return claimed if isinstance(claimed, Result) else claimed.id
+
+
+def _claimed_options(app: Flask, user: str, server: str = "") -> dict[str, Any]:
+    """The options a claim given none starts the server with."""
     settings = get_servers(app).settings
     with get_db(app).write() as session:
-        claimed = claim(session, settings, user, server, {"size": "s"}, explicit=explicit)
-        return claimed if isinstance(claimed, Result) else claimed.id
+        claimed = claim(session, settings, user, server, None, explicit=True)
+        assert isinstance(claimed, Server)
+        return claimed.user_options
 
 
 # -- the claim ----------------------------------------------------------------
@@ -114,6 +131,35 @@ def test_an_explicit_claim_starts_a_failed_server_again(
     assert (server.failure_message, server.failure_status, server.stop_reason) == (None,) * 3
     assert get_servers(app).rows.progress(server_id) == []
     assert server.user_options == {"size": "s"}
+
+
+def test_a_claim_given_no_options_takes_those_of_the_last_start(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    add_server("bo", ServerState.STOPPED, user_options={"size": "s", "note": "kept"})
+    get_users(app).create_many(["cy"])
+    assert _claimed_options(app, "bo") == {"size": "s", "note": "kept"}
+    assert _claimed_options(app, "cy") == {}
+    # Options given, even none, are those used.
+    add_server("di", ServerState.STOPPED, user_options={"size": "s"})
+    _claim(app, "di", options={})
+    server = get_servers(app).get_server("di")
+    assert server is not None and server.user_options == {}
+
+
+def test_last_options_no_longer_offered_are_refused_and_nothing_changes(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(spawn_options=[{"name": "size", "choices": ["m", "l"]}])
+    user = get_users(app).get_or_create("bo")
+    with get_db(app).write() as session:
+        session.add(
+            Server(user_id=user.id, name="", state=ServerState.STOPPED, user_options={"size": "s"})
+        )
+    with pytest.raises(Invalid, match="size"):
+        _claimed_options(app, "bo")
+    server = get_servers(app).get_server("bo")
+    assert server is not None and server.state == ServerState.STOPPED
 
 
 @pytest.mark.parametrize("explicit", [True, False])
