@@ -3,10 +3,11 @@
 gevent's subprocess forks the worker in Python: about 5 ms for a 70 MiB worker,
 and copy-on-write faults in the worker until the child has run its program.
 `posix_spawn` (vfork and exec, in C) takes well under a millisecond. It cannot
-change directory or close every descriptor by itself, so coreutils' `env -C`
-changes directory, and each descriptor the program could inherit is closed by a
-file action. Under gevent, `os.posix_spawn` and `os.waitpid` are gevent's: the
-child is watched, and polling it never blocks the worker.
+change directory or close every descriptor by itself: the worker changes its own
+directory around the call (the child starts in it), and each descriptor the
+program could inherit is closed by a file action. Under gevent, `os.posix_spawn`
+and `os.waitpid` are gevent's: the child is watched, and polling it never blocks
+the worker.
 
 Servers that run as another account still start through subprocess, which
 changes the user, groups and umask (app.spawners.local).
@@ -18,8 +19,6 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
-
-ENV = "/usr/bin/env"
 
 
 class Child:
@@ -53,13 +52,27 @@ def spawn(program: list[str], env: dict[str, str], cwd: Path, log_fd: int) -> Ch
         (os.POSIX_SPAWN_DUP2, log_fd, 2),
     ]
     actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2]
-    # After `--`, env reads the program's path as a program even if it starts with -.
-    argv = [ENV, "-C", str(cwd), "--", *program]
     # Python ignores SIGPIPE; the program gets the defaults, as Popen gives them.
     defaults = (signal.SIGPIPE, signal.SIGXFSZ)
-    return Child(
-        os.posix_spawn(ENV, argv, env, file_actions=actions, setsid=True, setsigdef=defaults)
-    )
+    # The child starts in the worker's directory, which is cwd only for the call: no
+    # greenlet runs meanwhile (nothing here yields), and the worker's other threads
+    # (gevent's pool: password hashes, name lookups) open no relative path. Was
+    # `env -C`: one more program run for each server.
+    back = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+    try:
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise OSError(e.errno, f"{e.strerror} (its directory, {cwd})") from e
+        try:
+            pid = os.posix_spawn(
+                program[0], program, env, file_actions=actions, setsid=True, setsigdef=defaults
+            )
+        finally:
+            os.fchdir(back)
+    finally:
+        os.close(back)
+    return Child(pid)
 
 
 def _inheritable_fds() -> list[int]:

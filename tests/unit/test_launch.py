@@ -82,3 +82,22 @@ def test_exit_status_and_output(started: list[Child], tmp_path: Path) -> None:
     wait_for(lambda: child.poll() is not None)
     assert child.poll() == 7
     assert (tmp_path / "out.log").read_text() == "out\nerr\n"
+
+
+def test_the_worker_keeps_its_directory_and_a_program_that_cannot_start_says_why(
+    started: list[Child], tmp_path: Path
+) -> None:
+    here = os.getcwd()
+    child = run(started, ["/bin/sleep", "60"], tmp_path)
+    wait_for(lambda: Path(f"/proc/{child.pid}/cwd").resolve() == tmp_path.resolve())
+    assert os.getcwd() == here
+    # Refused at once (no program run to fail later), the directory named when it is
+    # the directory that is missing; the worker's own is kept either way.
+    with pytest.raises(FileNotFoundError):
+        run(started, [str(tmp_path / "no-such-program")], tmp_path)
+    with (
+        (tmp_path / "out.log").open("ab") as log,
+        pytest.raises(FileNotFoundError, match="its directory"),
+    ):
+        spawn(["/bin/sleep", "60"], {}, tmp_path / "gone", log.fileno())
+    assert os.getcwd() == here

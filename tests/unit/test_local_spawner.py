@@ -181,7 +181,7 @@ def test_runs_in_the_users_directory_in_its_own_session(
     spawner.start()
     assert spawner.pid is not None
     home = data_dir / "home" / "id-of-alice"
-    # The server's process changes directory (env -C) before it runs the program.
+    # The server starts in its directory (the worker's for the call), the worker stays.
     wait_for(lambda: Path(f"/proc/{spawner.pid}/cwd").resolve() == home.resolve())
     assert os.getsid(spawner.pid) == spawner.pid
     assert os.getsid(spawner.pid) != os.getsid(0)
