@@ -14,18 +14,28 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import timedelta
+from typing import cast
 
 from flask import Flask, current_app
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.db import Database, get_db
+from app.db import Database, get_db, rows_changed
 from app.models import OAuthClient, OAuthCode, Server, utcnow
 from app.outcomes import DomainError, Invalid
 from app.scopes import access_scopes
 from app.tokens import TokenService, get_tokens, hash_token
 
 CODE_LIFETIME = timedelta(minutes=5)
+# A server's client: updated where it exists (kept from an earlier start), else added.
+_CLIENTS = cast(Table, OAuthClient.__table__)
+_CLIENT_FIELDS = ("secret_hash", "redirect_uri", "description", "server_id")
+_UPDATE_CLIENT = (
+    update(_CLIENTS)
+    .where(_CLIENTS.c.id == bindparam("client"))
+    .values({name: bindparam(f"new_{name}") for name in _CLIENT_FIELDS})
+)
+_ADD_CLIENT = insert(_CLIENTS)
 
 
 class OAuthError(DomainError):
@@ -52,15 +62,21 @@ class OAuthService:
         redirect_uri: str,
         description: str,
         server_id: int,
-    ) -> OAuthClient:
-        """Create or update a server's client, in the caller's transaction (at spawn)."""
-        client = session.get(OAuthClient, client_id) or OAuthClient(id=client_id)
-        client.secret_hash = secret_hash
-        client.redirect_uri = redirect_uri
-        client.description = description
-        client.server_id = server_id
-        session.add(client)
-        return client
+    ) -> None:
+        """Create or update a server's client, in the caller's transaction (at spawn): an
+        UPDATE, which a server started before finds (its client is kept at stop), else an
+        INSERT."""
+        values = {
+            "secret_hash": secret_hash,
+            "redirect_uri": redirect_uri,
+            "description": description,
+            "server_id": server_id,
+        }
+        changed = session.execute(
+            _UPDATE_CLIENT, {"client": client_id, **{f"new_{k}": v for k, v in values.items()}}
+        )
+        if rows_changed(changed) == 0:
+            session.execute(_ADD_CLIENT, {"id": client_id, **values})
 
     def client_owner(self, client_id: str) -> tuple[OAuthClient, tuple[str, str] | None]:
         """A client and the (user, server name) whose server it is (None for a service's);
@@ -116,13 +132,13 @@ class OAuthService:
                 raise OAuthError("invalid_client", "The client's server no longer exists")
             else:
                 scopes = [*_access_scopes(server), "identify"]
-            token, _row = self.tokens.create(
+            token, _hashed = self.tokens.add(
+                session,
                 user_id,
                 note=f"OAuth token for {client.id}",
                 scopes=scopes,
                 server_id=server.id if server is not None else None,
                 client_id=client.id,
-                session=session,
             )
         return token, scopes
 

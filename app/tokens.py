@@ -11,10 +11,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -56,6 +56,32 @@ class Service:
     admin: bool
 
 
+_ADD_TOKEN = insert(cast(Table, APIToken.__table__))
+
+
+def _row_values(
+    token: str,
+    user_id: int,
+    note: str,
+    scopes: list[str] | None,
+    server_id: int | None = None,
+    client_id: str | None = None,
+    *,
+    expires_in: float | None = None,
+) -> dict[str, Any]:
+    """The columns of a new token's row."""
+    return {
+        "hashed": hash_token(token),
+        "prefix": token[:4],
+        "user_id": user_id,
+        "note": note,
+        "scopes": scopes or [],
+        "server_id": server_id,
+        "client_id": client_id,
+        "expires_at": utcnow() + timedelta(seconds=expires_in) if expires_in else None,
+    }
+
+
 class TokenService:
     """Users' API tokens over a Database, and the configured service tokens."""
 
@@ -76,32 +102,36 @@ class TokenService:
         scopes: list[str] | None = None,
         server_id: int | None = None,
         client_id: str | None = None,
-        session: Session | None = None,
     ) -> tuple[str, APIToken]:
-        """A new token for a user: the plain token (shown once) and its row.
-
-        With `session`, the row is added to that transaction (a spawn issues
-        its server's token together with the OAuth client).
-        """
+        """A new token for a user, in a write of its own: the plain token (shown once) and
+        its row."""
         token = new_token()
-        row = APIToken(
-            hashed=hash_token(token),
-            prefix=token[:4],
-            user_id=user_id,
-            note=note,
-            scopes=scopes or [],
-            server_id=server_id,
-            client_id=client_id,
-            expires_at=utcnow() + timedelta(seconds=expires_in) if expires_in else None,
+        values = _row_values(
+            token, user_id, note, scopes, server_id, client_id, expires_in=expires_in
         )
-        if session is not None:
-            session.add(row)
-            session.flush()
-            return token, row
+        row = APIToken(**values)
         with self.db.write() as own:
             own.add(row)
             own.flush()
         return token, row
+
+    def add(
+        self,
+        session: Session,
+        user_id: int,
+        *,
+        note: str,
+        scopes: list[str],
+        server_id: int | None = None,
+        client_id: str | None = None,
+    ) -> tuple[str, str]:
+        """A new token in the caller's write transaction (a spawn's, with its server's
+        OAuth client; an OAuth exchange's): the plain token and its hash. One INSERT, without
+        the ORM's unit of work: the caller needs no row."""
+        token = new_token()
+        values = _row_values(token, user_id, note, scopes, server_id, client_id)
+        session.execute(_ADD_TOKEN, values)
+        return token, values["hashed"]
 
     def lookup(self, token: str) -> APIToken | Service | None:
         """The live token row or service for a plain token, or None."""

@@ -120,7 +120,8 @@ class ServerRows:
         in the caller's transaction: the claim's, which has the server row at hand."""
         user_name, server_name = server.user.name, server.name
         prefix = url_prefix(user_name, server_name)
-        token, row = self.tokens.create(
+        token, hashed = self.tokens.add(
+            session,
             server.user_id,
             note=f"Server at {prefix}",
             scopes=[
@@ -129,12 +130,11 @@ class ServerRows:
                 f"users:activity!user={user_name}",
             ],
             server_id=server.id,
-            session=session,
         )
         self.oauth.register_client(
             session,
             client_id=client_id(user_name, server_name),
-            secret_hash=row.hashed,
+            secret_hash=hashed,
             # On the server's own origin with per-user origins (its login happens there).
             redirect_uri=server_url(self.subdomain_host, user_name, server_name) + "oauth_callback",
             description=f"Server at {prefix}",

@@ -49,15 +49,18 @@ def register(db: Database, tokens: TokenService, oauth: OAuthService, user_id: i
             server = Server(user_id=user_id, name="")
             session.add(server)
             session.flush()
-        secret, row = tokens.create(user_id, server_id=server.id, session=session)
-        client = oauth.register_client(
+        secret, hashed = tokens.add(
+            session, user_id, note="Server at /user/alice/", scopes=[], server_id=server.id
+        )
+        oauth.register_client(
             session,
             client_id=CLIENT_ID,
-            secret_hash=row.hashed,
+            secret_hash=hashed,
             redirect_uri=REDIRECT_URI,
             description="Server at /user/alice/",
             server_id=server.id,
         )
+    client, _owner = oauth.client_owner(CLIENT_ID)
     return Registered(client, secret, server.id, user_id)
 
 

@@ -112,14 +112,30 @@ def test_service_tokens_from_config(tokens: TokenService, token: str, expected: 
     assert tokens.lookup(token) == expected
 
 
-def test_create_in_the_callers_transaction_rolls_back_with_it(
+def test_a_token_added_in_the_callers_transaction_rolls_back_with_it(
     db: Database, tokens: TokenService, alice: User
 ) -> None:
     with pytest.raises(RuntimeError), db.write() as session:
-        token, _row = tokens.create(alice.id, session=session)
+        token, _hashed = tokens.add(session, alice.id, note="", scopes=[])
         raise RuntimeError("the spawn failed")
     assert tokens.lookup(token) is None
     assert token_ids(db) == set()
+
+
+def test_a_token_added_in_the_callers_transaction_is_stored_as_one_created(
+    db: Database, tokens: TokenService, alice: User
+) -> None:
+    with db.write() as session:
+        token, hashed = tokens.add(session, alice.id, note="server", scopes=["identify"])
+    row = tokens.lookup(token)
+    assert isinstance(row, APIToken) and row.hashed == hashed == hash_token(token)
+    assert (row.user_id, row.note, row.scopes, row.prefix) == (
+        alice.id,
+        "server",
+        ["identify"],
+        token[:4],
+    )
+    assert row.created is not None and row.expires_at is None
 
 
 def test_list_is_per_user(tokens: TokenService, alice: User, bob: User) -> None:
