@@ -21,6 +21,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.config import Settings
 from app.models import Server, ServerState, User, utcnow
@@ -46,7 +47,7 @@ HTTP_POLL_SHARE = 0.05
 HTTP_POLL_MAX = 0.1
 # The user and their servers (not their groups and roles) in one statement, built once:
 # the default (servers in a second SELECT, each joined to its user again) cost the ORM
-# three loads per claim. A server's user is the one loaded here.
+# three loads per claim. A server's user is the one loaded here (the claim sets it).
 _USER_WITH_SERVERS = (
     select(User)
     .where(User.name == bindparam("name"))
@@ -80,6 +81,10 @@ def claim(
     if user is None:
         raise NotFound(f"No such user: {user_name}")
     server = user.server(server_name)
+    if server is not None:
+        # Its user is the one just loaded: said here, or the first use of server.user
+        # loads the user again, with their roles and groups (three statements).
+        set_committed_value(server, "user", user)
     refused = _refusal(server, user_name, explicit)
     if refused is None and server is None and server_name:
         check_named_server_limit(settings, user)

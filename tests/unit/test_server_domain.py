@@ -133,6 +133,20 @@ def test_an_explicit_claim_starts_a_failed_server_again(
     assert server.user_options == {"size": "s"}
 
 
+def test_a_server_started_before_is_claimed_with_its_user_at_hand(
+    app: Flask, add_server: Callable[..., int]
+) -> None:
+    # The spawn's credentials are named after the server's user, read with the claim.
+    add_server("bo", ServerState.STOPPED)
+    settings = get_servers(app).settings
+    with get_db(app).write() as session:
+        server = claim(session, settings, "bo", "", {}, explicit=True)
+        assert isinstance(server, Server)
+        with counting(get_db(app).engine) as later:
+            assert server.user.name == "bo"
+    assert later.statements == 0, later.sql
+
+
 def test_a_claim_given_no_options_takes_those_of_the_last_start(
     app: Flask, add_server: Callable[..., int]
 ) -> None:
