@@ -38,17 +38,20 @@ SAMPLER = Path(__file__).resolve().parent / "cpu_sampler"
 OWN = re.compile(r"\((app|api|auth|pages|servers|spawners|proxy|identity)/")
 
 
-def storm(hub: hubs.RunningHub, names: list[str], folder: Path, pids: dict[str, int]) -> dict:
-    """One storm: the sampler's counts cleared before, written when all are served."""
+def storm(
+    hub: hubs.RunningHub, names: list[str], folder: Path | None, pids: dict[str, int]
+) -> dict:
+    """One storm: the sampler's counts (folder) cleared before, written when all are served."""
     api = measure.Client(hub.public_url, hub.token)
     routes = measure.proxy_routes(measure.Client(hub.proxy_api, hub.proxy_token()))
-    # Taken at the worker's first sample of the storm (an idle worker takes none).
-    (folder / "reset").touch()
+    if folder is not None:
+        # Taken at the worker's first sample of the storm (an idle worker takes none).
+        (folder / "reset").touch()
     marks = []
 
     def cpu() -> float:
         marks.append({what: hubs.cpu_seconds([pid]) for what, pid in pids.items()})
-        if len(marks) == 2:
+        if len(marks) == 2 and folder is not None:
             (folder / "dump").touch()
         return sum(marks[-1].values())
 
@@ -96,17 +99,21 @@ def main() -> None:
     parser.add_argument("--storms", type=int, default=3)
     parser.add_argument("--top", type=int, default=40, help="lines of each list")
     parser.add_argument("--raw", type=Path, help="write every stack and its count here")
+    parser.add_argument(
+        "--no-sampler", action="store_true", help="the figures alone, without the sampler's cost"
+    )
     args = parser.parse_args()
     if not hubs.CHP.exists():
         raise SystemExit(f"{hubs.CHP} is missing: run `npm ci --prefix proxy` first")
     folder = Path(tempfile.mkdtemp(prefix="cpu-profile-"))
     workdir = Path(tempfile.mkdtemp(prefix="cpu-profile-hub-"))
     tag = f"bench-{secrets.token_hex(6)}"
-    # Not FLASKHUB_*: the hub would read it as a setting (and hubs.py leaves those out).
-    os.environ["BENCH_CPU_PROFILE_DIR"] = str(folder)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(SAMPLER), os.environ.get("PYTHONPATH")])
-    )
+    if not args.no_sampler:
+        # Not FLASKHUB_*: the hub would read it as a setting (and hubs.py leaves it out).
+        os.environ["BENCH_CPU_PROFILE_DIR"] = str(folder)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(SAMPLER), os.environ.get("PYTHONPATH")])
+        )
     hub = hubs.start_flaskhub(workdir, tag, args.spawns)
     try:
         api = measure.Client(hub.public_url, hub.token)
@@ -117,11 +124,14 @@ def main() -> None:
         pids = {"worker": worker, "CHP": hub.proxy_pids()[0]}
         names = [measure.username(i) for i in range(args.spawns)]
         stacks: collections.Counter[str] = collections.Counter()
+        sampled = None if args.no_sampler else folder
         for number in range(1, args.storms + 1):
-            figures = storm(hub, names, folder, pids)
-            stacks.update(read_stacks(folder, worker))
+            figures = storm(hub, names, sampled, pids)
+            if sampled is not None:
+                stacks.update(read_stacks(sampled, worker))
             print(f"storm {number}: {figures}", flush=True)
-        print(shares(stacks, args.top))
+        if sampled is not None:
+            print(shares(stacks, args.top))
         if args.raw:
             args.raw.write_text("".join(f"{stack} {n}\n" for stack, n in stacks.items()))
     finally:
