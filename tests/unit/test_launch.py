@@ -39,14 +39,16 @@ def run(started: list[Child], program: list[str], tmp_path: Path) -> Child:
 
 def test_a_descriptor_the_hub_could_pass_on_is_closed(started: list[Child], tmp_path: Path) -> None:
     read, write = os.pipe()
-    # A descriptor without close-on-exec, as a library or the parent might leave one.
-    os.dup2(write, 200, inheritable=True)
+    # A descriptor without close-on-exec, as a library or the parent might leave one: a
+    # free one (a fixed number could be a socket of the session's, closed behind its back).
+    left_open = os.dup(write)
+    os.set_inheritable(left_open, True)
     try:
         code = "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"
         child = run(started, [sys.executable, "-c", code], tmp_path)
         wait_for(lambda: child.poll() is not None)
     finally:
-        os.close(200)
+        os.close(left_open)
         os.close(read)
         os.close(write)
     assert child.poll() == 0
