@@ -198,7 +198,8 @@ class Cluster:
         return bool(server and server["ready"])
 
     def stop(self, user: str) -> None:
-        assert self.api("DELETE", f"/users/{user}/server").status_code in (202, 204)
+        answer = self.api("DELETE", f"/users/{user}/server")
+        assert answer.status_code in (202, 204), (answer.status_code, answer.text[:500])
         wait_for(lambda: not self.api("GET", f"/users/{user}").json()["servers"], 120, 1)
 
     def node_of(self, user: str) -> str:
